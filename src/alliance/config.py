@@ -1,0 +1,118 @@
+"""Loading and validating the workflow configuration against its JSON schema."""
+
+from __future__ import annotations
+
+import copy
+import difflib
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from alliance.errors import ConfigError
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def load_schema(path: str | Path = SCHEMA_PATH) -> dict:
+    with open(path, encoding="utf-8") as fh:
+        return yaml.safe_load(fh)
+
+
+def load_config(path: str | Path, schema_path: str | Path = SCHEMA_PATH) -> dict:
+    """Read a YAML config file and validate it (see :func:`validate_config`)."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            config = yaml.safe_load(fh)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys at the top level")
+    return validate_config(config, schema_path, source=str(path))
+
+
+def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH, source: str = "config") -> dict:
+    """Validate ``config`` against the schema and return a copy with defaults filled in.
+
+    Every violation is reported at once; an unknown key names itself and the closest known
+    key, so that a misspelling reads as one (``'tabels' is not a known key ... did you mean
+    'tables'?``). Cross-references (an instrument's table) are checked as well.
+    """
+    schema = load_schema(schema_path)
+    validator = jsonschema.Draft202012Validator(schema)
+    messages = [_describe(err, schema) for err in validator.iter_errors(config)]
+    if messages:
+        raise ConfigError(_format(source, sorted(set(messages))))
+    resolved = copy.deepcopy(config)
+    _fill_defaults(resolved, schema)
+    problems = _cross_references(resolved)
+    if problems:
+        raise ConfigError(_format(source, problems))
+    return resolved
+
+
+def _format(source: str, messages: list[str]) -> str:
+    return f"{source}: {len(messages)} problem(s) in the configuration\n" + "\n".join(
+        f"  - {m}" for m in messages
+    )
+
+
+def _where(path) -> str:
+    return "/".join(str(p) for p in path) or "(top level)"
+
+
+def _describe(err: jsonschema.ValidationError, schema: dict) -> str:
+    where = _where(err.absolute_path)
+    if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+        known = list(err.schema.get("properties", {}))
+        unknown = [k for k in err.instance if k not in known]
+        parts = []
+        for key in unknown:
+            close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+            hint = f" (did you mean '{close[0]}'?)" if close else f" (known keys: {', '.join(known)})"
+            parts.append(f"at {where}: '{key}' is not a known key{hint}")
+        return "; ".join(parts)
+    if err.validator == "required":
+        return f"at {where}: {err.message}"
+    if err.validator == "enum":
+        return f"at {where}: {err.instance!r} is not one of {err.validator_value}"
+    if err.validator == "type":
+        return f"at {where}: {err.instance!r} should be of type {err.validator_value}"
+    return f"at {where}: {err.message}"
+
+
+def _fill_defaults(node: Any, schema: dict) -> None:
+    if not isinstance(node, dict):
+        return
+    for key, sub in schema.get("properties", {}).items():
+        if key not in node and "default" in sub:
+            node[key] = copy.deepcopy(sub["default"])
+        if key in node:
+            _fill_defaults(node[key], sub)
+    extra = schema.get("additionalProperties")
+    if isinstance(extra, dict):
+        for key, value in node.items():
+            if key not in schema.get("properties", {}):
+                _fill_defaults(value, extra)
+
+
+def _cross_references(config: dict) -> list[str]:
+    problems = []
+    tables = config.get("tables", {})
+    for name, entry in config.get("instruments", {}).items():
+        if entry["table"] not in tables:
+            problems.append(
+                f"at instruments/{name}/table: '{entry['table']}' is not a table under tables: "
+                f"(known: {', '.join(tables)})"
+            )
+    for name, table in tables.items():
+        if "respondent" not in table and "respondent" not in table.get("columns", {}):
+            problems.append(
+                f"at tables/{name}: give 'respondent' (client, therapist or observer) or map a "
+                "'respondent' column under columns:"
+            )
+    return problems
