@@ -1,0 +1,22 @@
+# The alliance-outcome workflow: raw study data -> scores -> models -> report.
+# Run with `make run`; the steps are documented in README.md.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/provenance.smk"
+
+
+rule all:
+    input:
+        final_outputs(),
+    default_target: True

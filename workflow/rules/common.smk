@@ -1,0 +1,26 @@
+# Shared helpers: config validation and input functions (no lambdas in rules).
+from alliance.config import validate_config
+from alliance.ingest import input_files, instrument_key_paths
+
+config.update(validate_config(config, source="config"))
+
+
+def raw_inputs(wildcards=None):
+    """Every raw file the config names."""
+    return input_files(config)
+
+
+def instrument_key_files(wildcards=None):
+    """The instrument key files the configured instruments use (shipped or licence holder's)."""
+    return instrument_key_paths(config)
+
+
+def final_outputs():
+    """What `snakemake` builds by default."""
+    return [
+        "results/data/summary.json",
+        "results/data/completion.csv",
+        "results/figures/missingness.png",
+        "results/data/therapist_switches.csv",
+        "results/provenance.json",
+    ]

@@ -1,0 +1,69 @@
+# From raw data to the tidy analysis dataset: gate -> validate -> ingest -> summary.
+
+
+rule deid_gate:
+    input:
+        raw=raw_inputs,
+    output:
+        "results/data/deid_report.json",
+    log:
+        "logs/deid_gate.log",
+    script:
+        "../scripts/deid_gate.py"
+
+
+rule validate_data:
+    input:
+        raw=raw_inputs,
+        gate="results/data/deid_report.json",
+    output:
+        "results/data/validation_report.json",
+    log:
+        "logs/validate_data.log",
+    script:
+        "../scripts/validate_data.py"
+
+
+rule ingest:
+    input:
+        raw=raw_inputs,
+        validation="results/data/validation_report.json",
+    output:
+        administrations="results/interim/administrations.parquet",
+        clients="results/interim/clients.parquet",
+        switches=report(
+            "results/data/therapist_switches.csv",
+            caption="../report/therapist_switches.rst",
+            category="Data",
+        ),
+    log:
+        "logs/ingest.log",
+    script:
+        "../scripts/ingest.py"
+
+
+rule data_summary:
+    input:
+        administrations="results/interim/administrations.parquet",
+        clients="results/interim/clients.parquet",
+        switches="results/data/therapist_switches.csv",
+    output:
+        summary=report(
+            "results/data/summary.json",
+            caption="../report/summary.rst",
+            category="Data",
+        ),
+        completion=report(
+            "results/data/completion.csv",
+            caption="../report/completion.rst",
+            category="Data",
+        ),
+        figure=report(
+            "results/figures/missingness.png",
+            caption="../report/missingness.rst",
+            category="Data",
+        ),
+    log:
+        "logs/data_summary.log",
+    script:
+        "../scripts/data_summary.py"

@@ -1,0 +1,17 @@
+# Provenance: input hashes, the resolved config, package versions, the commit and seeds.
+
+
+rule provenance:
+    input:
+        raw=raw_inputs,
+        instrument_keys=instrument_key_files,
+    output:
+        report(
+            "results/provenance.json",
+            caption="../report/provenance.rst",
+            category="Data",
+        ),
+    log:
+        "logs/provenance.log",
+    script:
+        "../scripts/provenance.py"
