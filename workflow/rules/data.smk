@@ -6,6 +6,8 @@ rule deid_gate:
         raw=raw_inputs,
     output:
         "results/data/deid_report.json",
+    conda:
+        "../envs/alliance.yaml"
     log:
         "logs/deid_gate.log",
     script:
@@ -18,6 +20,8 @@ rule validate_data:
         gate="results/data/deid_report.json",
     output:
         "results/data/validation_report.json",
+    conda:
+        "../envs/alliance.yaml"
     log:
         "logs/validate_data.log",
     script:
@@ -36,6 +40,8 @@ rule ingest:
             caption="../report/therapist_switches.rst",
             category="Data",
         ),
+    conda:
+        "../envs/alliance.yaml"
     log:
         "logs/ingest.log",
     script:
@@ -63,6 +69,8 @@ rule data_summary:
             caption="../report/missingness.rst",
             category="Data",
         ),
+    conda:
+        "../envs/alliance.yaml"
     log:
         "logs/data_summary.log",
     script:

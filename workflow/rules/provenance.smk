@@ -11,6 +11,8 @@ rule provenance:
             caption="../report/provenance.rst",
             category="Data",
         ),
+    conda:
+        "../envs/alliance.yaml"
     log:
         "logs/provenance.log",
     script:
