@@ -5,6 +5,7 @@ rule provenance:
     input:
         raw=raw_inputs,
         instrument_keys=instrument_key_files,
+        validation="results/data/validation_report.json",
     output:
         report(
             "results/provenance.json",
