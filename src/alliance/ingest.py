@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from alliance.deid import load_id_key, pseudonymise, refuse_identifiers
+from alliance.instruments import keys_from_config
 from alliance.io import read_table
 from alliance.outputs import write_csv, write_json, write_parquet
 from alliance.validate import column_map, item_columns, validate_study, _numeric
@@ -67,14 +68,6 @@ def read_study(config: dict, drop: bool = True) -> RawStudy:
     return RawStudy(frames, files, clients, clients_file)
 
 
-def instrument_keys(config: dict) -> dict:
-    """Instrument entry -> its key (a licence holder's key_file replaces the shipped one)."""
-    from alliance.instruments import load_key
-
-    return {entry: load_key(spec["key"], key_file=spec.get("key_file"))
-            for entry, spec in config["instruments"].items()}
-
-
 def run_gate(config: dict) -> dict:
     """Refuse any file with a direct identifier; return the scan report."""
     study = read_study(config)
@@ -92,7 +85,7 @@ def run_gate(config: dict) -> dict:
 def run_validation(config: dict) -> dict:
     """Validate the study; return a report (no ids in it) or raise InputError."""
     study = read_study(config)
-    keys = instrument_keys(config)
+    keys = keys_from_config(config)
     checked = validate_study(study.frames, config, keys, study.files, study.clients, study.clients_file)
     for note in checked.notes:
         log.warning(note)
@@ -166,7 +159,7 @@ def build_clients(study: RawStudy, config: dict, administrations: pd.DataFrame, 
 def run_ingest(config: dict, out_administrations, out_clients, out_switches) -> None:
     """Write the tidy analysis dataset, the client table and the therapist-switch report."""
     study = read_study(config)
-    keys = instrument_keys(config)
+    keys = keys_from_config(config)
     validate_study(study.frames, config, keys, study.files, study.clients, study.clients_file)
     pconf = config.get("pseudonymisation", {})
     id_key = load_id_key(pconf.get("key_env", "ALLIANCE_ID_KEY"), pconf.get("key_file"))

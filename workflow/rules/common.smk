@@ -23,4 +23,10 @@ def final_outputs():
         "results/figures/missingness.png",
         "results/data/therapist_switches.csv",
         "results/provenance.json",
+        "results/scores/scores.parquet",
+        "results/scores/scores.csv",
+        "results/reliability/internal_consistency.csv",
+        "results/change/change.csv",
+        "results/change/nhs_talking_therapies.csv",
+        "results/figures/jacobson.png",
     ]

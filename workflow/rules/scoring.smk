@@ -1,0 +1,84 @@
+# Scores, internal consistency and change (issue 3): administrations -> scores -> reliability,
+# reliable and clinically significant change, Jacobson plot. Instrument keys: config/instruments/.
+
+
+rule score:
+    input:
+        administrations="results/interim/administrations.parquet",
+        instrument_keys=instrument_key_files,
+    output:
+        parquet="results/scores/scores.parquet",
+        csv=report(
+            "results/scores/scores.csv",
+            caption="../report/scores.rst",
+            category="Scoring",
+        ),
+    conda:
+        "../envs/alliance.yaml"
+    log:
+        "logs/score.log",
+    script:
+        "../scripts/score.py"
+
+
+rule internal_consistency:
+    input:
+        administrations="results/interim/administrations.parquet",
+        scores="results/scores/scores.parquet",
+        instrument_keys=instrument_key_files,
+    output:
+        report(
+            "results/reliability/internal_consistency.csv",
+            caption="../report/internal_consistency.rst",
+            category="Reliability",
+        ),
+    params:
+        sessions=config["scoring"]["reliability_sessions"],
+    conda:
+        "../envs/alliance.yaml"
+    log:
+        "logs/internal_consistency.log",
+    script:
+        "../scripts/internal_consistency.py"
+
+
+rule change:
+    input:
+        scores="results/scores/scores.parquet",
+        instrument_keys=instrument_key_files,
+    output:
+        table=report(
+            "results/change/change.csv",
+            caption="../report/change.rst",
+            category="Scoring",
+        ),
+        parameters="results/change/change_parameters.json",
+        programme=report(
+            "results/change/nhs_talking_therapies.csv",
+            caption="../report/nhs_talking_therapies.rst",
+            category="Scoring",
+        ),
+    conda:
+        "../envs/alliance.yaml"
+    log:
+        "logs/change.log",
+    script:
+        "../scripts/change.py"
+
+
+rule jacobson_plot:
+    input:
+        table="results/change/change.csv",
+        parameters="results/change/change_parameters.json",
+    output:
+        report(
+            "results/figures/jacobson.png",
+            caption="../report/jacobson.rst",
+            category="Scoring",
+        ),
+    conda:
+        "../envs/alliance.yaml"
+    log:
+        "logs/jacobson_plot.log",
+    script:
+        "../scripts/jacobson_plot.py"

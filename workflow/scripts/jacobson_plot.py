@@ -1,0 +1,9 @@
+"""Jacobson plots: first against last administration with the reliable-change band and cut-off."""
+
+from alliance.logs import log_to_file
+
+log_to_file(snakemake.log[0])
+
+from alliance.change import jacobson_plot  # noqa: E402
+
+jacobson_plot(snakemake.input.table, snakemake.input.parameters, snakemake.output[0])
