@@ -232,7 +232,8 @@ def _message(err: jsonschema.ValidationError) -> str:
         known = list(err.schema.get("properties", {}))
         unknown = [k for k in err.instance if k not in known]
         return f"unknown key(s) {unknown}; known keys: {', '.join(known)}"
-    if err.validator == "oneOf" and isinstance(err.instance, dict) and "items" in err.schema.get("oneOf", [{}])[0].get("required", []):
+    first_branch = (err.schema.get("oneOf") or [{}])[0] if err.validator == "oneOf" else {}
+    if "items" in first_branch.get("required", []):  # the scale definition's items/composite_of choice
         return "a scale needs exactly one of 'items' or 'composite_of'"
     return err.message
 
