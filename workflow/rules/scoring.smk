@@ -1,6 +1,17 @@
 # Scores, internal consistency and change (issue 3): administrations -> scores -> reliability,
 # reliable and clinically significant change, Jacobson plot. Instrument keys: config/instruments/.
 
+FINAL_OUTPUTS.extend(
+    [
+        "results/scores/scores.parquet",
+        "results/scores/scores.csv",
+        "results/reliability/internal_consistency.csv",
+        "results/change/change.csv",
+        "results/change/nhs_talking_therapies.csv",
+        "results/figures/jacobson.png",
+    ]
+)
+
 
 rule score:
     input:
