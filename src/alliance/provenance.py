@@ -33,7 +33,10 @@ def package_versions(names=PACKAGES) -> dict[str, str]:
     return versions
 
 
-def git_commit(root: str | Path = ".") -> dict:
+CODE_ROOT = Path(__file__).resolve().parents[2]
+
+
+def git_commit(root: str | Path = CODE_ROOT) -> dict:
     """The commit of the code that ran, and whether the work tree differed from it."""
     def run(*args):
         return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
@@ -45,7 +48,7 @@ def git_commit(root: str | Path = ".") -> dict:
     return {"commit": head.stdout.strip(), "dirty": bool(status.stdout.strip())}
 
 
-def provenance(config: dict, inputs: list[str], root: str | Path = ".") -> dict:
+def provenance(config: dict, inputs: list[str], root: str | Path = CODE_ROOT) -> dict:
     """Everything a reviewer needs to know which inputs, settings and code made the results."""
     return {
         "inputs": {str(p): sha256_file(p) for p in sorted(set(inputs))},
