@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
+import resource
 import sys
+import time
 
 
 def log_to_file(path: str, level: int = logging.INFO) -> None:
@@ -24,3 +27,12 @@ def log_to_file(path: str, level: int = logging.INFO) -> None:
         sys.__excepthook__(kind, value, tb)
 
     sys.excepthook = excepthook
+    started = time.perf_counter()
+    atexit.register(_log_resources, started)
+
+
+def _log_resources(started: float) -> None:
+    """One line per step with its wall time and peak memory, read by benchmarks/rom_scale.py."""
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    logging.getLogger("alliance.resources").info(
+        "resources: wall_seconds=%.2f peak_rss_mib=%.1f", time.perf_counter() - started, peak_mib)
