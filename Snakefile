@@ -15,6 +15,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/provenance.smk"
 include: "workflow/rules/scoring.smk"
+include: "workflow/rules/power.smk"
 
 
 rule all:

@@ -1,0 +1,144 @@
+"""Tests for alliance.methods_text: the generated methods paragraph.
+
+References used here (none is the code under test): APA 7th edition in-text citation rules
+(one or two authors named, three or more as "First et al."; group authors by name;
+"n.d." without a date), applied by hand to the reference strings below; the expected sentences
+were written by hand from the small input dictionaries.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from alliance.instruments import available_instruments, load_key
+from alliance.methods_text import in_text_citation, methods_paragraph, methods_references
+
+WAI_SR = {
+    "name": "wai_sr",
+    "full_name": "Working Alliance Inventory - Short Revised",
+    "citations": ["Hatcher, R. L., & Gillaspy, J. A. (2006). Development and validation of a revised short "
+                  "version of the Working Alliance Inventory. Psychotherapy Research, 16(1), 12-25.",
+                  "Horvath, A. O., & Greenberg, L. S. (1989). Development and validation of the Working "
+                  "Alliance Inventory. Journal of Counseling Psychology, 36(2), 223-233."],
+    "respondents": ["client"],
+}
+PHQ9 = {
+    "name": "phq9",
+    "full_name": "Patient Health Questionnaire-9 (PHQ-9)",
+    "citations": ["Kroenke, K., Spitzer, R. L., & Williams, J. B. W. (2001). The PHQ-9: Validity of a brief "
+                  "depression severity measure. Journal of General Internal Medicine, 16(9), 606-613."],
+    "respondent": "client",
+}
+WAI_O = {
+    "full_name": "Working Alliance Inventory - Observer Short",
+    "citations": ["Tichenor, V., & Hill, C. E. (1989). A comparison of six measures of working alliance. "
+                  "Psychotherapy, 26(2), 195-199."],
+    "respondents": ["observer"],
+}
+SUMMARY = {
+    "therapists": 40, "clients": 480, "sessions": 4396, "raters": 3,
+    "sessions_per_client": {"min": 1, "median": 9.0, "mean": 9.16, "max": 20},
+    "clients_per_therapist": {"min": 3, "median": 11.5, "mean": 12.0, "max": 25},
+    "therapist_switches": 2,
+}
+EARLY = {"label": "The early-alliance model", "formula": "post ~ early_alliance + baseline + (1 | therapist)",
+         "reml": True, "engine": "alliance", "nobs": 471, "ngroups": {"therapist": 40}, "converged": True,
+         "singular": False}
+SESSION = {"formula": "symptoms ~ session + a_cw_lag + a_cm +\n  (1 + session | client) + (1 | therapist)",
+           "reml": False, "engine": "alliance", "nobs": 3916, "ngroups": {"client": 480, "therapist_id": 40},
+           "converged": False, "singular": True}
+VERSIONS = {"python": "3.11.9", "alliance": "0.1.0", "numpy": "2.4.6", "scipy": "1.17.1", "pandas": "2.3.3",
+            "statsmodels": "0.15.0", "pingouin": "not installed", "snakemake": "9.27.1", "pyarrow": "26.0.1"}
+
+
+@pytest.mark.parametrize("reference, expected", [
+    ("Hatcher, R. L., & Gillaspy, J. A. (2006). Development and validation.", "Hatcher & Gillaspy, 2006"),
+    ("Kroenke, K., Spitzer, R. L., & Williams, J. B. W. (2001). The PHQ-9.", "Kroenke et al., 2001"),
+    ("Cohen, J. (1988). Statistical power analysis (2nd ed.). Erlbaum.", "Cohen, 1988"),
+    ("Arrieta, J., et al. (2017). Journal of Clinical Psychology.", "Arrieta et al., 2017"),
+    ("Mächler, M.-L., & Del Re, A. C. (2010b). Title.", "Mächler & Del Re, 2010b"),
+    ("World Health Organization. (2019). ICD-11.", "World Health Organization, 2019"),
+    ("OQ Measures. Scoring and interpreting the Outcome Questionnaire-45.", "OQ Measures, n.d."),
+])
+def test_in_text_citations_follow_apa(reference, expected):
+    assert in_text_citation(reference) == expected
+
+
+def test_every_shipped_key_gives_a_citation_with_a_year():
+    for name in available_instruments():
+        try:
+            key = load_key(name)
+        except ValueError:  # licence-holder keys need the holder's file
+            continue
+        cite = in_text_citation(key.citations[0])
+        assert re.fullmatch(r".+, \d{4}[a-z]?", cite), (name, cite)
+
+
+def test_paragraph_states_the_sample_per_level():
+    text = methods_paragraph(SUMMARY, [EARLY], [WAI_SR, PHQ9], VERSIONS)
+    assert text.startswith(
+        "The analysed data comprised 4,396 sessions of 480 clients seen by 40 therapists (clients per "
+        "therapist: median 11.5, range 3\u201325; sessions per client: median 9, range 1\u201320). "
+        "Observer ratings were made by 3 raters. Of the clients, 2 changed therapist during treatment; "
+        "they were analysed with their first therapist. ")
+
+
+def test_paragraph_names_instruments_with_citations():
+    text = methods_paragraph(SUMMARY, [EARLY], [WAI_SR, PHQ9, WAI_O], VERSIONS)
+    assert ("Measures were the Working Alliance Inventory - Short Revised (Hatcher & Gillaspy, 2006), rated by "
+            "clients; the Patient Health Questionnaire-9 (PHQ-9; Kroenke et al., 2001), rated by clients; and the "
+            "Working Alliance Inventory - Observer Short (Tichenor & Hill, 1989), rated by trained observers.") in text
+    assert "Horvath" not in text  # only the primary (first) citation is cited in the text
+
+
+def test_paragraph_states_models_estimation_df_and_software():
+    text = methods_paragraph(SUMMARY, [EARLY, SESSION], [WAI_SR], VERSIONS)
+    assert ("The early-alliance model was specified in lme4 notation as post ~ early_alliance + baseline + "
+            "(1 | therapist) and estimated by restricted maximum likelihood (REML), using 471 observations "
+            "(40 therapists).") in text
+    assert ("Model 2 was specified in lme4 notation as symptoms ~ session + a_cw_lag + a_cm + (1 + session | "
+            "client) + (1 | therapist) and estimated by maximum likelihood (ML), using 3,916 observations "
+            "(480 clients and 40 therapists). A variance component was estimated at zero (boundary, singular "
+            "fit). The optimiser did not report convergence") in text
+    assert ("Models were fitted with the mixed-model engine of the alliance package, which follows lme4's "
+            "profiled likelihood (Bates et al., 2015).") in text
+    assert "degrees of freedom from Satterthwaite's approximation (Kuznetsova et al., 2017)." in text
+    assert text.endswith(
+        "Analyses were run in Python 3.11.9 with alliance 0.1.0, NumPy 2.4.6, SciPy 1.17.1, pandas 2.3.3, "
+        "statsmodels 0.15.0 and Snakemake 9.27.1, as a Snakemake workflow (Mölder et al., 2021).")
+    assert "pingouin" not in text and "pyarrow" not in text
+
+
+def test_single_model_and_minimal_summary():
+    text = methods_paragraph({"therapists": 1, "clients": 1, "sessions": 1}, [{"formula": "y ~ x + (1 | g)",
+                                                                          "reml": True}], [], {})
+    assert text == ("The analysed data comprised 1 session of 1 client seen by 1 therapist. Model 1 was specified "
+                    "in lme4 notation as y ~ x + (1 | g) and estimated by restricted maximum likelihood (REML). "
+                    "Tests and 95% confidence intervals of the fixed effects used t distributions with degrees of "
+                    "freedom from Satterthwaite's approximation (Kuznetsova et al., 2017).")
+
+
+def test_references_list_what_the_paragraph_cites():
+    refs = methods_references([EARLY], [PHQ9, WAI_SR], VERSIONS)
+    assert [r.split(",")[0] for r in refs] == ["Bates", "Hatcher", "Kroenke", "Kuznetsova", "Mölder"]
+
+
+@pytest.mark.parametrize("summary, models, instruments, message", [
+    ({"therapists": 40, "clients": 480}, [], [], "summary lacks 'sessions'"),
+    ({**SUMMARY, "clients": 480.5}, [], [], "count for clients = 480.5"),
+    (SUMMARY, [{"reml": True}], [], "model 1 lacks 'formula'"),
+    (SUMMARY, [], [{"full_name": "X", "citations": []}], "'X' has no citations"),
+    (SUMMARY, [{**EARLY, "df_method": "kenward-roger"}], [], r"df_method \['kenward-roger'\]"),
+])
+def test_bad_input_is_refused(summary, models, instruments, message):
+    with pytest.raises(ValueError, match=message):
+        methods_paragraph(summary, models, instruments, VERSIONS)
+
+
+def test_instrument_keys_can_be_passed_as_loaded():
+    key = load_key("phq9")
+    text = methods_paragraph(SUMMARY, [], [key], {})
+    assert "the Patient Health Questionnaire-9 (PHQ-9; Kroenke et al., 2001), rated by clients." in text
+    assert methods_references([], [key], {}) == [key.citations[0]]

@@ -1,0 +1,531 @@
+"""Tests for alliance.tables: APA tables as Markdown, LaTeX, HTML and Word.
+
+References used here (none is the code under test):
+- lme4 1.1-31 / lmerTest 3.1-3 fixed effects and variance components of the reference study
+  (tests/data/tables/lme4_reference.json, copied from shared/reference/) as source frames;
+- python-docx reading the written .docx back, the standard library's HTMLParser reading the
+  HTML, and small parsers written here for the Markdown and the LaTeX;
+- numpy and scipy.stats.pearsonr for the descriptives;
+- APA Publication Manual 7th ed. rules (no leading zero for values bounded by 1, exact p
+  to 3 decimals, p < .001) on hand-worked values.
+
+Tolerances: a shown number must lie within half a unit of its last shown decimal of the
+source value (plus 1e-12 for binary rounding); descriptives agree with numpy/scipy to 1e-12
+(means, SDs, r) and 1e-10 (p).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import zipfile
+from html.parser import HTMLParser
+from pathlib import Path
+
+import docx
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from alliance import tables as T
+from alliance.tables import MINUS, ApaTable, Column
+
+DATA = Path(__file__).parent / "data" / "tables"
+
+
+# --------------------------------------------------------------------------- source frames
+
+
+def reference_fixed_effects() -> pd.DataFrame:
+    fit = json.loads((DATA / "lme4_reference.json").read_text())["three_level"]
+    rows = []
+    for term, v in fit["fixed"].items():
+        q = stats.t.ppf(0.975, v["df"])
+        rows.append({"term": term, "estimate": v["Estimate"], "se": v["Std. Error"], "df": v["df"],
+                     "t": v["t value"], "p": v["Pr(>|t|)"], "ci_low": v["Estimate"] - q * v["Std. Error"],
+                     "ci_high": v["Estimate"] + q * v["Std. Error"]})
+    frame = pd.DataFrame(rows)
+    frame["std_estimate"] = [np.nan, -0.2214, -0.1502, -0.0972]  # made-up values: only the display is tested
+    return frame
+
+
+def reference_random_effects() -> pd.DataFrame:
+    fit = json.loads((DATA / "lme4_reference.json").read_text())["three_level"]
+    rows = []
+    for r in fit["varcorr"]:
+        cov = r["var2"] is not None
+        rows.append({"group": r["grp"], "term1": r["var1"], "term2": r["var2"], "variance": r["vcov"],
+                     "sd": np.nan if cov else r["sdcor"], "corr": r["sdcor"] if cov else np.nan})
+    return pd.DataFrame(rows)
+
+
+def edge_fixed_effects() -> pd.DataFrame:
+    """Values at the formatting edges: tiny and near-1 p, values rounding to zero, thousands."""
+    return pd.DataFrame({
+        "term": ["(Intercept)", "a_cw_lag", "x_with|pipe", "big"],
+        "estimate": [1234.5678, -0.0004, 0.126, -2.5],
+        "se": [0.0049, 0.5, 0.999, 1.0],
+        "df": [12.34, 1000.06, 3.0, 55.55],
+        "t": [251949.0, -0.008, 0.126126, -2.5],
+        "p": [1e-300, 0.99962, 0.90249, 0.0156],
+        "ci_low": [1234.1, -1.0, -3.05, -4.5],
+        "ci_high": [1235.0, 0.99, 3.3, -0.495],
+        "std_estimate": [np.nan, -0.0001, 0.5, -0.31],
+    })
+
+
+def reliability_frame() -> pd.DataFrame:
+    return pd.DataFrame({
+        "instrument": ["wai_sr", "wai_sr", "phq9", "owai"],
+        "key": ["wai_sr", "wai_sr", "phq9", "wai_o_s"],
+        "scale": ["total", "task", "total", "total"],
+        "respondent": ["client", "client", "client", "observer"],
+        "session": [None, None, None, None],
+        "n": [4396, 4390, 4401, 2],
+        "k": [12, 4, 9, 12],
+        "alpha": [0.9123, 0.8049, 0.876, np.nan],
+        "ci_low": [0.9085, 0.7951, 0.8702, np.nan],
+        "ci_high": [0.9160, 0.8143, 0.8815, np.nan],
+        "omega_total": [0.9150, 0.8111, 0.8799, np.nan],
+    })
+
+
+def descriptive_data() -> pd.DataFrame:
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(60, 4))
+    x[:, 1] = 0.8 * x[:, 0] + 0.6 * x[:, 1]
+    x[:, 2] = -0.3 * x[:, 0] + x[:, 2]
+    frame = pd.DataFrame(x * [1.0, 10.0, 1.0, 100.0] + [3.8, -5.0, 0.0, 1000.0],
+                         columns=["early_alliance", "baseline", "post", "days"])
+    frame.loc[[3, 17], "post"] = np.nan
+    frame.loc[40, "days"] = np.nan
+    return frame
+
+
+def all_tables() -> list[ApaTable]:
+    data = descriptive_data()
+    return [
+        T.fixed_effects_table(reference_fixed_effects(), number=1, title="Three-Level Session Model"),
+        T.random_effects_table(reference_random_effects(), number=2),
+        T.fixed_effects_table(edge_fixed_effects(), number=3, title="Edge & Cases_100%", decimals=3,
+                              labels={"big": "Large {term}"}),
+        T.reliability_table(reliability_frame(), number=4, labels={"wai_sr": "WAI-SR", "phq9": "PHQ-9"}),
+        T.descriptives_table(data, list(data.columns), number=5,
+                             labels={"early_alliance": "Early alliance", "days": "Days in treatment"}),
+    ]
+
+
+# --------------------------------------------------------------------------- parsers (independent of the writers)
+
+
+def markdown_cells(text: str) -> tuple[list[str], list[list[str]]]:
+    rows = [line for line in text.splitlines() if line.startswith("| ")]
+    parsed = []
+    for line in rows:
+        cells = re.split(r"(?<!\\)\|", line.strip())[1:-1]
+        parsed.append([_md_plain(c.strip()) for c in cells])
+    header, rule, body = parsed[0], parsed[1], parsed[2:]
+    assert all(set(c) <= set(":-") for c in rule)
+    return header, body
+
+
+def _md_plain(cell: str) -> str:
+    if re.fullmatch(r"\*[^*].*\*", cell) and not cell.endswith("\\*"):
+        cell = cell[1:-1]  # italic header
+    return re.sub(r"\\(.)", r"\1", cell)
+
+
+class _TableHTML(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.rows, self.cell, self.in_cell, self.caption, self.in_caption = [], None, False, [], False
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "tr":
+            self.rows.append([])
+        elif tag in ("td", "th"):
+            self.in_cell, self.cell = True, ""
+        elif tag == "caption":
+            self.in_caption = True
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th"):
+            self.rows[-1].append(self.cell)
+            self.in_cell = False
+        elif tag == "caption":
+            self.in_caption = False
+
+    def handle_data(self, data):
+        if self.in_cell:
+            self.cell += data
+        elif self.in_caption:
+            self.caption.append(data)
+
+
+def html_cells(text: str) -> tuple[list[str], list[list[str]], list[str]]:
+    parser = _TableHTML()
+    parser.feed(text)
+    return parser.rows[0], parser.rows[1:], parser.caption
+
+
+LATEX_PLAIN = [("{}[", "["), ("$-$", MINUS), ("$<$", "<"), ("$>$", ">"), ("\\%", "%"), ("\\&", "&"),
+               ("\\_", "_"), ("\\{", "{"), ("\\}", "}"), ("$\\beta$", "\u03b2"), ("$\\alpha$", "\u03b1"),
+               ("$\\omega$", "\u03c9"), ("$\\times$", "\u00d7"), ("---", "\u2014"), ("--", "\u2013")]
+
+
+def latex_cells(text: str) -> tuple[list[str], list[list[str]]]:
+    lines = text.splitlines()
+    start, end = lines.index("\\midrule"), lines.index("\\bottomrule")
+    header_line = lines[start - 1]
+    rows = []
+    for line in [header_line, *lines[start + 1:end]]:
+        assert line.endswith(" \\\\")
+        cells = re.split(r"(?<!\\)&", line[: -len(" \\\\")])
+        plain = []
+        for c in cells:
+            c = c.strip()
+            c = re.sub(r"^\\textit\{(.*)\}$", r"\1", c)
+            for escaped, char in LATEX_PLAIN:
+                c = c.replace(escaped, char)
+            plain.append(c)
+        rows.append(plain)
+    return rows[0], rows[1:]
+
+
+def docx_cells(path: Path, index: int = 0) -> tuple[list[str], list[list[str]]]:
+    table = docx.Document(str(path)).tables[index]
+    rows = [[cell.text for cell in row.cells] for row in table.rows]
+    return rows[0], rows[1:]
+
+
+def shown_number(text: str) -> float:
+    """A shown number back as a float: true minus, thousands commas, no leading zero, stars."""
+    text = text.rstrip("*").replace(MINUS, "-").replace(",", "")
+    text = re.sub(r"^(-?)\.", r"\g<1>0.", text)
+    assert re.fullmatch(r"-?\d+(\.\d+)?", text), text
+    return float(text)
+
+
+def decimals_of(text: str) -> int:
+    text = text.rstrip("*")
+    return len(text.split(".")[1]) if "." in text else 0
+
+
+def assert_shows(text: str, value: float, what: str) -> None:
+    if pd.isna(value):
+        assert text == "", f"{what}: missing value shown as {text!r}"
+        return
+    shown = shown_number(text)
+    half_unit = 0.5 * 10.0 ** -decimals_of(text)
+    assert abs(shown - value) <= half_unit + 1e-12, f"{what}: {text!r} does not show {value!r}"
+
+
+def assert_shows_p(text: str, p: float, what: str) -> None:
+    if text.startswith("< "):
+        assert p < shown_number(text[2:]), what
+    elif text.startswith("> "):
+        assert p > shown_number(text[2:]), what
+    else:
+        assert_shows(text, p, what)
+
+
+# --------------------------------------------------------------------------- APA number formats
+
+
+def test_bounded_values_have_no_leading_zero():
+    assert T.format_bounded(0.853) == ".85"
+    assert T.format_bounded(-0.3) == f"{MINUS}.30"
+    assert T.format_bounded(0.0451, 3) == ".045"
+    assert T.format_bounded(0.9999) == "1.00"  # rounds to 1: the digit is kept
+    assert T.format_bounded(-1.35) == f"{MINUS}1.35"  # an alpha below -1 exists for bad scales
+    assert T.format_bounded(-0.004) == ".00"  # no negative zero
+
+
+def test_p_values_follow_apa():
+    assert T.format_p(0.0004) == "< .001"
+    assert T.format_p(0.001) == ".001"
+    assert T.format_p(0.03249) == ".032"
+    assert T.format_p(0.5) == ".500"
+    assert T.format_p(0.99962) == "> .999"
+    assert T.format_p(1.0) == "> .999"
+    assert T.format_p(0.0) == "< .001"
+    assert T.format_p(0.0123, decimals=2) == ".01"
+    for bad in (-0.01, 1.2, float("nan")):
+        with pytest.raises(ValueError, match="p ="):
+            T.format_p(bad)
+
+
+def test_numbers_use_a_true_minus_and_thousands_separators():
+    assert T.format_number(-1234.567) == f"{MINUS}1,234.57"
+    assert T.format_number(-0.001) == "0.00"
+    assert T.format_number(2.0, 3) == "2.000"
+    assert T.format_number(float("-inf")) == f"{MINUS}\u221e"
+    assert T.format_integer(4396) == "4,396"
+    assert T.format_integer(np.int64(-12)) == f"{MINUS}12"
+    with pytest.raises(ValueError, match="not a whole number"):
+        T.format_integer(2.5)
+    with pytest.raises(ValueError, match="expected a number"):
+        T.format_number("1.5")
+
+
+def test_significance_stars():
+    assert [T.significance_stars(p) for p in (0.0009, 0.001, 0.0099, 0.01, 0.049, 0.05, np.nan)] == \
+        ["***", "**", "**", "*", "*", "", ""]
+
+
+def test_no_hyphen_minus_in_any_shown_number():
+    for table in all_tables():
+        for row in table.body:
+            for cell in row[1:]:
+                assert not re.search(r"-\d", cell), f"hyphen used as minus in {cell!r} of {table.caption}"
+
+
+# --------------------------------------------------------------------------- every format shows the source numbers
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory) -> dict[int, dict[str, Path]]:
+    folder = tmp_path_factory.mktemp("tables")
+    return {t.number: T.write_table(t, folder / f"table{t.number}") for t in all_tables()}
+
+
+@pytest.mark.parametrize("number", [1, 2, 3, 4, 5])
+def test_all_formats_hold_the_same_cells(written, number):
+    table = next(t for t in all_tables() if t.number == number)
+    paths = written[number]
+    md_header, md_body = markdown_cells(paths["md"].read_text(encoding="utf-8"))
+    html_header, html_body, caption = html_cells(paths["html"].read_text(encoding="utf-8"))
+    tex_header, tex_body = latex_cells(paths["tex"].read_text(encoding="utf-8"))
+    doc_header, doc_body = docx_cells(paths["docx"])
+    assert md_header == html_header == tex_header == doc_header == table.header
+    assert md_body == html_body == tex_body == doc_body == table.body
+    assert len(md_body) == len(table.rows)
+    assert caption == [f"Table {number}", table.title]
+
+
+def test_fixed_effects_show_the_lme4_numbers(written):
+    source = reference_fixed_effects()
+    _, body = docx_cells(written[1]["docx"])
+    _check_fixed_effects(body, source, decimals=2)
+
+
+def test_fixed_effects_edge_values_are_rounded_not_truncated(written):
+    source = edge_fixed_effects()
+    _, body = docx_cells(written[3]["docx"])
+    _check_fixed_effects(body, source, decimals=3)
+    assert body[0][0] == "Intercept" and body[3][0] == "Large {term}" and body[2][0] == "x_with|pipe"
+    assert body[0][1] == "1,234.568"
+    assert body[1][1] == "0.000" and body[1][7] == "0.000"  # -0.0004, -0.0001: no negative zero
+    assert body[1][5] == "> .999" and body[0][5] == "< .001" and body[3][5] == ".016"
+    assert body[0][7] == ""  # NaN std_estimate: empty cell
+
+
+def _check_fixed_effects(body, source, decimals):
+    for row, (_, src) in zip(body, source.iterrows()):
+        for j, column in ((1, "estimate"), (2, "se"), (3, "df"), (4, "t"), (7, "std_estimate")):
+            assert_shows(row[j], src[column], f"{src['term']} {column}")
+            if row[j]:
+                assert decimals_of(row[j]) == (1 if column == "df" else decimals)
+        assert_shows_p(row[5], src["p"], f"{src['term']} p")
+        low, high = re.fullmatch(r"\[(.+), (.+)\]", row[6]).groups()
+        assert_shows(low, src["ci_low"], "ci_low")
+        assert_shows(high, src["ci_high"], "ci_high")
+
+
+def test_random_effects_show_variances_sds_and_correlations(written):
+    source = reference_random_effects()
+    _, body = docx_cells(written[2]["docx"])
+    assert [r[0] for r in body] == ["client_id", "client_id", "client_id", "therapist_id", "Residual"]
+    assert [r[1] for r in body] == ["Intercept", "Session", "Intercept \u00d7 Session", "Intercept", ""]
+    for row, (_, src) in zip(body, source.iterrows()):
+        assert_shows(row[2], src["variance"], "variance")
+        assert_shows(row[3], src["sd"], "sd")
+        if pd.notna(src["corr"]):
+            assert row[4] == ".02" and abs(shown_number(row[4]) - src["corr"]) <= 0.005
+        else:
+            assert row[4] == ""
+
+
+def test_reliability_table(written):
+    source = reliability_frame()
+    header, body = docx_cells(written[4]["docx"])
+    assert header == ["Instrument", "Scale", "Respondent", "n", "k", "\u03b1", "95% CI", "\u03c9"]  # no session column
+    assert [r[0] for r in body] == ["WAI-SR", "WAI-SR", "PHQ-9", "owai"]
+    for row, (_, src) in zip(body, source.iterrows()):
+        assert row[3] == f"{src['n']:,}" and row[4] == str(src["k"])
+        assert_shows(row[5], src["alpha"], "alpha")
+        assert_shows(row[7], src["omega_total"], "omega")
+        if pd.notna(src["alpha"]):
+            assert row[5].startswith(".") and row[6].startswith("[.")
+            low, high = re.fullmatch(r"\[(.+), (.+)\]", row[6]).groups()
+            assert_shows(low, src["ci_low"], "ci_low")
+            assert_shows(high, src["ci_high"], "ci_high")
+        else:
+            assert row[6] == ""
+
+
+def test_reliability_table_shows_sessions_when_given():
+    frame = reliability_frame().assign(session=[1, 1, 1, 2])
+    table = T.reliability_table(frame)
+    assert table.header[3] == "Session" and [r[3] for r in table.body] == ["1", "1", "1", "2"]
+
+
+# --------------------------------------------------------------------------- descriptives
+
+
+def test_descriptives_match_numpy_and_scipy():
+    data = descriptive_data()
+    columns = list(data.columns)
+    out = T.descriptives(data, columns)
+    for i, c in enumerate(columns):
+        x = data[c].to_numpy()
+        assert out.at[i, "n"] == np.sum(~np.isnan(x))
+        assert out.at[i, "mean"] == pytest.approx(np.nanmean(x), rel=1e-12, abs=1e-12)
+        assert out.at[i, "sd"] == pytest.approx(np.nanstd(x, ddof=1), rel=1e-12)
+        for j, d in enumerate(columns, start=1):
+            if d == c:
+                assert np.isnan(out.at[i, f"r_{j}"])
+                continue
+            both = data[[c, d]].dropna()
+            ref = stats.pearsonr(both[c], both[d])
+            assert out.at[i, f"r_{j}"] == pytest.approx(ref.statistic, abs=1e-12)
+            assert out.at[i, f"p_{j}"] == pytest.approx(ref.pvalue, rel=1e-10, abs=1e-300)
+            assert out.at[i, f"n_{j}"] == len(both)
+
+
+def test_descriptives_table_layout_and_stars(written):
+    data = descriptive_data()
+    stats_frame = T.descriptives(data, list(data.columns))
+    header, body = docx_cells(written[5]["docx"])
+    assert header == ["Variable", "n", "M", "SD", "1", "2", "3", "4"]
+    assert [r[0] for r in body] == ["1. Early alliance", "2. baseline", "3. post", "4. Days in treatment"]
+    for i, row in enumerate(body):
+        assert row[4 + i] == "\u2014"  # diagonal
+        assert all(cell == "" for cell in row[5 + i:])  # upper triangle
+        assert_shows(row[2], stats_frame.at[i, "mean"], "mean")
+        assert_shows(row[3], stats_frame.at[i, "sd"], "sd")
+        for j in range(i):
+            cell, r, p = row[4 + j], stats_frame.at[i, f"r_{j + 1}"], stats_frame.at[i, f"p_{j + 1}"]
+            assert_shows(cell, r, f"r[{i},{j}]")
+            assert cell.endswith(T.significance_stars(p)) and cell[len(cell.rstrip("*")):] == T.significance_stars(p)
+            assert not cell.lstrip(MINUS).startswith("0")
+    assert body[1][4].endswith("***")  # r(early, baseline) ~ .8 with n = 60
+    assert "pairwise-complete observations (n = 57\u201360)" in next(t for t in all_tables() if t.number == 5).note
+
+
+def test_descriptives_refuse_non_numeric_columns():
+    with pytest.raises(ValueError, match="'therapist' has dtype"):
+        T.descriptives(pd.DataFrame({"x": [1.0, 2.0], "therapist": ["a", "b"]}), ["x", "therapist"])
+    with pytest.raises(ValueError, match=r"missing column\(s\) \['nope'\]"):
+        T.descriptives_table(pd.DataFrame({"x": [1.0]}), ["x", "nope"])
+
+
+# --------------------------------------------------------------------------- format details
+
+
+def test_latex_is_booktabs_without_vertical_rules_and_escaped():
+    table = all_tables()[2]
+    tex = table.to_latex()
+    spec = re.search(r"\\begin\{tabular\}\{(.*)\}", tex).group(1)
+    assert "|" not in spec and "\\hline" not in tex and "\\vline" not in tex
+    assert tex.count("\\toprule") == tex.count("\\midrule") == tex.count("\\bottomrule") == 1
+    assert "\\textit{Edge \\& Cases\\_100\\%}" in tex
+    assert "x\\_with|pipe" in tex
+    for line in tex.splitlines():
+        if line.endswith(" \\\\"):
+            assert len(re.findall(r"(?<!\\)&", line)) == len(table.columns) - 1, line
+            assert not line.startswith("[")
+    assert "{}[" in tex  # a cell starting with "[" after "\\" is shielded from the optional argument
+    with_caption = table.to_latex(caption=True, label="tab:edge")
+    assert "\\caption{Edge \\& Cases\\_100\\%}" in with_caption and "\\label{tab:edge}" in with_caption
+
+
+def test_markdown_escapes_pipes_and_emphasis():
+    md = all_tables()[2].to_markdown()
+    assert "x\\_with\\|pipe" in md
+    assert md.startswith("**Table 3**\n\n*Edge & Cases\\_100%*\n")
+    assert "*Note.* " in md
+
+
+def test_html_is_escaped_and_has_no_vertical_rules():
+    page = all_tables()[2].to_html(standalone=True)
+    assert page.startswith("<!DOCTYPE html>") and '<meta charset="utf-8">' in page
+    assert "Edge &amp; Cases_100%" in page and "&lt; .001" in page
+    assert "border-left" not in page and "border-right" not in page
+
+
+def test_docx_is_apa_styled(written):
+    document = docx.Document(str(written[1]["docx"]))
+    number, title, note = document.paragraphs[0], document.paragraphs[1], document.paragraphs[-1]
+    assert number.text == "Table 1" and all(r.bold for r in number.runs)
+    assert title.text == "Three-Level Session Model" and all(r.italic for r in title.runs)
+    assert note.runs[0].text == "Note." and note.runs[0].italic
+    ns = {"w": "http://schemas.openxmlformats.org/wordprocessingml/2006/main"}
+    tbl = document.tables[0]._tbl
+    borders = {b.tag.split("}")[1]: b.get(f"{{{ns['w']}}}val") for b in tbl.tblPr.find("w:tblBorders", ns)}
+    assert borders == {"top": "single", "bottom": "single", "left": "nil", "right": "nil", "insideH": "nil",
+                       "insideV": "nil"}
+    header_cells = document.tables[0].rows[0].cells
+    for cell in header_cells:
+        assert cell._tc.tcPr.find("w:tcBorders/w:bottom", ns).get(f"{{{ns['w']}}}val") == "single"
+    body_cell = document.tables[0].rows[1].cells[0]
+    assert body_cell._tc.tcPr.find("w:tcBorders", ns) is None
+    italic_headers = [c.paragraphs[0].runs[0].italic for c in header_cells]
+    assert italic_headers == [False, True, True, True, True, True, False, False]
+
+
+def test_docx_bytes_are_identical_across_writes(tmp_path, monkeypatch):
+    table = all_tables()[0]
+    first = table.to_docx(tmp_path / "a.docx").read_bytes()
+    # A later clock would change zip time stamps and core dates if they were not fixed.
+    later = time.time() + 86400 * 3
+    monkeypatch.setattr(time, "time", lambda: later)
+    second = table.to_docx(tmp_path / "b.docx").read_bytes()
+    assert first == second
+    with zipfile.ZipFile(tmp_path / "a.docx") as z:
+        assert {i.date_time for i in z.infolist()} == {(1980, 1, 1, 0, 0, 0)}
+        core = z.read("docProps/core.xml").decode()
+    dates = re.findall(r"\d{4}-\d{2}-\d{2}T[\d:]+Z", core)
+    assert dates and set(dates) == {"2000-01-01T00:00:00Z"}
+
+
+def test_several_tables_in_one_document(tmp_path):
+    tables = all_tables()
+    path = T.write_docx(tables, tmp_path / "all.docx")
+    document = docx.Document(str(path))
+    assert len(document.tables) == len(tables)
+    for i, table in enumerate(tables):
+        assert docx_cells(path, i) == (table.header, table.body)
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def test_bad_tables_are_refused():
+    rows = pd.DataFrame({"a": [1.0]})
+    with pytest.raises(ValueError, match=r"lack column\(s\) \['b'\]"):
+        ApaTable(1, "T", [Column("a", "A", "number"), Column("b", "B")], rows)
+    with pytest.raises(ValueError, match="number = 0"):
+        ApaTable(0, "T", [Column("a", "A")], rows)
+    with pytest.raises(ValueError, match="title"):
+        ApaTable(1, " ", [Column("a", "A")], rows)
+    with pytest.raises(ValueError, match="fmt = 'percent'"):
+        Column("a", "A", "percent")
+    with pytest.raises(ValueError, match=r"fixed_effects_table: missing column\(s\) \['ci_low', 'ci_high'\]"):
+        T.fixed_effects_table(reference_fixed_effects().drop(columns=["ci_low", "ci_high"]))
+    with pytest.raises(ValueError, match="p = 1.5"):
+        ApaTable(1, "T", [Column("a", "p", "p")], pd.DataFrame({"a": [1.5]})).body
+
+
+def test_string_cells_and_callable_formats_pass_through():
+    rows = pd.DataFrame({"a": ["n/a", 0.5], "b": [1, 2]})
+    table = ApaTable(1, "T", [Column("a", "A", "bounded"), Column("b", "B", lambda v: f"<{v}>")], rows,
+                     missing="\u2014")
+    assert table.body == [["n/a", "<1>"], [".50", "<2>"]]
+
+
+def test_fixed_effects_table_takes_an_lmm_result_frame():
+    frame = reference_fixed_effects().set_index("term")
+    assert T.fixed_effects_table(frame).body == T.fixed_effects_table(reference_fixed_effects()).body
