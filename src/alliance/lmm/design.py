@@ -1,0 +1,472 @@
+"""Model matrices for :mod:`alliance.lmm`: fixed-effects matrix with R's treatment contrasts,
+random-effects terms in lme4's order, grouping factors, and the nesting structure.
+
+The random-effects structure is stored per *grouping factor* rather than per term: all terms
+that share a factor (e.g. the two terms of ``(x || g)``) form one block per level of that
+factor, with a block-diagonal relative covariance factor. Grouping factors are arranged in
+"levels" of the blocked Cholesky factorisation (finest first). A run of factors in which each
+is nested in the next gives block-diagonal blocks at every level; any factors left after that
+run (a crossed design, e.g. targets x raters) are gathered into one dense block.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import scipy.linalg
+import scipy.sparse as sp
+
+from .formula import ParsedFormula, RandomTerm
+
+#: largest dense block (summed levels x terms of the crossed factors) accepted
+MAX_DENSE = 3000
+#: largest number of stored entries in a cross block to the dense level
+MAX_DENSE_CROSS = 60_000_000
+
+
+# --------------------------------------------------------------------------- fixed effects
+@dataclass
+class FixedSpec:
+    """How to rebuild the fixed-effects matrix on new data (variables, levels, terms)."""
+
+    intercept: bool
+    terms: list[tuple[str, ...]]
+    levels: dict[str, list]  # categorical variable -> its levels (first = reference)
+    coding: list[list[str]]  # per term, per variable: 'numeric' | 'contrast' | 'full'
+    names: list[str] = field(default_factory=list)
+
+
+def _is_categorical(s: pd.Series) -> bool:
+    return not (pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s))
+
+
+def _levels_of(s: pd.Series) -> list:
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        present = set(s.dropna().unique())
+        return [c for c in s.cat.categories if c in present]
+    return sorted(s.dropna().unique().tolist(), key=lambda v: (str(type(v)), v))
+
+
+def fixed_spec(data: pd.DataFrame, parsed: ParsedFormula) -> FixedSpec:
+    """Decide the coding of every fixed term as R's ``model.matrix`` does.
+
+    A categorical variable in a term gets treatment contrasts when the term without it is in
+    the model (the intercept counting as the empty term), otherwise full indicator coding.
+    """
+    levels: dict[str, list] = {}
+    for term in parsed.fixed_terms:
+        for var in term:
+            if var not in levels and _is_categorical(data[var]):
+                levels[var] = _levels_of(data[var])
+    present = {frozenset(t) for t in parsed.fixed_terms}
+    if parsed.intercept:
+        present.add(frozenset())
+    coding = []
+    for term in parsed.fixed_terms:
+        codes = []
+        for var in term:
+            if var not in levels:
+                codes.append("numeric")
+            else:
+                margin = frozenset(term) - {var}
+                codes.append("contrast" if margin in present else "full")
+        coding.append(codes)
+    spec = FixedSpec(parsed.intercept, list(parsed.fixed_terms), levels, coding)
+    spec.names = fixed_matrix(spec, data)[1]
+    return spec
+
+
+def _variable_columns(data: pd.DataFrame, var: str, code: str, spec: FixedSpec):
+    values = data[var]
+    if code == "numeric":
+        if _is_categorical(values):
+            raise ValueError(f"column {var!r} must be numeric (it was numeric when the model was fitted)")
+        return [values.to_numpy(dtype=float)], [var]
+    levels = spec.levels[var]
+    unknown = set(values.dropna().unique()) - set(levels)
+    if unknown:
+        raise ValueError(f"column {var!r} has levels {sorted(map(str, unknown))} not seen when fitting; expected one of {levels}")
+    use = levels[1:] if code == "contrast" else levels
+    cols = [(values == lev).to_numpy(dtype=float) for lev in use]
+    return cols, [f"{var}{_r_label(lev)}" for lev in use]
+
+
+def _r_label(level) -> str:
+    """Level as R prints it in a coefficient name (TRUE/FALSE for logicals)."""
+    if isinstance(level, (bool, np.bool_)):
+        return "TRUE" if level else "FALSE"
+    return str(level)
+
+
+def fixed_matrix(spec: FixedSpec, data: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
+    """Build the fixed-effects model matrix (R column order and lme4 names)."""
+    n = len(data)
+    cols: list[np.ndarray] = []
+    names: list[str] = []
+    if spec.intercept:
+        cols.append(np.ones(n))
+        names.append("(Intercept)")
+    for term, codes in zip(spec.terms, spec.coding):
+        acc_cols, acc_names = [np.ones(n)], [""]
+        for var, code in zip(term, codes):
+            vcols, vnames = _variable_columns(data, var, code, spec)
+            # earlier variables vary fastest, as in R's model.matrix
+            acc_cols = [a * v for v in vcols for a in acc_cols]
+            acc_names = [f"{a}:{b}" if a else b for b in vnames for a in acc_names]
+        cols.extend(acc_cols)
+        names.extend(acc_names)
+    X = np.column_stack(cols) if cols else np.empty((n, 0))
+    return X, names
+
+
+def check_rank(X: np.ndarray, names: list[str], tol: float = 1e-7) -> None:
+    """Raise ValueError naming the columns that make X rank deficient (lme4's tolerance 1e-7)."""
+    p = X.shape[1]
+    if p == 0:
+        return
+    # QR of the small cross-product's Cholesky-free equivalent: scale columns first
+    scale = np.sqrt((X**2).sum(axis=0))
+    zero = scale == 0
+    if zero.any():
+        bad = [names[j] for j in np.flatnonzero(zero)]
+        raise ValueError(f"fixed-effects columns {bad} are all zero; the fixed-effects design is rank deficient")
+    R = scipy.linalg.qr(X / scale, mode="r", pivoting=True)
+    r, piv = R[0], R[1]
+    diag = np.abs(np.diag(r))
+    rank = int(np.sum(diag > tol * diag[0]))
+    if rank < p:
+        bad = [names[j] for j in sorted(piv[rank:])]
+        raise ValueError(
+            f"fixed-effects design is rank deficient (rank {rank} < {p} columns): "
+            f"column(s) {bad} are linear combinations of the other columns; drop or recode them"
+        )
+
+
+# --------------------------------------------------------------------------- random effects
+@dataclass
+class Factor:
+    """A grouping factor: integer codes per row (0..n-1), labels, and its terms."""
+
+    name: str
+    codes: np.ndarray
+    labels: np.ndarray
+    terms: list[int] = field(default_factory=list)  # indices into the lme4-ordered terms
+    offsets: list[int] = field(default_factory=list)  # column offset of each term in the block
+    q: int = 0
+
+    @property
+    def nlevels(self) -> int:
+        return len(self.labels)
+
+
+def group_codes(data: pd.DataFrame, group: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Integer codes and labels of the (interaction) grouping factor, levels sorted."""
+    if len(group) == 1:
+        codes, labels = pd.factorize(data[group[0]], sort=True)
+        return codes.astype(np.int64), np.asarray(labels.astype(str))
+    parts = [data[g].astype(str) for g in group]
+    key = parts[0]
+    for part in parts[1:]:
+        key = key + ":" + part
+    codes, labels = pd.factorize(key, sort=True)
+    return codes.astype(np.int64), np.asarray(labels)
+
+
+def term_matrix(data: pd.DataFrame, term: RandomTerm) -> np.ndarray:
+    """The raw random-effects columns of a term (before grouping), shape (n, q)."""
+    n = len(data)
+    cols = [np.ones(n)] if term.intercept else []
+    for s in term.slopes:
+        if _is_categorical(data[s]):
+            raise ValueError(
+                f"random slope variable {s!r} is categorical; only numeric random slopes are supported"
+            )
+        cols.append(data[s].to_numpy(dtype=float))
+    return np.column_stack(cols)
+
+
+def order_terms(terms: list[RandomTerm], nlevels: list[int]) -> list[int]:
+    """lme4's mkReTrms ordering: by decreasing number of levels, as ``rev(order(nl))``."""
+    nl = np.asarray(nlevels)
+    if len(nl) > 1 and np.any(np.diff(nl) > 0):
+        return list(np.argsort(nl, kind="stable")[::-1])
+    return list(range(len(terms)))
+
+
+def is_nested(child: np.ndarray, parent: np.ndarray, n_child: int, n_parent: int) -> bool:
+    """True when every level of ``child`` occurs with exactly one level of ``parent``."""
+    pairs = np.unique(child * n_parent + parent)
+    return len(pairs) == n_child
+
+
+# --------------------------------------------------------------------------- level structure
+@dataclass
+class Level:
+    """One level of the blocked factorisation.
+
+    ``kind == 'blocks'``: one factor, ``n`` groups with ``q x q`` blocks.
+    ``kind == 'dense'``: one group holding all levels of the crossed factors in ``factors``
+    (columns ``segment offset + level * q_f + j``).
+    """
+
+    kind: str
+    factors: list[int]
+    n: int
+    q: int
+    seg_offsets: list[int] = field(default_factory=list)
+
+
+@dataclass
+class Structure:
+    """Everything the profiled deviance needs, precomputed once per fit."""
+
+    terms: list[RandomTerm]
+    term_names: list[str]  # lme4 VarCorr group names (make.unique)
+    theta_slices: list[slice]
+    lower: np.ndarray
+    factors: list[Factor]
+    levels: list[Level]
+    # blocks, groups last: A[l][m] (q_l, q_m, n_l) for m >= l; AX[l] (q_l, p+1, n_l)
+    A: list[dict[int, np.ndarray]]
+    AX: list[np.ndarray]
+    XX: np.ndarray
+    starts: list[dict[int, np.ndarray]]  # starts[l][m]: first group of level l in each group of m
+    parent: list[dict[int, np.ndarray]]
+    n: int
+    p: int
+    group_order: list[np.ndarray]  # per level: original factor code of each internal group
+    # crossed design with one blocked level: Z_0'Z_s as a sparse (n_0 q_0, Q) matrix
+    cross_sparse: sp.csr_matrix | None = None
+
+    @property
+    def ntheta(self) -> int:
+        return len(self.lower)
+
+
+def theta_layout(terms: list[RandomTerm]) -> tuple[list[slice], np.ndarray]:
+    """Slices of theta per term and lower bounds (0 on diagonals), lme4's column-major order."""
+    slices, lower, pos = [], [], 0
+    for t in terms:
+        q = t.q
+        k = q * (q + 1) // 2
+        slices.append(slice(pos, pos + k))
+        for j in range(q):
+            for i in range(j, q):
+                lower.append(0.0 if i == j else -np.inf)
+        pos += k
+    return slices, np.asarray(lower)
+
+
+def lower_tri_from_theta(th: np.ndarray, q: int) -> np.ndarray:
+    L = np.zeros((q, q))
+    rows, cols = np.tril_indices(q)
+    order = np.lexsort((rows, cols))  # column-major
+    L[rows[order], cols[order]] = th
+    return L
+
+
+def factor_lambda(structure: Structure, f: int, theta: np.ndarray) -> np.ndarray:
+    """Relative covariance factor of a grouping factor: block-diagonal over its terms."""
+    fac = structure.factors[f]
+    lam = np.zeros((fac.q, fac.q))
+    for ti, off in zip(fac.terms, fac.offsets):
+        q = structure.terms[ti].q
+        lam[off : off + q, off : off + q] = lower_tri_from_theta(theta[structure.theta_slices[ti]], q)
+    return lam
+
+
+def level_lambda(structure: Structure, level: Level, theta: np.ndarray) -> np.ndarray:
+    if level.kind == "blocks":
+        return factor_lambda(structure, level.factors[0], theta)
+    lam = np.zeros((level.q, level.q))
+    for f, off in zip(level.factors, level.seg_offsets):
+        fl = factor_lambda(structure, f, theta)
+        nl, qf = structure.factors[f].nlevels, structure.factors[f].q
+        lam[off : off + nl * qf, off : off + nl * qf] = np.kron(np.eye(nl), fl)
+    return lam
+
+
+def _make_unique(names: list[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for nm in names:
+        if nm in seen:
+            seen[nm] += 1
+            out.append(f"{nm}.{seen[nm]}")
+        else:
+            seen[nm] = 0
+            out.append(nm)
+    return out
+
+
+def _segment_starts(codes_sorted: np.ndarray) -> np.ndarray:
+    return np.concatenate(([0], np.flatnonzero(np.diff(codes_sorted)) + 1))
+
+
+def build_structure(
+    data: pd.DataFrame, random_terms: list[RandomTerm], X: np.ndarray, y: np.ndarray
+) -> tuple[Structure, np.ndarray]:
+    """Order terms as lme4, detect nesting, precompute the blocks of [Z X y]'[Z X y].
+
+    Returns the structure and the row permutation applied to the data (rows sorted by the
+    finest grouping factor, groups sorted by their parents).
+    """
+    n = len(data)
+    codes_by_group: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for t in random_terms:
+        if t.group_name not in codes_by_group:
+            codes_by_group[t.group_name] = group_codes(data, t.group)
+    nl = [len(codes_by_group[t.group_name][1]) for t in random_terms]
+    for t, k in zip(random_terms, nl):
+        if k < 2:
+            raise ValueError(f"grouping factor {t.group_name!r} has {k} level(s); grouping factors must have > 1 sampled level")
+        if k >= n:
+            raise ValueError(
+                f"grouping factor {t.group_name!r} has {k} levels for {n} observations; the number of "
+                f"levels of each grouping factor must be < number of observations"
+            )
+    order = order_terms(random_terms, nl)
+    terms = [random_terms[i] for i in order]
+    term_names = _make_unique([t.group_name for t in terms])
+    slices, lower = theta_layout(terms)
+    n_re = sum(t.q * len(codes_by_group[t.group_name][1]) for t in terms)
+    if n_re >= n:
+        raise ValueError(
+            f"number of observations ({n}) <= number of random effects ({n_re}); the random-effects "
+            f"parameters and the residual variance are probably unidentifiable"
+        )
+
+    factors: list[Factor] = []
+    fidx: dict[str, int] = {}
+    for ti, t in enumerate(terms):
+        if t.group_name not in fidx:
+            codes, labels = codes_by_group[t.group_name]
+            fidx[t.group_name] = len(factors)
+            factors.append(Factor(t.group_name, codes, labels))
+        fac = factors[fidx[t.group_name]]
+        fac.terms.append(ti)
+        fac.offsets.append(fac.q)
+        fac.q += t.q
+
+    # finest factor first; a run of nested factors, then the rest as one dense level
+    by_size = sorted(range(len(factors)), key=lambda f: -factors[f].nlevels)
+    chain = [by_size[0]]
+    for f in by_size[1:]:
+        prev = factors[chain[-1]]
+        if is_nested(prev.codes, factors[f].codes, prev.nlevels, factors[f].nlevels):
+            chain.append(f)
+        else:
+            break
+    rest = [f for f in by_size if f not in chain]
+
+    # renumber chain groups so that each level's groups are sorted by their parents
+    keys = [factors[f].codes for f in chain]
+    row_order = np.lexsort(tuple(keys))  # last key (coarsest) is primary
+    group_order = []
+    new_codes = []
+    for f in chain:
+        c = factors[f].codes[row_order]
+        first = np.unique(c, return_index=True)[1]
+        appear = c[np.sort(first)]  # original codes in order of appearance
+        remap = np.empty(factors[f].nlevels, dtype=np.int64)
+        remap[appear] = np.arange(len(appear))
+        group_order.append(appear)
+        new_codes.append(remap[factors[f].codes])
+    perm = np.lexsort((new_codes[0],))  # stable sort of rows by finest group
+    sorted_codes = [c[perm] for c in new_codes]
+
+    levels = [Level("blocks", [f], factors[f].nlevels, factors[f].q) for f in chain]
+    if rest:
+        offsets, off = [], 0
+        for f in rest:
+            offsets.append(off)
+            off += factors[f].nlevels * factors[f].q
+        if off > MAX_DENSE:
+            raise ValueError(
+                f"crossed random effects are supported when all grouping factors except the "
+                f"largest nested chain have at most {MAX_DENSE} levels x terms in total; "
+                f"{[factors[f].name for f in rest]} have {off}"
+            )
+        levels.append(Level("dense", rest, 1, off, offsets))
+        group_order.append(np.zeros(1, dtype=np.int64))
+
+    XY = np.column_stack([X, y])[perm]
+    z = [term_rows(data, terms, factors[f]) [perm] for f in chain]
+    K = len(levels)
+    A: list[dict[int, np.ndarray]] = [dict() for _ in range(K)]
+    AX: list[np.ndarray] = []
+    starts: list[dict[int, np.ndarray]] = [dict() for _ in range(K)]
+    parent: list[dict[int, np.ndarray]] = [dict() for _ in range(K)]
+    obs_starts = [_segment_starts(c) for c in sorted_codes]
+    cross_sparse = None
+    for li in range(len(chain)):
+        st = obs_starts[li]
+        for m in range(li, len(chain)):
+            A[li][m] = np.add.reduceat(z[li][:, :, None] * z[m][:, None, :], st, axis=0)
+        AX.append(np.add.reduceat(z[li][:, :, None] * XY[:, None, :], st, axis=0))
+        first_obs = st
+        for m in range(li + 1, len(chain)):
+            par = sorted_codes[m][first_obs]
+            parent[li][m] = par
+            starts[li][m] = _segment_starts(par)
+    if rest:
+        s = K - 1
+        Zs = _dense_level_matrix(data, terms, factors, levels[-1], perm)
+        A[s][s] = (Zs.T @ Zs).toarray()[None]
+        AX.append(np.asarray(Zs.T @ XY)[None])
+        if len(chain) == 1:
+            # targets x raters: keep the cross block sparse (rows group-major: g * q0 + a)
+            blocks_sp = []
+            for a in range(levels[0].q):
+                G = sp.csr_matrix((z[0][:, a], (sorted_codes[0], np.arange(n))), shape=(levels[0].n, n))
+                blocks_sp.append((G @ Zs).tocoo())
+            rows = np.concatenate([b.row * levels[0].q + a for a, b in enumerate(blocks_sp)])
+            cols = np.concatenate([b.col for b in blocks_sp])
+            vals = np.concatenate([b.data for b in blocks_sp])
+            cross_sparse = sp.csr_matrix((vals, (rows, cols)), shape=(levels[0].n * levels[0].q, levels[-1].q))
+        for li in range(len(chain) if cross_sparse is None else 0):
+            nli, qli = levels[li].n, levels[li].q
+            if nli * qli * levels[-1].q > MAX_DENSE_CROSS:
+                raise ValueError(
+                    f"crossed design too large: {nli} levels of {factors[chain[li]].name!r} x "
+                    f"{levels[-1].q} crossed random effects; supported up to {MAX_DENSE_CROSS} entries"
+                )
+            blocks = []
+            for a in range(qli):
+                G = sp.csr_matrix((z[li][:, a], (sorted_codes[li], np.arange(n))), shape=(nli, n))
+                blocks.append((G @ Zs).toarray())
+            A[li][s] = np.stack(blocks, axis=1)
+            parent[li][s] = np.zeros(nli, dtype=np.int64)
+            starts[li][s] = np.zeros(1, dtype=np.int64)
+    XX = XY.T @ XY
+    # groups on the last axis: each block entry is a contiguous vector over groups
+    A = [{m: np.ascontiguousarray(np.moveaxis(v, 0, 2)) for m, v in row.items()} for row in A]
+    AX = [np.ascontiguousarray(np.moveaxis(v, 0, 2)) for v in AX]
+    structure = Structure(
+        terms, term_names, slices, lower, factors, levels, A, AX, XX, starts, parent, n,
+        X.shape[1], group_order, cross_sparse,
+    )
+    return structure, perm
+
+
+def term_rows(data: pd.DataFrame, terms: list[RandomTerm], fac: Factor) -> np.ndarray:
+    """Per-row random-effects columns of all terms of one factor, shape (n, q_f)."""
+    return np.column_stack([term_matrix(data, terms[ti]) for ti in fac.terms])
+
+
+def _dense_level_matrix(data, terms, factors, level: Level, perm) -> sp.csr_matrix:
+    n = len(data)
+    rows, cols, vals = [], [], []
+    for f, off in zip(level.factors, level.seg_offsets):
+        fac = factors[f]
+        zr = term_rows(data, terms, fac)[perm]
+        codes = fac.codes[perm]
+        for j in range(fac.q):
+            rows.append(np.arange(n))
+            cols.append(off + codes * fac.q + j)
+            vals.append(zr[:, j])
+    return sp.csr_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, level.q)
+    )

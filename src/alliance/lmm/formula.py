@@ -1,0 +1,247 @@
+"""Parser for the subset of lme4's model formula syntax that :mod:`alliance.lmm` fits.
+
+Supported (Bates et al. 2015, JSS 67(1), section 2.1):
+
+* response ``y ~ ...``;
+* fixed terms: variable names, interactions ``a:b``, crossings ``a*b`` (expanded to
+  ``a + b + a:b``), ``1`` / ``0`` / ``- 1`` for the intercept;
+* random terms ``(1 | g)``, ``(1 + x | g)``, ``(x | g)``, ``(0 + x | g)``, ``(x || g)``
+  (uncorrelated: expanded to ``(1 | g) + (0 + x | g)`` as lme4 does), ``(1 | a/b)`` (expanded
+  to ``(1 | a) + (1 | b:a)``) and interaction grouping ``(1 | a:b)``.
+
+Anything else raises :class:`ValueError` naming the offending piece and listing what is
+supported.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass, field
+
+SUPPORTED = (
+    "supported formula syntax: 'y ~ fixed + (re | group)' where fixed terms are variable "
+    "names, 'a:b' interactions, 'a*b' crossings, '1', '0' or '-1'; random terms are "
+    "'(1 | g)', '(1 + x | g)', '(0 + x | g)', '(x || g)', '(1 | a/b)' and '(1 | a:b)' "
+    "with numeric slope variables"
+)
+
+_NAME = re.compile(r"^(?:[A-Za-z_.][A-Za-z0-9_.]*|`[^`]+`)$")
+
+
+@dataclass(frozen=True)
+class RandomTerm:
+    """One random-effects term ``(cols | group)`` after expansion.
+
+    ``intercept`` says whether the term has a random intercept; ``slopes`` are the numeric
+    variables with random slopes; ``group`` are the variables whose interaction forms the
+    grouping factor, in lme4's naming order (``b:a`` for ``a/b``).
+    """
+
+    intercept: bool
+    slopes: tuple[str, ...]
+    group: tuple[str, ...]
+
+    @property
+    def group_name(self) -> str:
+        return ":".join(self.group)
+
+    @property
+    def column_names(self) -> list[str]:
+        return (["(Intercept)"] if self.intercept else []) + list(self.slopes)
+
+    @property
+    def q(self) -> int:
+        return len(self.column_names)
+
+
+@dataclass
+class ParsedFormula:
+    """A parsed lme4 formula: response, fixed terms in R's order, expanded random terms."""
+
+    response: str
+    intercept: bool
+    fixed_terms: list[tuple[str, ...]] = field(default_factory=list)
+    random_terms: list[RandomTerm] = field(default_factory=list)
+
+    @property
+    def variables(self) -> list[str]:
+        """Every data column the model uses, response first, without duplicates."""
+        names = [self.response]
+        for term in self.fixed_terms:
+            names.extend(term)
+        for rt in self.random_terms:
+            names.extend(rt.slopes)
+            names.extend(rt.group)
+        return list(dict.fromkeys(names))
+
+
+def _unquote(name: str) -> str:
+    return name[1:-1] if name.startswith("`") else name
+
+
+def _check_name(token: str, formula: str) -> str:
+    if not _NAME.match(token):
+        raise ValueError(f"cannot parse {token!r} in formula {formula!r}; {SUPPORTED}")
+    return _unquote(token)
+
+
+def _split_top_level(text: str) -> list[tuple[str, str]]:
+    """Split on '+' and '-' outside parentheses; return (sign, piece) pairs."""
+    pieces: list[tuple[str, str]] = []
+    depth, start, sign = 0, 0, "+"
+    for i, ch in enumerate(text):
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+            if depth < 0:
+                raise ValueError(f"unbalanced parentheses in {text!r}")
+        elif ch in "+-" and depth == 0:
+            pieces.append((sign, text[start:i].strip()))
+            sign, start = ch, i + 1
+    if depth != 0:
+        raise ValueError(f"unbalanced parentheses in {text!r}")
+    pieces.append((sign, text[start:].strip()))
+    return pieces
+
+
+def _outside_parentheses(text: str) -> str:
+    """The characters of ``text`` at parenthesis depth 0."""
+    out, depth = [], 0
+    for ch in text:
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        elif depth == 0:
+            out.append(ch)
+    return "".join(out)
+
+
+def _expand_fixed(piece: str, formula: str) -> list[tuple[str, ...]]:
+    """Expand one fixed piece ('a', 'a:b', 'a*b*c') into its terms."""
+    if "*" in piece:
+        factors = [_check_name(p.strip(), formula) for p in piece.split("*")]
+        terms = []
+        for k in range(1, len(factors) + 1):
+            terms.extend(itertools.combinations(factors, k))
+        return [tuple(t) for t in terms]
+    return [tuple(_check_name(p.strip(), formula) for p in piece.split(":"))]
+
+
+def _parse_random(inner: str, formula: str) -> list[RandomTerm]:
+    if "||" in inner:
+        lhs, rhs = inner.split("||", 1)
+        uncorrelated = True
+    elif "|" in inner:
+        lhs, rhs = inner.split("|", 1)
+        uncorrelated = False
+    else:
+        raise ValueError(f"parenthesised term '({inner})' has no '|'; {SUPPORTED}")
+    if "|" in rhs:
+        raise ValueError(f"cannot parse random term '({inner})'; {SUPPORTED}")
+    intercept, slopes = True, []
+    for sign, piece in _split_top_level(lhs.strip()):
+        if piece == "" and sign == "+":
+            continue
+        if piece in ("0", "1"):
+            intercept = piece == "1" and sign == "+"
+            continue
+        if sign == "-" or any(c in piece for c in ":*()/"):
+            raise ValueError(
+                f"random-effects expression {lhs.strip()!r} in '({inner})' is not supported; {SUPPORTED}"
+            )
+        slopes.append(_check_name(piece, formula))
+    group_sets: list[tuple[str, ...]] = []
+    for part in rhs.split("/"):
+        names = tuple(_check_name(g.strip(), formula) for g in part.split(":"))
+        group_sets.append(names)
+    if len(group_sets) > 1:
+        # lme4's expandSlash: a/b -> a, b:a (interaction named innermost first)
+        nested: list[tuple[str, ...]] = []
+        acc: tuple[str, ...] = ()
+        for names in group_sets:
+            acc = names + acc
+            nested.append(acc)
+        # lme4 lists the inner interaction first: (1|a/b) -> (1|b:a) + (1|a)
+        group_sets = nested[::-1]
+    if not intercept and not slopes:
+        raise ValueError(f"random term '({inner})' has no random effects; {SUPPORTED}")
+    terms = []
+    for grp in group_sets:
+        if uncorrelated:
+            if intercept:
+                terms.append(RandomTerm(True, (), grp))
+            terms.extend(RandomTerm(False, (s,), grp) for s in slopes)
+        else:
+            terms.append(RandomTerm(intercept, tuple(slopes), grp))
+    return terms
+
+
+def parse_formula(formula: str) -> ParsedFormula:
+    """Parse an lme4 formula string into response, fixed and random terms.
+
+    Parameters
+    ----------
+    formula : str
+        For example ``"symptoms ~ session + a_cw + a_cm + (1 + session | client_id)"``.
+
+    Returns
+    -------
+    ParsedFormula
+        Fixed terms are ordered as R's ``terms()`` orders them: by interaction order, then by
+        appearance.
+
+    Raises
+    ------
+    ValueError
+        If the formula uses syntax outside the supported subset (see module docstring).
+    """
+    if not isinstance(formula, str) or formula.count("~") != 1:
+        raise ValueError(f"formula must be a string with exactly one '~', got {formula!r}")
+    lhs, rhs = (s.strip() for s in formula.split("~"))
+    response = _check_name(lhs, formula)
+    intercept = True
+    fixed: list[tuple[str, ...]] = []
+    random: list[RandomTerm] = []
+    pieces = _split_top_level(rhs)
+    while pieces:
+        sign, piece = pieces.pop(0)
+        if piece == "":
+            if sign == "-":
+                raise ValueError(f"dangling '-' in formula {formula!r}")
+            continue
+        if piece.startswith("("):
+            if not piece.endswith(")") or sign == "-":
+                raise ValueError(f"cannot parse {piece!r} in formula {formula!r}; {SUPPORTED}")
+            inner = piece[1:-1]
+            if "|" not in _outside_parentheses(inner):
+                # a parenthesised sum of terms, as R deparses '(x || g)'
+                pieces = _split_top_level(inner) + pieces
+                continue
+            random.extend(_parse_random(inner, formula))
+            continue
+        if piece in ("0", "1"):
+            intercept = not (sign == "-" or piece == "0")
+            continue
+        if sign == "-":
+            raise ValueError(f"removing terms ('- {piece}') is not supported; {SUPPORTED}")
+        fixed.extend(_expand_fixed(piece, formula))
+    # R's terms(): unique, ordered by interaction order, stable within an order
+    unique: list[tuple[str, ...]] = []
+    seen: set[frozenset[str]] = set()
+    for term in fixed:
+        key = frozenset(term)
+        if len(key) != len(term):
+            raise ValueError(f"term {':'.join(term)!r} repeats a variable; {SUPPORTED}")
+        if key not in seen:
+            seen.add(key)
+            unique.append(term)
+    unique.sort(key=len)
+    if not random:
+        raise ValueError(
+            f"formula {formula!r} has no random-effects term; a linear mixed model needs at "
+            f"least one, e.g. '(1 | group)'"
+        )
+    return ParsedFormula(response, intercept, unique, random)

@@ -1,0 +1,137 @@
+"""Result object of :func:`alliance.lmm.fit`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .design import FixedSpec, Structure, fixed_matrix, group_codes, term_rows
+
+
+@dataclass
+class LmmResult:
+    """A fitted linear mixed model with lme4's semantics.
+
+    Attributes
+    ----------
+    formula : str
+    reml : bool
+    fixed_effects : DataFrame
+        Index: lme4 term names (``(Intercept)``, ``session``, ``armB``, ``a:b``...). Columns:
+        ``estimate``, ``se``, ``df`` (Satterthwaite, as lmerTest), ``t``, ``p``, ``ci_low``,
+        ``ci_high`` (estimate +- t_{df, .975} se).
+    random_effects : DataFrame
+        lme4's ``as.data.frame(VarCorr(m))`` order; columns ``group``, ``term1``, ``term2``,
+        ``variance`` (a covariance on rows with ``term2``), ``sd``, ``corr``.
+    sigma, theta, objective, loglik, aic, bic, nobs, ngroups, converged, singular, warnings
+        As lme4: ``objective`` is the REML criterion for REML fits and the deviance for ML
+        fits; ``theta`` the relative Cholesky factors, column-major lower triangle per term.
+    ranef : dict of DataFrame
+        Conditional modes per grouping factor (rows: levels, columns: the factor's terms).
+    vcov : DataFrame
+        Covariance matrix of the fixed effects.
+    """
+
+    formula: str
+    reml: bool
+    engine: str
+    fixed_effects: pd.DataFrame
+    random_effects: pd.DataFrame
+    sigma: float
+    theta: np.ndarray
+    objective: float
+    loglik: float
+    aic: float
+    bic: float
+    nobs: int
+    ngroups: dict[str, int]
+    converged: bool
+    singular: bool
+    warnings: list[str]
+    ranef: dict[str, pd.DataFrame]
+    vcov: pd.DataFrame
+    npar: int
+    n_evaluations: int = 0
+    max_grad: float = float("nan")
+    _spec: FixedSpec | None = field(default=None, repr=False)
+    _structure: Structure | None = field(default=None, repr=False)
+    _data: pd.DataFrame | None = field(default=None, repr=False)
+    _fitted: np.ndarray | None = field(default=None, repr=False)
+
+    def predict(self, newdata: pd.DataFrame | None = None, re_form: Any = None,
+                allow_new_levels: bool = False) -> np.ndarray:
+        """Predictions as lme4's ``predict.merMod``.
+
+        Parameters
+        ----------
+        newdata : DataFrame, optional
+            Rows to predict; default the rows used in the fit (after dropping missing values).
+        re_form : None, "~0", "NA" or False
+            ``None`` includes all random effects (conditional prediction); ``"~0"``, ``"NA"``
+            or ``False`` gives population-level predictions from the fixed effects only.
+        allow_new_levels : bool
+            If True, levels not seen in the fit get random effects 0 (as lme4's
+            ``allow.new.levels=TRUE``); otherwise they raise ValueError.
+        """
+        if re_form not in (None, "~0", "~ 0", "NA", False):
+            raise ValueError(f"re_form must be None (all random effects) or '~0'/'NA'/False (none), got {re_form!r}")
+        data = self._data if newdata is None else newdata
+        beta = self.fixed_effects["estimate"].to_numpy()
+        X, _ = fixed_matrix(self._spec, data)
+        pred = X @ beta
+        if re_form is not None:
+            return pred
+        s = self._structure
+        for fac in s.factors:
+            terms = [s.terms[i] for i in fac.terms]
+            codes, labels = group_codes(data, terms[0].group)
+            lookup = pd.Index(fac.labels).get_indexer(labels)
+            row_level = lookup[codes]
+            unseen = row_level < 0
+            if unseen.any() and not allow_new_levels:
+                bad = sorted(set(np.asarray(labels)[codes[unseen]].tolist()))[:5]
+                raise ValueError(
+                    f"grouping factor {fac.name!r} has levels not in the fitted data (e.g. {bad}); "
+                    f"pass allow_new_levels=True to predict them at the population level"
+                )
+            b = self.ranef[fac.name].to_numpy()
+            z = term_rows(data, s.terms, fac)
+            contrib = np.einsum("nj,nj->n", z, b[np.where(unseen, 0, row_level)])
+            pred = pred + np.where(unseen, 0.0, contrib)
+        return pred
+
+    @property
+    def fitted(self) -> np.ndarray:
+        """Conditional fitted values on the fitted rows (lme4's ``fitted``)."""
+        return self._fitted
+
+    @property
+    def residuals(self) -> np.ndarray:
+        """Response minus conditional fitted values."""
+        y = self._data[self.formula.split("~")[0].strip()].to_numpy(dtype=float)
+        return y - self._fitted
+
+    def summary(self) -> str:
+        """A short text summary in lme4's layout."""
+        kind = "REML criterion" if self.reml else "deviance"
+        lines = [
+            f"Linear mixed model fit by {'REML' if self.reml else 'maximum likelihood'} ({self.engine})",
+            f"Formula: {self.formula}",
+            f"{kind} at convergence: {self.objective:.4f}   AIC {self.aic:.4f}   BIC {self.bic:.4f}",
+            f"Observations: {self.nobs}; groups: "
+            + ", ".join(f"{k} {v}" for k, v in self.ngroups.items()),
+            "Random effects:",
+            self.random_effects.to_string(index=False),
+            "Fixed effects:",
+            self.fixed_effects.to_string(),
+        ]
+        if self.singular:
+            lines.append("boundary (singular) fit: see isSingular")
+        lines.extend(f"warning: {w}" for w in self.warnings)
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:  # keep notebooks readable
+        return self.summary()
