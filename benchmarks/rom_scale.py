@@ -1,0 +1,143 @@
+"""Routine-outcome-monitoring scale: the whole workflow on about a million sessions.
+
+Generates a study of 100,000 clients in 5,000 therapists (about 1,000,000 client sessions,
+PHQ-9, GAD-7 and WAI-SR at every session; the generator's therapist and observer forms too),
+runs the default workflow on it with the example's configuration, and reports the wall time
+and peak memory of every step (each step logs them; see alliance.logs) and of the whole run.
+Then every file under results/ and logs/ is scanned for the raw client, therapist and rater
+ids of the generated data.
+
+Targets (issue 8, on a 2-core machine): the whole workflow in under 10 minutes and under 6 GB
+peak memory.
+
+usage: python benchmarks/rom_scale.py [--clients 100000] [--therapists 5000] [--format parquet]
+                                      [--workdir DIR] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = Path(sys.executable).parent / "snakemake"
+RESOURCES = re.compile(r"resources: wall_seconds=([\d.]+) peak_rss_mib=([\d.]+)")
+
+
+def generate(outdir: Path, clients: int, therapists: int, fmt: str, seed: int) -> dict:
+    from alliance import simulate
+
+    started = time.perf_counter()
+    design = simulate.SimulationDesign(n_therapists=therapists, n_clients=clients)
+    study = simulate.simulate_study(design, seed=seed)
+    simulate.write_study(study, outdir, fmt=fmt)
+    return {"seconds": time.perf_counter() - started, "client_sessions": len(study.client_forms),
+            "therapist_forms": len(study.therapist_forms), "observer_ratings": len(study.observer_ratings)}
+
+
+def workdir_config(workdir: Path, data: Path, fmt: str) -> Path:
+    shutil.copytree(ROOT / "config", workdir / "config", dirs_exist_ok=True)
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    suffix = "parquet" if fmt == "parquet" else "csv"
+    for name, table in config["tables"].items():
+        table["path"] = str(data / f"{Path(table['path']).stem}.{suffix}")
+    config["clients"]["path"] = str(data / f"clients.{suffix}")
+    path = workdir / "config" / "config.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def run_workflow(workdir: Path, config: Path) -> tuple[float, int]:
+    cmd = [str(SNAKEMAKE), "-s", str(ROOT / "Snakefile"), "--directory", str(workdir), "--cores", "2",
+           "--configfile", str(config), "--quiet", "rules"]
+    started = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if proc.returncode != 0:
+        print(proc.stdout[-3000:], proc.stderr[-6000:], sep="\n", file=sys.stderr)
+    return seconds, proc.returncode
+
+
+def step_table(logs: Path) -> pd.DataFrame:
+    rows = []
+    for log in sorted(logs.rglob("*.log")):
+        found = RESOURCES.findall(log.read_text(errors="replace"))
+        if found:
+            wall, peak = found[-1]
+            rows.append({"step": str(log.relative_to(logs).with_suffix("")), "wall_seconds": float(wall),
+                         "peak_rss_mib": float(peak)})
+    return pd.DataFrame(rows).sort_values("wall_seconds", ascending=False)
+
+
+def raw_ids(data: Path) -> set[str]:
+    ids = set()
+    for path in data.iterdir():
+        if path.suffix not in (".csv", ".parquet") or path.stem == "truth":
+            continue
+        frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, dtype=str)
+        for col in ("client_id", "therapist_id", "rater_id"):
+            if col in frame:
+                ids.update(frame[col].dropna().astype(str).str.strip())
+    return ids
+
+
+def scan_for_ids(workdir: Path, ids: set[str]) -> list[tuple[str, str]]:
+    """Every (file, id) where a raw id occurs in a result or log file."""
+    token = re.compile(r"[A-Za-z_]+\d+")  # raw ids of the generator look like P0417, TH12, coder_A
+    hits = []
+    for folder in ("results", "logs"):
+        for path in sorted((workdir / folder).rglob("*")):
+            if not path.is_file():
+                continue
+            if path.suffix == ".parquet":
+                frame = pd.read_parquet(path)
+                text = " ".join(frame.select_dtypes(exclude="number").astype(str).stack().unique())
+            else:
+                text = path.read_bytes().decode("latin-1")
+            words = set(token.findall(text)) | set(re.findall(r"coder_[A-Za-z]+", text))
+            hits += [(str(path.relative_to(workdir)), i) for i in sorted(words & ids)[:3]]
+    return hits
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clients", type=int, default=100_000)
+    parser.add_argument("--therapists", type=int, default=5_000)
+    parser.add_argument("--format", choices=["parquet", "csv"], default="parquet")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    args = parser.parse_args(argv)
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="rom_scale_"))
+    data = workdir / "data"
+    print(f"work folder: {workdir}")
+    made = generate(data, args.clients, args.therapists, args.format, args.seed)
+    print(f"generated {made['client_sessions']:,} client sessions, {made['therapist_forms']:,} therapist forms, "
+          f"{made['observer_ratings']:,} observer ratings in {made['seconds']:.1f} s ({args.format})")
+    config = workdir_config(workdir, data, args.format)
+    seconds, code = run_workflow(workdir, config)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    steps = step_table(workdir / "logs")
+    print(f"\nworkflow: {'ok' if code == 0 else f'FAILED (exit {code})'} in {seconds:.1f} s "
+          f"(target < 600 s); largest step peak {steps['peak_rss_mib'].max():.0f} MiB, "
+          f"largest child process {children:.0f} MiB (target < 6144 MiB)\n")
+    print(steps.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
+    hits = scan_for_ids(workdir, raw_ids(data))
+    print(f"\nraw-id scan of results/ and logs/: {len(hits)} hit(s)" + "".join(f"\n  {f}: {i}" for f, i in hits[:20]))
+    if not args.keep and args.workdir is None:
+        shutil.rmtree(workdir)
+    return 0 if code == 0 and not hits else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
