@@ -2,8 +2,9 @@
 design, formula parsing and failure modes.
 
 Tolerances: against MixedLM (a different algorithm, Lindstrom & Bates 1988, optimised to its
-own tolerance) fixed effects 1e-5 relative, variance parameters 1e-3 relative, ML
-log-likelihood 1e-7 relative. Recovery (seeded draws): fixed effects within 3 standard errors
+own tolerance) fixed effects 1e-5 relative, variances 1e-3 relative, the client
+intercept-slope covariance (near 0) within 1e-3 on the correlation scale, ML log-likelihood
+1e-7 relative. Recovery (seeded draws): fixed effects within 3 standard errors
 of the truth; variance components within about 3 of their standard errors (25% for targets
 and residual, 40% for 150 raters or 300 therapists, 20-25% for client terms).
 """
@@ -36,7 +37,7 @@ def sessions(which: str) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def two_level_data() -> pd.DataFrame:
     df = sessions("small")
-    keep = df["client_id"].isin(df["client_id"].unique()[:150])
+    keep = df["client_id"].isin(df["client_id"].unique()[:100])
     return df.loc[keep].reset_index(drop=True)
 
 
@@ -57,7 +58,10 @@ def test_agrees_with_statsmodels_mixedlm(two_level_data, reml):
     assert m.sigma**2 == pytest.approx(sm.scale, rel=1e-3)
     vc = m.random_effects
     cov = np.array([[vc.variance[0], vc.variance[2]], [vc.variance[2], vc.variance[1]]])
-    np.testing.assert_allclose(cov, np.asarray(sm.cov_re), rtol=1e-3)
+    sm_cov = np.asarray(sm.cov_re)
+    np.testing.assert_allclose(np.diag(cov), np.diag(sm_cov), rtol=1e-3)
+    # the covariance is near 0 here: compare it on the correlation scale (within 1e-3)
+    assert abs(cov[0, 1] - sm_cov[0, 1]) < 1e-3 * np.sqrt(cov[0, 0] * cov[1, 1])
     if not reml:
         assert m.loglik == pytest.approx(sm.llf, rel=1e-7)
     # the statsmodels engine returns the same kind of result
@@ -65,7 +69,8 @@ def test_agrees_with_statsmodels_mixedlm(two_level_data, reml):
                   engine="statsmodels")
     assert alt.engine == "statsmodels"
     np.testing.assert_allclose(alt.fixed_effects["estimate"], m.fixed_effects["estimate"], rtol=1e-4)
-    np.testing.assert_allclose(alt.random_effects["variance"], vc["variance"], rtol=1e-2)
+    np.testing.assert_allclose(alt.random_effects["variance"][[0, 1, 3]], vc["variance"][[0, 1, 3]], rtol=1e-3)
+    assert abs(alt.random_effects["corr"][2] - vc["corr"][2]) < 1e-3
     assert alt.objective == pytest.approx(m.objective, rel=1e-6)
 
 
@@ -195,3 +200,16 @@ def test_singular_fit_is_flagged():
     m = lmm.fit("symptoms ~ session + (1 | client_id) + (1 | therapist_id)", df, satterthwaite_df=False)
     assert m.singular
     assert any("singular" in w for w in m.warnings)
+
+
+@pytest.mark.parametrize("which", ["small", "boundary"])
+def test_statsmodels_engine_reaches_lme4_on_near_boundary_client_model(which):
+    # MixedLM with lbfgs alone ends at llf = inf here; the engine falls back to Powell
+    import json
+
+    ref = json.loads((DATA / which / "lme4_reference.json").read_text())["early_alliance_outcome"]
+    clients = pd.read_csv(DATA / which / "clients_derived.csv")
+    m = lmm.fit("post ~ early_alliance + baseline + (1 | therapist_id)", clients, engine="statsmodels")
+    est = [v["Estimate"] for v in ref["fixed"].values()]
+    np.testing.assert_allclose(m.fixed_effects["estimate"], est, rtol=1e-4)
+    assert m.objective <= ref["objective"] * (1 + 1e-6)

@@ -157,9 +157,6 @@ def test_statsmodels_cross_check_two_level(small):
     assert_matches_lme4(result, small.ref["two_level_ri_rs"], se_rtol=1e-2, check_df=False)
 
 
-@pytest.mark.xfail(reason="statsmodels 0.15 MixedLM with lbfgs (the engine's statsmodels path) ends at llf = inf "
-                          "with intercept 0 (SE 1.7e7) on this near-boundary fit; method='powell' reaches lme4's "
-                          "optimum. Engine issue, reported.", strict=False)
 def test_statsmodels_cross_check_client_level(small):
     clients = M.client_level_data(small.scores, OUTCOME, ALLIANCE)
     result, _ = M.fit_early_outcome(clients, engine="statsmodels")

@@ -28,3 +28,17 @@ FINAL_OUTPUTS = [
 def final_outputs():
     """Everything `rule all` asks for."""
     return list(FINAL_OUTPUTS)
+
+
+def power_plan():
+    """The planned batches of the config's power: section (cells x batches)."""
+    from alliance.power import power_settings
+
+    return power_settings(config["power"], config["study"]["seed"])
+
+
+def power_batch_files(wildcards=None):
+    return [
+        f"results/power/batches/{entry['cell_id']}/batch{entry['batch']}.csv"
+        for entry in power_plan()["batches"]
+    ]

@@ -2,20 +2,6 @@
 # Each job runs one batch of replications of one grid cell, with its own seed.
 
 
-def power_plan():
-    """The planned batches of the config's power: section (cells x batches)."""
-    from alliance.power import power_settings
-
-    return power_settings(config["power"], config["study"]["seed"])
-
-
-def power_batch_files(wildcards=None):
-    return [
-        f"results/power/batches/{entry['cell_id']}/batch{entry['batch']}.csv"
-        for entry in power_plan()["batches"]
-    ]
-
-
 rule power_batch:
     output:
         "results/power/batches/{cell}/batch{batch}.csv",

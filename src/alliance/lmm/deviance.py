@@ -90,7 +90,6 @@ class ProfiledDeviance:
             M.append(row)
             MX.append(blocks.sandwich(s.AX[li], lams[li], None))
         XX = s.XX.copy()
-        p1 = XX.shape[0]
         ld = 0.0
         kept = [] if keep else None
         for li in range(K):

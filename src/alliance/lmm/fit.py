@@ -156,9 +156,10 @@ def fit(formula: str, data: pd.DataFrame, reml: bool = True, *, engine: str = "a
         REML (lme4's default) or maximum likelihood.
     engine : {"alliance", "statsmodels"}
         ``"statsmodels"`` fits the model with statsmodels' MixedLM instead (one grouping
-        factor, one term only) as a cross-check, returning the same result object: estimates,
-        standard errors (MixedLM's, from its joint Hessian) and variance parameters are
-        MixedLM's; objective, df and conditional modes are evaluated at MixedLM's estimates.
+        factor, one term only) as a cross-check, returning the same result object: fixed
+        effects and variance parameters are MixedLM's; standard errors (lme4's
+        ``sigma^2 (R_X'R_X)^-1``), objective, df and conditional modes are evaluated at
+        MixedLM's variance parameters.
     satterthwaite_df : bool, default True
         Compute Satterthwaite df (costs about 70-120 extra deviance evaluations); if False,
         ``df`` is infinite and p-values and intervals are normal-based.
@@ -210,7 +211,10 @@ def _finish(formula, parsed, frame, spec: FixedSpec, X, structure: Structure,
     vcov = sigma**2 * sol.RXinv_cross()
     names = spec.names
     if sm_extra is not None:
-        beta, vcov = sm_extra["beta"], sm_extra["vcov"]
+        # MixedLM's estimates; standard errors keep lme4's meaning, sigma^2 (R_X'R_X)^-1 at
+        # MixedLM's variance parameters (its own bse come from the joint Hessian and differ
+        # by about 1% near the boundary)
+        beta = sm_extra["beta"]
     se = np.sqrt(np.diag(vcov))
     converged, worst = gradient_check(dev, theta, structure.lower)
     if not converged:
@@ -285,6 +289,9 @@ def lrt(m0: LmmResult, m1: LmmResult) -> pd.DataFrame:
             m = fit(m.formula, m._data, reml=False, satterthwaite_df=False)
         models.append(m)
     a, b = models
+    responses = {m.formula.split("~")[0].strip() for m in models}
+    if len(responses) != 1:
+        raise ValueError(f"models have different responses {sorted(responses)}; a likelihood-ratio test needs the same response")
     if a.nobs != b.nobs:
         raise ValueError(f"models were fitted to different numbers of rows ({a.nobs} vs {b.nobs})")
     if a.npar > b.npar:
