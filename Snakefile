@@ -16,6 +16,9 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/provenance.smk"
 include: "workflow/rules/scoring.smk"
 include: "workflow/rules/power.smk"
+include: "workflow/rules/ruptures.smk"
+include: "workflow/rules/agreement.smk"
+include: "workflow/rules/interrater.smk"
 
 
 rule all:

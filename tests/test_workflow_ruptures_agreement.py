@@ -1,0 +1,133 @@
+"""The rupture, agreement and inter-rater steps in the full workflow on the bundled example.
+
+References used here (none is the code under test): the simulation truth of the example
+(``data/raw/example/truth.json``: the injected rupture–repair episodes and the observer
+variance components), mapped to the pipeline's pseudonyms with the example's own key.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from PIL import Image
+
+from alliance.agreement_steps import SURFACE_COLUMNS
+from alliance.deid import load_id_key, pseudonymise
+from alliance.rupture_steps import COUNTS_COLUMNS, EFFECT_COLUMNS
+from alliance.ruptures import EPISODE_COLUMNS
+from conftest import EXAMPLE, example_config, run_snakemake
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def truth() -> dict:
+    return json.loads((EXAMPLE / "truth.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def injected(truth, example_run) -> pd.DataFrame:
+    """The injected episodes with the client pseudonyms the pipeline gave them."""
+    settings = example_config()["pseudonymisation"]
+    key_file = example_run / settings["key_file"]
+    key = load_id_key(settings.get("key_env", "ALLIANCE_ID_KEY"), str(key_file))
+    episodes = pd.DataFrame(truth["ruptures"])
+    episodes["client"] = pseudonymise(episodes["client_id"], "client", key).to_numpy()
+    return episodes
+
+
+def read(example_run, rel: str) -> pd.DataFrame:
+    return pd.read_csv(example_run / "results" / rel)
+
+
+def test_rupture_tables_have_both_thresholds(example_run):
+    episodes = read(example_run, "ruptures/episodes.csv")
+    assert list(episodes.columns) == EPISODE_COLUMNS
+    assert sorted(episodes["threshold_sd"].unique()) == [1.0, 2.0]
+    counts = read(example_run, "ruptures/counts.csv")
+    assert list(counts.columns) == COUNTS_COLUMNS
+    assert counts.groupby("threshold_sd").size().tolist() == [400, 400]  # every client with WAI-SR scores
+    assert counts["client"].str.fullmatch(r"C-[0-9a-f]{12}").all()
+    summary = read(example_run, "ruptures/summary.csv").set_index("threshold_sd")
+    assert summary.loc[2.0, "threshold"] == pytest.approx(2 * summary.loc[1.0, "threshold"])
+    assert summary.loc[1.0, "n_episodes"] > summary.loc[2.0, "n_episodes"]
+    for c in ("1", "2"):
+        with Image.open(example_run / "results" / "ruptures" / f"trajectories_c{c}.png") as image:
+            assert image.format == "PNG"
+
+
+def test_two_sd_ruptures_are_plausible_against_the_injected_episodes(example_run, injected):
+    """The example injects 72 dips of 2-3 latent within-client SDs in 20% of clients. The
+    detection SD (the stricter, between-client SD of the observed totals) is larger than that
+    latent SD, so many injected dips fall short of 2 detection SDs and noise adds some drops:
+    the count is of the same order, and detected 2-SD episodes sit at the injected ones far
+    above chance (about 0.05 for a drop at a random session of a random client)."""
+    episodes = read(example_run, "ruptures/episodes.csv")
+    two = episodes[episodes["threshold_sd"] == 2.0]
+    assert 0.25 * len(injected) <= len(two) <= 2 * len(injected)
+    matched = two.merge(injected[["client", "rupture_session"]], on="client", suffixes=("", "_true"))
+    hits = matched[(matched["rupture_session"] - matched["rupture_session_true"]).abs() <= 1]
+    precision = len(hits[["client", "rupture_session"]].drop_duplicates()) / len(two)
+    assert precision >= 0.25, precision
+    one = episodes[episodes["threshold_sd"] == 1.0]
+    matched = injected.merge(one[["client", "rupture_session"]], on="client", suffixes=("", "_found"))
+    found = matched[(matched["rupture_session"] - matched["rupture_session_found"]).abs() <= 1]
+    recall_at_one_sd = found["client"].nunique() / injected["client"].nunique()  # one episode per client
+    assert recall_at_one_sd >= 0.7, recall_at_one_sd
+
+
+def test_rupture_outcome_model(example_run):
+    table = read(example_run, "ruptures/outcome_model.csv")
+    assert list(table.columns) == EFFECT_COLUMNS
+    for c in (1.0, 2.0):
+        terms = set(table.loc[table["threshold_sd"] == c, "term"])
+        assert {"n_repaired", "n_unrepaired", "baseline"} <= terms
+    fit = json.loads((example_run / "results" / "ruptures" / "outcome_model.json").read_text())
+    for model in fit["models"]:
+        assert model["estimable"] and model["n_therapists"] == 40 and model["n_clients"] > 350
+
+
+def test_agreement_outputs(example_run):
+    discrepancy = read(example_run, "agreement/discrepancy.csv")
+    assert len(discrepancy) == 8
+    total = discrepancy[(discrepancy["unit"] == "session") & (discrepancy["scale"] == "total")].iloc[0]
+    # The therapist form was simulated to load on the client's latent alliance: a positive,
+    # far from perfect correlation, and limits of agreement on either side of zero.
+    assert 0.2 < total["r_ci_low"] and total["r_ci_high"] < 0.7
+    assert total["loa_low"] < 0 < total["loa_high"]
+    items = read(example_run, "agreement/items.csv")
+    assert items["item"].tolist() == list(range(1, 13))
+    per_dyad = read(example_run, "agreement/per_dyad.csv")
+    assert set(per_dyad["scale"]) == {"goal", "task", "bond", "total"}
+    surface = read(example_run, "agreement/response_surface.csv")
+    assert list(surface.columns) == SURFACE_COLUMNS
+    assert surface.loc[surface["kind"] == "surface", "parameter"].tolist() == ["a1", "a2", "a3", "a4", "a5"]
+    assert (surface["ci_low"] < surface["ci_high"]).all()
+    info = json.loads((example_run / "results" / "agreement" / "response_surface.json").read_text())
+    assert info["centre"] == 36.0 and info["method"] == "mixed" and info["n_therapists"] == 40
+    for name in ("bland_altman_goal", "bland_altman_task", "bland_altman_bond", "bland_altman_total",
+                 "response_surface"):
+        with Image.open(example_run / "results" / "agreement" / f"{name}.png") as image:
+            assert image.format == "PNG"
+
+
+def test_interrater_iccs_cover_the_simulated_values(example_run, truth):
+    table = read(example_run, "reliability/interrater_icc.csv")
+    assert set(table["scale"]) == {"task", "bond", "goal", "total"}
+    assert (table["method"] == "REML").all()  # 2-4 of 4 coders per session: incomplete design
+    total = table[table["scale"] == "total"].set_index("type")
+    for name, value in (("ICC2", truth["observer"]["icc_agreement_single"]),
+                        ("ICC3", truth["observer"]["icc_consistency_single"])):
+        assert total.loc[name, "ci_lower"] < value < total.loc[name, "ci_upper"], name
+    assert total["sessions_coded"].iloc[0] == truth["counts"]["observer_coded_sessions"]
+
+
+def test_report_shows_ruptures_agreement_and_reliability(example_run):
+    # Written beside results/, not in it, so that other tests of the shared run see only its results.
+    run_snakemake(example_run, "--report", "report_ruptures_agreement.html")
+    html = (example_run / "report_ruptures_agreement.html").read_text(encoding="utf-8")
+    for text in ("Ruptures", "Agreement", "Reliability", "trajectories_c2.png", "bland_altman_total.png",
+                 "response_surface.png", "interrater_icc.csv", "McLaughlin", "Shanock", "McGraw"):
+        assert text in html, text

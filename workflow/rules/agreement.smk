@@ -1,0 +1,89 @@
+# Client-therapist agreement on the alliance (issue 6): discrepancy per scale, item and dyad with
+# Bland-Altman limits and plots, and response surface analysis of client and therapist alliance
+# predicting outcome change. Settings: the agreement: section of the config (config/README.md).
+from alliance.agreement_steps import bland_altman_figure_paths, check_agreement_settings
+
+if config["agreement"]["enabled"]:
+    check_agreement_settings(config)
+    FINAL_OUTPUTS.extend(
+        [
+            "results/agreement/discrepancy.csv",
+            "results/agreement/items.csv",
+            "results/agreement/per_dyad.csv",
+            "results/agreement/response_surface.csv",
+            "results/agreement/response_surface.json",
+            "results/agreement/response_surface.png",
+        ]
+        + [path for path, scale in bland_altman_figure_paths(config["agreement"])]
+    )
+
+
+rule agreement:
+    input:
+        scores="results/scores/scores.parquet",
+        administrations="results/interim/administrations.parquet",
+        instrument_keys=instrument_key_files,
+    output:
+        discrepancy=report(
+            "results/agreement/discrepancy.csv",
+            caption="../report/agreement_discrepancy.rst",
+            category="Agreement",
+        ),
+        item_table=report(
+            "results/agreement/items.csv",
+            caption="../report/agreement_items.rst",
+            category="Agreement",
+        ),
+        per_dyad=report(
+            "results/agreement/per_dyad.csv",
+            caption="../report/agreement_per_dyad.rst",
+            category="Agreement",
+        ),
+        figures=[
+            report(
+                path,
+                caption="../report/agreement_bland_altman.rst",
+                category="Agreement",
+                subcategory="Bland-Altman plots",
+                labels={"scale": scale},
+            )
+            for path, scale in bland_altman_figure_paths(config["agreement"])
+        ],
+    params:
+        settings=config["agreement"],
+        instruments=config["instruments"],
+    conda:
+        "../envs/alliance.yaml"
+    log:
+        "logs/agreement.log",
+    script:
+        "../scripts/agreement.py"
+
+
+rule agreement_surface:
+    input:
+        scores="results/scores/scores.parquet",
+        change="results/change/change.csv",
+        clients="results/interim/clients.parquet",
+        instrument_keys=instrument_key_files,
+    output:
+        table=report(
+            "results/agreement/response_surface.csv",
+            caption="../report/agreement_surface.rst",
+            category="Agreement",
+        ),
+        fit="results/agreement/response_surface.json",
+        figure=report(
+            "results/agreement/response_surface.png",
+            caption="../report/agreement_surface_figure.rst",
+            category="Agreement",
+        ),
+    params:
+        settings=config["agreement"],
+        instruments=config["instruments"],
+    conda:
+        "../envs/alliance.yaml"
+    log:
+        "logs/agreement_surface.log",
+    script:
+        "../scripts/agreement_surface.py"

@@ -1,0 +1,74 @@
+# Rupture-repair episodes (issue 6): session-by-session alliance -> episodes at c = 1 and 2 SD,
+# per-client counts, example trajectories, and the link to outcome in a multilevel model.
+# Settings: the ruptures: section of the config (config/README.md).
+from alliance.rupture_steps import check_rupture_settings, trajectory_figure_paths
+
+if config["ruptures"]["enabled"]:
+    check_rupture_settings(config)
+    FINAL_OUTPUTS.extend(
+        [
+            "results/ruptures/episodes.csv",
+            "results/ruptures/counts.csv",
+            "results/ruptures/summary.csv",
+            "results/ruptures/outcome_model.csv",
+            "results/ruptures/outcome_model.json",
+        ]
+        + [path for path, label in trajectory_figure_paths(config["ruptures"])]
+    )
+
+
+rule ruptures:
+    input:
+        scores="results/scores/scores.parquet",
+    output:
+        episodes=report(
+            "results/ruptures/episodes.csv",
+            caption="../report/ruptures_episodes.rst",
+            category="Ruptures",
+        ),
+        counts="results/ruptures/counts.csv",
+        summary=report(
+            "results/ruptures/summary.csv",
+            caption="../report/ruptures_summary.rst",
+            category="Ruptures",
+        ),
+        figures=[
+            report(
+                path,
+                caption="../report/ruptures_trajectories.rst",
+                category="Ruptures",
+                subcategory="Example trajectories",
+                labels={"threshold": label},
+            )
+            for path, label in trajectory_figure_paths(config["ruptures"])
+        ],
+    params:
+        settings=config["ruptures"],
+    conda:
+        "../envs/alliance.yaml"
+    log:
+        "logs/ruptures.log",
+    script:
+        "../scripts/ruptures.py"
+
+
+rule ruptures_outcome:
+    input:
+        counts="results/ruptures/counts.csv",
+        change="results/change/change.csv",
+        clients="results/interim/clients.parquet",
+    output:
+        table=report(
+            "results/ruptures/outcome_model.csv",
+            caption="../report/ruptures_outcome.rst",
+            category="Ruptures",
+        ),
+        fit="results/ruptures/outcome_model.json",
+    params:
+        settings=config["ruptures"],
+    conda:
+        "../envs/alliance.yaml"
+    log:
+        "logs/ruptures_outcome.log",
+    script:
+        "../scripts/ruptures_outcome.py"
