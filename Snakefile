@@ -19,6 +19,7 @@ include: "workflow/rules/power.smk"
 include: "workflow/rules/ruptures.smk"
 include: "workflow/rules/agreement.smk"
 include: "workflow/rules/interrater.smk"
+include: "workflow/rules/models.smk"
 
 
 rule all:

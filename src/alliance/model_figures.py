@@ -82,7 +82,8 @@ def specification_curve_plot(curve: pd.DataFrame, labels: Sequence[str] = ("earl
     top.scatter(x[~sig], curve["estimate"][~sig], marker=MARKERS[0], facecolor="white", edgecolor="black",
                 label="p >= .05", zorder=3)
     top.set_ylabel(ylabel)
-    top.legend(frameon=False, fontsize="small")
+    # Outside the axes: inside, the legend hides estimates or the benchmark band.
+    top.legend(frameon=False, fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     for i, (col, value) in enumerate(choices):
         used = curve[col].astype(str).to_numpy() == value
         bottom.scatter(x[used], np.full(used.sum(), i), marker="|", color="black")

@@ -1,0 +1,380 @@
+"""Tests of alliance.model_workflow (the models' workflow steps) and of the models on the example.
+
+References and tolerances
+-------------------------
+* lme4 1.1-31 / lmerTest 3.1-3 fits in tests/data/models/ (ref_lme4.R there), reached through
+  the declared-model path (config -> scores table -> data -> fit -> files): objective 1e-6
+  relative, fixed effects 1e-4 relative, SEs and Satterthwaite df 1e-3 relative.
+* r-equivalent of a specification: r = t / sqrt(t^2 + df) from lmerTest's t and df, 1e-3.
+* Bootstrap batches: identical (bit for bit) to one undivided run of the same replicates.
+* Truth scale of the recovery study: the pipeline's WAI-SR total / 12 equals the simulator's
+  observed score (mean of the answered items) to 1e-12; the truth per total point is the
+  generator's effect / 12 (truth.json's per_wai_total_point).
+* The bundled example: the 95% CIs of the within- and between-client alliance effects of the
+  declared within/between model cover the generator's truth (parameter recovery).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from alliance import model_workflow as W
+from alliance import models as M
+from alliance.config import validate_config
+from alliance.errors import ConfigError
+from conftest import EXAMPLE, example_config
+
+DATA = Path(__file__).parent / "data" / "models"
+FIXED_COLUMNS = ["term", "estimate", "se", "df", "t", "p", "ci_low", "ci_high", "std_estimate"]
+RANDOM_COLUMNS = ["group", "term1", "term2", "variance", "sd", "corr"]
+FIT_KEYS = {"engine", "formula", "reml", "objective", "loglik", "aic", "bic", "nobs", "ngroups", "converged",
+            "singular", "warnings", "r2_marginal", "r2_conditional", "therapist_share"}
+PHQ9 = {"instrument": "phq9", "scale": "total"}
+WAI = {"instrument": "wai_sr", "respondent": "client", "scale": "total"}
+REF_NAMES = {"client_id": "client", "therapist_id": "therapist"}
+
+
+def scores_from_sessions(sessions: pd.DataFrame) -> pd.DataFrame:
+    """The reference sessions.csv as the long scores table of docs/data_contract.md."""
+    base = {"client": sessions["client_id"], "therapist": sessions["therapist_id"], "session": sessions["session"],
+            "rater": None, "items_answered": 12, "prorated": False}
+    parts = [pd.DataFrame({**base, "instrument": "wai_sr", "respondent": "client", "scale": "total",
+                           "score": sessions["alliance"]}),
+             pd.DataFrame({**base, "instrument": "phq9", "respondent": "client", "scale": "total",
+                           "score": sessions["symptoms"]})]
+    return pd.concat(parts, ignore_index=True)
+
+
+def reference(name: str):
+    folder = DATA / name
+    return (scores_from_sessions(pd.read_csv(folder / "sessions.csv")),
+            json.loads((folder / "lme4_reference.json").read_text()))
+
+
+def config_with(models: dict) -> dict:
+    """The example config with its models section replaced, validated (defaults filled)."""
+    config = example_config()
+    config["models"] = models
+    return validate_config(config)
+
+
+FITS = {
+    "early": {"kind": "early_outcome", "outcome": PHQ9, "alliance": WAI, "early": {"method": "mean_1_to_k", "k": 3}},
+    "split": {"kind": "therapist_client", "outcome": PHQ9, "alliance": WAI},
+    "session": {"kind": "within_between", "outcome": PHQ9, "alliance": WAI, "lagged": False},
+}
+
+
+@pytest.fixture(scope="module")
+def small():
+    return reference("lme4_alliance_small")
+
+
+@pytest.fixture(scope="module")
+def fitted_dir(small, tmp_path_factory):
+    """run_model on the small reference study for the early and therapist-client models."""
+    scores, _ = small
+    root = tmp_path_factory.mktemp("models")
+    scores.to_parquet(root / "scores.parquet")
+    config = config_with({"fits": FITS, "bootstrap": {"replicates": 6, "batches": 3}})
+    for name in ("early", "split"):
+        W.run_model(root / "scores.parquet", None, name, config, root / "models" / name, root / "interim" / f"{name}.parquet")
+    return root, config
+
+
+def assert_fixed_match(fixed: pd.DataFrame, ref: dict, check_df: bool = True) -> None:
+    for term, row in ref["fixed"].items():
+        fe = fixed.loc[term]
+        assert fe["estimate"] == pytest.approx(row["Estimate"], rel=1e-4), term
+        assert fe["se"] == pytest.approx(row["Std. Error"], rel=1e-3), term
+        if check_df:
+            assert fe["df"] == pytest.approx(row["df"], rel=1e-3), term
+
+
+# --------------------------------------------------------------------------------------
+# Declared models against lme4, through the files the workflow writes
+# --------------------------------------------------------------------------------------
+def test_run_model_writes_the_contract_and_matches_lme4(fitted_dir, small):
+    root, _ = fitted_dir
+    _, ref = small
+    folder = root / "models" / "early"
+    fixed = pd.read_csv(folder / "fixed_effects.csv")
+    assert fixed.columns.tolist() == FIXED_COLUMNS
+    assert pd.read_csv(folder / "random_effects.csv").columns.tolist() == RANDOM_COLUMNS
+    info = json.loads((folder / "fit.json").read_text())
+    assert FIT_KEYS <= set(info)
+    assert info["formula"] == "post ~ early_alliance + baseline + (1 | therapist)"
+    assert info["objective"] == pytest.approx(ref["early_alliance_outcome"]["objective"], rel=1e-6)
+    assert_fixed_match(fixed.set_index("term"), ref["early_alliance_outcome"])
+    assert info["model"] == "early" and info["kind"] == "early_outcome"
+    assert info["settings"]["early"] == {"method": "mean_1_to_k", "k": 3, "min_sessions": 1}
+    effects = pd.read_csv(folder / "therapist_effects.csv")
+    assert effects.columns.tolist() == ["rank", "(Intercept)", "n_clients"]
+    assert effects["n_clients"].sum() == 480 and effects["(Intercept)"].is_monotonic_increasing
+    data = pd.read_parquet(root / "interim" / "early.parquet")
+    assert len(data) == 480 and {"early_alliance", "baseline", "post"} <= set(data.columns)
+
+
+def test_declared_session_model_matches_lme4(small):
+    scores, ref = small
+    config = config_with({"fits": FITS})
+    spec = W.model_spec(config, "session")
+    fitted = W.fit_declared_model(spec, scores, None)
+    assert fitted.formula == "symptoms ~ session + a_cw + a_cm + (1 + session | client) + (1 | therapist)"
+    assert fitted.result.objective == pytest.approx(ref["three_level"]["objective"], rel=1e-6)
+    assert_fixed_match(fitted.result.fixed_effects, ref["three_level"])
+    assert fitted.summary.r_equivalents["term"].tolist() == ["a_cw", "a_cm"]
+
+
+def test_engine_and_random_part_come_from_the_config(small):
+    """engine: statsmodels (MixedLM cross-check) on the two-level model lme4 fitted."""
+    scores, ref = small
+    config = config_with({"fits": {"two": {**FITS["session"], "random": "(1 + session | client)",
+                                           "engine": "statsmodels"}}})
+    fitted = W.fit_declared_model(W.model_spec(config, "two"), scores, None)
+    assert fitted.result.engine == "statsmodels" and fitted.summary.fit["engine"] == "statsmodels"
+    assert fitted.formula == "symptoms ~ session + a_cw + a_cm + (1 + session | client)"
+    for term, row in ref["two_level_ri_rs"]["fixed"].items():
+        assert fitted.result.fixed_effects.loc[term, "estimate"] == pytest.approx(row["Estimate"], rel=1e-4), term
+    assert math.isnan(fitted.summary.fit["therapist_share"])
+
+
+def test_therapist_client_model_carries_the_slope_contrast(fitted_dir):
+    root, _ = fitted_dir
+    info = json.loads((root / "models" / "split" / "fit.json").read_text())
+    fixed = pd.read_csv(root / "models" / "split" / "fixed_effects.csv").set_index("term")
+    (contrast,) = info["contrasts"]
+    b = fixed["estimate"]
+    assert contrast["estimate"] == pytest.approx(b["early_alliance_tm"] - b["early_alliance_cd"], rel=1e-12)
+    assert [r["term"] for r in info["r_equivalents"]] == ["early_alliance_tm", "early_alliance_cd"]
+
+
+def test_fit_warnings_are_logged_and_written(tmp_path, caplog):
+    scores, ref = reference("lme4_alliance_boundary")
+    assert ref["early_alliance_outcome"]["singular"]
+    scores.to_parquet(tmp_path / "scores.parquet")
+    config = config_with({"fits": {"early": FITS["early"]}})
+    with caplog.at_level(logging.WARNING, logger="alliance"):
+        W.run_model(tmp_path / "scores.parquet", None, "early", config, tmp_path / "early", tmp_path / "early.parquet")
+    info = json.loads((tmp_path / "early" / "fit.json").read_text())
+    assert info["singular"] is True
+    assert any("singular" in w for w in info["warnings"])
+    logged = [r.getMessage() for r in caplog.records]
+    assert all(any(w in m for m in logged) for w in info["warnings"])
+
+
+# --------------------------------------------------------------------------------------
+# Config: defaults, refusals
+# --------------------------------------------------------------------------------------
+def test_model_spec_fills_defaults_and_refuses_misfits():
+    config = config_with({"fits": {**FITS, "k2": {"kind": "early_outcome", "outcome": PHQ9, "alliance": WAI,
+                                                  "early": {"k": 2}}}})
+    spec = W.model_spec(config, "split")
+    assert spec["early"] == config["scoring"]["early_alliance"]
+    assert spec["outcome"] == ("phq9", None, "total") and spec["alliance"] == ("wai_sr", "client", "total")
+    assert spec["engine"] == "alliance" and spec["reml"] is True and spec["variant"] == "post"
+    assert W.model_spec(config, "k2")["early"] == {**config["scoring"]["early_alliance"], "k": 2}
+    with pytest.raises(ValueError, match="'nope' is not declared"):
+        W.model_spec(config, "nope")
+    bad = config_with({"fits": {"early": {**FITS["early"], "random": "(1 | client)"}}})
+    with pytest.raises(ValueError, match="random applies to session-level models only"):
+        W.model_spec(bad, "early")
+
+
+def test_schema_names_unknown_keys_and_fills_defaults():
+    with pytest.raises(ConfigError) as err:
+        config_with({"fits": {"session": {**FITS["session"], "lagd": True}}, "bootstrap": {"replicate": 5}})
+    text = str(err.value)
+    assert "at models/fits/session: 'lagd' is not a known key (did you mean 'lagged'?)" in text
+    assert "at models/bootstrap: 'replicate' is not a known key (did you mean 'replicates'?)" in text
+    with pytest.raises(ConfigError, match="does not match"):
+        config_with({"multiverse": {"enabled": True, "covariate_sets": {"a__b": []}}})
+    config = config_with({"fits": FITS})
+    assert config["models"]["bootstrap"] == {"models": None, "replicates": 1000, "batches": 10,
+                                             "stages": "therapists", "level": 0.95}
+    assert config["models"]["fits"]["session"]["lagged_response"] is False
+
+
+def test_benefit_direction_orients_like_the_benchmark():
+    assert W.benefit_direction("higher_is_better", "higher_is_worse") == "higher_is_worse"  # alliance -> PHQ-9
+    assert W.benefit_direction("higher_is_worse", "higher_is_better") == "higher_is_worse"  # PHQ-9 -> alliance
+    assert W.benefit_direction("higher_is_better", "higher_is_better") == "higher_is_better"
+    with pytest.raises(ValueError, match="direction 'up'"):
+        W.benefit_direction("up", "higher_is_worse")
+
+
+def test_default_targets_follow_the_config():
+    config = validate_config(example_config())
+    targets = W.default_targets(config)
+    for name in W.declared_models(config):
+        assert f"results/models/{name}/fit.json" in targets
+    assert "results/sensitivity/specification_curve.png" in targets
+    assert "results/figures/alliance_forest.png" in targets
+    assert [t for t in targets if t.endswith("bootstrap.csv")] == ["results/models/early_phq9_post/bootstrap.csv"]
+    assert W.default_targets(config_with({})) == []
+
+
+# --------------------------------------------------------------------------------------
+# Tables and the forest plot
+# --------------------------------------------------------------------------------------
+def test_tables_and_forest_plot(fitted_dir, tmp_path):
+    root, _ = fitted_dir
+    fits = [root / "models" / n / "fit.json" for n in ("early", "split")]
+    reverse = tmp_path / "reverse" / "fit.json"
+    reverse.parent.mkdir()
+    reverse.write_text(json.dumps({"model": "reverse", "kind": "reverse", "r_equivalents": [
+        {"term": "s_cm", "t": 1.0, "df": 10.0, "r": 0.3, "r_benefit": -0.3, "benefit_ci_low": -0.5, "benefit_ci_high": 0.1}]}))
+    combined = W.write_model_tables(fits, tmp_path / "fixed.csv", tmp_path / "fit.csv", tmp_path / "tables.md")
+    assert combined.groupby("model").size().to_dict() == {"early": 3, "split": 4}
+    fit_table = pd.read_csv(tmp_path / "fit.csv")
+    assert fit_table["n_clients"].tolist() == [480, 480]
+    for row in fit_table.itertuples():
+        info = json.loads((root / "models" / row.model / "fit.json").read_text())
+        assert row.n_warnings == len(info["warnings"])
+    assert "Table 1" in (tmp_path / "tables.md").read_text()
+    effects = W.write_forest_plot([*fits, reverse], tmp_path / "forest.png", tmp_path / "effects.csv")
+    assert effects["term"].tolist() == ["early_alliance", "early_alliance_tm", "early_alliance_cd"]
+    assert effects["level"].tolist() == ["client", "therapist", "client"]
+    assert (tmp_path / "forest.png").stat().st_size > 10_000
+    assert pd.read_csv(tmp_path / "effects.csv")["benchmark_r"].eq(0.278).all()
+
+
+# --------------------------------------------------------------------------------------
+# Multiverse
+# --------------------------------------------------------------------------------------
+def test_specifications_run_as_jobs_and_gather_into_the_curve(small, tmp_path):
+    scores, ref = small
+    scores.to_parquet(tmp_path / "scores.parquet")
+    config = config_with({"multiverse": {
+        "enabled": True, "early": {"mean_1_to_3": {"method": "mean_1_to_k", "k": 3}, "s2": {"method": "session_k", "k": 2}},
+        "outcomes": {"phq9": PHQ9}, "respondents": {"client": WAI}, "covariate_sets": {"none": []}}})
+    ids = W.specification_ids(config)
+    assert ids == ["mean_1_to_3__phq9__client__none", "s2__phq9__client__none"]
+    paths = []
+    for spec in ids:
+        paths.append(tmp_path / f"{spec}.json")
+        W.run_specification(tmp_path / "scores.parquet", None, spec, config, paths[-1])
+    first = json.loads(paths[0].read_text())
+    row = ref["early_alliance_outcome"]["fixed"]["early_alliance"]
+    assert first["b"] == pytest.approx(row["Estimate"], rel=1e-4)
+    t, df = row["t value"], row["df"]
+    assert first["r_benefit"] == pytest.approx(-t / math.sqrt(t * t + df), rel=1e-3)
+    curve = W.write_specification_curve(paths, tmp_path / "curve.csv", tmp_path / "curve.png")
+    table = pd.read_csv(tmp_path / "curve.csv")
+    assert table["rank"].tolist() == [1, 2] and table["estimate"].is_monotonic_increasing
+    assert set(table["early"]) == {"mean_1_to_3", "s2"}
+    assert curve.attrs["share_significant"] in (0.0, 0.5, 1.0)
+    with pytest.raises(ValueError, match="not in the multiverse"):
+        W.run_specification(tmp_path / "scores.parquet", None, "x__y__z__w", config, tmp_path / "x.json")
+
+
+# --------------------------------------------------------------------------------------
+# Cluster bootstrap in batches
+# --------------------------------------------------------------------------------------
+def test_bootstrap_batches_give_the_undivided_run(fitted_dir, tmp_path):
+    root, config = fitted_dir
+    fit_path, data_path = root / "models" / "early" / "fit.json", root / "interim" / "early.parquet"
+    assert [list(r) for r in W.bootstrap_batches(config)] == [[0, 1], [2, 3], [4, 5]]
+    paths = []
+    for batch in range(3):
+        paths.append(tmp_path / f"batch_{batch}.csv")
+        W.run_bootstrap_batch(data_path, fit_path, batch, config, paths[-1])
+    batches = pd.concat([pd.read_csv(p, float_precision="round_trip") for p in paths], ignore_index=True)
+    info = json.loads(fit_path.read_text())
+    whole = M.cluster_bootstrap(pd.read_parquet(data_path), info["formula"], config["study"]["seed"], range(6))
+    np.testing.assert_array_equal(batches["estimate"].to_numpy(), whole["estimate"].to_numpy())
+    out = W.gather_bootstrap(paths, root / "models" / "early" / "fixed_effects.csv", config, tmp_path / "boot.csv")
+    assert out["term"].tolist() == ["(Intercept)", "early_alliance", "baseline"]
+    assert (out["n_replicates"] == 6).all() and (out["ci_low"] <= out["ci_high"]).all()
+    with pytest.raises(ValueError, match="4 replicates in the batches, expected 6"):
+        W.gather_bootstrap(paths[:2], root / "models" / "early" / "fixed_effects.csv", config, tmp_path / "b.csv")
+    with pytest.raises(ValueError, match="batches must be between 1 and replicates"):
+        W.bootstrap_batches(config_with({"bootstrap": {"replicates": 2, "batches": 3}}))
+
+
+def test_only_early_outcome_models_are_bootstrapped():
+    config = config_with({"fits": FITS, "bootstrap": {"replicates": 10, "batches": 2}})
+    assert W.bootstrap_models(config) == ["early"]
+    with pytest.raises(ValueError, match="'session' is of kind 'within_between'"):
+        W.bootstrap_models(config_with({"fits": FITS, "bootstrap": {"models": ["session"], "replicates": 10}}))
+    assert W.bootstrap_models(config_with({"fits": FITS, "bootstrap": {"replicates": 0}})) == []
+
+
+# --------------------------------------------------------------------------------------
+# Parameter recovery
+# --------------------------------------------------------------------------------------
+def test_simulated_scores_put_the_truth_on_the_wai_total_scale():
+    from alliance.simulate import SimulationDesign, simulate_study
+
+    study = simulate_study(SimulationDesign(n_therapists=5, n_clients=30), seed=3)
+    scores = W.simulated_scores(study.client_forms)
+    wai = scores[(scores["instrument"] == "wai_sr") & (scores["scale"] == "total")].reset_index(drop=True)
+    items = study.client_forms[[f"wai{n}" for n in range(1, 13)]].astype("float64")
+    answered = items.notna().sum(axis=1)
+    scored = answered >= 11
+    observed = items[scored].mean(axis=1).to_numpy()  # the simulator's A
+    got = wai.set_index(["client", "session"])["score"]
+    keys = pd.MultiIndex.from_frame(study.client_forms.loc[scored, ["client_id", "session"]].astype({"client_id": str}))
+    np.testing.assert_allclose(got.reindex(keys).to_numpy() / 12, observed, rtol=1e-12)
+    effects, per_point = study.truth["effects"], study.truth["per_wai_total_point"]
+    assert per_point["b_within"] == pytest.approx(effects["b_within"] / 12, rel=1e-12)
+    assert per_point["b_between"] == pytest.approx(effects["b_between"] / 12, rel=1e-12)
+
+
+def test_recovery_batch_and_summary(tmp_path):
+    config = config_with({"recovery": {"studies": 2, "batches": 1, "n_therapists": 8, "n_clients": 60}})
+    rows = W.run_recovery_batch(config, 0, tmp_path / "batch_0.csv")
+    assert len(rows) == 4 and (rows["error"] == "").all()
+    assert set(rows["truth"].round(12)) == {round(-1.2 / 12, 12), round(-2.0 / 12, 12)}
+    assert (rows["covered"] == ((rows["ci_low"] <= rows["truth"]) & (rows["truth"] <= rows["ci_high"]))).all()
+    table = W.summarise_recovery([tmp_path / "batch_0.csv"], config, tmp_path / "recovery.csv", tmp_path / "recovery.md")
+    assert table["term"].tolist() == ["a_cw_lag", "a_cm"] and (table["n_studies"] == 2).all()
+    sub = rows[rows["term"] == "a_cm"]
+    assert table.set_index("term").loc["a_cm", "relative_bias"] == pytest.approx(
+        (sub["estimate"].mean() - sub["truth"].iloc[0]) / sub["truth"].iloc[0], rel=1e-12)
+    assert "relative bias" in (tmp_path / "recovery.md").read_text()
+    with pytest.raises(ValueError, match="recovery batch 1 is not one of 0..0"):
+        W.run_recovery_batch(config, 1, tmp_path / "x.csv")
+
+
+# --------------------------------------------------------------------------------------
+# The workflow on the bundled example (tests/conftest.py runs it once)
+# --------------------------------------------------------------------------------------
+def test_example_run_writes_every_model_file(example_run):
+    config = validate_config(example_config())
+    results = example_run / "results"
+    for name in W.declared_models(config):
+        folder = results / "models" / name
+        assert pd.read_csv(folder / "fixed_effects.csv").columns.tolist() == FIXED_COLUMNS, name
+        assert pd.read_csv(folder / "random_effects.csv").columns.tolist() == RANDOM_COLUMNS, name
+        assert FIT_KEYS <= set(json.loads((folder / "fit.json").read_text())), name
+    for rel in ("figures/alliance_forest.png", "figures/trajectories.png", "figures/early_alliance_scatter.png",
+                "figures/therapist_caterpillar.png", "sensitivity/specification_curve.png",
+                "tables/model_tables.md", "tables/alliance_effects.csv"):
+        assert (results / rel).stat().st_size > 0, rel
+    curve = pd.read_csv(results / "sensitivity" / "specification_curve.csv")
+    assert len(curve) == len(W.specification_ids(config)) == 16
+    boot = pd.read_csv(results / "models" / "early_phq9_post" / "bootstrap.csv")
+    assert (boot["n_replicates"] == config["models"]["bootstrap"]["replicates"]).all()
+    fit_table = pd.read_csv(results / "tables" / "model_fit.csv")
+    assert fit_table["model"].tolist() == W.declared_models(config)
+
+
+def test_example_alliance_effects_cover_the_generator_truth(example_run):
+    """Parameter recovery on the bundled example: truth.json's effects per WAI-SR total point."""
+    config = validate_config(example_config())
+    truth = json.loads((EXAMPLE / "truth.json").read_text())["per_wai_total_point"]
+    (name,) = [n for n in W.declared_models(config) if W.model_spec(config, n)["kind"] == "within_between"]
+    spec = W.model_spec(config, name)
+    assert spec["lagged"] and not spec["lagged_response"] and not spec["detrend"]
+    assert spec["alliance"] == ("wai_sr", "client", "total") and spec["outcome"][0] == "phq9"
+    fixed = pd.read_csv(example_run / "results" / "models" / name / "fixed_effects.csv").set_index("term")
+    for term, parameter in W.RECOVERY_TERMS.items():
+        assert fixed.loc[term, "ci_low"] <= truth[parameter] <= fixed.loc[term, "ci_high"], term

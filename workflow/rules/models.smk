@@ -1,0 +1,303 @@
+# Alliance-outcome models (issue 5): declared models -> result contract files, tables, forest
+# plot with the meta-analytic benchmark, trajectories, scatter, caterpillar; the multiverse
+# (one job per specification) and its specification curve; the cluster bootstrap in parallel
+# batches; and the parameter-recovery study (`snakemake validate_recovery`, not in `all`).
+# All statistics live in alliance.model_workflow / alliance.models.
+from alliance.model_workflow import (
+    bootstrap_batches,
+    bootstrap_models,
+    declared_models,
+    default_targets,
+    figure_models,
+    recovery_batches,
+    specification_ids,
+)
+
+# Everything below is computed once from the validated config; input lists are static, so no
+# input functions are needed (and `snakemake --lint` wants no functions beside rules).
+MODELS = declared_models(config)
+SPECIFICATIONS = specification_ids(config)
+BOOTSTRAP_MODELS = bootstrap_models(config)
+BOOTSTRAP_BATCHES = list(range(len(bootstrap_batches(config)))) if BOOTSTRAP_MODELS else []
+RECOVERY_BATCHES = list(range(len(recovery_batches(config))))
+FIGURE_MODELS = figure_models(config)
+
+FINAL_OUTPUTS.extend(default_targets(config))
+
+
+rule model_fit:
+    input:
+        scores="results/scores/scores.parquet",
+        clients="results/interim/clients.parquet",
+    output:
+        fixed=report(
+            "results/models/{model}/fixed_effects.csv",
+            caption="../report/models_fixed_effects.rst",
+            category="Models",
+            subcategory="{model}",
+            labels={"model": "{model}", "file": "fixed effects"},
+        ),
+        random=report(
+            "results/models/{model}/random_effects.csv",
+            caption="../report/models_random_effects.rst",
+            category="Models",
+            subcategory="{model}",
+            labels={"model": "{model}", "file": "random effects"},
+        ),
+        fit=report(
+            "results/models/{model}/fit.json",
+            caption="../report/models_fit.rst",
+            category="Models",
+            subcategory="{model}",
+            labels={"model": "{model}", "file": "fit"},
+        ),
+        therapists="results/models/{model}/therapist_effects.csv",
+        data="results/interim/models/{model}.parquet",
+    wildcard_constraints:
+        model="[A-Za-z][A-Za-z0-9_]*",
+    conda:
+        "../envs/alliance.yaml"
+    log:
+        "logs/models/{model}.log",
+    script:
+        "../scripts/model_fit.py"
+
+
+rule model_tables:
+    input:
+        fits=expand("results/models/{model}/fit.json", model=MODELS),
+        fixed=expand("results/models/{model}/fixed_effects.csv", model=MODELS),
+        random=expand("results/models/{model}/random_effects.csv", model=MODELS),
+    output:
+        fixed=report(
+            "results/tables/model_fixed_effects.csv",
+            caption="../report/models_tables.rst",
+            category="Models",
+            subcategory="All models",
+            labels={"model": "all", "file": "fixed effects"},
+        ),
+        fit=report(
+            "results/tables/model_fit.csv",
+            caption="../report/models_fit_table.rst",
+            category="Models",
+            subcategory="All models",
+            labels={"model": "all", "file": "fit statistics and warnings"},
+        ),
+        markdown=report(
+            "results/tables/model_tables.md",
+            caption="../report/models_tables.rst",
+            category="Models",
+            subcategory="All models",
+            labels={"model": "all", "file": "APA tables (Markdown)"},
+        ),
+    conda:
+        "../envs/alliance.yaml"
+    log:
+        "logs/models/model_tables.log",
+    script:
+        "../scripts/model_tables.py"
+
+
+rule alliance_forest_plot:
+    input:
+        fits=expand("results/models/{model}/fit.json", model=MODELS),
+    output:
+        figure=report(
+            "results/figures/alliance_forest.png",
+            caption="../report/models_forest.rst",
+            category="Models",
+            subcategory="All models",
+            labels={"model": "all", "file": "forest plot"},
+        ),
+        table=report(
+            "results/tables/alliance_effects.csv",
+            caption="../report/models_forest.rst",
+            category="Models",
+            subcategory="All models",
+            labels={"model": "all", "file": "r-equivalents"},
+        ),
+    conda:
+        "../envs/alliance.yaml"
+    log:
+        "logs/models/alliance_forest_plot.log",
+    script:
+        "../scripts/model_forest.py"
+
+
+rule model_trajectories:
+    input:
+        data=f"results/interim/models/{FIGURE_MODELS['trajectories']}.parquet",
+    output:
+        report(
+            "results/figures/trajectories.png",
+            caption="../report/models_trajectories.rst",
+            category="Models",
+            subcategory="Figures",
+            labels={"model": FIGURE_MODELS["trajectories"] or "none", "file": "trajectories"},
+        ),
+    params:
+        model=FIGURE_MODELS["trajectories"],
+    conda:
+        "../envs/alliance.yaml"
+    log:
+        "logs/models/model_trajectories.log",
+    script:
+        "../scripts/model_trajectories.py"
+
+
+rule early_alliance_scatter:
+    input:
+        data=f"results/interim/models/{FIGURE_MODELS['scatter']}.parquet",
+    output:
+        report(
+            "results/figures/early_alliance_scatter.png",
+            caption="../report/models_scatter.rst",
+            category="Models",
+            subcategory="Figures",
+            labels={"model": FIGURE_MODELS["scatter"] or "none", "file": "scatter"},
+        ),
+    params:
+        model=FIGURE_MODELS["scatter"],
+    conda:
+        "../envs/alliance.yaml"
+    log:
+        "logs/models/early_alliance_scatter.log",
+    script:
+        "../scripts/model_scatter.py"
+
+
+rule therapist_caterpillar:
+    input:
+        effects=f"results/models/{FIGURE_MODELS['caterpillar']}/therapist_effects.csv",
+    output:
+        report(
+            "results/figures/therapist_caterpillar.png",
+            caption="../report/models_caterpillar.rst",
+            category="Models",
+            subcategory="Figures",
+            labels={"model": FIGURE_MODELS["caterpillar"] or "none", "file": "caterpillar"},
+        ),
+    conda:
+        "../envs/alliance.yaml"
+    log:
+        "logs/models/therapist_caterpillar.log",
+    script:
+        "../scripts/model_caterpillar.py"
+
+
+rule model_specification:
+    input:
+        scores="results/scores/scores.parquet",
+        clients="results/interim/clients.parquet",
+    output:
+        "results/sensitivity/specifications/{spec}.json",
+    wildcard_constraints:
+        spec="[A-Za-z0-9_.-]+",
+    conda:
+        "../envs/alliance.yaml"
+    log:
+        "logs/sensitivity/{spec}.log",
+    script:
+        "../scripts/model_specification.py"
+
+
+rule specification_curve:
+    input:
+        specifications=expand("results/sensitivity/specifications/{spec}.json", spec=SPECIFICATIONS),
+    output:
+        table=report(
+            "results/sensitivity/specification_curve.csv",
+            caption="../report/models_specification_curve.rst",
+            category="Sensitivity",
+            labels={"file": "specification curve (table)"},
+        ),
+        figure=report(
+            "results/sensitivity/specification_curve.png",
+            caption="../report/models_specification_curve.rst",
+            category="Sensitivity",
+            labels={"file": "specification curve"},
+        ),
+    conda:
+        "../envs/alliance.yaml"
+    log:
+        "logs/sensitivity/specification_curve.log",
+    script:
+        "../scripts/model_specification_curve.py"
+
+
+rule model_bootstrap_batch:
+    input:
+        data="results/interim/models/{model}.parquet",
+        fit="results/models/{model}/fit.json",
+    output:
+        "results/interim/bootstrap/{model}/batch_{batch}.csv",
+    wildcard_constraints:
+        model="[A-Za-z][A-Za-z0-9_]*",
+        batch="[0-9]+",
+    conda:
+        "../envs/alliance.yaml"
+    log:
+        "logs/bootstrap/{model}_batch_{batch}.log",
+    script:
+        "../scripts/model_bootstrap_batch.py"
+
+
+rule model_bootstrap:
+    input:
+        batches=expand("results/interim/bootstrap/{{model}}/batch_{batch}.csv", batch=BOOTSTRAP_BATCHES),
+        fixed="results/models/{model}/fixed_effects.csv",
+    output:
+        report(
+            "results/models/{model}/bootstrap.csv",
+            caption="../report/models_bootstrap.rst",
+            category="Sensitivity",
+            subcategory="Cluster bootstrap",
+            labels={"model": "{model}", "file": "bootstrap CIs"},
+        ),
+    wildcard_constraints:
+        model="[A-Za-z][A-Za-z0-9_]*",
+    conda:
+        "../envs/alliance.yaml"
+    log:
+        "logs/bootstrap/{model}.log",
+    script:
+        "../scripts/model_bootstrap.py"
+
+
+rule recovery_batch:
+    output:
+        "results/validation/recovery/batch_{batch}.csv",
+    wildcard_constraints:
+        batch="[0-9]+",
+    conda:
+        "../envs/alliance.yaml"
+    log:
+        "logs/validation/recovery_batch_{batch}.log",
+    script:
+        "../scripts/model_recovery_batch.py"
+
+
+rule validate_recovery:
+    input:
+        batches=expand("results/validation/recovery/batch_{batch}.csv", batch=RECOVERY_BATCHES),
+    output:
+        table=report(
+            "results/validation/recovery.csv",
+            caption="../report/models_recovery.rst",
+            category="Models",
+            subcategory="Parameter recovery",
+            labels={"file": "recovery (table)"},
+        ),
+        summary=report(
+            "results/validation/recovery.md",
+            caption="../report/models_recovery.rst",
+            category="Models",
+            subcategory="Parameter recovery",
+            labels={"file": "recovery (summary)"},
+        ),
+    conda:
+        "../envs/alliance.yaml"
+    log:
+        "logs/validation/validate_recovery.log",
+    script:
+        "../scripts/model_recovery.py"

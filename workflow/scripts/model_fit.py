@@ -1,0 +1,10 @@
+"""Fit one declared alliance-outcome model and write its result files (see alliance.model_workflow.run_model)."""
+
+from alliance.logs import log_to_file
+
+log_to_file(snakemake.log[0])
+
+from alliance.model_workflow import run_model  # noqa: E402
+
+run_model(snakemake.input.scores, snakemake.input.clients, snakemake.wildcards.model, snakemake.config,
+          snakemake.output.fixed.rsplit("/", 1)[0], snakemake.output.data)

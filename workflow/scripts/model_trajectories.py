@@ -1,0 +1,9 @@
+"""Alliance and symptom trajectories by session (see alliance.model_workflow)."""
+
+from alliance.logs import log_to_file
+
+log_to_file(snakemake.log[0])
+
+from alliance.model_workflow import write_trajectory_figure  # noqa: E402
+
+write_trajectory_figure(snakemake.input.data, snakemake.config, snakemake.params.model, snakemake.output[0])
