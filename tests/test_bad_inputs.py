@@ -413,10 +413,10 @@ def test_refused_data_are_never_ingested(case, in_tmp):
     from alliance.config import validate_config
     from alliance.ingest import run_ingest
 
-    config = validate_config(build_study(case, in_tmp))
+    study = build_study(case, in_tmp)
     outputs = [in_tmp / "out" / n for n in ("administrations.parquet", "clients.parquet", "switches.csv")]
     with pytest.raises(ERRORS[case["expect"]["raises"]]):
-        run_ingest(config, *outputs)
+        run_ingest(validate_config(study), *outputs)
     assert not (in_tmp / "out").exists() or not any((in_tmp / "out").iterdir())
 
 
@@ -476,7 +476,7 @@ def test_workflow_stops_at_validation_and_writes_no_result(tmp_path):
     proc = run_snakemake(workdir, check=False)
     assert proc.returncode != 0
     log = (workdir / "logs" / "validate_data.log").read_text()
-    assert "client_forms.csv, row 2, column 'gad4': value '4'; expected a number from 0 to 3 (gad7) or empty" in log
+    assert "client_forms.csv, row 2, column 'gad4': value '4'; expected a whole number from 0 to 3 (gad7) or empty" in log
     # only the gate's own record of having passed may exist; nothing downstream of validation
     assert result_files(workdir) in ([], ["results/data/deid_report.json"])
 

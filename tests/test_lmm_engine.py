@@ -213,3 +213,78 @@ def test_statsmodels_engine_reaches_lme4_on_near_boundary_client_model(which):
     est = [v["Estimate"] for v in ref["fixed"].values()]
     np.testing.assert_allclose(m.fixed_effects["estimate"], est, rtol=1e-4)
     assert m.objective <= ref["objective"] * (1 + 1e-6)
+
+
+# ------------------------------------------------------------------ degenerate fixed effects / response
+def _small_clients(seed: int = 11) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    n = 40
+    data = pd.DataFrame({"therapist": [f"T{i // 4}" for i in range(n)], "x": rng.normal(size=n)})
+    data["y"] = 0.5 * data["x"] + rng.normal(size=(n // 4)).repeat(4) + rng.normal(size=n)
+    return data
+
+
+def test_one_level_categorical_fixed_effect_is_refused_naming_it():
+    # R's model.matrix refuses it ("contrasts can be applied only to factors with 2 or more
+    # levels"); silently dropping the term would fit a different model than the one written
+    data = _small_clients().assign(arm="CBT")
+    with pytest.raises(ValueError, match=r"categorical column 'arm' has 1 level \('CBT'\).*2 or more levels") as err:
+        lmm.fit("y ~ x + arm + (1 | therapist)", data)
+    assert type(err.value) is ValueError
+    flags = _small_clients().assign(flag=True)
+    with pytest.raises(ValueError, match=r"'flag' has 1 level \('TRUE'\)"):
+        lmm.fit("y ~ x + flag + (1 | therapist)", flags)
+
+
+def test_one_level_is_judged_on_the_complete_cases():
+    data = _small_clients()
+    data["arm"] = np.where(np.arange(len(data)) % 2 == 0, "A", "B")
+    m = lmm.fit("y ~ x + arm + (1 | therapist)", data, satterthwaite_df=False)
+    assert "armB" in m.fixed_effects.index
+    data.loc[data["arm"] == "B", "y"] = np.nan  # every B client lacks the outcome
+    with pytest.raises(ValueError, match=r"'arm' has 1 level \('A'\) in the 20 row\(s\) with complete"):
+        lmm.fit("y ~ x + arm + (1 | therapist)", data)
+
+
+@pytest.mark.parametrize("engine", ["alliance", "statsmodels"])
+def test_constant_response_is_refused_naming_it(engine):
+    data = _small_clients().assign(y=3.0)
+    with pytest.raises(ValueError, match=r"response 'y' has no residual variance: all 40 values equal 3.0") as err:
+        lmm.fit("y ~ x + (1 | therapist)", data, engine=engine)
+    assert type(err.value) is ValueError  # not numpy's LinAlgError (a ValueError subclass)
+
+
+def test_response_fitted_exactly_by_fixed_effects_is_refused():
+    data = _small_clients()
+    data["y"] = 2.0 + 3.0 * data["x"]
+    with pytest.raises(ValueError, match=r"response 'y' has no residual variance: the fixed effects \['\(Intercept\)', 'x'\] fit it exactly") as err:
+        lmm.fit("y ~ x + (1 | therapist)", data)
+    assert type(err.value) is ValueError
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_response_fitted_exactly_by_fixed_and_random_effects_never_looks_clean(seed):
+    # constant within therapists: theta grows without bound and the residual sum of squares
+    # reaches rounding level. Depending on the optimiser's path the Cholesky factorisation
+    # breaks down (a ValueError naming the response, never numpy's LinAlgError) or the fit
+    # stops with sigma near 0 and lme4's convergence warning; it must never pass as clean
+    data = _small_clients()
+    data["y"] = np.repeat(np.random.default_rng(seed).normal(size=10), 4)
+    try:
+        m = lmm.fit("y ~ x + (1 | therapist)", data)
+    except ValueError as err:
+        assert type(err) is ValueError
+        assert "response 'y' has (almost) no residual variance" in str(err)
+        assert "['therapist']" in str(err)
+    else:
+        assert not m.converged and m.sigma < 1e-6
+        assert any("failed to converge" in w for w in m.warnings)
+
+
+def test_small_but_real_residual_variance_is_still_fitted():
+    # residual SD 1e-4 of the response's scale: far above the exact-fit tolerance (1e-7)
+    data = _small_clients()
+    data["y"] = 2.0 + 3.0 * data["x"] + 1e-4 * np.random.default_rng(3).normal(size=len(data))
+    m = lmm.fit("y ~ x + (1 | therapist)", data, satterthwaite_df=False)
+    np.testing.assert_allclose(m.fixed_effects["estimate"], [2.0, 3.0], atol=1e-4)
+    assert 0.5e-4 < m.sigma < 2e-4

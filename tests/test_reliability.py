@@ -503,3 +503,58 @@ def test_observer_icc_table_errors():
 def test_docstring_examples():
     result = doctest.testmod(rel, verbose=False)
     assert result.attempted > 0 and result.failed == 0
+
+
+# --------------------------------------------------------------------------------------------
+# No variance between targets
+# --------------------------------------------------------------------------------------------
+def _rater_offsets_only(complete: bool) -> pd.DataFrame:
+    offsets = {"R1": 3.0, "R2": 5.0, "R3": 4.0}
+    if complete:
+        rows = [(t, r, v) for t in range(6) for r, v in offsets.items()]
+    else:  # each target rated by two of the three raters
+        pairs = [("R1", "R2"), ("R2", "R3"), ("R1", "R3")]
+        rows = [(t, r, offsets[r]) for t in range(9) for r in pairs[t % 3]]
+    return pd.DataFrame(rows, columns=["target", "rater", "rating"])
+
+
+@pytest.mark.parametrize("complete", [True, False])
+@pytest.mark.parametrize("design", ["auto", "incomplete"])
+def test_ratings_varying_by_rater_only_are_refused(complete, design):
+    # before: ICC(1) = -1/(k-1), ICC(k) = -inf and NaN with RuntimeWarnings (complete), or
+    # boundary REML fits with zero residual and failing bootstrap refits (incomplete)
+    with pytest.raises(ValueError, match=r"zero variance between targets: each rater in column "
+                       r"'rater' gave the same rating to every target in column 'target' it rated "
+                       r"\('R1' always 3.0, 'R2' always 5.0, 'R3' always 4.0\)"):
+        icc(_rater_offsets_only(complete), "target", "rater", "rating", design=design, n_boot=10)
+
+
+def test_equal_target_means_refused_on_the_anova_route():
+    # raters disagree, but every target has mean 4: MSR = 0, so ICC(k) = 1 - MSW/MSR = -inf
+    # and ICC(A,k) came out as 4
+    data = pd.DataFrame({"target": np.repeat(np.arange(4), 2), "rater": np.tile(["A", "B"], 4),
+                         "rating": [3.0, 5, 5, 3, 3, 5, 5, 3]})
+    with pytest.raises(ValueError, match=r"zero variance between targets: all 4 targets in column "
+                       r"'target' have the same mean rating 4.0 in column 'rating'"):
+        icc_complete(data, "target", "rater", "rating")
+
+
+def test_rater_offsets_on_top_of_small_target_differences_keep_the_consistency_iccs():
+    # ICC(C,1) and ICC(C,k) are invariant to rescaling and to a constant per rater; with the
+    # Shrout & Fleiss data shrunk 1000-fold onto rater offsets 1..4 they must still equal the
+    # published .71 and .91 (psych, 1e-6 absolute): the zero-variance checks must not fire
+    data = _sf()
+    data["rating"] = data["rating"] * 1e-3 + data["rater"].str[1:].astype(float)
+    out = icc(data, "target", "rater", "rating")
+    consistency = [PSYCH_ORDER.index("ICC3"), PSYCH_ORDER.index("ICC3k")]
+    expected = psych_table("shrout_fleiss_1979")["ICC"].to_numpy()[consistency]
+    np.testing.assert_allclose(out["estimate"].to_numpy()[consistency], expected, rtol=0, atol=1e-6)
+
+
+def test_one_rating_per_rater_is_not_taken_for_rater_only_variance():
+    # every rater rated one target: within-rater spreads are 0 trivially, targets still differ
+    data = pd.DataFrame({"target": np.repeat(np.arange(5), 2),
+                         "rater": [f"R{i}" for i in range(10)],
+                         "rating": [1.0, 1.5, 2, 2.5, 3, 3.5, 4, 3.5, 5, 4]})
+    out = icc(data, "target", "rater", "rating", n_boot=0)
+    assert np.isfinite(out["estimate"]).all()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import re
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,9 @@ def _describe(err: jsonschema.ValidationError, schema: dict) -> str:
         return f"at {where}: {err.instance!r} is not one of {err.validator_value}"
     if err.validator == "type":
         return f"at {where}: {err.instance!r} should be of type {err.validator_value}"
+    if err.validator == "oneOf" and where.endswith("/items"):
+        return (f"at {where}: {err.instance!r} is neither a pattern with {{n}} standing for the item "
+                "number (e.g. 'wai{n}') nor a list of column names")
     return f"at {where}: {err.message}"
 
 
@@ -109,6 +113,12 @@ def _cross_references(config: dict) -> list[str]:
                 f"at instruments/{name}/table: '{entry['table']}' is not a table under tables: "
                 f"(known: {', '.join(tables)})"
             )
+        items = entry["items"]
+        if isinstance(items, str):
+            others = sorted(set(re.findall(r"\{[^}]*\}", items)) - {"{n}"})
+            if others:
+                problems.append(f"at instruments/{name}/items: {', '.join(others)} is not a placeholder; "
+                                "only {n} (the item number) is")
     for name, table in tables.items():
         if "respondent" not in table and "respondent" not in table.get("columns", {}):
             problems.append(

@@ -81,7 +81,8 @@ def _tokens(column: str) -> set[str]:
 
 
 def _shape(value: str) -> str:
-    return re.sub(r"\d", "9", re.sub(r"[A-Za-z]", "x", value))[:40]
+    """A value's shape without its content: every letter as x, every digit as 9."""
+    return re.sub(r"[^\W\d_]", "x", re.sub(r"\d", "9", value))[:40]
 
 
 def scan_column_name(column: str) -> str | None:
@@ -111,7 +112,7 @@ def scan_values(values: pd.Series) -> tuple[str, np.ndarray] | None:
         hit = uniques[uniques.str.contains(pattern)]
         if not hit.empty:
             return kind, np.flatnonzero(values.astype(str).isin(set(hit)).to_numpy() & values.notna().to_numpy())
-    words = uniques.str.count(r"[A-Za-z]{2,}")
+    words = uniques.str.count(r"[^\W\d_]{2,}")  # letters of any script
     if (words >= FREE_TEXT_WORDS).any():
         hit = set(uniques[words >= FREE_TEXT_WORDS])
         return "free-text note", np.flatnonzero(values.astype(str).isin(hit).to_numpy() & values.notna().to_numpy())

@@ -25,7 +25,8 @@ class Problem:
             where.append(f"row {self.row}")
         if self.column is not None:
             where.append(f"column '{self.column}'")
-        value = "" if self.value is None else f": value {self.value!r}"
+        shown = self.value.item() if hasattr(self.value, "item") and hasattr(self.value, "dtype") else self.value
+        value = "" if shown is None else f": value {shown!r}"
         return f"{', '.join(where)}{value}; expected {self.expected}"
 
 

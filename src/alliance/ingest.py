@@ -70,16 +70,13 @@ def read_study(config: dict, drop: bool = True) -> RawStudy:
 
 def run_gate(config: dict) -> dict:
     """Refuse any file with a direct identifier; return the scan report."""
-    study = read_study(config)
+    study = read_study(config, drop=False)  # the gate drops the columns itself, and reports them
     tables = {study.files[n]: f for n, f in study.frames.items()}
     if study.clients is not None:
         tables[study.clients_file] = study.clients
     deid = config.get("deid", {})
     report = refuse_identifiers(tables, deid.get("drop_columns", []), deid.get("allow_columns", []))
-    for file, entry in report.items():
-        entry["columns_dropped"] = entry["columns_dropped"] or []
-    dropped = deid.get("drop_columns", [])
-    return {"files": report, "drop_columns": dropped, "passed": True}
+    return {"files": report, "drop_columns": deid.get("drop_columns", []), "passed": True}
 
 
 def run_validation(config: dict) -> dict:

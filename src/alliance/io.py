@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -50,11 +51,11 @@ def read_table(path: str | Path, sheet: str | int | None = None) -> pd.DataFrame
     if suffix in TEXT_SUFFIXES:
         frame = _read_text(path, TEXT_SUFFIXES[suffix])
     elif suffix in (".xlsx", ".xlsm"):
-        frame = pd.read_excel(path, sheet_name=0 if sheet is None else sheet, dtype=object)
+        frame = _read_excel(path, sheet)
     elif suffix == ".sav":
-        frame = _read_sav(path)
+        frame = _read_binary(path, _read_sav, "an SPSS .sav file")
     elif suffix in (".parquet", ".pq"):
-        frame = pd.read_parquet(path)
+        frame = _read_binary(path, pd.read_parquet, "a Parquet file")
     else:
         raise InputError(
             [Problem(str(path), None, None, suffix, f"one of the formats {', '.join(SUPPORTED)}")],
@@ -63,32 +64,80 @@ def read_table(path: str | Path, sheet: str | int | None = None) -> pd.DataFrame
     return _tidy_columns(frame, path)
 
 
+def _cannot_read(path: Path, expected: str) -> InputError:
+    return InputError([Problem(str(path), None, None, None, expected)], "Cannot read")
+
+
+def _read_binary(path: Path, reader, what: str) -> pd.DataFrame:
+    try:
+        return reader(path)
+    except Exception as err:  # every reader's own error type: pyarrow, pyreadstat, zip, OS
+        raise _cannot_read(path, f"{what} ({type(err).__name__}: {err})") from None
+
+
+def _read_excel(path: Path, sheet) -> pd.DataFrame:
+    try:
+        book = pd.ExcelFile(path, engine="openpyxl")
+    except Exception as err:
+        raise _cannot_read(path, f"an Excel workbook ({type(err).__name__}: {err})") from None
+    with book:
+        chosen = 0 if sheet is None else sheet
+        if isinstance(chosen, str) and chosen not in book.sheet_names:
+            raise _cannot_read(path, f"a sheet named {chosen!r}; the workbook has {', '.join(map(repr, book.sheet_names))}")
+        if isinstance(chosen, int) and not 0 <= chosen < len(book.sheet_names):
+            raise _cannot_read(path, f"sheet number {chosen}; the workbook has {len(book.sheet_names)} sheet(s)")
+        try:
+            header = book.parse(chosen, header=None, nrows=1, dtype=object).iloc[0].tolist()
+            # keep_default_na=False: 'n/a' or 'NA' typed into a cell is reported as the file
+            # holds it, as for text files, instead of silently becoming missing.
+            frame = book.parse(chosen, dtype=object, keep_default_na=False, na_values=[""])
+        except Exception as err:
+            raise _cannot_read(path, f"a readable sheet ({type(err).__name__}: {err})") from None
+    if len(header) == len(frame.columns):
+        frame.columns = [str(h) for h in header]  # pandas renames repeated names; keep them to report
+    return frame
+
+
 def _read_text(path: Path, sep: str | None) -> pd.DataFrame:
     raw = path.read_bytes()
-    if not raw.strip():
-        raise InputError([Problem(str(path), None, None, None, "a header row and data rows; the file is empty")],
-                         "Cannot read")
     text, encoding = _decode(raw)
+    if not text.strip():
+        raise _cannot_read(path, "a header row and data rows; the file is empty")
     if encoding != "utf-8":
         log.info("%s: read as %s", path, encoding)
-    if sep is None:
-        sep = "\t" if text.split("\n", 1)[0].count("\t") > text.split("\n", 1)[0].count(",") else ","
+    text = text.replace("\r\n", "\n").replace("\r", "\n")  # Windows and old Mac line endings
+    first = text.split("\n", 1)[0]
+    sep = sep or _guess_separator(first)
+    if sep == "," and first.count(";") > 0 and first.count(",") == 0:
+        sep = ";"  # Excel's CSV in locales with a decimal comma
     from io import StringIO
 
-    header = next(csv.reader(StringIO(text.split("\n", 1)[0]), delimiter=sep))
+    header = next(csv.reader(StringIO(first), delimiter=sep))
     try:
-        frame = pd.read_csv(StringIO(text), sep=sep, dtype=str, keep_default_na=False,
-                           na_values=[""], skipinitialspace=False)
-    except pd.errors.ParserError as err:
-        raise InputError([Problem(str(path), None, None, None, f"a well-formed table ({err})")],
-                         "Cannot read") from None
+        with warnings.catch_warnings():
+            # index_col=False: a first data row with one field too many is an error (pandas
+            # warns and drops the field), not an index column
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            frame = pd.read_csv(StringIO(text), sep=sep, dtype=str, keep_default_na=False,
+                                na_values=[""], skipinitialspace=False, index_col=False)
+    except (pd.errors.ParserError, pd.errors.ParserWarning, ValueError) as err:
+        raise _cannot_read(path, f"a well-formed table ({err})") from None
     if len(header) == len(frame.columns):
         frame.columns = header  # pandas renames repeated names (a, a.1); keep them to report
     return frame
 
 
+def _guess_separator(header: str) -> str:
+    """A tab in the header wins (survey tools put commas in long question texts)."""
+    if "\t" in header:
+        return "\t"
+    return ";" if header.count(";") > header.count(",") else ","
+
+
 def _decode(raw: bytes) -> tuple[str, str]:
-    """UTF-8 (with or without BOM) first; Latin-1 when the bytes are not UTF-8."""
+    """UTF-16 by its BOM; UTF-8 (with or without BOM); Latin-1 when the bytes are not UTF-8."""
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return raw.decode("utf-16"), "utf-16"
     if raw.startswith(b"\xef\xbb\xbf"):
         return raw[3:].decode("utf-8"), "utf-8 (BOM)"
     try:

@@ -212,6 +212,51 @@ def _check_counts(d: _Ratings, target: str, rater: str, rating: str) -> None:
             f"all {len(d.y)} ratings in column {rating!r} equal {d.y[0]!r}: with zero variance "
             "between and within targets the ICC (a ratio of variances) is undefined"
         )
+    _require_variation_within_raters(d, target, rater, rating)
+
+
+#: spreads below this fraction of the largest absolute rating count as exactly zero (rounding)
+_ZERO_SPREAD = 1e-12
+
+
+def _require_variation_within_raters(d: _Ratings, target: str, rater: str, rating: str) -> None:
+    """Refuse ratings that vary by rater only (each rater gives one value to all its targets).
+
+    The targets then carry no variance of their own: the consistency ICCs are 0/0, the
+    ANOVA forms reach -1/(k - 1) and -inf, and REML ends on a boundary with zero residual.
+    Raters with a single rating show nothing either way (with one target per rater, target
+    and rater effects are confounded), so at least one rater must have rated two targets.
+    """
+    lowest = np.full(d.n_raters, np.inf)
+    highest = np.full(d.n_raters, -np.inf)
+    np.minimum.at(lowest, d.r, d.y)
+    np.maximum.at(highest, d.r, d.y)
+    repeated = np.bincount(d.r, minlength=d.n_raters) >= 2
+    if repeated.any() and np.all(highest - lowest <= _ZERO_SPREAD * np.max(np.abs(d.y))):
+        names, values = d.raters[repeated], lowest[repeated].tolist()
+        shown = ", ".join(f"{name!r} always {value!r}" for name, value in zip(names[:3], values))
+        raise ValueError(
+            f"zero variance between targets: each rater in column {rater!r} gave the same rating "
+            f"to every target in column {target!r} it rated ({shown}"
+            f"{', ...' if len(names) > 3 else ''}), "
+            f"so the ratings in column {rating!r} vary by rater only and the ICC (the share of "
+            "between-target variance) is undefined"
+        )
+
+
+def _require_between_target_variance(Y: np.ndarray, target: str, rating: str) -> None:
+    """Refuse a complete design whose targets all have the same mean rating.
+
+    The between-target mean square is then 0: every F is 0 and the ANOVA ICCs are
+    meaningless (ICC(k) = 1 - MSW/MSR = -inf, ICC(A,k) can exceed 1).
+    """
+    means = Y.mean(axis=1)
+    if np.ptp(means) <= _ZERO_SPREAD * np.max(np.abs(Y)):
+        raise ValueError(
+            f"zero variance between targets: all {len(means)} targets in column {target!r} have "
+            f"the same mean rating {float(means[0])!r} in column {rating!r}, so the between-target "
+            "mean square is 0, every F is 0 and the ICCs (e.g. ICC(k) = 1 - MSW/MSR) are undefined"
+        )
 
 
 def _drop_single_rated(d: _Ratings, target: str) -> _Ratings:
@@ -329,8 +374,9 @@ def _table(est, F, df1, df2, p, lower, upper, level, ci_method, method, d: _Rati
     return out[ICC_COLUMNS]
 
 
-def _icc_from_wide(d: _Ratings, level: float) -> pd.DataFrame:
+def _icc_from_wide(d: _Ratings, level: float, target: str, rating: str) -> pd.DataFrame:
     Y = _wide(d)
+    _require_between_target_variance(Y, target, rating)
     n, k = Y.shape
     ms = anova_mean_squares(Y)
     # A zero residual mean square (perfectly consistent raters) makes F infinite and the
@@ -374,14 +420,16 @@ def icc_complete(data: pd.DataFrame, target: str, rater: str, rating: str, *,
     ------
     ValueError
         Missing columns, non-numeric ratings, duplicate target × rater pairs, fewer than 2
-        raters or targets, zero variance of the ratings, or an incomplete design (naming a
-        target with missing ratings; use :func:`icc_incomplete` for those).
+        raters or targets, zero variance of the ratings, zero variance between targets
+        (every target has the same mean rating, or each rater gives one value to all its
+        targets), or an incomplete design (naming a target with missing ratings; use
+        :func:`icc_incomplete` for those).
     """
     _check_level(ci_level)
     d = _prepare(data, target, rater, rating)
     _check_counts(d, target, rater, rating)
     _require_complete(d, target, rater)
-    return _icc_from_wide(d, ci_level)
+    return _icc_from_wide(d, ci_level, target, rating)
 
 
 def _require_complete(d: _Ratings, target: str, rater: str) -> None:
@@ -955,8 +1003,10 @@ def icc(data: pd.DataFrame, target: str, rater: str, rating: str, *, design: str
     ------
     ValueError
         Missing columns, non-numeric ratings, duplicate target × rater pairs, fewer than two
-        raters or targets, zero variance of the ratings (ICC undefined), and, with
-        ``design="complete"``, missing ratings or targets rated once.
+        raters or targets, zero variance of the ratings or zero variance between targets
+        (ratings that vary by rater only, or, on a complete design, targets with equal mean
+        ratings: ICC undefined), and, with ``design="complete"``, missing ratings or targets
+        rated once.
 
     Examples
     --------
@@ -977,7 +1027,7 @@ def icc(data: pd.DataFrame, target: str, rater: str, rating: str, *, design: str
     if design == "complete":
         _require_complete(d, target, rater)
     if design == "complete" or (design == "auto" and _is_complete(d)):
-        return _icc_from_wide(d, ci_level)
+        return _icc_from_wide(d, ci_level, target, rating)
     return _icc_reml(d, target, rater, rating, ci_level, int(n_boot), seed)
 
 

@@ -66,12 +66,22 @@ def _nonnegative_integer_or_missing(values: pd.Series) -> pd.Series:
     return values.isna() | ((x >= 0) & (x == np.floor(x)))
 
 
-def _in_range_or_missing(lo: float, hi: float):
+def _in_range_or_missing(lo: float, hi: float, whole: bool = False):
     def check(values: pd.Series) -> pd.Series:
         x = _numeric(values)
-        return values.isna() | ((x >= lo) & (x <= hi))
+        ok = (x >= lo) & (x <= hi)
+        if whole:
+            ok &= x == np.floor(x)
+        return values.isna() | ok
 
     return check
+
+
+def _not_blank(values: pd.Series) -> pd.Series:
+    """An id of only spaces is as empty as a missing one."""
+    if pd.api.types.is_numeric_dtype(values):
+        return values.notna()
+    return values.isna() | (values.astype("string").str.strip() != "")
 
 
 def table_schema(table: str, table_config: dict, items: dict[str, tuple[list[str], float, float]]) -> pa.DataFrameSchema:
@@ -82,9 +92,9 @@ def table_schema(table: str, table_config: dict, items: dict[str, tuple[list[str
     cols = column_map(table_config)
     observer = table_config.get("respondent") == "observer"
     columns = {
-        cols["client_id"]: pa.Column(None, nullable=False, required=True,
+        cols["client_id"]: pa.Column(None, nullable=False, required=True, checks=[_blank_check()],
                                      description="client id (a value in every row)"),
-        cols["therapist_id"]: pa.Column(None, nullable=False, required=True,
+        cols["therapist_id"]: pa.Column(None, nullable=False, required=True, checks=[_blank_check()],
                                         description="therapist id (every client needs a therapist)"),
         cols["session"]: pa.Column(None, nullable=False, required=True, checks=[
             pa.Check(_positive_integer, error="a whole session number of 1 or more")]),
@@ -95,14 +105,18 @@ def table_schema(table: str, table_config: dict, items: dict[str, tuple[list[str
         columns[cols["respondent"]] = pa.Column(None, nullable=False, checks=[
             pa.Check.isin(RESPONDENTS, error=f"one of {', '.join(RESPONDENTS)}")])
     if observer:
-        columns[cols["rater_id"]] = pa.Column(None, nullable=False, required=True,
+        columns[cols["rater_id"]] = pa.Column(None, nullable=False, required=True, checks=[_blank_check()],
                                               description="rater id for observer ratings")
-    for entry, (names, lo, hi) in items.items():
-        rule = f"a number from {lo:g} to {hi:g} ({entry}) or empty"
+    for entry, (names, lo, hi, whole) in items.items():
+        rule = f"a {'whole ' if whole else ''}number from {lo:g} to {hi:g} ({entry}) or empty"
         for name in names:
             columns[name] = pa.Column(None, nullable=True, required=True,
-                                      checks=[pa.Check(_in_range_or_missing(lo, hi), error=rule)])
+                                      checks=[pa.Check(_in_range_or_missing(lo, hi, whole), error=rule)])
     return pa.DataFrameSchema(columns, name=table)
+
+
+def _blank_check() -> pa.Check:
+    return pa.Check(_not_blank, error="not_nullable")
 
 
 def _expected(row: pd.Series, schema: pa.DataFrameSchema) -> str:
@@ -209,8 +223,12 @@ def validate_study(frames: dict[str, pd.DataFrame], config: dict, keys: dict, fi
     items_by_table: dict[str, dict] = {name: {} for name in frames}
     for entry, spec in config["instruments"].items():
         key = keys[entry]
-        names = item_columns(spec, key.n_items)
-        items_by_table[spec["table"]][entry] = (names, key.response_min, key.response_max)
+        try:
+            names = item_columns(spec, key.n_items)
+        except ValueError as err:
+            raise ValueError(f"instruments/{entry}/items: {err}") from None
+        whole = bool(getattr(key, "integer_responses", False))
+        items_by_table[spec["table"]][entry] = (names, key.response_min, key.response_max, whole)
     for name, frame in frames.items():
         tconf = config["tables"][name]
         schema = table_schema(name, tconf, items_by_table[name])
@@ -222,6 +240,8 @@ def validate_study(frames: dict[str, pd.DataFrame], config: dict, keys: dict, fi
         if tconf.get("respondent") == "observer" or "respondent" in tconf.get("columns", {}):
             dup_keys.append(cols["rater_id"])
         problems += duplicate_problems(frame, dup_keys, files[name])
+        if cols["client_id"] not in frame.columns:
+            continue  # reported by the schema
         spaced = frame[cols["client_id"]].astype("string").str.strip() != frame[cols["client_id"]].astype("string")
         if spaced.fillna(False).any():
             result.notes.append(f"{files[name]}: surrounding spaces removed from {int(spaced.sum())} client ids")

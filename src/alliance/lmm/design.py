@@ -60,6 +60,7 @@ def fixed_spec(data: pd.DataFrame, parsed: ParsedFormula) -> FixedSpec:
         for var in term:
             if var not in levels and _is_categorical(data[var]):
                 levels[var] = _levels_of(data[var])
+                _require_two_levels(var, levels[var], len(data))
     present = {frozenset(t) for t in parsed.fixed_terms}
     if parsed.intercept:
         present.add(frozenset())
@@ -76,6 +77,22 @@ def fixed_spec(data: pd.DataFrame, parsed: ParsedFormula) -> FixedSpec:
     spec = FixedSpec(parsed.intercept, list(parsed.fixed_terms), levels, coding)
     spec.names = fixed_matrix(spec, data)[1]
     return spec
+
+
+def _require_two_levels(var: str, levels: list, n_rows: int) -> None:
+    """Refuse a categorical fixed effect with fewer than two levels, as R's ``model.matrix``.
+
+    Its contrasts would have no column, so the term would vanish from the model unnoticed
+    (R: "contrasts can be applied only to factors with 2 or more levels").
+    """
+    if len(levels) < 2:
+        shown = f" ({_r_label(levels[0])!r})" if levels else ""
+        raise ValueError(
+            f"categorical column {var!r} has {len(levels)} level{shown} in the {n_rows} row(s) "
+            f"with complete model variables; a categorical fixed effect needs 2 or more levels "
+            f"(R: contrasts can be applied only to factors with 2 or more levels); drop {var!r} "
+            f"from the formula"
+        )
 
 
 def _variable_columns(data: pd.DataFrame, var: str, code: str, spec: FixedSpec):
@@ -142,6 +159,40 @@ def check_rank(X: np.ndarray, names: list[str], tol: float = 1e-7) -> None:
             f"fixed-effects design is rank deficient (rank {rank} < {p} columns): "
             f"column(s) {bad} are linear combinations of the other columns; drop or recode them"
         )
+
+
+#: relative residual norm ||y - X b|| / ||y|| below which the response counts as fitted exactly:
+#: the deviance factorises the cross-product of [X y], which keeps only about half the digits,
+#: and its last pivot (the residual sum of squares) fails near 1e-8 relative in practice
+EXACT_FIT_TOL = 1e-7
+
+
+def check_residual_variance(X: np.ndarray, y: np.ndarray, names: list[str], response: str) -> None:
+    """Raise ValueError when the fixed effects fit the response exactly (e.g. it is constant).
+
+    The residual variance is then 0 and the profiled likelihood unbounded; the Cholesky
+    factorisation of the penalised least-squares system breaks down on its last pivot.
+    """
+    if X.shape[1]:
+        beta = np.linalg.lstsq(X, y, rcond=None)[0]
+        resid = y - X @ beta
+    else:
+        resid = y
+    rss, tss = float(resid @ resid), float(y @ y)
+    if rss > EXACT_FIT_TOL**2 * tss:
+        return
+    if np.ptp(y) == 0:
+        raise ValueError(
+            f"response {response!r} has no residual variance: all {len(y)} values equal "
+            f"{float(y[0])!r}, so a mixed model of it is undefined (its likelihood is unbounded); "
+            "a linear mixed model needs a response that varies"
+        )
+    raise ValueError(
+        f"response {response!r} has no residual variance: the fixed effects {names} fit it "
+        f"exactly, to rounding (residual sum of squares {rss:.3g} against {tss:.3g} for the "
+        "response), so the likelihood is unbounded; check that the response is not computed "
+        "from the predictors"
+    )
 
 
 # --------------------------------------------------------------------------- random effects

@@ -14,6 +14,7 @@ from .design import (
     Structure,
     build_structure,
     check_rank,
+    check_residual_variance,
     fixed_matrix,
     fixed_spec,
     lower_tri_from_theta,
@@ -174,7 +175,10 @@ def fit(formula: str, data: pd.DataFrame, reml: bool = True, *, engine: str = "a
     ------
     ValueError
         Unsupported formula syntax, missing columns, non-numeric response, rank-deficient
-        fixed effects (naming the columns), too few levels of a grouping factor.
+        fixed effects (naming the columns), a categorical fixed effect with fewer than two
+        levels in the rows analysed (as R's ``model.matrix``), a response without residual
+        variance (constant, or fitted exactly by the fixed effects, or by fixed and random
+        effects), too few levels of a grouping factor.
     """
     if engine not in ("alliance", "statsmodels"):
         raise ValueError(f"engine must be 'alliance' or 'statsmodels', got {engine!r}")
@@ -183,23 +187,50 @@ def fit(formula: str, data: pd.DataFrame, reml: bool = True, *, engine: str = "a
     X, names = fixed_matrix(spec, frame)
     check_rank(X, names)
     y = frame[parsed.response].to_numpy(dtype=float)
+    check_residual_variance(X, y, names, parsed.response)
     with _single_threaded_blas():
         structure, _ = build_structure(frame, parsed.random_terms, X, y)
         dev = ProfiledDeviance(structure, reml)
-        if engine == "statsmodels":
-            from .statsmodels_engine import statsmodels_theta
+        try:
+            return _fit_theta(formula, parsed, frame, spec, X, y, structure, dev, reml, messages,
+                              engine, satterthwaite_df, start)
+        except np.linalg.LinAlgError as err:
+            raise _no_residual_variance(parsed.response, structure) from err
 
-            theta, sm_extra = statsmodels_theta(parsed, structure, frame, X, y, reml)
-        else:
-            theta0 = _start_theta(structure) if start is None else np.asarray(start, dtype=float)
-            if theta0.shape != structure.lower.shape:
-                raise ValueError(f"start must have {structure.ntheta} elements (lme4's theta), got {theta0.shape}")
-            theta, res = _optimise(dev, structure.lower, theta0)
-            sm_extra = None
-            if not res.success:
-                messages.append(f"optimiser did not report success: {res.message}")
-        return _finish(formula, parsed, frame, spec, X, structure, dev, theta, reml, messages,
-                       engine, satterthwaite_df, sm_extra)
+
+def _fit_theta(formula, parsed, frame, spec, X, y, structure: Structure, dev: ProfiledDeviance,
+               reml, messages, engine, satterthwaite_df, start) -> LmmResult:
+    """Estimate theta with the chosen engine and assemble the result."""
+    if engine == "statsmodels":
+        from .statsmodels_engine import statsmodels_theta
+
+        theta, sm_extra = statsmodels_theta(parsed, structure, frame, X, y, reml)
+    else:
+        theta0 = _start_theta(structure) if start is None else np.asarray(start, dtype=float)
+        if theta0.shape != structure.lower.shape:
+            raise ValueError(f"start must have {structure.ntheta} elements (lme4's theta), got {theta0.shape}")
+        theta, res = _optimise(dev, structure.lower, theta0)
+        sm_extra = None
+        if not res.success:
+            messages.append(f"optimiser did not report success: {res.message}")
+    return _finish(formula, parsed, frame, spec, X, structure, dev, theta, reml, messages,
+                   engine, satterthwaite_df, sm_extra)
+
+
+def _no_residual_variance(response: str, structure: Structure) -> ValueError:
+    """The error for a breakdown of the Cholesky factorisation during the fit.
+
+    The fixed effects alone do not fit the response exactly (checked before), but fixed plus
+    random effects do, e.g. a response constant within the groups: theta grows without bound
+    and the residual sum of squares, the last pivot, reaches rounding level.
+    """
+    groups = [f.name for f in structure.factors]
+    return ValueError(
+        f"response {response!r} has (almost) no residual variance: the fixed and random effects "
+        f"fit it exactly (e.g. it is constant within the groups of {groups}), so the residual "
+        "variance goes to 0 and the Cholesky factorisation of the penalised least-squares "
+        "system breaks down; check that the response is not computed from the predictors"
+    )
 
 
 def _finish(formula, parsed, frame, spec: FixedSpec, X, structure: Structure,
