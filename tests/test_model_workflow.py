@@ -31,7 +31,7 @@ from alliance.config import validate_config
 from alliance.errors import ConfigError
 from conftest import EXAMPLE, example_config
 
-DATA = Path(__file__).parent / "data" / "models"
+DATA = Path(__file__).parent / "data" / "lme4"  # one folder per study, lme4 fits from ref_lme4.R
 FIXED_COLUMNS = ["term", "estimate", "se", "df", "t", "p", "ci_low", "ci_high", "std_estimate"]
 RANDOM_COLUMNS = ["group", "term1", "term2", "variance", "sd", "corr"]
 FIT_KEYS = {"engine", "formula", "reml", "objective", "loglik", "aic", "bic", "nobs", "ngroups", "converged",
@@ -74,7 +74,7 @@ FITS = {
 
 @pytest.fixture(scope="module")
 def small():
-    return reference("lme4_alliance_small")
+    return reference("small")
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +157,7 @@ def test_therapist_client_model_carries_the_slope_contrast(fitted_dir):
 
 
 def test_fit_warnings_are_logged_and_written(tmp_path, caplog):
-    scores, ref = reference("lme4_alliance_boundary")
+    scores, ref = reference("boundary")
     assert ref["early_alliance_outcome"]["singular"]
     scores.to_parquet(tmp_path / "scores.parquet")
     config = config_with({"fits": {"early": FITS["early"]}})

@@ -28,8 +28,8 @@ from scipy import stats
 
 from alliance import models as M
 
-DATA = Path(__file__).parent / "data" / "models"
-STUDIES = ("lme4_alliance_small", "lme4_alliance_boundary")
+DATA = Path(__file__).parent / "data" / "lme4"  # one folder per study, lme4 fits from ref_lme4.R
+STUDIES = ("small", "boundary")
 OUTCOME = ("phq9", "total")
 ALLIANCE = ("wai_sr", "client", "total")
 
@@ -64,7 +64,7 @@ def study(request):
 
 @pytest.fixture(scope="module")
 def small():
-    folder = DATA / "lme4_alliance_small"
+    folder = DATA / "small"
     sessions = pd.read_csv(folder / "sessions.csv")
     return SimpleNamespace(scores=scores_from_sessions(sessions),
                            ref=json.loads((folder / "lme4_reference.json").read_text()),
@@ -212,7 +212,7 @@ def test_summary_of_three_level_model(small, three_level_small, tmp_path):
 
 
 def test_summary_of_boundary_fit_keeps_singular_status():
-    sessions = pd.read_csv(DATA / "lme4_alliance_boundary" / "sessions.csv")
+    sessions = pd.read_csv(DATA / "boundary" / "sessions.csv")
     clients = M.client_level_data(scores_from_sessions(sessions), OUTCOME, ALLIANCE)
     result, _ = M.fit_early_outcome(clients)
     summary = M.model_summary(result, clients, alliance_terms=["early_alliance"])
@@ -377,7 +377,7 @@ def test_early_alliance_definition_is_passed_to_scoring(small):
     """The definition goes to alliance.scoring.early_alliance (tested in test_scoring.py);
     precomputed values are taken as they are."""
     at2 = M.client_level_data(small.scores, OUTCOME, ALLIANCE, early={"method": "session_k", "k": 2})
-    sessions = pd.read_csv(DATA / "lme4_alliance_small" / "sessions.csv")
+    sessions = pd.read_csv(DATA / "small" / "sessions.csv")
     expected = sessions.loc[sessions["session"] == 2].set_index("client_id")["alliance"]
     np.testing.assert_allclose(at2.set_index("client")["early_alliance"], expected.sort_index(), atol=1e-12)
     assert (at2["n_early"] == 1).all()
@@ -504,7 +504,7 @@ def test_fit_indirection_passes_a_custom_fit():
 # --------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def reference_clients():
-    data = pd.read_csv(DATA / "lme4_alliance_small" / "clients_derived.csv")
+    data = pd.read_csv(DATA / "small" / "clients_derived.csv")
     return data.rename(columns=REF_NAMES)
 
 

@@ -32,7 +32,7 @@ from scipy import stats
 from alliance import tables as T
 from alliance.tables import MINUS, ApaTable, Column
 
-DATA = Path(__file__).parent / "data" / "tables"
+DATA = Path(__file__).parent / "data" / "lme4" / "small"  # lme4 fits from ref_lme4.R
 
 
 # --------------------------------------------------------------------------- source frames
