@@ -20,6 +20,7 @@ include: "workflow/rules/ruptures.smk"
 include: "workflow/rules/agreement.smk"
 include: "workflow/rules/interrater.smk"
 include: "workflow/rules/models.smk"
+include: "workflow/rules/manuscript.smk"
 
 
 rule all:

@@ -425,7 +425,7 @@ def _md_row(cells: Sequence[str]) -> str:
 _TEX_MAP = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
     "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-    "<": r"$<$", ">": r"$>$", MINUS: r"$-$", "\u2264": r"$\leq$", "\u2265": r"$\geq$",
+    "<": r"$<$", "|": r"\textbar{}", ">": r"$>$", MINUS: r"$-$", "\u2264": r"$\leq$", "\u2265": r"$\geq$",
     "\u00b1": r"$\pm$", "\u00d7": r"$\times$", "\u00b2": r"$^{2}$", "\u221e": r"$\infty$",
     "\u03b1": r"$\alpha$", "\u03b2": r"$\beta$", "\u03b3": r"$\gamma$", "\u03b7": r"$\eta$",
     "\u03c1": r"$\rho$", "\u03c3": r"$\sigma$", "\u03c4": r"$\tau$", "\u03c7": r"$\chi$",

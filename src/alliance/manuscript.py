@@ -1,0 +1,416 @@
+"""Manuscript-ready outputs: APA tables in four formats and the generated methods paragraph.
+
+Two workflow steps (``workflow/rules/manuscript.smk``), each reading the files its rule names:
+
+* :func:`write_manuscript_tables`: descriptives and correlations of the client-level
+  variables (early alliance, baseline, post-treatment outcome, rate of change), internal
+  consistency, and every declared model's fixed and random effects, each written to
+  ``results/tables/{stem}.md``, ``.tex`` (booktabs) and ``.html``, and all of them into one
+  Word document ``results/tables/tables.docx``. The tables are built by
+  :mod:`alliance.tables`, so every format shows the same formatted cells.
+* :func:`write_methods`: ``results/tables/methods.md``, the paragraph of
+  :func:`alliance.methods_text.methods_paragraph` with the N per level of
+  ``results/data/summary.json``, the instruments of the configured scoring keys, every
+  model's formula and estimation method (``fit.json``) and the package versions recorded in
+  ``results/provenance.json``, followed by its references.
+
+The client-level data are built by :func:`alliance.model_workflow.prepare_model_data`, the
+function the client-level models are fitted with, for the first declared client-level model
+(or, when none is declared, for the measures of the first declared model), so the
+descriptives describe the data the models saw.
+
+Numbers are shown with enough decimals that the smallest standard error (fixed effects) or
+variance (random effects) keeps two significant digits (2 to 4 decimals), because a fixed
+two decimals would show a slope of 0.004 per session as ``0.00``.
+
+Tested in ``tests/test_manuscript.py`` on the workflow's run on the bundled example: the
+``.docx`` opened with python-docx holds the numbers of ``fixed_effects.csv`` and
+``random_effects.csv`` rounded to the shown decimals, the descriptives equal numpy's means,
+SDs and correlations of the models' client-level data, and the methods paragraph states the
+N of ``summary.json`` and each model's formula and REML/ML.
+
+References
+----------
+American Psychological Association. (2020). *Publication manual of the American
+Psychological Association* (7th ed.).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from alliance import model_workflow as W
+from alliance.outputs import atomic_path
+from alliance.tables import (
+    DEFAULT_TERM_LABELS,
+    ApaTable,
+    descriptives_table,
+    fixed_effects_table,
+    random_effects_table,
+    reliability_table,
+    write_docx,
+)
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "CLIENT_VARIABLES",
+    "TABLE_FORMATS",
+    "manuscript_table_stems",
+    "descriptives_model",
+    "client_descriptives_data",
+    "shown_decimals",
+    "instrument_abbreviation",
+    "term_labels",
+    "manuscript_tables",
+    "write_manuscript_tables",
+    "methods_models",
+    "methods_instruments",
+    "methods_document",
+    "write_methods",
+]
+
+CLIENT_VARIABLES = ("early_alliance", "baseline", "post", "slope")
+TABLE_FORMATS = ("md", "tex", "html")
+MIN_DECIMALS, MAX_DECIMALS = 2, 4
+GROUP_LABELS = {"therapist": "Therapist", "client": "Client", "Residual": "Residual"}
+EXTRA_TERM_LABELS = {
+    "symptoms": "Symptoms",
+    "alliance": "Alliance",
+    "symptoms_lag": "Symptoms (previous session)",
+    "alliance_lag": "Alliance (previous session)",
+}
+EARLY_TEXT = {
+    "mean_1_to_k": "mean over sessions 1\u2013{k}",
+    "session_k": "score at session {k}",
+    "first_up_to_k": "first score in sessions 1\u2013{k}",
+}
+_ABBREVIATION = re.compile(r"\(([^()\s]+)\)\s*$")
+
+
+# --------------------------------------------------------------------------------------
+# What is written
+# --------------------------------------------------------------------------------------
+def manuscript_table_stems(config: Mapping[str, Any]) -> list[str]:
+    """File stems of the tables under ``results/tables/``, in table-number order.
+
+    ``descriptives`` (when a model is declared: its measures define the client-level
+    variables), ``reliability``, then ``fixed_effects_{model}`` and ``random_effects_{model}``
+    for every declared model in config order.
+    """
+    models = W.declared_models(config)
+    stems = (["descriptives"] if models else []) + ["reliability"]
+    for model in models:
+        stems += [f"fixed_effects_{model}", f"random_effects_{model}"]
+    return stems
+
+
+def descriptives_model(config: Mapping[str, Any]) -> str | None:
+    """The declared model whose measures define the client-level variables: the first
+    client-level model (``early_outcome``, ``therapist_client``), else the first model."""
+    models = W.declared_models(config)
+    for name in models:
+        if W.model_spec(config, name)["kind"] in W.CLIENT_LEVEL_KINDS:
+            return name
+    return models[0] if models else None
+
+
+def client_descriptives_data(config: Mapping[str, Any], scores: pd.DataFrame,
+                             clients: pd.DataFrame | None) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """One row per client: the variables of the client-level models, built as they are.
+
+    Returns
+    -------
+    (data, spec)
+        ``data`` from :func:`alliance.model_workflow.prepare_model_data` (columns
+        :data:`CLIENT_VARIABLES` among others); ``spec`` the model specification it used.
+
+    Raises
+    ------
+    ValueError
+        No model is declared (then the measures are unknown).
+    """
+    name = descriptives_model(config)
+    if name is None:
+        raise ValueError("descriptives: no model is declared under models: fits:, so the outcome and alliance "
+                         "measures of the client-level variables are unknown")
+    spec = W.model_spec(config, name)
+    # Covariates are categorical in general (arm); the table describes the numeric variables.
+    client_spec = {**spec, "kind": "early_outcome", "covariates": []}
+    return W.prepare_model_data(client_spec, scores, clients), spec
+
+
+# --------------------------------------------------------------------------------------
+# Labels and decimals
+# --------------------------------------------------------------------------------------
+def shown_decimals(values: Sequence[float] | pd.Series, minimum: int = MIN_DECIMALS,
+                   maximum: int = MAX_DECIMALS) -> int:
+    """Decimals that show the smallest non-zero magnitude in ``values`` with two significant
+    digits, between ``minimum`` and ``maximum`` (0.036 -> 3, 0.0057 -> 4, 0.45 -> 2)."""
+    x = np.abs(np.asarray(values, dtype=float))
+    x = x[np.isfinite(x) & (x > 0)]
+    if x.size == 0:
+        return minimum
+    needed = math.ceil(-math.log10(float(x.min()))) + 1
+    return int(min(maximum, max(minimum, needed)))
+
+
+def instrument_abbreviation(entry: str, key: Any) -> str:
+    """Short name of an instrument: the abbreviation closing its full name ("Patient Health
+    Questionnaire-9 (PHQ-9)" -> "PHQ-9"), else the config entry in capitals ("wai_sr" ->
+    "WAI-SR")."""
+    match = _ABBREVIATION.search(getattr(key, "full_name", "") or "")
+    return match.group(1) if match else entry.upper().replace("_", "-")
+
+
+def term_labels(covariates: Sequence[str] = (), terms: Sequence[str] = ()) -> dict[str, str]:
+    """Display names of model terms: :data:`alliance.tables.DEFAULT_TERM_LABELS`, the
+    alliance terms of :data:`alliance.model_workflow.ALLIANCE_TERMS`, lagged scores, and
+    covariate levels (``armPDT`` -> ``Arm: PDT``)."""
+    labels = {term: text[0].upper() + text[1:] for term, (text, _) in W.ALLIANCE_TERMS.items()}
+    labels.update(EXTRA_TERM_LABELS)
+    labels.update(DEFAULT_TERM_LABELS)
+    for term in terms:
+        for covariate in covariates:
+            name = covariate.replace("_", " ").capitalize()
+            if term == covariate:
+                labels[term] = name
+            elif term.startswith(covariate) and term not in labels:
+                labels[term] = f"{name}: {term[len(covariate):]}"
+    return labels
+
+
+def _measure_label(measure: Sequence[Any], keys: Mapping[str, Any], abbreviations: Mapping[str, str]) -> str:
+    """``client-rated WAI-SR total``, ``PHQ-9 total``, ``OQ-45.2 Symptom Distress``."""
+    instrument, respondent, scale = measure
+    key = keys.get(instrument)
+    label = key.scales[scale].label if key is not None and scale in key.scales else str(scale)
+    if label.lower() == "total":
+        label = "total"
+    text = f"{abbreviations.get(instrument, instrument)} {label}"
+    return f"{respondent}-rated {text}" if respondent else text
+
+
+def _client_variable_labels(spec: Mapping[str, Any], keys: Mapping[str, Any],
+                            abbreviations: Mapping[str, str]) -> tuple[dict, str]:
+    """Labels of :data:`CLIENT_VARIABLES` and a note defining them."""
+    alliance = _measure_label(spec["alliance"], keys, abbreviations)
+    outcome = _measure_label(spec["outcome"], keys, abbreviations)
+    early = spec["early"]
+    definition = EARLY_TEXT.get(early.get("method"), str(early.get("method"))).format(k=early.get("k"))
+    labels = {"early_alliance": f"Early alliance ({alliance})", "baseline": f"Baseline {outcome}",
+              "post": f"Post-treatment {outcome}", "slope": f"{outcome} change per session"}
+    note = (f"Early alliance = {definition}; baseline = first and post-treatment = last {outcome} score of "
+            f"the client; change per session = the client's least-squares slope of {outcome} over sessions.")
+    return labels, note
+
+
+# --------------------------------------------------------------------------------------
+# The tables
+# --------------------------------------------------------------------------------------
+def _read_json(path: str | Path) -> dict[str, Any]:
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def _groups_text(ngroups: Mapping[str, Any]) -> str:
+    return ", ".join(f"{int(n):,} {group}s" for group, n in ngroups.items())
+
+
+def _model_note(info: Mapping[str, Any]) -> str:
+    method = "REML" if info.get("reml") else "ML"
+    groups = _groups_text(info.get("ngroups") or {})
+    note = (f"Model: {' '.join(str(info.get('formula')).split())}; estimated by {method}; "
+            f"N = {int(info.get('nobs')):,} observations" + (f" ({groups})." if groups else "."))
+    if info.get("singular"):
+        note += " A variance component was estimated at zero (singular fit)."
+    if info.get("converged") is False:
+        note += " The optimiser did not report convergence."
+    return note
+
+
+def _with_decimals(table: ApaTable, decimals: Mapping[str, int]) -> ApaTable:
+    """The same table with other decimals in some columns: b, SE and the CI need as many as
+    the smallest SE, but t and β are read at two decimals (APA, 7th ed., sec. 6.36)."""
+    columns = [replace(c, decimals=decimals[c.key]) if c.key in decimals else c for c in table.columns]
+    return ApaTable(table.number, table.title, columns, table.rows, table.note, table.missing)
+
+
+def _model_tables(info: Mapping[str, Any], fixed: pd.DataFrame, random: pd.DataFrame,
+                  number: int) -> tuple[ApaTable, ApaTable]:
+    label = info.get("label") or info.get("model")
+    covariates = (info.get("settings") or {}).get("covariates") or []
+    labels = term_labels(covariates, list(fixed["term"]))
+    fixed_table = _with_decimals(
+        fixed_effects_table(fixed, number=number, title=f"Fixed Effects: {label}", labels=labels,
+                            decimals=shown_decimals(fixed["se"]), note=_model_note(info)),
+        {"t": MIN_DECIMALS, "std_estimate": MIN_DECIMALS})
+    random_table = random_effects_table(random, number=number + 1, title=f"Random Effects: {label}",
+                                        labels={**labels, **GROUP_LABELS},
+                                        decimals=shown_decimals(random["variance"]))
+    return fixed_table, random_table
+
+
+def _reliability(consistency: pd.DataFrame, keys: Mapping[str, Any], abbreviations: Mapping[str, str],
+                 number: int) -> ApaTable:
+    """Internal consistency with instruments and scales named as their keys name them; rows
+    pooled over all administrations show "All" as their session."""
+    scale_labels = {s: k.scales[s].label for k in keys.values() for s in k.scales}
+    rows = consistency.copy()
+    note = None
+    if "session" in rows.columns and rows["session"].notna().any():
+        rows["session"] = rows["session"].astype(object).where(rows["session"].notna(), "All")
+        note = "Session: All = every administration pooled; a number = that session's administrations only."
+    return reliability_table(rows, number=number, title="Internal Consistency of the Scales",
+                             labels={**scale_labels, **abbreviations, "client": "Client",
+                                     "therapist": "Therapist", "observer": "Observer"}, note=note)
+
+
+def manuscript_tables(config: Mapping[str, Any], scores: pd.DataFrame, clients: pd.DataFrame | None,
+                      consistency: pd.DataFrame, fit_paths: Sequence[str | Path]) -> dict[str, ApaTable]:
+    """Every manuscript table by file stem (:func:`manuscript_table_stems`), numbered in
+    that order.
+
+    Parameters
+    ----------
+    config : mapping
+        The validated workflow config (models, instruments).
+    scores, clients : DataFrame
+        ``results/scores/scores.parquet`` and ``results/interim/clients.parquet``.
+    consistency : DataFrame
+        ``results/reliability/internal_consistency.csv``.
+    fit_paths : sequence of path
+        Every declared model's ``results/models/{model}/fit.json``, in config order; the
+        model's ``fixed_effects.csv`` and ``random_effects.csv`` are read beside it.
+    """
+    from alliance.instruments import keys_from_config
+
+    keys = keys_from_config(config)
+    abbreviations = {entry: instrument_abbreviation(entry, key) for entry, key in keys.items()}
+    models = W.declared_models(config)
+    folders = {Path(p).parent.name: Path(p).parent for p in fit_paths}
+    missing = [m for m in models if m not in folders]
+    if missing:
+        raise ValueError(f"manuscript tables: no fit.json given for declared model(s) {missing}; "
+                         f"got {[str(p) for p in fit_paths]}")
+    tables: dict[str, ApaTable] = {}
+    number = 1
+    if models:
+        data, spec = client_descriptives_data(config, scores, clients)
+        labels, note = _client_variable_labels(spec, keys, abbreviations)
+        tables["descriptives"] = descriptives_table(
+            data, list(CLIENT_VARIABLES), number=number,
+            title="Means, Standard Deviations and Correlations of the Client-Level Variables",
+            labels=labels, note=note)
+        number += 1
+    tables["reliability"] = _reliability(consistency, keys, abbreviations, number)
+    number += 1
+    for model in models:
+        folder = folders[model]
+        info = _read_json(folder / "fit.json")
+        fixed = pd.read_csv(folder / "fixed_effects.csv", float_precision="round_trip")
+        random = pd.read_csv(folder / "random_effects.csv", float_precision="round_trip")
+        tables[f"fixed_effects_{model}"], tables[f"random_effects_{model}"] = _model_tables(info, fixed, random, number)
+        number += 2
+    return tables
+
+
+def _write_text(text: str, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8", newline="\n")
+
+
+def write_manuscript_tables(scores_path: str | Path, clients_path: str | Path | None,
+                            consistency_path: str | Path, fit_paths: Sequence[str | Path],
+                            config: Mapping[str, Any], outdir: str | Path, docx_path: str | Path) -> dict[str, Path]:
+    """Workflow step: every manuscript table as ``{outdir}/{stem}.md``, ``.tex`` and
+    ``.html`` (standalone page), and all of them in one Word document ``docx_path``.
+
+    Returns the written paths by ``"{stem}.{format}"`` and ``"docx"``. The bytes are the same
+    on every run (the ``.docx`` through :func:`alliance.tables.write_docx`).
+    """
+    scores = pd.read_parquet(scores_path)
+    clients = None if clients_path is None else pd.read_parquet(clients_path)
+    consistency = pd.read_csv(consistency_path, float_precision="round_trip")
+    tables = manuscript_tables(config, scores, clients, consistency, fit_paths)
+    outdir, written = Path(outdir), {}
+    for stem, table in tables.items():
+        texts = {"md": table.to_markdown(), "tex": table.to_latex(), "html": table.to_html(standalone=True)}
+        for ext, text in texts.items():
+            written[f"{stem}.{ext}"] = outdir / f"{stem}.{ext}"
+            _write_text(text, written[f"{stem}.{ext}"])
+    written["docx"] = write_docx(list(tables.values()), docx_path)
+    log.info("manuscript tables: %d tables (%s) in %s and %s", len(tables), ", ".join(tables), outdir, docx_path)
+    return written
+
+
+# --------------------------------------------------------------------------------------
+# The methods paragraph
+# --------------------------------------------------------------------------------------
+def methods_models(fit_paths: Sequence[str | Path]) -> list[dict[str, Any]]:
+    """The models for :func:`alliance.methods_text.methods_paragraph` from their ``fit.json``:
+    numbered as in the tables' order, formula in backticks (Markdown code)."""
+    models = []
+    for number, path in enumerate(fit_paths, start=1):
+        info = _read_json(path)
+        label = info.get("label") or info.get("model") or Path(path).parent.name
+        models.append({
+            "label": f"Model {number} ({label})", "formula": f"`{' '.join(str(info['formula']).split())}`",
+            **{k: info[k] for k in ("reml", "engine", "nobs", "ngroups", "singular", "converged", "df_method")
+               if k in info},
+        })
+    return models
+
+
+def methods_instruments(config: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every configured instrument as :func:`alliance.methods_text.methods_paragraph` wants
+    it: full name and citations from its scoring key, the respondent of the table it was
+    read from (the key's respondents when the table names none)."""
+    from alliance.instruments import keys_from_config
+
+    tables = config.get("tables") or {}
+    out = []
+    for entry, key in keys_from_config(config).items():
+        table = (config["instruments"][entry] or {}).get("table")
+        respondent = (tables.get(table) or {}).get("respondent")
+        out.append({"name": entry, "full_name": key.full_name, "citations": list(key.citations),
+                    "respondents": [respondent] if respondent else list(key.respondents)})
+    return out
+
+
+def methods_document(summary: Mapping[str, Any], models: Sequence[Mapping[str, Any]],
+                     instruments: Sequence[Mapping[str, Any]], versions: Mapping[str, Any]) -> str:
+    """``methods.md``: a heading, the methods paragraph and its references (Markdown)."""
+    from alliance.methods_text import methods_paragraph, methods_references
+
+    paragraph = methods_paragraph(summary, models, instruments, versions)
+    references = methods_references(models, instruments, versions)
+    lines = ["# Method", "", "<!-- Generated by the workflow from results/data/summary.json, the models' fit.json, "
+             "the instrument keys and results/provenance.json; edit the inputs, not this text. -->", "",
+             paragraph, "", "## References", ""]
+    lines += [f"- {reference}" for reference in references]
+    return "\n".join(lines) + "\n"
+
+
+def write_methods(summary_path: str | Path, fit_paths: Sequence[str | Path], provenance_path: str | Path,
+                  config: Mapping[str, Any], out_md: str | Path) -> str:
+    """Workflow step: ``results/tables/methods.md`` from the data summary, the models'
+    ``fit.json``, the configured instrument keys and the versions in ``provenance.json``."""
+    provenance = _read_json(provenance_path)
+    if "versions" not in provenance:
+        raise ValueError(f"{provenance_path}: no 'versions' entry; expected the provenance of alliance.provenance")
+    text = methods_document(_read_json(summary_path), methods_models(fit_paths), methods_instruments(config),
+                            provenance["versions"])
+    _write_text(text, Path(out_md))
+    log.info("methods paragraph: %d models, %d instruments", len(fit_paths), len(config.get("instruments") or {}))
+    return text

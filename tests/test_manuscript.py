@@ -1,0 +1,294 @@
+"""Tests for the manuscript outputs (alliance.manuscript, workflow/rules/manuscript.smk).
+
+On the workflow's run on the bundled example (the ``example_run`` fixture), against references
+that are not the code under test:
+
+- the models' own result files (``results/models/{model}/fixed_effects.csv``,
+  ``random_effects.csv``, ``fit.json``), read back from the Word document with python-docx:
+  every shown number lies within half a unit of its last shown decimal of the CSV value
+  (plus 1e-12 for binary rounding), p values follow APA (exact to three decimals, ``< .001``);
+- the client-level data the models were fitted to (``results/interim/models/{model}.parquet``,
+  written by the model step) with numpy means, SDs (n - 1) and correlations and
+  scipy.stats.pearsonr p values for the stars;
+- ``results/reliability/internal_consistency.csv`` for the reliability table;
+- ``results/data/summary.json``, ``fit.json`` and ``provenance.json`` for the methods
+  paragraph's N per level, formulas, REML/ML and versions;
+- hand-worked values for the choice of decimals.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import docx
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from scipy import stats
+
+from alliance.config import validate_config
+from alliance.manuscript import (
+    client_descriptives_data,
+    manuscript_table_stems,
+    manuscript_tables,
+    shown_decimals,
+    write_manuscript_tables,
+    write_methods,
+)
+from alliance.model_workflow import CLIENT_LEVEL_KINDS
+from alliance.tables import MINUS
+
+EM_DASH = "\u2014"
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def workflow_config(workdir: Path) -> dict:
+    return validate_config(yaml.safe_load((workdir / "config" / "config.yaml").read_text()))
+
+
+def docx_tables(path: Path) -> dict[str, tuple[list[str], list[list[str]]]]:
+    """Title -> (header, body) of every table in the Word document, in document order."""
+    document = docx.Document(str(path))
+    paragraphs = [p.text for p in document.paragraphs]
+    titles = [paragraphs[i + 1] for i, text in enumerate(paragraphs) if re.fullmatch(r"Table \d+", text)]
+    assert len(titles) == len(document.tables)
+    out = {}
+    for title, table in zip(titles, document.tables):
+        rows = [[cell.text for cell in row.cells] for row in table.rows]
+        out[title] = (rows[0], rows[1:])
+    return out
+
+
+def markdown_cells(path: Path) -> tuple[list[str], list[list[str]]]:
+    rows = [line for line in path.read_text(encoding="utf-8").splitlines() if line.startswith("| ")]
+    parsed = [[re.sub(r"\\(.)", r"\1", c.strip()) for c in re.split(r"(?<!\\)\|", row)[1:-1]] for row in rows]
+    header = [c.strip("*") for c in parsed[0]]
+    return header, parsed[2:]
+
+
+def shown(text: str) -> tuple[float, int]:
+    """A shown number and its decimals: true minus, thousands commas, no leading zero, stars."""
+    plain = text.rstrip("*").replace(MINUS, "-").replace(",", "")
+    plain = re.sub(r"^(-?)\.", r"\g<1>0.", plain)
+    assert re.fullmatch(r"-?\d+(\.\d+)?", plain), text
+    return float(plain), len(plain.split(".")[1]) if "." in plain else 0
+
+
+def assert_shows(text: str, value: float, decimals: int | None = None, what: str = "") -> int:
+    """``text`` is ``value`` rounded to the decimals it shows (exactly ``decimals`` if given)."""
+    number, places = shown(text)
+    if decimals is not None:
+        assert places == decimals, f"{what}: {text!r} shows {places} decimals, expected {decimals}"
+    assert abs(number - value) <= 0.5 * 10.0**-places + 1e-12, f"{what}: {text!r} is not {value!r}"
+    return places
+
+
+def assert_p(text: str, p: float, what: str = "") -> None:
+    if text == "< .001":
+        assert p < 0.001, f"{what}: {text!r} but p = {p!r}"
+    elif text == "> .999":
+        assert p > 0.999, what
+    else:
+        assert re.fullmatch(r"\.\d{3}", text), f"{what}: p shown as {text!r}"
+        assert_shows(text, p, 3, what)
+
+
+def assert_interval(text: str, low: float, high: float, decimals: int, what: str = "") -> None:
+    match = re.fullmatch(r"\[(\S+), (\S+)\]", text)
+    assert match, f"{what}: interval shown as {text!r}"
+    assert_shows(match.group(1), low, decimals, what)
+    assert_shows(match.group(2), high, decimals, what)
+
+
+def read_csv(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, float_precision="round_trip")
+
+
+@pytest.fixture(scope="module")
+def run(example_run: Path) -> dict:
+    config = workflow_config(example_run)
+    results = example_run / "results"
+    return {"workdir": example_run, "results": results, "config": config,
+            "docx": docx_tables(results / "tables" / "tables.docx"),
+            "fits": {m: json.loads((results / "models" / m / "fit.json").read_text())
+                     for m in config["models"]["fits"]}}
+
+
+# --------------------------------------------------------------------------- the model tables
+
+
+def test_every_table_is_written_in_every_format(run):
+    tables = run["results"] / "tables"
+    stems = manuscript_table_stems(run["config"])
+    assert len(stems) == 2 + 2 * len(run["config"]["models"]["fits"])
+    for stem in stems:
+        for ext in ("md", "tex", "html"):
+            assert (tables / f"{stem}.{ext}").stat().st_size > 0, f"{stem}.{ext}"
+        latex = (tables / f"{stem}.tex").read_text()
+        assert "\\toprule" in latex and "\\bottomrule" in latex, stem
+    assert len(run["docx"]) == len(stems)
+
+
+def test_docx_fixed_effects_hold_the_csv_numbers(run):
+    for model, info in run["fits"].items():
+        fixed = read_csv(run["results"] / "models" / model / "fixed_effects.csv")
+        header, body = run["docx"][f"Fixed Effects: {info['label']}"]
+        assert header == ["Term", "b", "SE", "df", "t", "p", "95% CI", "β"]
+        assert len(body) == len(fixed), model
+        columns = {name: header.index(name) for name in header}
+        for cells, (_, row) in zip(body, fixed.iterrows()):
+            what = f"{model} {row['term']}"
+            places = assert_shows(cells[columns["b"]], row["estimate"], what=what)
+            assert places >= 2, what
+            assert_shows(cells[columns["SE"]], row["se"], places, what)
+            assert_shows(cells[columns["df"]], row["df"], 1, what)
+            assert_shows(cells[columns["t"]], row["t"], 2, what)
+            assert_p(cells[columns["p"]], row["p"], what)
+            assert_interval(cells[columns["95% CI"]], row["ci_low"], row["ci_high"], places, what)
+            if np.isnan(row["std_estimate"]):
+                assert cells[columns["β"]] == "", what
+            else:
+                assert_shows(cells[columns["β"]], row["std_estimate"], 2, what)
+        # Enough decimals that the smallest SE keeps two significant digits (up to 4 decimals).
+        smallest = min(body, key=lambda cells: shown(cells[columns["SE"]])[0])[columns["SE"]]
+        digits = shown(smallest)[1]
+        assert digits == 4 or len(smallest.replace(".", "").lstrip("0")) >= 2, f"{model}: SE {smallest!r}"
+
+
+def test_docx_random_effects_hold_the_csv_numbers(run):
+    for model, info in run["fits"].items():
+        random = read_csv(run["results"] / "models" / model / "random_effects.csv")
+        header, body = run["docx"][f"Random Effects: {info['label']}"]
+        assert header == ["Group", "Term", "Variance", "SD", "r"]
+        assert len(body) == len(random), model
+        for cells, (_, row) in zip(body, random.iterrows()):
+            what = f"{model} {row['group']} {row['term1']} {row['term2']}"
+            assert cells[0].lower() == row["group"].lower(), what
+            places = assert_shows(cells[2], row["variance"], what=what)
+            if pd.isna(row["term2"]):
+                assert_shows(cells[3], row["sd"], places, what)
+                assert cells[4] == "", what
+            else:  # a covariance row: the correlation, no SD
+                assert cells[3] == "", what
+                assert not cells[4].lstrip(MINUS).startswith("0"), f"{what}: leading zero in {cells[4]!r}"
+                assert_shows(cells[4], row["corr"], places, what)
+
+
+def test_docx_and_markdown_show_the_same_cells(run):
+    tables = run["results"] / "tables"
+    by_title = run["docx"]
+    documents = list(by_title.values())
+    for stem, (header, body) in zip(manuscript_table_stems(run["config"]), documents):
+        assert markdown_cells(tables / f"{stem}.md") == (header, body), stem
+
+
+# --------------------------------------------------------------------------- descriptives and reliability
+
+
+def test_descriptives_are_those_of_the_models_client_level_data(run):
+    config = run["config"]
+    model = next(m for m, spec in config["models"]["fits"].items() if spec["kind"] in CLIENT_LEVEL_KINDS)
+    data = pd.read_parquet(run["results"] / "interim" / "models" / f"{model}.parquet")
+    variables = ["early_alliance", "baseline", "post", "slope"]
+    header, body = run["docx"]["Means, Standard Deviations and Correlations of the Client-Level Variables"]
+    assert header == ["Variable", "n", "M", "SD", "1", "2", "3", "4"]
+    for i, (cells, variable) in enumerate(zip(body, variables)):
+        x = data[variable].dropna().to_numpy()
+        assert cells[1] == f"{len(x):,}", variable
+        assert_shows(cells[2], float(np.mean(x)), 2, variable)
+        assert_shows(cells[3], float(np.std(x, ddof=1)), 2, variable)
+        assert cells[4 + i] == EM_DASH
+        assert all(c == "" for c in cells[5 + i:]), variable
+        for j in range(i):
+            pair = data[[variable, variables[j]]].dropna()
+            r, p = stats.pearsonr(pair[variable], pair[variables[j]])
+            stars = "***" if p < 0.001 else "**" if p < 0.01 else "*" if p < 0.05 else ""
+            cell = cells[4 + j]
+            assert re.fullmatch(r"[^*]+" + re.escape(stars), cell), f"{variable} x {variables[j]}: {cell!r}, p = {p}"
+            assert not cell.lstrip(MINUS).startswith("0"), cell
+            assert_shows(cell, float(r), 2, f"{variable} x {variables[j]}")
+
+
+def test_reliability_table_holds_the_internal_consistency_numbers(run):
+    consistency = read_csv(run["results"] / "reliability" / "internal_consistency.csv")
+    header, body = run["docx"]["Internal Consistency of the Scales"]
+    assert header[-5:] == ["n", "k", "α", "95% CI", "ω"]
+    assert len(body) == len(consistency)
+    for cells, (_, row) in zip(body, consistency.iterrows()):
+        what = f"{row['instrument']} {row['scale']} {row['session']}"
+        assert cells[header.index("Session")] == ("All" if pd.isna(row["session"]) else f"{int(row['session'])}")
+        assert cells[header.index("n")] == f"{int(row['n']):,}", what
+        assert_shows(cells[header.index("α")], row["alpha"], 2, what)
+        assert_interval(cells[header.index("95% CI")], row["ci_low"], row["ci_high"], 2, what)
+        if not pd.isna(row["omega_total"]):
+            assert_shows(cells[header.index("ω")], row["omega_total"], 2, what)
+
+
+# --------------------------------------------------------------------------- methods paragraph
+
+
+def test_methods_paragraph_states_the_actual_study(run):
+    text = (run["results"] / "tables" / "methods.md").read_text(encoding="utf-8")
+    summary = json.loads((run["results"] / "data" / "summary.json").read_text())
+    versions = json.loads((run["results"] / "provenance.json").read_text())["versions"]
+    sample = re.search(r"comprised ([\d,]+) sessions? of ([\d,]+) clients? seen by ([\d,]+) therapists?", text)
+    assert sample, text[:400]
+    counts = [int(g.replace(",", "")) for g in sample.groups()]
+    assert counts == [summary["sessions"], summary["clients"], summary["therapists"]]
+    if summary.get("raters"):
+        assert f"made by {summary['raters']:,} raters" in text
+    for number, info in enumerate(run["fits"].values(), start=1):
+        method = "restricted maximum likelihood (REML)" if info["reml"] else "maximum likelihood (ML)"
+        sentence = (f"Model {number} ({info['label']}) was specified in lme4 notation as `{info['formula']}` "
+                    f"and estimated by {method}, using {info['nobs']:,} observations")
+        assert sentence in text
+    assert f"Python {versions['python']}" in text and f"NumPy {versions['numpy']}" in text
+    assert "Satterthwaite" in text and "## References" in text
+
+
+# --------------------------------------------------------------------------- determinism, decimals, bad input
+
+
+def test_rewriting_gives_the_workflows_bytes(run, tmp_path, monkeypatch):
+    """The same inputs give byte-identical files in another process (Word document included)."""
+    monkeypatch.chdir(run["workdir"])  # key_file paths in the config are relative to the work folder
+    results, config = Path("results"), run["config"]
+    fits = [results / "models" / m / "fit.json" for m in config["models"]["fits"]]
+    written = write_manuscript_tables(results / "scores" / "scores.parquet", results / "interim" / "clients.parquet",
+                                      results / "reliability" / "internal_consistency.csv", fits, config,
+                                      tmp_path, tmp_path / "tables.docx")
+    write_methods(results / "data" / "summary.json", fits, results / "provenance.json", config, tmp_path / "methods.md")
+    for path in [*written.values(), tmp_path / "methods.md"]:
+        assert path.read_bytes() == (results / "tables" / path.name).read_bytes(), path.name
+
+
+@pytest.mark.parametrize("values, expected", [
+    ([0.036, 0.2], 3), ([0.0057, 0.3195], 4), ([0.45, 2.0], 2), ([0.01], 3), ([0.099], 3), ([0.1], 2),
+    ([0.0, 0.0], 2), ([1e-9], 4), ([np.nan, 12.0], 2), ([-0.02, 5.0], 3),
+])
+def test_shown_decimals_keep_two_significant_digits(values, expected):
+    assert shown_decimals(values) == expected
+
+
+def test_bad_inputs_are_refused(run, tmp_path, monkeypatch):
+    monkeypatch.chdir(run["workdir"])
+    config, results = run["config"], Path("results")
+    fits = [results / "models" / m / "fit.json" for m in config["models"]["fits"]]
+    scores = pd.read_parquet(results / "scores" / "scores.parquet")
+    consistency = read_csv(results / "reliability" / "internal_consistency.csv")
+    last = list(config["models"]["fits"])[-1]
+    with pytest.raises(ValueError, match=rf"no fit.json given for declared model\(s\) \['{last}'\]"):
+        manuscript_tables(config, scores, None, consistency, fits[:-1])
+    without_models = {**config, "models": {**config["models"], "fits": {}}}
+    with pytest.raises(ValueError, match="no model is declared"):
+        client_descriptives_data(without_models, scores, None)
+    assert manuscript_table_stems(without_models) == ["reliability"]
+    provenance = tmp_path / "provenance.json"
+    provenance.write_text(json.dumps({"code": {}}))
+    with pytest.raises(ValueError, match="no 'versions' entry"):
+        write_methods(results / "data" / "summary.json", fits, provenance, config, tmp_path / "methods.md")

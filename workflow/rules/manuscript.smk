@@ -1,0 +1,68 @@
+# Manuscript-ready tables and the generated methods paragraph (issue 7): APA tables of the
+# client-level descriptives and correlations, internal consistency and every declared model,
+# each as Markdown, LaTeX (booktabs) and HTML, all of them in one Word document, and the methods
+# paragraph with the actual N per level, instruments, models and software versions.
+# All of it lives in alliance.manuscript.
+from alliance.manuscript import manuscript_table_stems
+from alliance.model_workflow import declared_models
+
+MANUSCRIPT_MODELS = declared_models(config)
+MANUSCRIPT_TABLES = manuscript_table_stems(config)
+
+FINAL_OUTPUTS.extend(
+    expand("results/tables/{table}.{ext}", table=MANUSCRIPT_TABLES, ext=["md", "tex", "html"])
+    + ["results/tables/tables.docx", "results/tables/methods.md"]
+)
+
+
+rule manuscript_tables:
+    input:
+        scores="results/scores/scores.parquet",
+        clients="results/interim/clients.parquet",
+        consistency="results/reliability/internal_consistency.csv",
+        instrument_keys=instrument_key_files,
+        fits=expand("results/models/{model}/fit.json", model=MANUSCRIPT_MODELS),
+        fixed=expand("results/models/{model}/fixed_effects.csv", model=MANUSCRIPT_MODELS),
+        random=expand("results/models/{model}/random_effects.csv", model=MANUSCRIPT_MODELS),
+    output:
+        markdown=expand("results/tables/{table}.md", table=MANUSCRIPT_TABLES),
+        latex=expand("results/tables/{table}.tex", table=MANUSCRIPT_TABLES),
+        html=report(
+            expand("results/tables/{table}.html", table=MANUSCRIPT_TABLES),
+            caption="../report/manuscript_tables.rst",
+            category="Tables",
+            subcategory="APA tables",
+        ),
+        docx=report(
+            "results/tables/tables.docx",
+            caption="../report/manuscript_docx.rst",
+            category="Tables",
+            subcategory="APA tables",
+        ),
+    conda:
+        "../envs/alliance.yaml"
+    log:
+        "logs/manuscript/manuscript_tables.log",
+    script:
+        "../scripts/manuscript_tables.py"
+
+
+rule methods_paragraph:
+    input:
+        summary="results/data/summary.json",
+        provenance="results/provenance.json",
+        instrument_keys=instrument_key_files,
+        fits=expand("results/models/{model}/fit.json", model=MANUSCRIPT_MODELS),
+    output:
+        report(
+            "results/tables/methods.md",
+            caption="../report/manuscript_methods.rst",
+            category="Tables",
+            subcategory="Methods",
+        ),
+    conda:
+        "../envs/alliance.yaml"
+    log:
+        "logs/manuscript/methods_paragraph.log",
+    script:
+        "../scripts/manuscript_methods.py"
