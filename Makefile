@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CORES  ?= 2
 
-.PHONY: run test venv report lint clean benchmark
+.PHONY: run test venv report lint clean benchmark power recovery
 
 venv: $(STAMP)
 
@@ -24,11 +24,19 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# Targets outside the default run (the target must come before --configfile, which takes a list).
+power: $(STAMP)
+	$(BIN)/snakemake --cores $(CORES) power --configfile config/config.yaml
+
+recovery: $(STAMP)
+	$(BIN)/snakemake --cores $(CORES) validate_recovery --configfile config/config.yaml
+
 lint: $(STAMP)
 	$(BIN)/snakemake --lint
 
 benchmark: $(STAMP)
 	$(BIN)/python benchmarks/lmm_scaling.py
+	$(BIN)/python benchmarks/rom_scale.py
 
 clean:
 	rm -rf results logs .snakemake
