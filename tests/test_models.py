@@ -469,7 +469,7 @@ def test_bad_inputs_raise_value_errors(small):
         M.score_series(pd.concat([small.scores, small.scores.assign(respondent="therapist")]), "wai_sr", "total")
     with pytest.raises(ValueError, match="no non-missing score"):
         M.score_series(small.scores, "oq45", "total")
-    with pytest.raises(ValueError, match="lacks column"):
+    with pytest.raises(ValueError, match="missing column"):
         M.client_level_data(small.scores.drop(columns="session"), OUTCOME, ALLIANCE)
     with pytest.raises(ValueError, match="variant"):
         M.early_outcome_formula("change")

@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from alliance.errors import require_columns as _require_columns
 from scipy import stats
 
 __all__ = [
@@ -79,16 +80,6 @@ INFERENCE_COLUMNS = ["estimate", "se", "df", "t", "p", "ci_low", "ci_high"]
 # --------------------------------------------------------------------------------------
 # Checks
 # --------------------------------------------------------------------------------------
-def _require_columns(data: pd.DataFrame, columns: Sequence[str], what: str) -> None:
-    if not isinstance(data, pd.DataFrame):
-        raise ValueError(f"{what} must be a pandas DataFrame, got {type(data).__name__}")
-    missing = [c for c in columns if c not in data.columns]
-    if missing:
-        raise ValueError(
-            f"{what} is missing column(s) {missing}; found {list(data.columns)}"
-        )
-
-
 def _check_level(value: float, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
         raise ValueError(f"{name} must be a number between 0 and 1, got {value!r}")

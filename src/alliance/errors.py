@@ -48,3 +48,14 @@ class ConfigError(ValueError):
 
 class IdentifierError(ValueError):
     """Raised by the de-identification gate when a file holds a direct identifier."""
+
+
+def require_columns(data, columns, what: str) -> None:
+    """Raise ValueError unless ``data`` is a DataFrame holding every one of ``columns``."""
+    import pandas as pd
+
+    if not isinstance(data, pd.DataFrame):
+        raise ValueError(f"{what}: expected a pandas DataFrame, got {type(data).__name__}")
+    missing = [c for c in columns if c not in data.columns]
+    if missing:
+        raise ValueError(f"{what}: missing column(s) {missing}; it has {list(data.columns)}")

@@ -17,14 +17,11 @@ from matplotlib.ticker import MaxNLocator
 
 from alliance.figures import MARKERS, new_figure
 from alliance.models import BENCHMARK
+from alliance.errors import require_columns
 
 
 def _require(data: pd.DataFrame, columns: Sequence[str], what: str) -> None:
-    if not isinstance(data, pd.DataFrame):
-        raise ValueError(f"{what} must be a pandas DataFrame, got {type(data).__name__}")
-    missing = [c for c in columns if c not in data.columns]
-    if missing:
-        raise ValueError(f"{what} lacks column(s) {missing}; it has {list(data.columns)}")
+    require_columns(data, columns, what)
     if data.empty:
         raise ValueError(f"{what} has no rows to plot")
 

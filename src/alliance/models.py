@@ -63,6 +63,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from alliance.errors import require_columns as _require_columns
 from scipy import stats
 
 __all__ = [
@@ -127,14 +128,6 @@ _CONSTANT_RTOL = 1e-10
 # --------------------------------------------------------------------------------------
 # Input checks
 # --------------------------------------------------------------------------------------
-def _require_columns(data: pd.DataFrame, columns: Sequence[str], what: str) -> None:
-    if not isinstance(data, pd.DataFrame):
-        raise ValueError(f"{what} must be a pandas DataFrame, got {type(data).__name__}")
-    missing = [c for c in columns if c not in data.columns]
-    if missing:
-        raise ValueError(f"{what} lacks column(s) {missing}; it has {list(data.columns)}")
-
-
 def _check_identifier(name: Any, what: str) -> str:
     if not isinstance(name, str) or not _IDENTIFIER.match(name):
         raise ValueError(

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from alliance.errors import require_columns as _require_columns
 
 __all__ = [
     "EPISODE_COLUMNS",
@@ -79,17 +80,6 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # --------------------------------------------------------------------------------------
 # Input checks
 # --------------------------------------------------------------------------------------
-def _require_columns(data: pd.DataFrame, columns: Sequence[str], what: str) -> None:
-    if not isinstance(data, pd.DataFrame):
-        raise ValueError(f"{what} must be a pandas DataFrame, got {type(data).__name__}")
-    missing = [c for c in columns if c not in data.columns]
-    if missing:
-        raise ValueError(
-            f"{what} is missing column(s) {missing}; expected {list(columns)}, "
-            f"found {list(data.columns)}"
-        )
-
-
 def _integer_sessions(session: pd.Series) -> np.ndarray:
     values = pd.to_numeric(session, errors="coerce")
     if values.isna().any():

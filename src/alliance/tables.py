@@ -52,6 +52,7 @@ import pandas as pd
 from scipy import stats
 
 from alliance.outputs import atomic_path
+from alliance.errors import require_columns as _require
 
 __all__ = [
     "MINUS",
@@ -598,14 +599,6 @@ def write_table(table: ApaTable, stem: str | Path) -> dict[str, Path]:
 
 
 # --------------------------------------------------------------------------- builders
-
-
-def _require(frame: pd.DataFrame, columns: Sequence[str], what: str) -> None:
-    if not isinstance(frame, pd.DataFrame):
-        raise ValueError(f"{what}: expected a DataFrame, got {type(frame).__name__}")
-    absent = [c for c in columns if c not in frame.columns]
-    if absent:
-        raise ValueError(f"{what}: missing column(s) {absent}; got {list(frame.columns)}")
 
 
 def _label(value: Any, labels: Mapping[str, str]) -> Any:
