@@ -23,17 +23,23 @@ def load_schema(path: str | Path = SCHEMA_PATH) -> dict:
 
 def load_config(path: str | Path, schema_path: str | Path = SCHEMA_PATH) -> dict:
     """Read a YAML config file and validate it (see :func:`validate_config`)."""
+    config = read_yaml_mapping(path, "config file", ConfigError)
+    return validate_config(config, schema_path, source=str(Path(path)))
+
+
+def read_yaml_mapping(path: str | Path, what: str, error: type[ValueError] = ValueError) -> dict:
+    """A YAML file whose top level is a mapping; ``error`` names the file and what is wrong."""
     path = Path(path)
     if not path.exists():
-        raise ConfigError(f"{path}: config file not found")
+        raise error(f"{path}: {what} not found")
     try:
         with open(path, encoding="utf-8") as fh:
-            config = yaml.safe_load(fh)
+            document = yaml.safe_load(fh)
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
-    if not isinstance(config, dict):
-        raise ConfigError(f"{path}: expected a mapping of keys at the top level")
-    return validate_config(config, schema_path, source=str(path))
+        raise error(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(document, dict):
+        raise error(f"{path}: expected a mapping of keys at the top level")
+    return document
 
 
 def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH, source: str = "config") -> dict:

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import jsonschema
-import yaml
+
+from alliance.config import read_yaml_mapping
 
 INSTRUMENTS_DIR = Path(__file__).resolve().parents[2] / "config" / "instruments"
 SCHEMA_PATH = INSTRUMENTS_DIR / "schema.json"
@@ -158,15 +159,7 @@ def read_key_document(path: str | Path) -> dict[str, Any]:
         Naming the file and every offending key path.
     """
     path = Path(path)
-    if not path.exists():
-        raise ValueError(f"{path}: instrument key file not found")
-    try:
-        with open(path, encoding="utf-8") as fh:
-            document = yaml.safe_load(fh)
-    except yaml.YAMLError as err:
-        raise ValueError(f"{path}: not valid YAML: {err}") from None
-    if not isinstance(document, dict):
-        raise ValueError(f"{path}: expected a mapping of keys at the top level")
+    document = read_yaml_mapping(path, "instrument key file")
     problems = schema_problems(document) or consistency_problems(document)
     if problems:
         lines = "\n".join(f"  - {p}" for p in problems)
