@@ -36,6 +36,7 @@ lint: $(STAMP)
 
 benchmark: $(STAMP)
 	$(BIN)/python benchmarks/lmm_scaling.py
+	$(BIN)/python benchmarks/interrater_icc.py
 	$(BIN)/python benchmarks/rom_scale.py
 
 clean:

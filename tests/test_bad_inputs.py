@@ -336,7 +336,7 @@ def check_handling(result, expect: dict) -> None:
             assert int(client_rows.filter(regex=r"^gad7_\d+$").isna().sum().sum()) == spec["missing_items"]
     if "icc" in expect:
         for form, value in expect["icc"].items():
-            got = result.loc[result["type"] == form, "estimate"].item()
+            got = result.loc[result["type"] == form, "icc"].item()
             assert got == pytest.approx(value, abs=1e-12), (form, got)
     if "fit" in expect:
         spec = expect["fit"]

@@ -259,10 +259,12 @@ def test_rewriting_gives_the_workflows_bytes(run, tmp_path, monkeypatch):
     monkeypatch.chdir(run["workdir"])  # key_file paths in the config are relative to the work folder
     results, config = Path("results"), run["config"]
     fits = [results / "models" / m / "fit.json" for m in config["models"]["fits"]]
-    written = write_manuscript_tables(results / "scores" / "scores.parquet", results / "interim" / "clients.parquet",
+    written = write_manuscript_tables(results / "scores" / "analysis_scores.parquet",
+                                      results / "interim" / "clients.parquet",
                                       results / "reliability" / "internal_consistency.csv", fits, config,
                                       tmp_path, tmp_path / "tables.docx")
-    write_methods(results / "data" / "summary.json", fits, results / "provenance.json", config, tmp_path / "methods.md")
+    write_methods(results / "data" / "summary.json", fits, results / "provenance.json", config, tmp_path / "methods.md",
+                  results / "reliability" / "interrater.csv")
     for path in [*written.values(), tmp_path / "methods.md"]:
         assert path.read_bytes() == (results / "tables" / path.name).read_bytes(), path.name
 

@@ -142,3 +142,25 @@ def test_instrument_keys_can_be_passed_as_loaded():
     text = methods_paragraph(SUMMARY, [], [key], {})
     assert "the Patient Health Questionnaire-9 (PHQ-9; Kroenke et al., 2001), rated by clients." in text
     assert methods_references([], [key], {}) == [key.citations[0]]
+
+
+INTERRATER = {"instrument": "WAI-O", "scale": "total", "icc": 0.6924, "ci_low": 0.6051, "ci_high": 0.7679,
+              "sessions": 319, "coders": 4, "method": "variance_components", "interpretation": "moderate to good",
+              "combine": "mean"}
+
+
+def test_interrater_sentence_reports_agreement_icc_design_and_combination():
+    text = methods_paragraph({"therapists": 1, "clients": 1, "sessions": 1}, [], [], {}, [INTERRATER])
+    assert ("Inter-rater reliability of the observer ratings was estimated as the absolute-agreement intraclass "
+            "correlation of a single coder (McGraw & Wong, 1996): for the WAI-O total score, ICC(A,1) = .69, "
+            "95% CI [.61, .77] (moderate to good after Koo & Li, 2016), from 319 sessions coded by two or more "
+            "of 4 coders (REML variance components of sessions crossed with coders, as coders rated different "
+            "subsets of sessions); the mean of the coders' ratings of a session was analysed.") in text
+    designated = methods_paragraph({"therapists": 1, "clients": 1, "sessions": 1}, [], [], {},
+                                   [{**INTERRATER, "combine": "designated", "method": "anova"}])
+    assert "every session rated by every coder" in designated and "one designated coder's ratings" in designated
+    assert "90% CI [.61, .77]" in methods_paragraph(SUMMARY, [], [], VERSIONS, [{**INTERRATER, "ci_level": 0.9}])
+    refs = methods_references([], [], {}, [INTERRATER])
+    assert [r.split(",")[0] for r in refs] == ["Koo", "McGraw"]
+    with pytest.raises(ValueError, match="inter-rater entry lacks 'coders'"):
+        methods_paragraph(SUMMARY, [], [], VERSIONS, [{k: v for k, v in INTERRATER.items() if k != "coders"}])

@@ -114,14 +114,29 @@ def test_agreement_outputs(example_run):
 
 
 def test_interrater_iccs_cover_the_simulated_values(example_run, truth):
-    table = read(example_run, "reliability/interrater_icc.csv")
-    assert set(table["scale"]) == {"task", "bond", "goal", "total"}
-    assert (table["method"] == "REML").all()  # 2-4 of 4 coders per session: incomplete design
-    total = table[table["scale"] == "total"].set_index("type")
-    for name, value in (("ICC2", truth["observer"]["icc_agreement_single"]),
-                        ("ICC3", truth["observer"]["icc_consistency_single"])):
-        assert total.loc[name, "ci_lower"] < value < total.loc[name, "ci_upper"], name
+    table = read(example_run, "reliability/interrater.csv")
+    scales = table[table["level"] == "scale"]
+    assert set(scales["unit"]) == {"task", "bond", "goal", "total"}
+    assert set(table.loc[table["level"] == "item", "unit"]) == {f"wai_o_{n}" for n in range(1, 13)}
+    assert (table["method"] == "variance_components").all()  # 2-4 of 4 coders per session: incomplete
+    total = scales[scales["unit"] == "total"].set_index("mcgraw_wong")
+    for name, value in (("ICC(A,1)", truth["observer"]["icc_agreement_single"]),
+                        ("ICC(C,1)", truth["observer"]["icc_consistency_single"])):
+        assert total.loc[name, "ci_low"] < value < total.loc[name, "ci_high"], name
     assert total["sessions_coded"].iloc[0] == truth["counts"]["observer_coded_sessions"]
+    # The generator's coder leniency: 4 coders drawn with variance 0.06, realised variance in
+    # truth.json. REML's rater variance estimates the realised one (within 25% here; with 4
+    # coders the population value is known only to a factor of about 3).
+    realised = truth["observer"]["realised"]
+    assert total["var_rater"].iloc[0] == pytest.approx(realised["rater_variance"], rel=0.25)
+    assert total["var_target"].iloc[0] == pytest.approx(realised["target_variance"], rel=0.15)
+    leniency = read(example_run, "reliability/rater_leniency.csv")
+    modes = leniency[leniency["unit"] == "total"].sort_values("leniency")
+    assert len(modes) == 4 and modes["rater"].str.fullmatch(r"R-[0-9a-f]{12}").all()
+    # coder_C is the generator's lenient coder (+0.38, the others within 0.06 of 0)
+    assert modes["leniency"].iloc[-1] > 0.25 and modes["ci_low"].iloc[-1] > 0
+    agreement = read(example_run, "reliability/interrater_agreement.csv")
+    assert set(agreement["unit"]) == {f"wai_o_{n}" for n in range(1, 13)}
 
 
 def test_report_shows_ruptures_agreement_and_reliability(example_run):
@@ -129,5 +144,6 @@ def test_report_shows_ruptures_agreement_and_reliability(example_run):
     run_snakemake(example_run, "--report", "report_ruptures_agreement.html")
     html = (example_run / "report_ruptures_agreement.html").read_text(encoding="utf-8")
     for text in ("Ruptures", "Agreement", "Reliability", "trajectories_c2.png", "bland_altman_total.png",
-                 "response_surface.png", "interrater_icc.csv", "McLaughlin", "Shanock", "McGraw"):
+                 "response_surface.png", "interrater.csv", "rater_leniency.csv", "wai_o_pairs.png",
+                 "Krippendorff", "McLaughlin", "Shanock", "McGraw"):
         assert text in html, text

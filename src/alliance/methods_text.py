@@ -30,6 +30,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 __all__ = ["in_text_citation", "methods_paragraph", "methods_references", "SOFTWARE_REFERENCES"]
 
 ENGINE_TEXT = {
@@ -50,6 +52,19 @@ SOFTWARE_REFERENCES = {
     "statsmodels": ("Seabold, S., & Perktold, J. (2010). statsmodels: Econometric and statistical modeling "
                     "with Python. Proceedings of the 9th Python in Science Conference, 92-96."),
 }
+METHOD_REFERENCES = {
+    "mcgraw_wong": ("McGraw, K. O., & Wong, S. P. (1996). Forming inferences about some intraclass correlation "
+                    "coefficients. Psychological Methods, 1(1), 30-46. https://doi.org/10.1037/1082-989X.1.1.30"),
+    "koo_li": ("Koo, T. K., & Li, M. Y. (2016). A guideline of selecting and reporting intraclass correlation "
+               "coefficients for reliability research. Journal of Chiropractic Medicine, 15(2), 155-163. "
+               "https://doi.org/10.1016/j.jcm.2016.02.012"),
+}
+ICC_METHOD_TEXT = {"anova": "two-way ANOVA mean squares, every session rated by every coder",
+                   "variance_components": "REML variance components of sessions crossed with coders, "
+                                          "as coders rated different subsets of sessions"}
+COMBINE_TEXT = {"mean": "the mean of the coders' ratings of a session was analysed",
+                "designated": "one designated coder's ratings were analysed (the other coders' mean where "
+                              "that coder had not rated a session)"}
 # Software named in the sentence on versions, in this order, with their display names.
 SOFTWARE_NAMES = (("alliance", "alliance"), ("numpy", "NumPy"), ("scipy", "SciPy"), ("pandas", "pandas"),
                   ("statsmodels", "statsmodels"), ("pingouin", "pingouin"), ("snakemake", "Snakemake"))
@@ -249,8 +264,37 @@ def _software_sentence(versions: Mapping[str, Any]) -> str:
     return text + "."
 
 
+def _decimal(x: float) -> str:
+    """APA style for a statistic bounded by 1: no leading zero (.69, -.05)."""
+    return f"{x:.2f}".replace("0.", ".", 1)
+
+
+def _interrater_sentence(interrater: Sequence[Mapping[str, Any]]) -> str:
+    parts = []
+    for row in interrater:
+        try:
+            name, value, low, high = row["instrument"], row["icc"], row["ci_low"], row["ci_high"]
+            sessions, coders, method = row["sessions"], row["coders"], row["method"]
+        except KeyError as err:
+            raise ValueError(f"methods_paragraph: an inter-rater entry lacks {err}; expected instrument, scale, "
+                             "icc, ci_low, ci_high, sessions, coders, method") from None
+        level = f"{100 * row.get('ci_level', 0.95):g}%"
+        ci = f", {level} CI [{_decimal(low)}, {_decimal(high)}]" if np.isfinite(low) and np.isfinite(high) else ""
+        label = f" ({row['interpretation']} after Koo & Li, 2016)" if row.get("interpretation") else ""
+        parts.append(f"for the {name} {row.get('scale', 'total')} score, ICC(A,1) = {_decimal(value)}{ci}{label}, "
+                     f"from {_count(sessions, 'sessions')} coded by two or more of {_count(coders, 'coders')} "
+                     f"({ICC_METHOD_TEXT.get(method, method)})")
+    if not parts:
+        return ""
+    combine = COMBINE_TEXT.get(interrater[0].get("combine", "mean"), "")
+    return ("Inter-rater reliability of the observer ratings was estimated as the absolute-agreement intraclass "
+            f"correlation of a single coder (McGraw & Wong, 1996): {'; '.join(parts)}"
+            + (f"; {combine}." if combine else "."))
+
+
 def methods_paragraph(summary: Mapping[str, Any], models: Sequence[Mapping[str, Any]],
-                      instruments: Sequence[Mapping[str, Any]], versions: Mapping[str, Any]) -> str:
+                      instruments: Sequence[Mapping[str, Any]], versions: Mapping[str, Any],
+                      interrater: Sequence[Mapping[str, Any]] = ()) -> str:
     """Generate the methods paragraph of the analysis.
 
     Parameters
@@ -272,6 +316,12 @@ def methods_paragraph(summary: Mapping[str, Any], models: Sequence[Mapping[str, 
     versions : dict
         Package versions (:func:`alliance.provenance.package_versions`): ``python``,
         ``alliance``, ``numpy``, ``scipy``, ``pandas``, ``statsmodels``, ``snakemake``...
+    interrater : list of dict, optional
+        One per observer instrument (``results/reliability/interrater.csv``, ICC(A,1) of a
+        scale): ``instrument`` (name as in the text), ``scale``, ``icc``, ``ci_low``,
+        ``ci_high``, ``sessions`` (sessions in the ICC), ``coders``, ``method``
+        (``anova`` or ``variance_components``), optionally ``ci_level`` (default 0.95),
+        ``interpretation`` and ``combine`` (``mean`` or ``designated``).
 
     Returns
     -------
@@ -285,16 +335,20 @@ def methods_paragraph(summary: Mapping[str, Any], models: Sequence[Mapping[str, 
         A required key is missing or a count is not a non-negative integer (the message names
         it).
     """
-    sentences = [_sample_sentence(summary), _instrument_sentence(instruments)]
+    sentences = [_sample_sentence(summary), _instrument_sentence(instruments), _interrater_sentence(interrater)]
     sentences += [_model_sentence(i, m) for i, m in enumerate(models, start=1)]
     sentences += [_engine_sentence(models), _df_sentence(models), _software_sentence(versions)]
     return " ".join(s for s in sentences if s)
 
 
 def methods_references(models: Sequence[Mapping[str, Any]], instruments: Sequence[Mapping[str, Any]],
-                       versions: Mapping[str, Any]) -> list[str]:
+                       versions: Mapping[str, Any], interrater: Sequence[Mapping[str, Any]] = ()) -> list[str]:
     """The full references cited by :func:`methods_paragraph`, sorted alphabetically."""
     references = []
+    if interrater:
+        references.append(METHOD_REFERENCES["mcgraw_wong"])
+        if any(row.get("interpretation") for row in interrater):
+            references.append(METHOD_REFERENCES["koo_li"])
     for instrument in instruments:
         citations = instrument.get("citations") if isinstance(instrument, Mapping) else instrument.citations
         if citations:

@@ -86,16 +86,86 @@ def score_administrations(administrations: pd.DataFrame, instruments: Mapping[st
     return _assemble(administrations, parts, instruments)
 
 
-def score_study(administrations_path: str, config: Mapping[str, Any], parquet_path: str, csv_path: str) -> pd.DataFrame:
+def score_study(administrations_path: str, config: Mapping[str, Any], parquet_path: str, csv_path: str,
+                analysis_path: str | None = None) -> pd.DataFrame:
     """Workflow step: score ``results/interim/administrations.parquet`` with the configured keys
-    and write the scores as Parquet and CSV (full precision). Returns the scores."""
+    and write the scores as Parquet and CSV (full precision); with ``analysis_path``, also the
+    analysis scores, the observers' ratings combined as ``interrater: combine`` says
+    (:func:`combine_observer_ratings`). Returns the scores."""
     from alliance.instruments import keys_from_config
 
     administrations = pd.read_parquet(administrations_path)
     scores = score_administrations(administrations, keys_from_config(config), source=str(administrations_path))
     write_parquet(scores, parquet_path)
     write_csv(scores, csv_path)
+    if analysis_path is not None:
+        settings = config.get("interrater", {})
+        write_parquet(combine_observer_ratings(scores, settings.get("combine", "mean"),
+                                               settings.get("designated_rater")), analysis_path)
     return scores
+
+
+COMBINE_METHODS = ("mean", "designated")
+_SESSION_SCALE = ["client", "therapist", "session", "instrument", "respondent", "scale"]
+
+
+def combine_observer_ratings(scores: pd.DataFrame, method: str = "mean",
+                             designated_rater: str | None = None) -> pd.DataFrame:
+    """One observer score per session and scale: the coders' ratings combined for analysis.
+
+    Observer-rated sessions coded by several coders (for the reliability subsample) must enter
+    the analyses once. ``method="mean"`` averages the coders' scores, the usual choice when
+    coders are exchangeable (a session's mean of k coders has reliability ICC(A,k); sessions coded
+    once keep ICC(A,1)). ``"designated"``
+    keeps one coder's score (``designated_rater``, the pseudonym ``R-…``), as when a primary
+    coder rated every session and a second coder only the reliability subsample; sessions the
+    designated coder did not rate take the mean of their other coders. Client and therapist
+    rows are unchanged.
+
+    Parameters
+    ----------
+    scores : DataFrame
+        The long scores table (``docs/data_contract.md``).
+    method : {"mean", "designated"}
+    designated_rater : str, optional
+        Needed with ``method="designated"``.
+
+    Returns
+    -------
+    DataFrame
+        The scores columns plus ``n_raters`` (coders whose non-missing score entered; 1 for
+        client and therapist rows). Combined observer rows have ``rater`` missing unless the
+        designated coder's score was used; ``items_answered`` is the fewest and ``prorated``
+        true when any entering score was prorated. Observer sessions without any non-missing
+        score are left out. Sorted by client, session, instrument, respondent and scale.
+    """
+    if method not in COMBINE_METHODS:
+        raise ValueError(f"interrater/combine must be one of {COMBINE_METHODS}, got {method!r}")
+    observer = scores["respondent"].eq("observer").to_numpy()
+    others = scores.loc[~observer].assign(n_raters=1)
+    rated = scores.loc[observer & scores["score"].notna().to_numpy()]
+    if method == "designated":
+        coders = sorted(rated["rater"].dropna().unique().tolist())
+        if designated_rater not in coders:
+            raise ValueError(f"interrater/designated_rater: {designated_rater!r} is not a coder of the observer "
+                             f"scores; coders (pseudonyms): {coders}")
+        mine = rated[rated["rater"].eq(designated_rater)]
+        covered = pd.MultiIndex.from_frame(mine[_SESSION_SCALE])
+        rest = rated[~pd.MultiIndex.from_frame(rated[_SESSION_SCALE]).isin(covered)]
+        parts = [mine.assign(n_raters=1), _mean_of_coders(rest)]
+    else:
+        parts = [_mean_of_coders(rated)]
+    out = pd.concat([others, *parts], ignore_index=True)
+    out["n_raters"] = out["n_raters"].astype("int64")
+    order = ["client", "session", "instrument", "respondent", "scale"]
+    return out.sort_values(order, kind="mergesort").reset_index(drop=True)[[*SCORE_COLUMNS, "n_raters"]]
+
+
+def _mean_of_coders(rows: pd.DataFrame) -> pd.DataFrame:
+    grouped = rows.groupby(_SESSION_SCALE, sort=True, observed=True, dropna=False)
+    out = grouped.agg(score=("score", "mean"), items_answered=("items_answered", "min"),
+                      prorated=("prorated", "any"), n_raters=("score", "size")).reset_index()
+    return out.assign(rater=pd.Series([None] * len(out), dtype=rows["rater"].dtype))
 
 
 def score_items(items: np.ndarray, key: InstrumentKey, copy: bool = True) -> dict[str, dict[str, np.ndarray]]:

@@ -20,7 +20,7 @@ if config["agreement"]["enabled"]:
 
 rule agreement:
     input:
-        scores="results/scores/scores.parquet",
+        scores="results/scores/analysis_scores.parquet",
         administrations="results/interim/administrations.parquet",
         instrument_keys=instrument_key_files,
     output:
@@ -62,7 +62,7 @@ rule agreement:
 
 rule agreement_surface:
     input:
-        scores="results/scores/scores.parquet",
+        scores="results/scores/analysis_scores.parquet",
         change="results/change/change.csv",
         clients="results/interim/clients.parquet",
         instrument_keys=instrument_key_files,

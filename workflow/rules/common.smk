@@ -25,6 +25,13 @@ FINAL_OUTPUTS = [
 ]
 
 
+def interrater_inputs():
+    """The inter-rater table as a named input of the methods paragraph, when it is computed."""
+    if config["interrater"]["enabled"]:
+        return {"interrater": "results/reliability/interrater.csv"}
+    return {}
+
+
 def final_outputs():
     """Everything `rule all` asks for."""
     return list(FINAL_OUTPUTS)

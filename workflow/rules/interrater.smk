@@ -1,28 +1,90 @@
-# Inter-rater reliability of observer-rated alliance (ICCs per scale; incomplete coding designs
-# by REML variance components). Settings: the interrater: section (config/README.md).
-from alliance.interrater_steps import check_interrater_settings
+# Inter-rater reliability of observer ratings (issue 9): per observer instrument, ICCs at scale
+# and item level, Krippendorff's alpha and weighted kappas of the items, coder leniency and
+# coder-pair agreement with their figures. Settings: the interrater: section (config/README.md).
+from alliance.interrater_steps import check_interrater_settings, interrater_instruments
 
+INTERRATER_INSTRUMENTS = []
 if config["interrater"]["enabled"]:
     check_interrater_settings(config)
-    FINAL_OUTPUTS.extend(["results/reliability/interrater_icc.csv"])
+    INTERRATER_INSTRUMENTS = interrater_instruments(config)
+    FINAL_OUTPUTS.extend(
+        [
+            "results/reliability/interrater.csv",
+            "results/reliability/interrater_agreement.csv",
+            "results/reliability/rater_leniency.csv",
+            "results/reliability/rater_pairs.csv",
+        ]
+        + expand("results/figures/interrater/{instrument}_leniency.png", instrument=INTERRATER_INSTRUMENTS)
+        + expand("results/figures/interrater/{instrument}_pairs.png", instrument=INTERRATER_INSTRUMENTS)
+    )
 
 
-rule interrater_icc:
+rule interrater:
+    input:
+        administrations="results/interim/administrations.parquet",
+        scores="results/scores/scores.parquet",
+        instrument_keys=instrument_key_files,
+    output:
+        icc=report(
+            "results/reliability/interrater.csv",
+            caption="../report/interrater.rst",
+            category="Reliability",
+            subcategory="Inter-rater",
+        ),
+        agreement=report(
+            "results/reliability/interrater_agreement.csv",
+            caption="../report/interrater_agreement.rst",
+            category="Reliability",
+            subcategory="Inter-rater",
+        ),
+        leniency=report(
+            "results/reliability/rater_leniency.csv",
+            caption="../report/rater_leniency.rst",
+            category="Reliability",
+            subcategory="Inter-rater",
+        ),
+        pairs=report(
+            "results/reliability/rater_pairs.csv",
+            caption="../report/rater_pairs.rst",
+            category="Reliability",
+            subcategory="Inter-rater",
+        ),
+    params:
+        settings=config["interrater"],
+    conda:
+        "../envs/alliance.yaml"
+    log:
+        "logs/interrater.log",
+    script:
+        "../scripts/interrater.py"
+
+
+rule interrater_figures:
     input:
         administrations="results/interim/administrations.parquet",
         scores="results/scores/scores.parquet",
     output:
-        report(
-            "results/reliability/interrater_icc.csv",
-            caption="../report/interrater_icc.rst",
+        leniency=report(
+            "results/figures/interrater/{instrument}_leniency.png",
+            caption="../report/rater_leniency_figure.rst",
             category="Reliability",
+            subcategory="Inter-rater",
+            labels={"instrument": "{instrument}", "figure": "coder leniency"},
+        ),
+        pairs=report(
+            "results/figures/interrater/{instrument}_pairs.png",
+            caption="../report/rater_pairs_figure.rst",
+            category="Reliability",
+            subcategory="Inter-rater",
+            labels={"instrument": "{instrument}", "figure": "coder pairs"},
         ),
     params:
         settings=config["interrater"],
-        seed=config["study"]["seed"],
+    wildcard_constraints:
+        instrument="|".join(INTERRATER_INSTRUMENTS) or "no-instrument",
     conda:
         "../envs/alliance.yaml"
     log:
-        "logs/interrater_icc.log",
+        "logs/interrater_figures_{instrument}.log",
     script:
-        "../scripts/interrater_icc.py"
+        "../scripts/interrater_figures.py"

@@ -17,7 +17,7 @@ FINAL_OUTPUTS.extend(
 
 rule manuscript_tables:
     input:
-        scores="results/scores/scores.parquet",
+        scores="results/scores/analysis_scores.parquet",
         clients="results/interim/clients.parquet",
         consistency="results/reliability/internal_consistency.csv",
         instrument_keys=instrument_key_files,
@@ -53,6 +53,7 @@ rule methods_paragraph:
         provenance="results/provenance.json",
         instrument_keys=instrument_key_files,
         fits=expand("results/models/{model}/fit.json", model=MANUSCRIPT_MODELS),
+        **interrater_inputs(),
     output:
         report(
             "results/tables/methods.md",

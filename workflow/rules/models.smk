@@ -27,7 +27,7 @@ FINAL_OUTPUTS.extend(default_targets(config))
 
 rule model_fit:
     input:
-        scores="results/scores/scores.parquet",
+        scores="results/scores/analysis_scores.parquet",
         clients="results/interim/clients.parquet",
     output:
         fixed=report(
@@ -187,7 +187,7 @@ rule therapist_caterpillar:
 
 rule model_specification:
     input:
-        scores="results/scores/scores.parquet",
+        scores="results/scores/analysis_scores.parquet",
         clients="results/interim/clients.parquet",
     output:
         "results/sensitivity/specifications/{spec}.json",

@@ -19,7 +19,7 @@ if config["ruptures"]["enabled"]:
 
 rule ruptures:
     input:
-        scores="results/scores/scores.parquet",
+        scores="results/scores/analysis_scores.parquet",
     output:
         episodes=report(
             "results/ruptures/episodes.csv",

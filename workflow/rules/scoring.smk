@@ -19,11 +19,16 @@ rule score:
         instrument_keys=instrument_key_files,
     output:
         parquet="results/scores/scores.parquet",
+        analysis="results/scores/analysis_scores.parquet",
         csv=report(
             "results/scores/scores.csv",
             caption="../report/scores.rst",
             category="Scoring",
         ),
+    params:
+        # how the coders' ratings enter results/scores/analysis_scores.parquet
+        combine=config["interrater"]["combine"],
+        designated_rater=config["interrater"]["designated_rater"],
     conda:
         "../envs/alliance.yaml"
     log:

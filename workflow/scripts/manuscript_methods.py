@@ -7,4 +7,4 @@ log_to_file(snakemake.log[0])
 from alliance.manuscript import write_methods  # noqa: E402
 
 write_methods(snakemake.input.summary, snakemake.input.fits, snakemake.input.provenance, snakemake.config,
-              snakemake.output[0])
+              snakemake.output[0], snakemake.input.get("interrater"))

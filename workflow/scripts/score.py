@@ -6,4 +6,5 @@ log_to_file(snakemake.log[0])
 
 from alliance.scoring import score_study  # noqa: E402
 
-score_study(snakemake.input.administrations, snakemake.config, snakemake.output.parquet, snakemake.output.csv)
+score_study(snakemake.input.administrations, snakemake.config, snakemake.output.parquet, snakemake.output.csv,
+            snakemake.output.analysis)
