@@ -17,7 +17,9 @@ Tolerances: published values to half their last printed digit (5e-4 for three de
 for four, 5e-8 and 5e-6 for irr's seven-digit kappa and z); computer references (psych,
 irrCAC, statsmodels, sklearn) 1e-10 absolute on estimates, variances and SEs (same formulas,
 double precision), 1e-9 on intervals (irrCAC computes t quantiles with another scipy) and
-1e-6 relative on p-values. Monte Carlo checks of standard errors: 10% relative (Cohen,
+1e-6 relative on p-values. The vectorised bootstrap alpha against ``krippendorff.alpha`` and
+against the former loop over replicates (kept here as ``loop_bootstrap_alpha``): 1e-12 (the
+same sums in another order). Monte Carlo checks of standard errors: 10% relative (Cohen,
 2,000 multinomial replicates) and 15% (mean alpha bootstrap SE over 20 simulated studies vs
 the SD over 300).
 """
@@ -31,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import krippendorff
 import pytest
 
 from alliance import coding_agreement as ca
@@ -191,6 +194,109 @@ def test_alpha_bootstrap_se_matches_sampling_sd():
     boot_se = [krippendorff_alpha(simulate_coding(rng), "target", "rater", "code", n_boot=200,
                                   seed=i)["se"] for i in range(20)]
     assert np.mean(boot_se) == pytest.approx(sampling_sd, rel=0.15)
+
+
+# --------------------------------------------------------------------------------------------
+# Krippendorff's alpha: vectorised bootstrap replicates
+# --------------------------------------------------------------------------------------------
+def loop_bootstrap_alpha(counts, domain, level, n_boot, seed) -> np.ndarray:
+    """Reference: the former implementation, one ``krippendorff.alpha`` call per replicate."""
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(counts), size=(n_boot, len(counts)))
+    out = np.empty(n_boot)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for b, rows in enumerate(draws):
+            out[b] = krippendorff.alpha(value_counts=counts[rows], value_domain=domain,
+                                        level_of_measurement=level)
+    return out[np.isfinite(out)]
+
+
+def counts_of(data, target, rater, value, level="ordinal", categories=None):
+    d = ca._prepare(data, target, rater, value, numeric=level != "nominal",
+                    categories=categories)
+    return d.counts(), d.categories
+
+
+def simulated_counts(n_units: int = 300, seed: int = 8) -> np.ndarray:
+    """Units coded by 2 to 5 coders (m_u - 1 = 3, 4: coincidences that are not exact binary
+    fractions), codes 1-7 around a unit mean."""
+    rng = np.random.default_rng(seed)
+    counts = np.zeros((n_units, 7), dtype=np.int64)
+    for u, m in enumerate(rng.integers(2, 6, size=n_units)):
+        codes = np.clip(np.rint(rng.normal(rng.uniform(1, 7), 0.8, size=m)), 1, 7).astype(int)
+        np.add.at(counts[u], codes - 1, 1)
+    return counts
+
+
+LEVELS = ["nominal", "ordinal", "interval", "ratio"]
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_vectorised_alpha_matches_package_on_krippendorff_2011(level):
+    counts, domain = counts_of(krippendorff_2011(), "unit", "observer", "value")
+    # unit 12 (coded once) is kept: it must contribute nothing, as in the package
+    assert counts.shape == (12, 5) and counts.sum(axis=1).min() == 1
+    ours = ca._alpha_of_weights(counts, np.ones((1, len(counts))), domain, level)
+    package = krippendorff.alpha(value_counts=counts, value_domain=domain,
+                                 level_of_measurement=level)
+    assert ours.shape == (1,)
+    assert ours[0] == pytest.approx(package, abs=1e-12)
+    assert ours[0] == pytest.approx(PUBLISHED["krippendorff_2011"]["alpha"][level], abs=5e-4)
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_vectorised_alpha_matches_package_on_resampled_tables(observers, level):
+    """Unit weights from resampling draws give the alpha of the resampled table."""
+    tables = [counts_of(krippendorff_2011(), "unit", "observer", "value"),
+              counts_of(observers, "target", "rater", "code", categories=SEVEN),
+              (simulated_counts(), np.arange(1.0, 8.0))]
+    rng = np.random.default_rng(17)
+    for counts, domain in tables:
+        draws = rng.integers(0, len(counts), size=(6, len(counts)))
+        weights = np.array([np.bincount(rows, minlength=len(counts)) for rows in draws])
+        ours = ca._alpha_of_weights(counts, weights.astype(float), domain, level)
+        package = [krippendorff.alpha(value_counts=counts[rows], value_domain=domain,
+                                      level_of_measurement=level) for rows in draws]
+        np.testing.assert_allclose(ours, package, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_vectorised_bootstrap_equals_loop_over_replicates(monkeypatch, level):
+    counts = simulated_counts(n_units=400, seed=3)
+    domain = np.arange(1.0, 8.0)
+    reference = loop_bootstrap_alpha(counts, domain, level, 120, seed=21)
+    # chunks of 7 replicates (the last one short): chunking must not change the draws
+    monkeypatch.setattr(ca, "_BOOT_CHUNK_DRAWS", 7 * len(counts))
+    chunked = ca._bootstrap_alpha(counts, domain, level, 120, seed=21)
+    np.testing.assert_allclose(chunked, reference, rtol=0, atol=1e-12)
+    monkeypatch.setattr(ca, "_BOOT_CHUNK_DRAWS", 10**9)
+    np.testing.assert_allclose(ca._bootstrap_alpha(counts, domain, level, 120, seed=21),
+                               reference, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("level", ["ordinal", "interval", "nominal"])
+def test_alpha_bootstrap_se_and_interval_equal_the_loop(observers, level):
+    column = "rupture" if level == "nominal" else "code"
+    res = krippendorff_alpha(observers, "target", "rater", column, level=level, n_boot=400,
+                             seed=11)
+    counts, cats = counts_of(observers, "target", "rater", column, level=level)
+    pairable = counts[counts.sum(axis=1) >= 2]
+    domain = np.arange(len(cats)) if level == "nominal" else cats
+    reps = loop_bootstrap_alpha(pairable, domain, level, 400, seed=11)
+    assert res["se"] == pytest.approx(np.std(reps, ddof=1), abs=1e-12)
+    assert res["ci_low"] == pytest.approx(np.quantile(reps, 0.025), abs=1e-12)
+    assert res["ci_high"] == pytest.approx(np.quantile(reps, 0.975), abs=1e-12)
+
+
+def test_alpha_bootstrap_leaves_out_replicates_without_variation():
+    """Three units, two alike: about 8/27 of the replicates hold one code only."""
+    counts = np.array([[2, 0], [2, 0], [1, 1]])
+    domain = np.array([0.0, 1.0])
+    reference = loop_bootstrap_alpha(counts, domain, "interval", 200, seed=4)
+    assert 30 < 200 - len(reference) < 90
+    with pytest.warns(UserWarning, match=f"{200 - len(reference)} of 200 bootstrap replicates"):
+        ours = ca._bootstrap_alpha(counts, domain, "interval", 200, seed=4)
+    np.testing.assert_allclose(ours, reference, rtol=0, atol=1e-12)
 
 
 # --------------------------------------------------------------------------------------------

@@ -261,3 +261,18 @@ def test_pair_figure_says_so_when_no_pair_shares_enough_sessions(tmp_path):
     write_interrater_figures(tmp_path / "a.parquet", tmp_path / "s.parquet", config, "wai_o",
                              tmp_path / "len.png", tmp_path / "pairs.png")
     assert (tmp_path / "pairs.png").stat().st_size > 1000
+
+
+def test_nominal_codes_get_nominal_alpha_and_unweighted_kappas():
+    administrations, scores, _ = simulated_tables(n_sessions=80)
+    administrations["wai_o_2"] = (administrations["wai_o_2"] >= 5).astype(float)  # a 0/1 marker
+    settings = {**SETTINGS, "code_levels": {"wai_o": "nominal"}}
+    agreement = tables_for(administrations, scores, settings)["agreement"]
+    marker = agreement[agreement["unit"] == "wai_o_2"].set_index("statistic")
+    assert marker.loc["krippendorff_alpha", "metric"] == "nominal"
+    assert marker.loc["fleiss_kappa", "weights"] == marker.loc["cohen_kappa_mean_pairs", "weights"] == "none"
+    assert marker.loc["fleiss_kappa", "n_categories"] == 2
+    config = {"instruments": {"wai_o": {"table": "obs"}}, "tables": {"obs": {"respondent": "observer"}},
+              "interrater": {**SETTINGS, "code_levels": {"wai_x": "nominal"}}}
+    with pytest.raises(ValueError, match="interrater/code_levels: 'wai_x' is not among the analysed"):
+        check_interrater_settings(config)

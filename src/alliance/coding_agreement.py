@@ -268,16 +268,90 @@ def _alpha(counts: np.ndarray, domain: np.ndarray, level: str) -> float:
                                     level_of_measurement=level))
 
 
+#: Most random unit indices held at once by the bootstrap (bounds its memory at any size).
+_BOOT_CHUNK_DRAWS = 5_000_000
+
+
+def _unit_coincidences(counts: np.ndarray) -> np.ndarray:
+    """Each unit's share of the coincidence matrix, units × V × V (Krippendorff 2011).
+
+    ``n_uc n_uk / (m_u - 1)`` off the diagonal and ``n_uc (n_uc - 1) / (m_u - 1)`` on it,
+    ``m_u`` the unit's number of values (as the ``krippendorff`` package, a unit coded once
+    contributes nothing).
+    """
+    pairs = counts[:, :, None] * counts[:, None, :] - counts[:, :, None] * np.eye(counts.shape[1])
+    return pairs / (np.maximum(counts.sum(axis=1), 2) - 1)[:, None, None]
+
+
+def _squared_distances(domain: np.ndarray, level: str, marginals: np.ndarray) -> np.ndarray:
+    """Difference function δ²_ck of Krippendorff (2011), V × V or, ordinal, replicates × V × V.
+
+    The ordinal δ² depends on the value marginals ``n_c`` (rows of ``marginals``):
+    ``(Σ_{g=c..k} n_g - (n_c + n_k) / 2)²``.
+    """
+    V = len(domain)
+    if level == "nominal":
+        return 1.0 - np.eye(V)
+    if level == "ordinal":
+        cumulative = np.concatenate([np.zeros((len(marginals), 1)), marginals.cumsum(axis=1)],
+                                    axis=1)
+        low = np.minimum.outer(np.arange(V), np.arange(V))
+        high = np.maximum.outer(np.arange(V), np.arange(V))
+        between = cumulative[:, high + 1] - cumulative[:, low]
+        return (between - (marginals[:, :, None] + marginals[:, None, :]) / 2) ** 2
+    x = np.asarray(domain, dtype=float)
+    diff, total = np.subtract.outer(x, x), np.add.outer(x, x)
+    if level == "interval":
+        return diff**2
+    return np.divide(diff, total, out=np.zeros((V, V)), where=total != 0) ** 2
+
+
+def _alpha_of_weights(counts: np.ndarray, weights: np.ndarray, domain: np.ndarray,
+                      level: str) -> np.ndarray:
+    """Krippendorff's alpha with units weighted, one value per row of ``weights``.
+
+    With ``weights[b, u]`` the number of times unit ``u`` (row of the units × values
+    ``counts``) is in replicate ``b``, the coincidences are ``o = Σ_u w_u O_u``, the marginals
+    ``n_c = Σ_k o_ck`` and ``n = Σ_c n_c``, ``D_o = Σ o_ck δ²_ck``,
+    ``D_e = Σ n_c n_k δ²_ck / (n - 1)`` and ``alpha = 1 - D_o / D_e`` (Krippendorff 2011).
+    Equals ``krippendorff.alpha`` of the table with each unit repeated ``w_u`` times (tested
+    to 1e-12); NaN where the replicate has no variation (``D_e = 0``).
+    """
+    V = counts.shape[1]
+    o = (weights @ _unit_coincidences(counts).reshape(len(counts), V * V)).reshape(-1, V, V)
+    marginals = o.sum(axis=2)
+    delta2 = _squared_distances(domain, level, marginals)
+    observed = (o * delta2).sum(axis=(1, 2))
+    chance = marginals[:, :, None] * marginals[:, None, :]
+    expected = (chance * delta2).sum(axis=(1, 2)) / (marginals.sum(axis=1) - 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return 1 - observed / expected
+
+
 def _bootstrap_alpha(counts: np.ndarray, domain: np.ndarray, level: str, n_boot: int,
                      seed) -> np.ndarray:
-    """Alpha on units resampled with replacement (percentile bootstrap replicates)."""
+    """Alpha on units resampled with replacement (percentile bootstrap replicates).
+
+    Replicate ``b`` draws ``len(counts)`` units with ``rng.integers``, as a loop calling
+    ``krippendorff.alpha`` on ``counts[draws[b]]`` would; the draws become weights on the
+    distinct count rows (pattern counts), and alpha is computed for a chunk of replicates at
+    once from the weighted coincidences (:func:`_alpha_of_weights`). Cost is linear in units ×
+    replicates for the draws only, memory bounded by ``_BOOT_CHUNK_DRAWS``.
+    """
     rng = np.random.default_rng(seed)
-    draws = rng.integers(0, len(counts), size=(n_boot, len(counts)))
+    n_units = len(counts)
+    patterns, pattern_of_unit = np.unique(counts, axis=0, return_inverse=True)
+    pattern_of_unit = pattern_of_unit.ravel()
+    n_patterns = len(patterns)
+    chunk = max(1, _BOOT_CHUNK_DRAWS // n_units)
     out = np.empty(n_boot)
-    # a replicate whose values are all equal has no expected disagreement: alpha is 0/0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        for b, rows in enumerate(draws):
-            out[b] = _alpha(counts[rows], domain, level)
+    for start in range(0, n_boot, chunk):
+        size = min(chunk, n_boot - start)
+        # drawing the chunk's rows in turn gives the same stream as one (n_boot, n_units) call
+        draws = rng.integers(0, n_units, size=(size, n_units))
+        keys = pattern_of_unit[draws] + n_patterns * np.arange(size)[:, None]
+        weights = np.bincount(keys.ravel(), minlength=size * n_patterns).reshape(size, n_patterns)
+        out[start:start + size] = _alpha_of_weights(patterns, weights.astype(float), domain, level)
     undefined = ~np.isfinite(out)
     if undefined.any():
         warnings.warn(f"{int(undefined.sum())} of {n_boot} bootstrap replicates had no variation"
@@ -335,6 +409,9 @@ def krippendorff_alpha(data: pd.DataFrame, target: str, rater: str, value: str, 
     ``(1 - ci_level) / 2`` and ``(1 + ci_level) / 2`` quantiles and ``se`` the standard
     deviation of the replicates. It keeps the codes of a unit together, unlike the bootstrap of
     Hayes & Krippendorff (2007), which resamples pairs of values from the coincidence matrix.
+    The replicates are computed together from the coincidence matrix weighted by how often
+    each unit was drawn (Krippendorff 2011), not by a call to the package per replicate, so
+    that 1000 replicates on 100,000 targets take seconds.
 
     Parameters
     ----------
@@ -371,6 +448,8 @@ def krippendorff_alpha(data: pd.DataFrame, target: str, rater: str, value: str, 
     -----
     Tested against the published example of Krippendorff (2011): 4 observers × 12 units with
     missing codes, alpha = .743 (nominal), .815 (ordinal), .849 (interval), .797 (ratio).
+    The bootstrap replicates are tested against ``krippendorff.alpha`` of the resampled tables
+    (1e-12, all four levels).
 
     Examples
     --------

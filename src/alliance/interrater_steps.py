@@ -6,8 +6,10 @@ For every multi-rater (observer) instrument, at scale and item level:
   :func:`alliance.reliability.icc` (Shrout & Fleiss 1979 forms under McGraw & Wong's 1996
   names: ANOVA mean squares when every coded session was rated by every coder, REML variance
   components of ``rating ~ 1 + (1|session) + (1|coder)`` when coders rated different subsets),
-  with the variance components themselves; and, for the items (ordinal codes), Krippendorff's
-  alpha and weighted Fleiss' and Cohen's kappa (:mod:`alliance.coding_agreement`);
+  with the variance components themselves; and, for the items, Krippendorff's alpha and
+  Fleiss' and Cohen's kappa (:mod:`alliance.coding_agreement`): weighted for ordinal codes
+  such as rating-scale items, unweighted for nominal codes such as a coder's rupture marker
+  (``code_levels``);
 * the rater leniency (conditional modes of the coder effect) and every coder pair's agreement
   on the sessions both coded (:mod:`alliance.rater_effects`), with their figures
   (:mod:`alliance.plots_interrater`).
@@ -27,7 +29,6 @@ tests/test_interrater_workflow.py.
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -84,6 +85,10 @@ def check_interrater_settings(config: Mapping[str, Any]) -> None:
         if config["tables"].get(table, {}).get("respondent") != "observer":
             raise ValueError(f"at interrater/instruments/{i}: {name!r} is read from table {table!r}, "
                              "which is not rated by observers (respondent: observer)")
+    for name in settings.get("code_levels") or {}:
+        if name not in chosen:
+            raise ValueError(f"at interrater/code_levels: {name!r} is not among the analysed observer "
+                             f"instruments {chosen}")
     if settings.get("combine", "mean") == "designated" and not settings.get("designated_rater"):
         raise ValueError("at interrater/designated_rater: combine: designated needs the coder's "
                          "pseudonym (R-…, as listed in results/reliability/rater_leniency.csv)")
@@ -180,17 +185,16 @@ def _unit_icc(ratings: pd.DataFrame, settings: Mapping[str, Any], seed: int, whe
     try:
         table = icc(ratings, "target", "rater", "rating", design=settings["design"], ci_level=settings["ci_level"],
                     ci_method=settings["ci_method"], n_boot=settings["n_boot"], seed=seed)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # icc() above has already warned about the same data
-            multiple = ratings[ratings.groupby("target")["rater"].transform("size") >= 2]
-            vc = crossed_variance_components(multiple, "target", "rater", "rating")
+        vc = table.attrs.get("variance_components")
+        if vc is None:  # the ANOVA route: REML components of the same (complete) design
+            vc = vars(crossed_variance_components(ratings, "target", "rater", "rating"))
     except ValueError as err:
         log.warning("%s: no ICC: %s", where, err)
         table = ICC_FORMS.reindex(columns=ICC_COLUMNS).assign(
             n_ratings=len(ratings), ci_level=settings["ci_level"], interpretation="",
             ci_method=f"not estimable ({_reason(err)}; see logs/interrater.log)")
         return table.assign(var_target=np.nan, var_rater=np.nan, var_residual=np.nan)
-    return table.assign(var_target=vc.target, var_rater=vc.rater, var_residual=vc.residual)
+    return table.assign(var_target=vc["target"], var_rater=vc["rater"], var_residual=vc["residual"])
 
 
 def _reason(err: ValueError) -> str:
@@ -199,11 +203,11 @@ def _reason(err: ValueError) -> str:
 
 
 def _unit_agreement(ratings: pd.DataFrame, categories, settings: Mapping[str, Any], seed: int,
-                    where: str) -> pd.DataFrame | None:
+                    where: str, level: str) -> pd.DataFrame | None:
     from alliance.coding_agreement import coding_agreement_table
 
     try:
-        return coding_agreement_table(ratings, "target", "rater", "rating", level="ordinal", categories=categories,
+        return coding_agreement_table(ratings, "target", "rater", "rating", level=level, categories=categories,
                                       ci_level=settings["ci_level"], n_boot=settings["alpha_n_boot"], seed=seed,
                                       min_shared=settings["min_shared"])
     except ValueError as err:
@@ -260,7 +264,8 @@ def interrater_tables(administrations: pd.DataFrame, scores: pd.DataFrame, setti
             where = f"{instrument} {level} {unit}"
             iccs.append(_unit_icc(ratings, settings, seed, where).assign(**context, **coverage))
             if level == "item" and settings["item_agreement"]:
-                table = _unit_agreement(ratings, _categories(keys, instrument), settings, seed, where)
+                level_of_codes = (settings.get("code_levels") or {}).get(instrument, "ordinal")
+                table = _unit_agreement(ratings, _categories(keys, instrument), settings, seed, where, level_of_codes)
                 if table is not None:
                     agreements.append(table.assign(**context))
             if level == "scale":

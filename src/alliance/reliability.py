@@ -1009,7 +1009,9 @@ def _icc_reml_inner(d: LongRatings, target: str, rater: str, rating: str, ci_lev
         seed_text = seed if seed is None or isinstance(seed, (int, np.integer)) else "generator"
         text = f"parametric bootstrap percentile ({n_boot} replicates, seed {seed_text})"
     nan = np.full(6, np.nan)
-    return _table(est, nan, nan, nan, nan, lower, upper, ci_level, text, VARIANCE_COMPONENTS, d, k)
+    out = _table(est, nan, nan, nan, nan, lower, upper, ci_level, text, VARIANCE_COMPONENTS, d, k)
+    out.attrs["variance_components"] = {"target": fit2.target, "rater": fit2.rater, "residual": fit2.residual}
+    return out
 
 
 def _warn_unconverged(*fits: CrossedVarianceComponents) -> None:
@@ -1062,7 +1064,9 @@ def icc(data: pd.DataFrame, target: str, rater: str, rating: str, *, design: str
         ``n_targets``, ``n_raters``, ``raters_per_target`` (k of the average-measure forms:
         the number of raters of a complete design, the harmonic mean number of raters per
         target of an incomplete one),
-        ``n_ratings``, ``ci_level``, ``ci_method`` and the Koo & Li ``interpretation``.
+        ``n_ratings``, ``ci_level``, ``ci_method`` and the Koo & Li ``interpretation``. On the
+        variance-component route ``attrs["variance_components"]`` holds the two-way REML
+        variances (``target``, ``rater``, ``residual``).
 
     Raises
     ------
