@@ -73,7 +73,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from alliance.ratings import (check_long_table, drop_missing, drop_single_rated, id_codes, numeric_values,
+from alliance.ratings import (CodedIds, check_long_table, drop_missing, drop_single_rated, id_codes, numeric_values,
                               refuse_duplicate_pairs)
 
 __all__ = [
@@ -114,24 +114,12 @@ _TEST_FLEISS_GWET = "t = estimate / se (Gwet 2014), t(n_targets - 1); reported i
 # Input: a long table of codes, checked and turned into integer indices
 # --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class _Codes:
-    """Codes as integer indices: target, rater and category of each rating."""
+class _Codes(CodedIds):
+    """Codes as integer indices: target, rater and category (``k``) of each rating."""
 
-    t: np.ndarray
-    r: np.ndarray
     k: np.ndarray
-    targets: np.ndarray
-    raters: np.ndarray
     categories: np.ndarray  # ordered by value when numeric
     numeric: bool
-
-    @property
-    def n_targets(self) -> int:
-        return len(self.targets)
-
-    @property
-    def n_raters(self) -> int:
-        return len(self.raters)
 
     @property
     def n_categories(self) -> int:

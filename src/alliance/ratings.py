@@ -15,18 +15,16 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-__all__ = ["LongRatings", "check_long_table", "drop_missing", "first_row", "id_codes", "numeric_values",
+__all__ = ["CodedIds", "LongRatings", "check_long_table", "drop_missing", "first_row", "id_codes", "numeric_values",
            "prepare_ratings", "refuse_duplicate_pairs", "drop_single_rated"]
 
 
 @dataclass(frozen=True)
-class LongRatings:
-    """Numeric ratings coded as integers: target and rater codes (in sorted id order), the
-    rating values, and the id levels."""
+class CodedIds:
+    """Target and rater of each rating as integer codes (in sorted id order), with the id levels."""
 
     t: np.ndarray
     r: np.ndarray
-    y: np.ndarray
     targets: np.ndarray
     raters: np.ndarray
 
@@ -40,6 +38,13 @@ class LongRatings:
 
     def ratings_per_target(self) -> np.ndarray:
         return np.bincount(self.t, minlength=self.n_targets)
+
+
+@dataclass(frozen=True)
+class LongRatings(CodedIds):
+    """Numeric ratings (``y``, one per rating) with their coded targets and raters."""
+
+    y: np.ndarray
 
 
 def id_codes(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -125,10 +130,10 @@ def drop_single_rated(d, target: str, dropped_from: str, values: str = "y", verb
     """Drop targets rated by one rater only (they show nothing about agreement), with a warning
     giving their count.
 
-    ``d`` is a frozen dataclass with integer codes ``t`` and ``r``, levels ``targets`` and
-    ``raters``, and one value per rating in the field named ``values``; the codes are renumbered.
+    ``d`` is a :class:`CodedIds` with one value per rating in the field named ``values``; the
+    codes are renumbered.
     """
-    single = np.bincount(d.t, minlength=len(d.targets)) == 1
+    single = d.ratings_per_target() == 1
     if not single.any():
         return d
     warnings.warn(f"{int(single.sum())} target(s) in column {target!r} {verb} by one rater only "
