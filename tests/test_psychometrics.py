@@ -145,3 +145,12 @@ def test_internal_consistency_per_respondent_and_session():
     expected = cronbach_alpha(second.filter(like="wai_").to_numpy()[:, bond])
     got = at_two.set_index("scale").loc["bond", ["alpha", "ci_low", "ci_high"]].to_numpy(float)
     np.testing.assert_allclose(got, expected, atol=1e-12)
+
+
+def test_omega_is_undefined_with_no_more_complete_rows_than_items():
+    # A singular item correlation matrix (n <= k) identifies no one-factor model; the answer
+    # must not depend on whether LAPACK happens to detect the singularity.
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 5, size=(6, 45)).astype(float)
+    assert np.isnan(omega_total(x))
+    assert np.isfinite(omega_total(rng.normal(size=(200, 6)) + rng.normal(size=(200, 1))))

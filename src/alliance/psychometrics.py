@@ -128,7 +128,8 @@ def omega_total(items, standardize: bool = True, variance: str = "model") -> flo
     omega = 1 - sum psi / sum(S), which is what ``psych::omega(nfactors = 1)`` reports as
     ``omega.tot``. With ``standardize=True`` (default, as psych) the model is fitted to the item
     correlation matrix (reliability of the sum of standardised items); with ``False`` to the
-    covariance matrix (reliability of the raw sum). Rows with any missing item are dropped.
+    covariance matrix (reliability of the raw sum). Rows with any missing item are dropped;
+    with no more complete rows than items the model is not identified and omega is NaN.
 
     Notes
     -----
@@ -142,6 +143,10 @@ def omega_total(items, standardize: bool = True, variance: str = "model") -> flo
     x = _as_matrix(items)
     x = x[~np.isnan(x).any(axis=1)]
     if x.shape[0] < 3 or x.shape[1] < 2:
+        return np.nan
+    if x.shape[0] <= x.shape[1]:
+        # n <= k: the item covariance matrix is singular and the one-factor ML model is not
+        # identified; whether LAPACK notices depends on the BLAS kernel, so decide here.
         return np.nan
     s = np.corrcoef(x, rowvar=False) if standardize else np.cov(x, rowvar=False)
     if not np.all(np.isfinite(s)) or np.any(np.diag(s) <= 0):
