@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 
@@ -59,3 +60,52 @@ def require_columns(data, columns, what: str) -> None:
     missing = [c for c in columns if c not in data.columns]
     if missing:
         raise ValueError(f"{what}: missing column(s) {missing}; it has {list(data.columns)}")
+
+
+_SHORT_NUMBER = re.compile(r"^\s*[+-]?(?:\d{1,4}(?:\.\d{1,4})?|\.\d{1,4}|inf|infinity|nan)\s*$", re.IGNORECASE)
+
+
+def describe_value(value: object) -> str:
+    """How a message may show a cell: a short number as itself, anything else by its shape.
+
+    Messages and logs never print a text value, since it may identify someone (a name typed
+    into an item column, an SSN used as an id). A single short number (an item value of ``9``,
+    a session of ``-1``, ``inf``) is shown as it is; longer numbers (a date written as
+    ``19870403``, a record number) and all text are described by length and character classes.
+    """
+    if value is None or (isinstance(value, float) and value != value):
+        return "empty"
+    if hasattr(value, "item") and hasattr(value, "dtype"):
+        value = value.item()
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, (int, float)):
+        text = repr(value)
+        if isinstance(value, float) and value.is_integer() and abs(value) < 1e4:
+            text = str(int(value))
+        if _SHORT_NUMBER.match(text):
+            return text
+        if isinstance(value, float) and abs(value) >= 1:
+            return f"a number of {len(str(int(abs(value))))} digits before the decimal point"
+        return f"a number of {sum(ch.isdigit() for ch in text)} digits"
+    if isinstance(value, bytes):
+        return f"{len(value)} bytes"
+    text = str(value)
+    if _SHORT_NUMBER.match(text):
+        return text.strip()
+    return shape_of(text)
+
+
+def shape_of(text: str) -> str:
+    """A text's length and character classes, never its content: 'text of 7 characters (letters, space)'."""
+    classes = []
+    if any(ch.isalpha() for ch in text):
+        classes.append("letters")
+    if any(ch.isdigit() for ch in text):
+        classes.append("digits")
+    if any(ch.isspace() for ch in text):
+        classes.append("spaces")
+    if any(not (ch.isalnum() or ch.isspace()) for ch in text):
+        classes.append("other characters")
+    kinds = ", ".join(classes) if classes else "nothing visible"
+    return f"text of {len(text)} character{'s' if len(text) != 1 else ''} ({kinds})"
