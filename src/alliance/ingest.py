@@ -57,13 +57,13 @@ def read_study(config: dict, drop: bool = True) -> RawStudy:
     dropped = set(config.get("deid", {}).get("drop_columns", [])) if drop else set()
     frames, files = {}, {}
     for name, table in config["tables"].items():
-        frame = read_table(table["path"], table.get("sheet"))
+        frame = read_table(table["path"], table.get("sheet"), table.get("header_row"))
         frames[name] = frame.drop(columns=[c for c in frame.columns if c in dropped])
         files[name] = table["path"]
     clients, clients_file = None, None
     if config.get("clients"):
         clients_file = config["clients"]["path"]
-        clients = read_table(clients_file, config["clients"].get("sheet"))
+        clients = read_table(clients_file, config["clients"].get("sheet"), config["clients"].get("header_row"))
         clients = clients.drop(columns=[c for c in clients.columns if c in dropped])
     return RawStudy(frames, files, clients, clients_file)
 
