@@ -181,6 +181,8 @@ def test_sheet_for_a_file_without_sheets_is_an_error(tmp_path, suffix):
     ("Study export 2024\nclient_id,session,wai1\nP01,1,4\nP02,1,5\n", 2),
     ("Study export 2024,,\n,,\nclient_id,session,wai1\nP01,1,4\n", 3),
     ("Export;;\nclient_id;session;wai1\nP01;1;4\n", 2),
+    ("GAD-7 export, wave 1\nclient_id,session,wai1\nP01,1,4\n", 2),   # a comma in the title
+    ("Export, wave 1\nclient_id;session;wai1\nP01;1;4\n", 2),
 ])
 def test_csv_title_row_is_diagnosed_and_header_row_reads_it(tmp_path, text, header_row):
     path = tmp_path / "t.csv"
@@ -194,9 +196,14 @@ def test_csv_title_row_is_diagnosed_and_header_row_reads_it(tmp_path, text, head
     assert got["wai1"].iloc[0] == "4"
 
 
-def test_one_column_table_is_not_a_title(tmp_path):
+@pytest.mark.parametrize("text", [
+    "client_id\nP01\nP02\n",                                # one column
+    "client_id,session,wai1\nP01,1,4,\nP02,1,5,\n",           # stray trailing separators
+    "client_id;note\nP01;gut, besser\nP02;schlecht, aber\n",  # commas in a ';' table
+])
+def test_ordinary_headers_are_not_titles(tmp_path, text):
     path = tmp_path / "t.csv"
-    path.write_text("client_id\nP01\nP02\n")
+    path.write_text(text)
     assert read_table(path)["client_id"].tolist() == ["P01", "P02"]
 
 

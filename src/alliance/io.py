@@ -242,20 +242,40 @@ def _read_text(path: Path, sep: str | None, header_row: int | None) -> pd.DataFr
 
 
 def _check_text_title(path: Path, text: str, sep: str | None, read_as: str) -> None:
+    """A title line above the header of a text table, diagnosed before pandas misreads it.
+
+    The separator is guessed from the first line and from the line below it (a title may hold
+    a comma); row 1 is the header when, under either, it has as many fields as most rows below.
+    """
     lines = text[:SAMPLE_BYTES].split("\n", 12)[:12]  # a bounded prefix: no copy of a large file
-    first_sep = _separator(sep, lines[0])
-    if _filled(next(csv.reader(StringIO(lines[0]), delimiter=first_sep), [])) <= 1:
-        # a title line has no separators; the table below it decides
-        body = next((line for line in lines[1:] if any(ch in line for ch in "\t;,")), "")
-        first_sep = _separator(sep, body)
-    sep = first_sep
-    rows = [next(csv.reader(StringIO(line), delimiter=sep), []) for line in lines]
-    try:
-        _check_title_row(path, rows)
-    except InputError as err:
-        if read_as:
-            raise _cannot_read(path, err.problems[0].expected + read_as) from None
-        raise
+    body = next((line for line in lines[1:] if line.strip()), "")
+    found = None
+    for candidate in dict.fromkeys([_separator(sep, lines[0]), _separator(sep, body)]):
+        rows = [next(csv.reader(StringIO(line), delimiter=candidate), []) for line in lines]
+        header = _text_header_row(rows)
+        if header == 1:
+            return
+        found = found or header
+    if found:
+        raise _cannot_read(path, f"the header in row 1; row 1 looks like a title; the header appears "
+                                 f"to be row {found}: set header_row: {found}{read_as}")
+
+
+def _text_header_row(rows: list[list[str]]) -> int | None:
+    """The row (1-based) whose field count matches most rows below it; None without a table."""
+    widths = [len(r) for r in rows[1:] if _filled(r)]
+    if not widths:
+        return None
+    width = max(set(widths), key=lambda w: (widths.count(w), w))
+    if width < 2:
+        return None
+    if len(rows[0]) == width and _filled(rows[0]) >= 2:
+        return 1
+    start = next((i for i, r in enumerate(rows) if len(r) == width and _filled(r) >= 2), None)
+    # a title fills a cell or two; a header short of a trailing field fills most of them
+    if start is None or any(_filled(r) > max(2, width // 2) for r in rows[:start]):
+        return None
+    return start + 1
 
 
 def _separator(sep: str | None, header: str) -> str:
