@@ -129,27 +129,32 @@ def _read_excel(path: Path, sheet, header_row: int | None) -> pd.DataFrame:
 def _check_excel_layout(path: Path, sheets: list[str], name: str, default_sheet: bool,
                         header_row: int | None) -> None:
     """Refuse formulas without cached values, data on another sheet and title rows, by name."""
-    import openpyxl
-
-    rows = _sheet_rows(path, name, data_only=True)
-    if default_sheet and _table_start(rows) is None:
+    head = _sheet_rows(path, name, data_only=True, limit=30)
+    if default_sheet and _table_start(head) is None:
         other = next((s for s in sheets if s != name and _table_start(_sheet_rows(path, s, True, 30)) is not None), None)
         if other is not None:
             raise _cannot_read(path, f"a table on the first sheet {name!r}, which has none; the data look "
                                      f"to be on sheet {other!r}: set sheet: {other}")
     if header_row is None:
-        _check_title_row(path, rows, f"sheet {name!r}: ")
+        _check_title_row(path, head, f"sheet {name!r}: ")
+    formulas = _formula_cells(path, name)
+    if formulas:
+        rows = _sheet_rows(path, name, data_only=True)  # the cached values Excel saved, if any
+        uncached = [(r, c) for r, c in formulas if _cell(rows, r, c) is None]
+        if uncached:
+            raise InputError([_uncached_problem(path, name, rows, header_row or 1, uncached)], "Cannot read")
+
+
+def _formula_cells(path: Path, name: str) -> list[tuple[int, int]]:
+    """(row, column) of every formula cell of a sheet, 1-based."""
+    import openpyxl
+
     book = openpyxl.load_workbook(path, read_only=True, data_only=False)
     try:
-        uncached = []
-        for r, row in enumerate(book[name].iter_rows(), start=1):
-            for c, cell in enumerate(row, start=1):
-                if getattr(cell, "data_type", None) == "f" and _cell(rows, r, c) is None:
-                    uncached.append((r, c))
+        return [(r, c) for r, row in enumerate(book[name].iter_rows(), start=1)
+                for c, cell in enumerate(row, start=1) if getattr(cell, "data_type", None) == "f"]
     finally:
         book.close()
-    if uncached:
-        raise InputError([_uncached_problem(path, name, rows, header_row or 1, uncached)], "Cannot read")
 
 
 def _uncached_problem(path: Path, name: str, rows: list[tuple], header_row: int,
