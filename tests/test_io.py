@@ -277,14 +277,27 @@ def test_header_row_must_be_a_row_number(tmp_path, header_row):
 
 # ---------------------------------------------------------------- column names
 
-@pytest.mark.parametrize("prefix", ["\ufeff", "\u200b", "\u2060"])
-def test_bom_and_zero_width_characters_leave_column_names(tmp_path, caplog, prefix):
+@pytest.mark.parametrize("prefix,note", [
+    ("\ufeff", "1 byte-order mark(s) inside the file removed"),  # the leading one is the BOM
+    ("\u200b", "byte-order marks or zero-width characters removed from column names"),
+    ("\u2060", "byte-order marks or zero-width characters removed from column names"),
+])
+def test_bom_and_zero_width_characters_leave_column_names(tmp_path, caplog, prefix, note):
     path = tmp_path / "t.csv"
     path.write_bytes(f"{prefix}client_id,ses{prefix}sion\nP01,1\n".encode("utf-8"))
     with caplog.at_level("WARNING", logger="alliance.io"):
         got = read_table(path)
     assert list(got.columns) == ["client_id", "session"]
-    assert "byte-order marks or zero-width characters removed from column names" in caplog.text
+    assert note in caplog.text
+
+
+def test_bom_in_parquet_column_names_is_removed(tmp_path, caplog):
+    path = tmp_path / "t.parquet"
+    TABLE.rename(columns={"client_id": "\ufeffclient_id"}).to_parquet(path)
+    with caplog.at_level("WARNING", logger="alliance.io"):
+        got = read_table(path)
+    assert list(got.columns) == list(TABLE.columns)
+    assert "removed from column names ['client_id']" in caplog.text
 
 
 # ---------------------------------------------------------------- SPSS
@@ -307,3 +320,13 @@ def test_spss_user_missing_labels_and_undeclared_missing_labels(tmp_path, caplog
     assert "column 'phq1': code 98 is labelled as a missing answer but is not declared missing" in warned[0]
     assert "column 'phq2': code 9 is labelled as a missing answer" in warned[1]
     assert not any(label in caplog.text for label in ("keine Angabe", "weiß nicht", "Überhaupt"))
+
+
+def test_byte_order_marks_inside_the_file_are_removed(tmp_path, caplog):
+    path = tmp_path / "joined.csv"
+    part = "client_id,session\nP01,1\n".encode("utf-8-sig")
+    path.write_bytes(part + part.split(b"\n", 1)[1].replace(b"P01", b"\xef\xbb\xbfP02"))
+    with caplog.at_level("WARNING", logger="alliance.io"):
+        got = read_table(path)
+    assert got["client_id"].tolist() == ["P01", "P02"]
+    assert f"{path}: 1 byte-order mark(s) inside the file removed" in caplog.text

@@ -220,6 +220,9 @@ def _read_text(path: Path, sep: str | None, header_row: int | None) -> pd.DataFr
     if encoding != "utf-8":
         log.info("%s: read as %s", path, encoding)
     text = text.replace("\r\n", "\n").replace("\r", "\n")  # Windows and old Mac line endings
+    if "\ufeff" in text:  # a byte-order mark inside the text: files joined together, or a bad export
+        log.warning("%s: %d byte-order mark(s) inside the file removed", path, text.count("\ufeff"))
+        text = text.replace("\ufeff", "")
     read_as = "" if encoding == "utf-8" else f" (read as {encoding})"
     if header_row is not None and header_row > 1:
         parts = text.split("\n", header_row - 1)
