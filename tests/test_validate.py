@@ -60,7 +60,7 @@ def test_item_out_of_range_names_file_row_column_value_and_range():
     (p,) = found
     assert (p.file, p.row, p.column, p.value) == ("forms.csv", 3, "wai2", "9")
     assert "a number from 1 to 5" in p.expected
-    assert "forms.csv, row 3, column 'wai2': value '9'; expected a number from 1 to 5" in text
+    assert "forms.csv, row 3, column 'wai2': value 9; expected a number from 1 to 5" in text
 
 
 def test_every_problem_is_reported_at_once():

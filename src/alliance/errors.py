@@ -26,9 +26,7 @@ class Problem:
             where.append(f"row {self.row}")
         if self.column is not None:
             where.append(f"column '{self.column}'")
-        shown = self.value.item() if hasattr(self.value, "item") and hasattr(self.value, "dtype") else self.value
-        value = "" if shown is None else f": value {shown!r}"
-        return f"{', '.join(where)}{value}; expected {self.expected}"
+        return f"{', '.join(where)}{shown_value(self.value)}; expected {self.expected}"
 
 
 class InputError(ValueError):
@@ -94,6 +92,22 @@ def describe_value(value: object) -> str:
     if _SHORT_NUMBER.match(text):
         return text.strip()
     return shape_of(text)
+
+
+def shown_value(value: object) -> str:
+    """The part of a message that shows a cell: ``": value 9"`` or ``": value is a text of ..."``.
+
+    Empty for ``None`` (a problem of a whole column or file). Never the text itself.
+    """
+    if value is None:
+        return ""
+    shown = describe_value(value)
+    if _SHORT_NUMBER.match(shown) or shown in ("True", "False"):
+        return f": value {shown}"
+    if shown == "empty":
+        return ": the cell is empty"
+    article = "" if shown[0].isdigit() or shown.startswith("a ") else "a "
+    return f": value is {article}{shown}"
 
 
 def shape_of(text: str) -> str:
