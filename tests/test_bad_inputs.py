@@ -171,6 +171,30 @@ def _parquet_no_rows(path: Path) -> None:
     typed(base_frame("client_forms")).iloc[:0].to_parquet(path)
 
 
+def _parquet_bytes_ids(path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    frame = typed(base_frame("client_forms"))
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    ids = pa.array([v.encode("utf-8") for v in frame["client_id"]], type=pa.binary())
+    pq.write_table(table.set_column(0, "client_id", ids), path)
+
+
+def _excel_float_ids(path: Path) -> None:
+    frame = typed(base_frame("client_forms"))
+    frame["client_id"] = frame["client_id"].str[1:].astype(float)  # 1.0, 2.0 ... as Excel stores 1
+    frame.to_excel(path, index=False)
+
+
+def _parquet_huge_session(path: Path) -> None:
+    frame = typed(base_frame("client_forms"))
+    frame["session"] = frame["session"].astype(float)
+    frame.loc[3, "session"] = 1e19  # int64 would wrap to a negative number
+    frame.loc[5, "session"] = float("inf")
+    frame.to_parquet(path)
+
+
 GENERATORS = {
     "excel_date_cells": _excel_date_cells,
     "excel_date_in_session": _excel_date_in_session,
@@ -183,6 +207,9 @@ GENERATORS = {
     "parquet_typed": _parquet_typed,
     "parquet_zero_session": _parquet_zero_session,
     "parquet_no_rows": _parquet_no_rows,
+    "parquet_bytes_ids": _parquet_bytes_ids,
+    "excel_float_ids": _excel_float_ids,
+    "parquet_huge_session": _parquet_huge_session,
 }
 
 

@@ -63,6 +63,9 @@ def require_columns(data, columns, what: str) -> None:
 _SHORT_NUMBER = re.compile(r"^\s*[+-]?(?:\d{1,4}(?:\.\d{1,4})?|\.\d{1,4}|inf|infinity|nan)\s*$", re.IGNORECASE)
 
 
+_NUMBER_TEXT = re.compile(r"^\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*$")
+
+
 def describe_value(value: object) -> str:
     """How a message may show a cell: a short number as itself, anything else by its shape.
 
@@ -91,6 +94,8 @@ def describe_value(value: object) -> str:
     text = str(value)
     if _SHORT_NUMBER.match(text):
         return text.strip()
+    if _NUMBER_TEXT.match(text):  # '1e19', '19870403' typed as text: described as the number it is
+        return describe_value(float(text))
     return shape_of(text)
 
 
