@@ -231,3 +231,19 @@ def test_therapist_switches_helper_orders_by_session():
     frame = forms({("therapist_id", 0): "TH0"})
     out = therapist_switches({"forms": frame}, CONFIG["tables"])
     assert out["therapist_id"].tolist() == ["TH0", "TH1"]
+
+
+def test_client_table_ids_repeat_after_normalisation():
+    config = dict(CONFIG, clients={"path": "clients.csv", "client_id": "client_id", "covariates": []})
+    frames = {"forms": forms().assign(client_id=["19", "19", "P2", "P2"]), "coding": coding()}
+    with pytest.raises(InputError) as err:
+        validate_study(frames, config, KEYS, FILES, pd.DataFrame({"client_id": pd.Series(["19", 19.0, "P2"],
+                                                                                       dtype=object)}),
+                       "clients.csv")
+    assert [(p.row, p.column) for p in err.value.problems] == [(2, "client_id"), (3, "client_id")]
+    assert all("this id repeats" in p.expected for p in err.value.problems)
+
+
+def test_an_id_with_a_control_character_is_refused():
+    found, text = problems(forms({("client_id", 3): "P\t2"}))
+    assert any("invisible characters" in p.expected and "row 5" in p.expected for p in found), text

@@ -204,7 +204,7 @@ def ambiguous_id_problems(ids: dict[str, tuple[str, pd.Series]], role: str) -> l
     problems = []
     for file, (column, values) in normalised.items():
         distinct = pd.unique(values.dropna())
-        odd = {v: suspicious(v) for v in distinct if not v.isascii()}
+        odd = {v: suspicious(v) for v in distinct if not (v.isascii() and v.isprintable())}
         for reason in sorted({r for r in odd.values() if r}):
             bad = [v for v, r in odd.items() if r == reason]
             rows = np.flatnonzero(values.isin(bad).to_numpy()) + 2
@@ -380,12 +380,15 @@ def unmatched_client_notes(frames: dict[str, pd.DataFrame], config: dict, client
 
 def client_table_problems(clients: pd.DataFrame, conf: dict, file: str) -> list[Problem]:
     id_col = conf.get("client_id", "client_id")
-    columns = {id_col: pa.Column(None, nullable=False, unique=True, required=True)}
+    columns = {id_col: pa.Column(None, nullable=False, required=True)}
     for cov in conf.get("covariates", []):
         columns[cov] = pa.Column(None, nullable=True, required=True)
     schema = pa.DataFrameSchema(columns, name="clients")
     problems = schema_problems(clients, schema, file)
-    for p in problems:
-        if p.column == id_col and p.expected == "field_uniqueness":
-            object.__setattr__(p, "expected", "one row per client; this id repeats")
+    if id_col in clients.columns:  # unique after normalisation: 19 and 19.0 are one client
+        ids = normalise_ids(clients[id_col])
+        for pos in np.flatnonzero((ids.notna() & ids.duplicated(keep=False)).to_numpy()):
+            problems.append(Problem(file, int(pos) + 2, id_col, clients[id_col].iloc[pos],
+                                    "one row per client; this id repeats"))
+        problems.sort(key=lambda p: (p.row or 0, p.column or ""))
     return problems
