@@ -58,10 +58,9 @@ def normalise_id(value: object) -> str | None:
 
 def normalise_ids(ids: pd.Series) -> pd.Series:
     """:func:`normalise_id` on every cell, computed once per distinct value."""
-    uniques = pd.unique(ids.dropna())
-    mapping = {u: normalise_id(u) for u in uniques}
-    out = ids.map(mapping)
-    return out.astype(object).where(out.notna(), None)
+    codes, uniques = pd.factorize(ids, use_na_sentinel=True)
+    table = np.array([normalise_id(u) for u in uniques] + [None], dtype=object)
+    return pd.Series(table[codes], index=ids.index, dtype=object, name=ids.name)  # code -1: the None
 
 
 def _invisible(ch: str) -> bool:
