@@ -171,6 +171,30 @@ def _parquet_no_rows(path: Path) -> None:
     typed(base_frame("client_forms")).iloc[:0].to_parquet(path)
 
 
+def _parquet_bytes_ids(path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    frame = typed(base_frame("client_forms"))
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    ids = pa.array([v.encode("utf-8") for v in frame["client_id"]], type=pa.binary())
+    pq.write_table(table.set_column(0, "client_id", ids), path)
+
+
+def _excel_float_ids(path: Path) -> None:
+    frame = typed(base_frame("client_forms"))
+    frame["client_id"] = frame["client_id"].str[1:].astype(float)  # 1.0, 2.0 ... as Excel stores 1
+    frame.to_excel(path, index=False)
+
+
+def _parquet_huge_session(path: Path) -> None:
+    frame = typed(base_frame("client_forms"))
+    frame["session"] = frame["session"].astype(float)
+    frame.loc[3, "session"] = 1e19  # int64 would wrap to a negative number
+    frame.loc[5, "session"] = float("inf")
+    frame.to_parquet(path)
+
+
 GENERATORS = {
     "excel_date_cells": _excel_date_cells,
     "excel_date_in_session": _excel_date_in_session,
@@ -183,6 +207,9 @@ GENERATORS = {
     "parquet_typed": _parquet_typed,
     "parquet_zero_session": _parquet_zero_session,
     "parquet_no_rows": _parquet_no_rows,
+    "parquet_bytes_ids": _parquet_bytes_ids,
+    "excel_float_ids": _excel_float_ids,
+    "parquet_huge_session": _parquet_huge_session,
 }
 
 
@@ -476,7 +503,7 @@ def test_workflow_stops_at_validation_and_writes_no_result(tmp_path):
     proc = run_snakemake(workdir, check=False)
     assert proc.returncode != 0
     log = (workdir / "logs" / "validate_data.log").read_text()
-    assert "client_forms.csv, row 2, column 'gad4': value '4'; expected a whole number from 0 to 3 (gad7) or empty" in log
+    assert "client_forms.csv, row 2, column 'gad4': value 4; expected a whole number from 0 to 3 (gad7) or empty" in log
     # only the gate's own record of having passed may exist; nothing downstream of validation
     assert result_files(workdir) in ([], ["results/data/deid_report.json"])
 
@@ -491,7 +518,7 @@ def test_workflow_never_scores_fractional_responses(tmp_path):
     proc = run_snakemake(workdir, check=False)
     assert proc.returncode != 0
     logs = "".join(p.read_text() for p in (workdir / "logs").glob("*.log"))
-    assert "value 1.5" in logs or "value '1.5'" in logs
+    assert "value 1.5" in logs and "value '1.5'" not in logs
     downstream = [f for f in result_files(workdir) if not f.startswith(("results/data/", "results/interim/",
                                                                          "results/figures/missingness",
                                                                          "results/provenance"))]

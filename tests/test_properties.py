@@ -385,4 +385,45 @@ def test_problem_messages_render_any_value(value, row, column, expected):
     if row is not None:
         assert f"row {row}" in text
     if value is not None and not (isinstance(value, float) and math.isnan(value)):
-        assert repr(value) in text
+        from alliance.errors import describe_value
+
+        assert describe_value(value) in text
+    if isinstance(value, str) and len(value.strip()) > 4 and not re.fullmatch(r"[\d.+\-\s]*", value):
+        shown = text.split("; expected")[0].split(": value")[-1]
+        assert value not in shown  # a text value is shown by its shape only
+
+
+@PROPERTY
+@given(ids=st.lists(st.one_of(INTS, FLOATS, ANY_TEXT, st.binary(max_size=6)), max_size=20))
+def test_id_normalisation_is_idempotent_and_keeps_clean_ids(ids):
+    from alliance.ids import normalise_id
+
+    for raw in ids:
+        norm = normalise_id(raw)
+        if norm is not None:
+            assert isinstance(norm, str) and norm == norm.strip() and norm
+            assert normalise_id(norm) == norm
+    for clean in ("101", "P-7", "c003", "TH1"):  # the example's pseudonyms must not change
+        assert normalise_id(clean) == clean
+    assert normalise_id(19.0) == normalise_id("19.0") == normalise_id(b"19") == normalise_id(np.int64(19)) == "19"
+
+
+@PROPERTY
+@given(base=st.from_regex(r"[A-Z]{1,2}[1-9][0-9]{0,3}", fullmatch=True),
+       variant=st.sampled_from(["zeros", "case", "zwsp", "nbsp", "soft_hyphen", "cyrillic"]))
+def test_ids_that_differ_only_invisibly_are_one_canonical_id(base, variant):
+    from alliance.ids import ambiguous_groups, canonical_id
+
+    letters = {"A": "\u0410", "B": "\u0412", "C": "\u0421", "E": "\u0415", "H": "\u041d", "K": "\u041a",
+               "M": "\u041c", "O": "\u041e", "P": "\u0420", "T": "\u0422", "X": "\u0425"}
+    split = next(i for i, ch in enumerate(base) if ch.isdigit())
+    changed = {"zeros": base[:split] + "00" + base[split:], "case": base.lower(),
+               "zwsp": base[:1] + "\u200b" + base[1:], "nbsp": base[:split] + "\u00a0" + base[split:],
+               "soft_hyphen": base[:1] + "\u00ad" + base[1:],
+               "cyrillic": "".join(letters.get(ch, ch) for ch in base)}[variant]
+    if changed == base:  # a base without a Cyrillic look-alike letter
+        return
+    if variant == "nbsp":  # an inner space is an id of its own, but the same as with a no-break space
+        base = base[:split] + " " + base[split:]
+    assert canonical_id(changed) == canonical_id(base)
+    assert list(ambiguous_groups(pd.Series([base, changed, "ZZ999999"])).values()) == [sorted([base, changed])]

@@ -60,7 +60,7 @@ def test_item_out_of_range_names_file_row_column_value_and_range():
     (p,) = found
     assert (p.file, p.row, p.column, p.value) == ("forms.csv", 3, "wai2", "9")
     assert "a number from 1 to 5" in p.expected
-    assert "forms.csv, row 3, column 'wai2': value '9'; expected a number from 1 to 5" in text
+    assert "forms.csv, row 3, column 'wai2': value 9; expected a number from 1 to 5" in text
 
 
 def test_every_problem_is_reported_at_once():
@@ -110,10 +110,96 @@ def test_duplicated_administrations():
 
 
 def test_ids_that_differ_only_in_case_are_refused_whitespace_is_stripped():
-    found, _ = problems(forms({("client_id", 2): "p2"}))
-    assert any(p.column == "client_id" and p.value == "P2 / p2" for p in found)
+    found, text = problems(forms({("client_id", 2): "p2"}))
+    (p,) = [p for p in found if p.column == "client_id"]
+    assert p.file == "forms.csv" and p.value is None and "upper/lower case" in p.expected
+    assert "rows 4, 5" in p.expected and "p2" not in text and "P2" not in text
     result = validate_study({"forms": forms({("client_id", 2): " P2 "}), "coding": coding()}, CONFIG, KEYS, FILES)
     assert any("surrounding spaces" in n for n in result.notes)
+
+
+@pytest.mark.parametrize("variant, reason", [
+    ("0002", "leading zeros"), ("P\u200b2", "invisible characters"), ("P\u00ad2", "invisible characters"),
+    ("\u0420" + "2", "look-alike letters"),  # Cyrillic Er for Latin P
+])
+def test_ids_that_differ_only_invisibly_are_refused_naming_rows_not_ids(variant, reason):
+    base = forms().assign(client_id=["P1", "P1", "2", "2"]) if variant == "0002" else forms()
+    found, text = problems(base.assign(client_id=base["client_id"].where(base.index != 3, variant)))
+    refused = [p for p in found if p.column == "client_id"]
+    assert refused and all(p.file == "forms.csv" and p.row is None for p in refused)
+    assert any(reason in p.expected and "rows 4, 5" in p.expected for p in refused), text
+    assert variant not in text
+
+
+@pytest.mark.parametrize("same", [19.0, "19.0", " 19 ", b"19", np.int64(19)])
+def test_excel_bytes_and_spaced_ids_are_one_client(same):
+    frame = forms().assign(client_id=pd.Series(["P1", "P1", "19", same], dtype=object))
+    result = validate_study({"forms": frame, "coding": coding()}, CONFIG, KEYS, FILES)
+    assert result.therapist_switches.empty
+    # the same id after normalisation twice in one session is a duplicate
+    found, _ = problems(frame.assign(session=["1", "2", "1", "1"]))
+    assert [(p.row, p.value) for p in found] == [(5, None)]
+
+
+def test_duplicate_and_case_messages_never_print_the_ids():
+    ssn = "123-45-6789"
+    frame = forms().assign(client_id=["Anna Schmidt", "Anna Schmidt", ssn, ssn], session=["1", "1", "1", "1"])
+    found, text = problems(frame)
+    assert [p.row for p in found] == [3, 5] and "row 2 has the same client_id, session" in found[0].expected
+    assert "Anna" not in text and ssn not in text
+
+
+def test_text_in_an_item_column_is_described_not_printed():
+    found, text = problems(forms({("wai3", 1): "Anna Schmidt"}))
+    assert found[0].value == "Anna Schmidt"  # kept on the Problem for tests, never in the message
+    assert "column 'wai3': value is a text of 12 characters (letters, spaces); expected" in text
+    assert "Anna" not in text
+
+
+@pytest.mark.parametrize("column, value", [
+    ("session", "inf"), ("session", "Infinity"), ("session", "-inf"), ("session", "nan"), ("session", "1e19"),
+    ("session", 1e19), ("session", float("inf")), ("session", "10001"),
+    ("days_since_intake", "inf"), ("days_since_intake", 1e19), ("days_since_intake", "36501"),
+])
+def test_non_finite_or_absurd_sessions_and_days_are_refused(column, value):
+    found, text = problems(forms({(column, 1): value}))
+    assert [(p.file, p.row, p.column) for p in found] == [("forms.csv", 3, column)], text
+    assert ("10,000" if column == "session" else "36,500") in found[0].expected
+    ok = forms({("session", 1): "10000", ("days_since_intake", 1): "36500"})
+    validate_study({"forms": ok, "coding": coding()}, CONFIG, KEYS, FILES)
+
+
+def with_therapists_in_client_table(coding_frame, clients):
+    config = dict(CONFIG, clients={"path": "clients.csv", "client_id": "client_id", "therapist_id": "therapist",
+                                   "covariates": []})
+    return validate_study({"forms": forms(), "coding": coding_frame}, config, KEYS, FILES, clients, "clients.csv")
+
+
+def test_observer_ratings_may_take_the_therapist_from_the_client_table():
+    clients = pd.DataFrame({"client_id": ["P1", "P2"], "therapist": ["TH1", "TH2"]})
+    result = with_therapists_in_client_table(coding().drop(columns="therapist_id"), clients)
+    assert result.therapist_switches.empty
+    with pytest.raises(InputError) as err:  # a client of the ratings without a therapist there
+        with_therapists_in_client_table(coding().drop(columns="therapist_id"), clients.iloc[[1]])
+    (p,) = [p for p in err.value.problems if p.file == "coding.csv"]
+    assert p.column == "client_id" and "rows 2, 3" in p.expected and "clients.csv" in p.expected
+    with pytest.raises(InputError, match="column 'therapist_id'"):  # without the mapping it is refused
+        validate_study({"forms": forms(), "coding": coding().drop(columns="therapist_id")}, CONFIG, KEYS, FILES)
+
+
+def test_client_table_ids_that_match_no_form():
+    config = dict(CONFIG, clients={"path": "clients.csv", "client_id": "client_id", "covariates": ["arm"]})
+    frames = {"forms": forms(), "coding": coding()}
+    with pytest.raises(InputError) as err:  # 0019-style and lower-case ids would silently lose covariates
+        validate_study(frames, config, KEYS, FILES, pd.DataFrame({"client_id": ["p1", "P2"], "arm": ["a", "b"]}),
+                       "clients.csv")
+    assert any(p.file == "clients.csv" and "upper/lower case" in p.expected for p in err.value.problems)
+    result = validate_study(frames, config, KEYS, FILES,
+                            pd.DataFrame({"client_id": ["P1", "P2", "Q9", "Q8"], "arm": list("abab")}), "clients.csv")
+    assert "clients.csv: 2 client(s) in rows 4, 5 have no administration in any table" in " ".join(result.notes)
+    result = validate_study(frames, config, KEYS, FILES, pd.DataFrame({"client_id": ["P1"], "arm": ["a"]}),
+                            "clients.csv")
+    assert any("1 client(s) of the tables have no row here" in n for n in result.notes)
 
 
 def test_client_changing_therapist_is_reported_not_refused():
@@ -145,3 +231,19 @@ def test_therapist_switches_helper_orders_by_session():
     frame = forms({("therapist_id", 0): "TH0"})
     out = therapist_switches({"forms": frame}, CONFIG["tables"])
     assert out["therapist_id"].tolist() == ["TH0", "TH1"]
+
+
+def test_client_table_ids_repeat_after_normalisation():
+    config = dict(CONFIG, clients={"path": "clients.csv", "client_id": "client_id", "covariates": []})
+    frames = {"forms": forms().assign(client_id=["19", "19", "P2", "P2"]), "coding": coding()}
+    with pytest.raises(InputError) as err:
+        validate_study(frames, config, KEYS, FILES, pd.DataFrame({"client_id": pd.Series(["19", 19.0, "P2"],
+                                                                                       dtype=object)}),
+                       "clients.csv")
+    assert [(p.row, p.column) for p in err.value.problems] == [(2, "client_id"), (3, "client_id")]
+    assert all("this id repeats" in p.expected for p in err.value.problems)
+
+
+def test_an_id_with_a_control_character_is_refused():
+    found, text = problems(forms({("client_id", 3): "P\t2"}))
+    assert any("invisible characters" in p.expected and "row 5" in p.expected for p in found), text

@@ -93,7 +93,7 @@ def test_validate_cli_names_file_row_column_and_range(tmp_path):
     proc = subprocess.run([str(ALLIANCE), "validate", "config/config.yaml"], cwd=workdir,
                           capture_output=True, text=True)
     assert proc.returncode == 1
-    assert ("data/raw/example/client_forms.csv, row 2, column 'wai3': value '9'; "
+    assert ("data/raw/example/client_forms.csv, row 2, column 'wai3': value 9; "
             "expected a whole number from 1 to 5 (wai_sr) or empty") in proc.stderr
     assert "Traceback" not in proc.stderr
 

@@ -186,16 +186,10 @@ def load_id_key(key_env: str = "ALLIANCE_ID_KEY", key_file: str | None = None) -
 
 
 def normalise_ids(ids: pd.Series) -> pd.Series:
-    """Ids as strings without surrounding whitespace; integral floats (101.0) as integers."""
-    def one(v):
-        if v is None or (isinstance(v, float) and np.isnan(v)):
-            return None
-        if isinstance(v, (float, np.floating)) and float(v).is_integer():
-            return str(int(v))
-        return str(v).strip()
+    """Ids as the project reads them: :func:`alliance.ids.normalise_ids` (one normalisation)."""
+    from alliance.ids import normalise_ids as normalise
 
-    out = ids.map(one)
-    return out.where(out.notna() & (out != ""), None)
+    return normalise(ids)
 
 
 def pseudonymise(ids: pd.Series, kind: str, key: bytes) -> pd.Series:

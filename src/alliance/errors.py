@@ -26,9 +26,7 @@ class Problem:
             where.append(f"row {self.row}")
         if self.column is not None:
             where.append(f"column '{self.column}'")
-        shown = self.value.item() if hasattr(self.value, "item") and hasattr(self.value, "dtype") else self.value
-        value = "" if shown is None else f": value {shown!r}"
-        return f"{', '.join(where)}{value}; expected {self.expected}"
+        return f"{', '.join(where)}{shown_value(self.value)}; expected {self.expected}"
 
 
 class InputError(ValueError):
@@ -65,6 +63,9 @@ def require_columns(data, columns, what: str) -> None:
 _SHORT_NUMBER = re.compile(r"^\s*[+-]?(?:\d{1,4}(?:\.\d{1,4})?|\.\d{1,4}|inf|infinity|nan)\s*$", re.IGNORECASE)
 
 
+_NUMBER_TEXT = re.compile(r"^\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*$")
+
+
 def describe_value(value: object) -> str:
     """How a message may show a cell: a short number as itself, anything else by its shape.
 
@@ -93,7 +94,25 @@ def describe_value(value: object) -> str:
     text = str(value)
     if _SHORT_NUMBER.match(text):
         return text.strip()
+    if _NUMBER_TEXT.match(text):  # '1e19', '19870403' typed as text: described as the number it is
+        return describe_value(float(text))
     return shape_of(text)
+
+
+def shown_value(value: object) -> str:
+    """The part of a message that shows a cell: ``": value 9"`` or ``": value is a text of ..."``.
+
+    Empty for ``None`` (a problem of a whole column or file). Never the text itself.
+    """
+    if value is None:
+        return ""
+    shown = describe_value(value)
+    if _SHORT_NUMBER.match(shown) or shown in ("True", "False"):
+        return f": value {shown}"
+    if shown == "empty":
+        return ": the cell is empty"
+    article = "" if shown[0].isdigit() or shown.startswith("a ") else "a "
+    return f": value is {article}{shown}"
 
 
 def shape_of(text: str) -> str:

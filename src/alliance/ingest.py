@@ -17,7 +17,9 @@ from alliance.deid import load_id_key, pseudonymise, refuse_identifiers
 from alliance.instruments import keys_from_config
 from alliance.io import read_table
 from alliance.outputs import write_csv, write_json, write_parquet
-from alliance.validate import column_map, item_columns, validate_study, _numeric
+from alliance.ids import normalise_ids
+from alliance.validate import (_numeric, clients_therapist_ids, column_map, item_columns, table_therapists,
+                               validate_study)
 
 log = logging.getLogger(__name__)
 
@@ -98,12 +100,15 @@ def run_validation(config: dict) -> dict:
 def build_administrations(study: RawStudy, config: dict, keys: dict, id_key: bytes) -> pd.DataFrame:
     """The tidy analysis dataset (docs/data_contract.md): one row per administration."""
     parts = []
+    client_therapists = clients_therapist_ids(study.clients, config.get("clients") or {})
     for name, frame in study.frames.items():
         tconf = config["tables"][name]
         cols = column_map(tconf)
+        # a table without a therapist column takes each client's therapist from the client table
+        therapists = table_therapists(frame, cols, normalise_ids(frame[cols["client_id"]]), client_therapists)
         part = pd.DataFrame({
             "client": pseudonymise(frame[cols["client_id"]], "client", id_key),
-            "therapist": pseudonymise(frame[cols["therapist_id"]], "therapist", id_key),
+            "therapist": pseudonymise(therapists, "therapist", id_key),
             "session": _numeric(frame[cols["session"]]).astype("int64"),
         })
         if cols["days_since_intake"] in frame.columns:

@@ -18,8 +18,11 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
+from alliance.errors import describe_value, shown_value
 from alliance.outputs import write_csv, write_parquet
 from alliance.instruments import InstrumentKey, ScaleKey
+
+RESPONDENT_WORDS = ("client", "therapist", "observer")
 
 ID_COLUMNS = ("client", "therapist", "session", "respondent", "rater")
 SCORE_COLUMNS = ("client", "therapist", "session", "instrument", "respondent", "rater", "scale",
@@ -298,7 +301,7 @@ def _item_matrix(df: pd.DataFrame, columns: list[str], source: str) -> np.ndarra
         values = pd.to_numeric(block[col], errors="coerce")
         bad = values.isna() & block[col].notna()
         for pos in np.flatnonzero(bad.to_numpy()):
-            problems.append(f"row {pos}, column '{col}': value {block[col].iloc[pos]!r}; expected a number")
+            problems.append(f"row {pos}, column '{col}'{shown_value(block[col].iloc[pos])}; expected a number")
         converted[col] = values
     if problems:
         raise ValueError(f"{source}: {len(problems)} non-numeric response(s); nothing was scored\n"
@@ -316,7 +319,7 @@ def _range_problems(x: np.ndarray, columns: list[str], key: InstrumentKey) -> li
         return []
     rows, cols = np.nonzero(bad)
     expected = f"{lo:g} to {hi:g}" + (" (whole numbers)" if key.integer_responses else "")
-    return [f"row {r} (position in the input, from 0), column '{columns[c]}': value {x[r, c]:g}; "
+    return [f"row {r} (position in the input, from 0), column '{columns[c]}'{shown_value(float(x[r, c]))}; "
             f"expected {expected} ({key.name})" for r, c in zip(rows, cols)]
 
 
@@ -328,7 +331,8 @@ def _respondent_problems(df: pd.DataFrame, x: np.ndarray, entry: str, key: Instr
     if not wrong.any():
         return []
     positions = np.flatnonzero(wrong)
-    values = sorted({str(v) for v in respondent[positions]})
+    # the three respondent words as they are, any other text by its shape (it may be a name)
+    values = sorted({str(v) if str(v) in RESPONDENT_WORDS else describe_value(v) for v in respondent[positions]})
     shown = ", ".join(str(p) for p in positions[:20]) + (" ..." if positions.size > 20 else "")
     return [f"instrument '{entry}' ({key.name}) is a {'/'.join(key.respondents)} form but has responses from "
             f"respondent(s) {values} in {positions.size} row(s) (positions {shown})"]
