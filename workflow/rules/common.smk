@@ -10,6 +10,23 @@ def raw_inputs(wildcards=None):
     return input_files(config)
 
 
+def key_fingerprint(wildcards=None):
+    """The pseudonymisation key's fingerprint (never the key), after the demo-key check."""
+    from alliance.keys import study_key_fingerprint
+
+    return study_key_fingerprint(config)
+
+
+def reading_settings():
+    """What decides how the raw files are read: the tables, the client table and deid:."""
+    return {"tables": config["tables"], "clients": config.get("clients"), "deid": config["deid"]}
+
+
+def model_fit_settings(wildcards):
+    """The declared model's own entry: editing it reruns that model alone."""
+    return config["models"]["fits"][wildcards.model]
+
+
 def instrument_key_files(wildcards=None):
     """The instrument key files the configured instruments use (shipped or licence holder's)."""
     return instrument_key_paths(config)
