@@ -283,3 +283,23 @@ def test_a_model_label_is_escaped_for_every_table_format(tmp_path):
         document = archive.read("word/document.xml").decode()
     assert "<script>" not in document and "&lt;script&gt;" in document
     assert markdown_text("a\nb_c") == "a b\\_c"
+
+
+@pytest.mark.slow
+def test_demo_key_on_other_data_stops_the_run_before_ingest(tmp_path):
+    """The README's old trap: another study's config with the example's demo key_file."""
+    workdir = tmp_path / "study"
+    workdir.mkdir()
+    config, _ = own_study(workdir)
+    document = yaml.safe_load(config.read_text())
+    document["pseudonymisation"]["key_file"] = str(DEMO_KEY_FILE)
+    config.write_text(yaml.safe_dump(document, sort_keys=False))
+    env = {k: v for k, v in os.environ.items() if k != "ALLIANCE_ID_KEY"}
+    proc = subprocess.run([str(SNAKEMAKE), "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
+                           "--configfile", str(config), "--cores", "1", "ingest"],
+                          capture_output=True, text=True, env=env)
+    assert proc.returncode != 0
+    log = (workdir / "logs" / "key_fingerprint.log").read_text()
+    assert "only for the bundled example" in log and "export ALLIANCE_ID_KEY=" in log
+    assert not (workdir / "results" / "interim").exists()
+    assert (workdir / "results" / "data" / "validation_report.json").exists()  # the gate and validation ran first

@@ -11,10 +11,17 @@ def raw_inputs(wildcards=None):
 
 
 def key_fingerprint(wildcards=None):
-    """The pseudonymisation key's fingerprint (never the key), after the demo-key check."""
+    """The pseudonymisation key's fingerprint (never the key), after the demo-key check.
+
+    A missing or refused key gives "no usable key" here, so that the job graph builds and the
+    gate and validation report first; the key_fingerprint step then stops with the reason.
+    """
     from alliance.keys import study_key_fingerprint
 
-    return study_key_fingerprint(config)
+    try:
+        return study_key_fingerprint(config)
+    except ValueError:
+        return "no usable key"
 
 
 def reading_settings():

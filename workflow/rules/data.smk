@@ -2,6 +2,9 @@
 
 
 rule key_fingerprint:
+    input:
+        # after the gate and validation, whose messages about the data come first
+        validation="results/data/validation_report.json",
     output:
         "results/data/key_fingerprint.txt",
     params:
