@@ -42,7 +42,7 @@ rule validate_data:
         "results/data/validation_report.json",
     params:
         reading=reading_settings(),
-        instruments=config["instruments"],
+        instruments=config_digest(config["instruments"]),
     conda:
         "../envs/alliance.yaml"
     log:
@@ -67,7 +67,7 @@ rule ingest:
         ),
     params:
         reading=reading_settings(),
-        instruments=config["instruments"],
+        instruments=config_digest(config["instruments"]),
     conda:
         "../envs/alliance.yaml"
     log:

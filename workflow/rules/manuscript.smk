@@ -40,8 +40,8 @@ rule manuscript_tables:
             subcategory="APA tables",
         ),
     params:
-        study=config["study"],
-        instruments=config["instruments"],
+        study=config_digest(config["study"]),
+        instruments=config_digest(config["instruments"]),
     conda:
         "../envs/alliance.yaml"
     log:
@@ -65,8 +65,8 @@ rule methods_paragraph:
             subcategory="Methods",
         ),
     params:
-        study=config["study"],
-        instruments=config["instruments"],
+        study=config_digest(config["study"]),
+        instruments=config_digest(config["instruments"]),
     conda:
         "../envs/alliance.yaml"
     log:

@@ -55,7 +55,7 @@ rule model_fit:
         data="results/interim/models/{model}.parquet",
     params:
         fit=model_fit_settings,
-        scoring=config["scoring"],
+        scoring=config_digest(config["scoring"]),
     wildcard_constraints:
         model="[A-Za-z][A-Za-z0-9_]*",
     conda:
@@ -195,8 +195,8 @@ rule model_specification:
     output:
         "results/sensitivity/specifications/{spec}.json",
     params:
-        multiverse=config["models"]["multiverse"],
-        scoring=config["scoring"],
+        multiverse=config_digest(config["models"]["multiverse"]),
+        scoring=config_digest(config["scoring"]),
     wildcard_constraints:
         spec="[A-Za-z0-9_.-]+",
     conda:
@@ -238,7 +238,7 @@ rule model_bootstrap_batch:
     output:
         "results/interim/bootstrap/{model}/batch_{batch}.csv",
     params:
-        bootstrap=config["models"]["bootstrap"],
+        bootstrap=config_digest(config["models"]["bootstrap"]),
     wildcard_constraints:
         model="[A-Za-z][A-Za-z0-9_]*",
         batch="[0-9]+",
@@ -276,7 +276,7 @@ rule recovery_batch:
     output:
         "results/validation/recovery/batch_{batch}.csv",
     params:
-        recovery=config["models"]["recovery"],
+        recovery=config_digest(config["models"]["recovery"]),
     wildcard_constraints:
         batch="[0-9]+",
     conda:

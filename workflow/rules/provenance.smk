@@ -14,7 +14,7 @@ rule provenance:
         ),
     params:
         # provenance.json records the resolved config
-        config=config,
+        config=config_digest(config),
     conda:
         "../envs/alliance.yaml"
     log:

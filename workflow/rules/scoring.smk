@@ -26,7 +26,7 @@ rule score:
             category="Scoring",
         ),
     params:
-        instruments=config["instruments"],
+        instruments=config_digest(config["instruments"]),
         # how the coders' ratings enter results/scores/analysis_scores.parquet
         combine=config["interrater"]["combine"],
         designated_rater=config["interrater"]["designated_rater"],
@@ -50,7 +50,7 @@ rule internal_consistency:
             category="Reliability",
         ),
     params:
-        instruments=config["instruments"],
+        instruments=config_digest(config["instruments"]),
         sessions=config["scoring"]["reliability_sessions"],
     conda:
         "../envs/alliance.yaml"
@@ -77,8 +77,8 @@ rule change:
             category="Scoring",
         ),
     params:
-        instruments=config["instruments"],
-        scoring=config["scoring"],
+        instruments=config_digest(config["instruments"]),
+        scoring=config_digest(config["scoring"]),
     conda:
         "../envs/alliance.yaml"
     log:
