@@ -36,7 +36,7 @@ def config_digest(*sections):
     string (a study's name, a model's label) must not reach either unescaped.
     """
     text = json.dumps(sections, sort_keys=True, default=str, ensure_ascii=True)
-    return "sha256:" + hashlib.sha256(text.encode("ascii")).hexdigest()[:16]
+    return f"sha256:{hashlib.sha256(text.encode('ascii')).hexdigest()[:16]}"
 
 
 def reading_settings():
