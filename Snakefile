@@ -5,7 +5,18 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# One study per run: the example's config is read only when no --configfile is given, so a
+# study's own config is never merged with the example's tables, clients or demo key.
+# A config is data: YTE templating is refused in every config file (plain `snakemake` has
+# already evaluated a --configfile's templates by now; `alliance run` checks before it starts).
+from alliance.config import refuse_templating
+
+for given_config in workflow.overwrite_configfiles:
+    refuse_templating(given_config)
+if not workflow.overwrite_configfiles:
+    refuse_templating("config/config.yaml")
+
+    configfile: "config/config.yaml"
 
 
 report: "workflow/report/workflow.rst"

@@ -21,7 +21,8 @@ def digests(results: Path) -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_two_runs_give_identical_bytes(tmp_path):
+def test_two_runs_give_identical_bytes(tmp_path, monkeypatch):
+    monkeypatch.setenv("ALLIANCE_ID_KEY", "reproducibility-test-key-0123456789")  # not the example's data
     study = simulate.simulate_study(simulate.SimulationDesign(n_therapists=12, n_clients=120), seed=7)
     simulate.write_study(study, tmp_path / "small")
     workdir = make_workdir(tmp_path / "work", data=tmp_path / "small")

@@ -24,7 +24,48 @@ def load_schema(path: str | Path = SCHEMA_PATH) -> dict:
 def load_config(path: str | Path, schema_path: str | Path = SCHEMA_PATH) -> dict:
     """Read a YAML config file and validate it (see :func:`validate_config`)."""
     config = read_yaml_mapping(path, "config file", ConfigError)
+    _refuse_templating_in(config, str(Path(path)))
     return validate_config(config, schema_path, source=str(Path(path)))
+
+
+YTE_MARKER = "__use_yte__"
+
+
+def refuse_templating(path: str | Path) -> None:
+    """Refuse a config file that asks for YTE templating (``__use_yte__`` at any level).
+
+    A config is data: YTE would run Python code from it while Snakemake loads it. Call this
+    on the raw file before Snakemake reads it (plain ``snakemake --configfile`` evaluates YTE
+    while loading, before the workflow can refuse).
+
+    Raises
+    ------
+    ConfigError
+        Naming the file and where the marker is.
+    """
+    _refuse_templating_in(read_yaml_mapping(path, "config file", ConfigError), str(Path(path)))
+
+
+def _refuse_templating_in(document: Any, source: str) -> None:
+    where = _yte_markers(document, [])
+    if where:
+        raise ConfigError(
+            f"{source}: YTE templating ({YTE_MARKER}) at {', '.join(where)} is not allowed: a config "
+            "is data, not code. Write the values out, or generate the file with a script of your own."
+        )
+
+
+def _yte_markers(node: Any, path: list) -> list[str]:
+    found = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == YTE_MARKER:
+                found.append(_where(path) if path else "(top level)")
+            found.extend(_yte_markers(value, [*path, key]))
+    elif isinstance(node, list):
+        for n, value in enumerate(node):
+            found.extend(_yte_markers(value, [*path, n]))
+    return found
 
 
 def read_yaml_mapping(path: str | Path, what: str, error: type[ValueError] = ValueError) -> dict:

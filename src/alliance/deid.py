@@ -166,23 +166,10 @@ def refuse_identifiers(tables: dict[str, pd.DataFrame], drop_columns=(), allow_c
 
 
 def load_id_key(key_env: str = "ALLIANCE_ID_KEY", key_file: str | None = None) -> bytes:
-    """The pseudonymisation key: the environment variable if set, else the key file."""
-    value = os.environ.get(key_env)
-    if value:
-        return value.encode("utf-8")
-    if key_file:
-        path = Path(key_file)
-        if not path.exists():
-            raise ValueError(f"pseudonymisation key file {path} not found (and ${key_env} is not set)")
-        lines = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()]
-        key = "".join(ln for ln in lines if ln and not ln.startswith("#"))
-        if len(key) < 16:
-            raise ValueError(f"pseudonymisation key in {path} is shorter than 16 characters")
-        return key.encode("utf-8")
-    raise ValueError(
-        f"no pseudonymisation key: set the environment variable {key_env} or "
-        "pseudonymisation: key_file: in the config (keep the key outside results/)"
-    )
+    """The pseudonymisation key (see :func:`alliance.keys.load_id_key`)."""
+    from alliance.keys import load_id_key as load
+
+    return load(key_env, key_file)
 
 
 def normalise_ids(ids: pd.Series) -> pd.Series:

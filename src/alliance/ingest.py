@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from alliance.deid import load_id_key, pseudonymise, refuse_identifiers
+from alliance.deid import pseudonymise, refuse_identifiers
+from alliance.keys import study_key
 from alliance.instruments import keys_from_config
 from alliance.io import read_table
 from alliance.outputs import write_csv, write_json, write_parquet
@@ -48,7 +49,10 @@ def instrument_key_paths(config: dict) -> list[str]:
 
     paths = set()
     for spec in config["instruments"].values():
-        paths.add(os.path.relpath(INSTRUMENTS_DIR / f"{spec['key']}.yaml"))
+        shipped = INSTRUMENTS_DIR / f"{spec['key']}.yaml"
+        # A key file of one's own stands alone: its key name need not be a shipped one.
+        if not spec.get("key_file") or shipped.exists():
+            paths.add(os.path.relpath(shipped))
         if spec.get("key_file"):
             paths.add(spec["key_file"])
     return sorted(paths)
@@ -163,8 +167,7 @@ def run_ingest(config: dict, out_administrations, out_clients, out_switches) -> 
     study = read_study(config)
     keys = keys_from_config(config)
     validate_study(study.frames, config, keys, study.files, study.clients, study.clients_file)
-    pconf = config.get("pseudonymisation", {})
-    id_key = load_id_key(pconf.get("key_env", "ALLIANCE_ID_KEY"), pconf.get("key_file"))
+    id_key = study_key(config)
     tidy = build_administrations(study, config, keys, id_key)
     clients = build_clients(study, config, tidy, id_key)
     switches = switch_report(tidy)

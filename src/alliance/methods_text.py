@@ -32,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from alliance.tables import markdown_text
+
 __all__ = ["in_text_citation", "methods_paragraph", "methods_references", "SOFTWARE_REFERENCES"]
 
 ENGINE_TEXT = {
@@ -213,7 +215,7 @@ def _model_sentence(index: int, model: Mapping[str, Any]) -> str:
     for key in ("formula", "reml"):
         if key not in model:
             raise ValueError(f"methods_paragraph: model {index} lacks {key!r}; expected the keys of fit.json")
-    name = model.get("label") or model.get("name") or f"Model {index}"
+    name = markdown_text(str(model.get("label") or model.get("name") or f"Model {index}"))
     method = "restricted maximum likelihood (REML)" if model["reml"] else "maximum likelihood (ML)"
     formula = " ".join(str(model["formula"]).split())
     text = f"{name} was specified in lme4 notation as {formula} and estimated by {method}"

@@ -411,8 +411,16 @@ class ApaTable:
 _MD_SPECIAL = re.compile(r"([\\|*_`])")
 
 
+_LINE_BREAKS = re.compile(r"[\r\n]+")
+
+
+def markdown_text(text: str) -> str:
+    """``text`` (a config string such as a model's label) as literal Markdown on one line."""
+    return _MD_SPECIAL.sub(r"\\\1", _LINE_BREAKS.sub(" ", text))
+
+
 def _md_escape(text: str) -> str:
-    return _MD_SPECIAL.sub(r"\\\1", text)
+    return markdown_text(text)
 
 
 def _md_italic(text: str) -> str:
@@ -435,7 +443,8 @@ _TEX_MAP = {
 
 
 def _tex_escape(text: str) -> str:
-    escaped = "".join(_TEX_MAP.get(ch, ch) for ch in text)
+    # a blank line inside \textit{} would end the paragraph (a LaTeX error): one line only
+    escaped = "".join(_TEX_MAP.get(ch, ch) for ch in _LINE_BREAKS.sub(" ", text))
     # "\\" and "\midrule" take an optional [..] argument: shield a cell that starts with "[".
     return "{}" + escaped if escaped.startswith("[") else escaped
 

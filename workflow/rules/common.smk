@@ -1,4 +1,7 @@
 # Shared helpers: config validation and input functions (no lambdas in rules).
+import hashlib
+import json
+
 from alliance.config import validate_config
 from alliance.ingest import input_files, instrument_key_paths
 
@@ -8,6 +11,42 @@ config.update(validate_config(config, source="config"))
 def raw_inputs(wildcards=None):
     """Every raw file the config names."""
     return input_files(config)
+
+
+def key_fingerprint(wildcards=None):
+    """The pseudonymisation key's fingerprint (never the key), after the demo-key check.
+
+    A missing or refused key gives "no usable key" here, so that the job graph builds and the
+    gate and validation report first; the key_fingerprint step then stops with the reason.
+    """
+    from alliance.keys import study_key_fingerprint
+
+    try:
+        return study_key_fingerprint(config)
+    except ValueError:
+        return "no usable key"
+
+
+def config_digest(*sections):
+    """A digest of config sections, as a rule's ``params:`` entry.
+
+    Snakemake reruns a step whose params changed, so a step's config sections as params make
+    an edit rerun exactly the steps it affects. The digest stands in for the sections
+    themselves because params are shown in report.html and kept in .snakemake/: a config
+    string (a study's name, a model's label) must not reach either unescaped.
+    """
+    text = json.dumps(sections, sort_keys=True, default=str, ensure_ascii=True)
+    return f"sha256:{hashlib.sha256(text.encode('ascii')).hexdigest()[:16]}"
+
+
+def reading_settings():
+    """What decides how the raw files are read: the tables, the client table and deid:."""
+    return config_digest(config["tables"], config.get("clients"), config["deid"])
+
+
+def model_fit_settings(wildcards):
+    """The declared model's own entry (and scoring:, which fills its early-alliance default)."""
+    return config_digest(config["models"]["fits"][wildcards.model], config["scoring"])
 
 
 def instrument_key_files(wildcards=None):

@@ -1,11 +1,31 @@
 # From raw data to the tidy analysis dataset: gate -> validate -> ingest -> summary.
 
 
+rule key_fingerprint:
+    input:
+        # after the gate and validation, whose messages about the data come first (ancient:
+        # an order only; the file's date is no reason to write the fingerprint again)
+        validation=ancient("results/data/validation_report.json"),
+    output:
+        "results/data/key_fingerprint.txt",
+    params:
+        # a new key changes this file, so every step that writes pseudonyms reruns
+        fingerprint=key_fingerprint,
+    conda:
+        "../envs/alliance.yaml"
+    log:
+        "logs/key_fingerprint.log",
+    script:
+        "../scripts/key_fingerprint.py"
+
+
 rule deid_gate:
     input:
         raw=raw_inputs,
     output:
         "results/data/deid_report.json",
+    params:
+        reading=reading_settings(),
     conda:
         "../envs/alliance.yaml"
     log:
@@ -18,8 +38,12 @@ rule validate_data:
     input:
         raw=raw_inputs,
         gate="results/data/deid_report.json",
+        instrument_keys=instrument_key_files,
     output:
         "results/data/validation_report.json",
+    params:
+        reading=reading_settings(),
+        instruments=config_digest(config["instruments"]),
     conda:
         "../envs/alliance.yaml"
     log:
@@ -32,6 +56,8 @@ rule ingest:
     input:
         raw=raw_inputs,
         validation="results/data/validation_report.json",
+        fingerprint="results/data/key_fingerprint.txt",
+        instrument_keys=instrument_key_files,
     output:
         administrations="results/interim/administrations.parquet",
         clients="results/interim/clients.parquet",
@@ -40,6 +66,9 @@ rule ingest:
             caption="../report/therapist_switches.rst",
             category="Data",
         ),
+    params:
+        reading=reading_settings(),
+        instruments=config_digest(config["instruments"]),
     conda:
         "../envs/alliance.yaml"
     log:

@@ -39,6 +39,9 @@ rule manuscript_tables:
             category="Tables",
             subcategory="APA tables",
         ),
+    params:
+        study=config_digest(config["study"]),
+        instruments=config_digest(config["instruments"]),
     conda:
         "../envs/alliance.yaml"
     log:
@@ -61,6 +64,9 @@ rule methods_paragraph:
             category="Tables",
             subcategory="Methods",
         ),
+    params:
+        study=config_digest(config["study"]),
+        instruments=config_digest(config["instruments"]),
     conda:
         "../envs/alliance.yaml"
     log:

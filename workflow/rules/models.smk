@@ -53,6 +53,9 @@ rule model_fit:
         ),
         therapists="results/models/{model}/therapist_effects.csv",
         data="results/interim/models/{model}.parquet",
+    params:
+        fit=model_fit_settings,
+        scoring=config_digest(config["scoring"]),
     wildcard_constraints:
         model="[A-Za-z][A-Za-z0-9_]*",
     conda:
@@ -191,6 +194,9 @@ rule model_specification:
         clients="results/interim/clients.parquet",
     output:
         "results/sensitivity/specifications/{spec}.json",
+    params:
+        multiverse=config_digest(config["models"]["multiverse"]),
+        scoring=config_digest(config["scoring"]),
     wildcard_constraints:
         spec="[A-Za-z0-9_.-]+",
     conda:
@@ -231,6 +237,8 @@ rule model_bootstrap_batch:
         fit="results/models/{model}/fit.json",
     output:
         "results/interim/bootstrap/{model}/batch_{batch}.csv",
+    params:
+        bootstrap=config_digest(config["models"]["bootstrap"]),
     wildcard_constraints:
         model="[A-Za-z][A-Za-z0-9_]*",
         batch="[0-9]+",
@@ -267,6 +275,8 @@ rule model_bootstrap:
 rule recovery_batch:
     output:
         "results/validation/recovery/batch_{batch}.csv",
+    params:
+        recovery=config_digest(config["models"]["recovery"]),
     wildcard_constraints:
         batch="[0-9]+",
     conda:

@@ -8,6 +8,9 @@ rule power_batch:
     wildcard_constraints:
         cell=r"[^/]+",
         batch=r"\d+",
+    params:
+        power=config_digest(config["power"]),
+        seed=config["study"]["seed"],
     resources:
         mem_mb=2000,
     conda:
@@ -33,6 +36,8 @@ rule power:
             caption="../report/power_figure.rst",
             category="Power",
         ),
+    params:
+        power=config_digest(config["power"]),
     conda:
         "../envs/alliance.yaml"
     log:

@@ -12,6 +12,9 @@ rule provenance:
             caption="../report/provenance.rst",
             category="Data",
         ),
+    params:
+        # provenance.json records the resolved config
+        config=config_digest(config),
     conda:
         "../envs/alliance.yaml"
     log:

@@ -26,6 +26,7 @@ rule score:
             category="Scoring",
         ),
     params:
+        instruments=config_digest(config["instruments"]),
         # how the coders' ratings enter results/scores/analysis_scores.parquet
         combine=config["interrater"]["combine"],
         designated_rater=config["interrater"]["designated_rater"],
@@ -49,6 +50,7 @@ rule internal_consistency:
             category="Reliability",
         ),
     params:
+        instruments=config_digest(config["instruments"]),
         sessions=config["scoring"]["reliability_sessions"],
     conda:
         "../envs/alliance.yaml"
@@ -74,6 +76,9 @@ rule change:
             caption="../report/nhs_talking_therapies.rst",
             category="Scoring",
         ),
+    params:
+        instruments=config_digest(config["instruments"]),
+        scoring=config_digest(config["scoring"]),
     conda:
         "../envs/alliance.yaml"
     log:
