@@ -116,7 +116,7 @@ def _run(args) -> int:
 
 def report_command(config: str | Path, output: str | Path) -> list[str]:
     """The Snakemake command that writes the HTML report of a finished run of ``config``."""
-    return [*snakemake_command(config), "--report", str(output)]
+    return snakemake_command(config, "--report", str(output))
 
 
 def _report(args) -> int:
