@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import csv
+import json
 import os
 import shutil
 import subprocess
@@ -160,6 +162,7 @@ def test_run_dry_run_on_a_study_of_ones_own_lists_the_jobs(tmp_path):
 
 @pytest.mark.slow
 def test_a_wheel_installed_in_a_fresh_venv_validates_and_runs_a_study_outside_the_checkout(tmp_path):
+    """About 3 minutes: a wheel build, a fresh venv and one whole workflow run."""
     wheels = tmp_path / "wheels"
     build = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(ROOT)],
                            cwd=tmp_path, capture_output=True, text=True)
@@ -203,3 +206,11 @@ def test_a_wheel_installed_in_a_fresh_venv_validates_and_runs_a_study_outside_th
     assert "This was a dry-run" in dry.stdout
     assert f"--snakefile {root}" in dry.stderr
     assert not (study / "results").exists()
+
+    real = subprocess.run([str(env_dir / "bin" / "alliance"), "run", config.name, "--cores", "2"],
+                          cwd=study, env=dict(env, ALLIANCE_ID_KEY=ID_KEY), capture_output=True, text=True)
+    assert real.returncode == 0, real.stderr[-3000:]
+    summary = json.loads((study / "results" / "data" / "summary.json").read_text())
+    with open(study / "exports" / "clients.csv", newline="") as fh:
+        clients = {row["client_id"] for row in csv.DictReader(fh)}
+    assert summary["clients"] == len(clients)
