@@ -13,7 +13,9 @@ import yaml
 
 from alliance.errors import ConfigError
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+from alliance import resources as _resources  # the workflow being run; see its docstring
+
+SCHEMA_PATH = _resources.schema_path()
 
 
 def load_schema(path: str | Path = SCHEMA_PATH) -> dict:

@@ -25,7 +25,9 @@ import jsonschema
 
 from alliance.config import read_yaml_mapping
 
-INSTRUMENTS_DIR = Path(__file__).resolve().parents[2] / "config" / "instruments"
+from alliance import resources as _resources  # the workflow being run; see its docstring
+
+INSTRUMENTS_DIR = _resources.instruments_dir()
 SCHEMA_PATH = INSTRUMENTS_DIR / "schema.json"
 
 RULES = (">=", ">", "<=", "<")
