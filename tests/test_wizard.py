@@ -198,3 +198,26 @@ def test_no_data_value_in_transcript_or_yaml(handed_over):
     for value in (PLANTED, "Quaxwell", "K001", "Person A", "1980", "Schweigen", "keine Angabe", "KVT"):
         assert value not in result.transcript, value
         assert value not in text, value
+
+
+def test_undecidable_respondent_is_a_named_decision(tmp_path):
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    rows = [f"{c},T1,{s},{(c + s) % 4},{(c * s) % 4}" for c in range(1, 6) for s in range(1, 4)]
+    (folder / "export1.csv").write_text("case,therapist,visit,x1,x2\n" + "\n".join(rows) + "\n")
+    result = init_config(folder, tmp_path / "draft.yaml")
+    assert result.decisions == [
+        "at tables/export1/respondent: who answered this table: client, therapist or observer? "
+        "(or map a respondent column)",
+        "at instruments/instrument_1/key: which instrument key (shipped name, or key_file) scores this "
+        "table's items?",
+        "at instruments/instrument_1/items: the item columns: a pattern with {n} for the item number, or a list"]
+    assert result.config["tables"]["export1"]["columns"] == {
+        "client_id": "case", "therapist_id": "therapist", "session": "visit"}
+    assert list(result.config["instruments"]) == ["instrument_1"]  # two columns fit no shipped key
+    assert pending_decisions(yaml.safe_load((tmp_path / "draft.yaml").read_text())) == result.decisions
+
+
+def test_pending_decisions_walks_lists_and_mappings():
+    config = {"a": {"b": [1, "DECIDE: first?"], "c": "DECIDE: second?"}, "d": "DECIDE"}
+    assert pending_decisions(config) == ["at a/b/1: first?", "at a/c: second?"]

@@ -17,6 +17,7 @@ import datetime as _dt
 import os
 import re
 import tempfile
+import textwrap
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -178,7 +179,9 @@ def read_folder(data_dir: Path) -> tuple[list[_Table], list[tuple[str, str]]]:
                 first = str(err).strip().splitlines()
                 if len(sheets) > 1 and "no" in str(err) and "rows" in str(err):
                     continue  # an empty sheet beside others with data
-                skipped.append((where, first[-1].strip() if first else type(err).__name__))
+                reason = first[-1].strip() if first else type(err).__name__
+                reason = re.sub(rf"^- {re.escape(str(path))}[;,:]?\s*", "", reason)  # the path is named already
+                skipped.append((where, reason))
                 continue
             tables.append(_Table(_table_name(path, sheet if len(sheets) > 1 else None, taken),
                                  str(path), sheet if len(sheets) > 1 else None, frame))
@@ -218,6 +221,16 @@ def _guess_respondent(table: _Table) -> None:
         return
     if any(h in name for h in CLIENT_HINTS):
         table.respondent, table.respondent_why = "client", "the file name"
+
+
+def _respondent_from_instruments(table: _Table, keys: dict[str, dict]) -> None:
+    """A table of unknown respondent whose recognised forms all have one respondent is theirs."""
+    if table.respondent is not None:
+        return
+    found = {tuple(keys[i["key"]].get("respondents", [])) for i in table.instruments if i["key"]}
+    if len(found) == 1 and len(next(iter(found))) == 1:
+        table.respondent = next(iter(found))[0]
+        table.respondent_why = "its instruments (forms with one respondent)"
 
 
 # --- instruments ---------------------------------------------------------------------------
@@ -341,7 +354,8 @@ STUDY_COMMENTS = {("study", "name"): ["placeholder: the study's name, shown in t
                       "the HMAC key of the pseudonyms comes from this environment variable; never the demo key"]}
 
 
-def _analysis_sections(instruments: dict, tables: dict, keys: dict) -> dict:
+def _analysis_sections(instruments: dict, tables: dict, keys: dict) -> tuple[dict, dict]:
+    """The analysis sections the recognised instruments support, and why each is on or off."""
     def of(respondent, pool):
         return [e for e, spec in instruments.items()
                 if spec["key"] in pool and tables[spec["table"]].get("respondent") == respondent]
@@ -352,7 +366,18 @@ def _analysis_sections(instruments: dict, tables: dict, keys: dict) -> dict:
     outcomes = sorted(of("client", OUTCOME_ORDER), key=lambda e: OUTCOME_ORDER.index(instruments[e]["key"]))
     with_change = [e for e in outcomes if keys[instruments[e]["key"]].get("norms")]
     sections: dict = {}
+    why: dict[tuple, list[str]] = {}
     alliance, outcome = (client_alliance or [None])[0], (with_change or [None])[0]
+    why[("ruptures",)] = [f"on: session-by-session client alliance ({alliance}) and an outcome with change norms ({outcome})"
+                          if alliance and outcome else
+                          "off: needs a client alliance instrument and an outcome instrument with change norms"]
+    why[("agreement",)] = [f"on: the client ({alliance}) and therapist ({therapist_alliance[0]}) rate the alliance"
+                           if alliance and therapist_alliance else
+                           "off: needs a client and a therapist alliance instrument"]
+    why[("interrater",)] = [f"on: observer ratings ({', '.join(observer)})" if observer else
+                            "off: no observer-rated instrument"]
+    why[("models",)] = [f"on: alliance {alliance} -> outcome {outcomes[0]}; add covariates from clients: covariates"
+                        if alliance and outcomes else "none: needs a client alliance and an outcome instrument"]
     if alliance and outcome:
         sections["ruptures"] = {"enabled": True, "instrument": alliance, "respondent": "client",
                                 "scale": "total", "outcome": {"instrument": outcome, "covariates": ["n_sessions"]}}
@@ -376,7 +401,7 @@ def _analysis_sections(instruments: dict, tables: dict, keys: dict) -> dict:
             "kind": "within_between", "label": f"Within/between, {outcomes[0]} on {alliance} at t-1",
             "outcome": {"instrument": outcomes[0], "scale": "total"}, "alliance": measure}
     sections["models"] = {"fits": fits}
-    return sections
+    return sections, why
 
 
 def draft(tables: list[_Table], keys: dict[str, dict]) -> tuple[dict, dict]:
@@ -456,10 +481,18 @@ def draft(tables: list[_Table], keys: dict[str, dict]) -> tuple[dict, dict]:
             label = doc.get("full_name", "unrecognised")
             comments[("instruments", entry_name)] = [
                 f"{label}: {inst['columns'][0]}…{inst['columns'][-1]} in {t.name} ({inst['sure']}){why}"]
+    if not config["instruments"]:  # the config needs one; ask for it where it goes
+        config["instruments"]["instrument_1"] = {
+            "key": DECIDE + "which instrument key (shipped name, or key_file) scores this table's items?",
+            "table": admin[0].name,
+            "items": DECIDE + "the item columns: a pattern with {n} for the item number, or a list"}
+        comments[("instruments", "instrument_1")] = ["no item columns matched a shipped key's names, count and range"]
     config["deid"] = {"drop_columns": sorted(drop), "allow_columns": []}
     comments[("deid", "drop_columns")] = [f"{c}: {why}" for c, why in sorted(drop.items())] or [
         "no column looked identifying"]
-    config.update(_analysis_sections(config["instruments"], config["tables"], keys))
+    sections, why = _analysis_sections(config["instruments"], config["tables"], keys)
+    config.update(sections)
+    comments.update(why)
     return config, comments
 
 
@@ -574,6 +607,7 @@ def init_config(data_dir, output, *, force: bool = False) -> InitResult:
     for t in tables:
         if t.kind == "administration":
             recognise(t, keys)
+            _respondent_from_instruments(t, keys)
     config, comments = draft(tables, keys)
     files = sorted({t.file for t in tables})
     text = render_yaml(config, comments, files)
@@ -600,7 +634,8 @@ def format_transcript(data_dir, output, tables, skipped, config, decisions) -> s
         lines.append(f"  {label:<{width}}  {shape}  {what}")
         mapped = {r: c for r, c in t.roles.items() if r != c}
         if t.kind == "administration" and mapped:
-            lines.append(f"  {'':<{width}}  columns: " + ", ".join(f"{r} <- '{c}'" for r, c in mapped.items()))
+
+            lines.append("      columns: " + ", ".join(f"{r} <- '{c}'" for r, c in mapped.items()))
     for f, why in skipped:
         lines.append(f"  skipped {f}: {why}")
     lines += ["", "Instruments"]
@@ -620,6 +655,7 @@ def format_transcript(data_dir, output, tables, skipped, config, decisions) -> s
     off = [s for s in ("ruptures", "agreement", "interrater") if s not in on]
     lines += ["", "Analyses", f"  on: {', '.join(on) or 'none'}; off: {', '.join(off) or 'none'}",
               f"  models: {', '.join(config['models']['fits']) or 'none (no alliance and outcome instrument)'}"]
-    lines += ["", f"Decisions left ({len(decisions)})"] + ([f"  {d}" for d in decisions] or ["  none"])
+    lines += ["", f"Decisions left ({len(decisions)})"]
+    lines += [textwrap.fill(d, 100, initial_indent="  ", subsequent_indent="      ") for d in decisions] or ["  none"]
     lines += ["", f"Wrote {output}. Edit it, then run `alliance validate {output}`."]
     return "\n".join(lines)
