@@ -221,3 +221,47 @@ def test_undecidable_respondent_is_a_named_decision(tmp_path):
 def test_pending_decisions_walks_lists_and_mappings():
     config = {"a": {"b": [1, "DECIDE: first?"], "c": "DECIDE: second?"}, "d": "DECIDE"}
     assert pending_decisions(config) == ["at a/b/1: first?", "at a/c: second?"]
+
+
+def test_generic_id_column_loses_to_a_specific_one():
+    from alliance.wizard import map_roles
+
+    assert map_roles(["id", "Tage", "Patient", "Therapeut", "Woche", "Sitzungsnr"]) == {
+        "client_id": "Patient", "therapist_id": "Therapeut", "session": "Sitzungsnr", "days_since_intake": "Tage"}
+    assert map_roles(["ID", "séance", "th"]) == {"client_id": "ID", "therapist_id": "th", "session": "séance"}
+
+
+def test_sheets_tsv_and_parquet(tmp_path):
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    forms = pd.read_csv(EXAMPLE / "client_forms.csv", dtype=str)
+    forms[["client_id", "therapist_id", "session", *[f"phq{n}" for n in range(1, 10)]]].to_csv(
+        folder / "phq.tsv", sep="\t", index=False)
+    therapist = pd.read_csv(EXAMPLE / "therapist_forms.csv")
+    therapist.rename(columns={"therapist_id": "th", "session": "week"}).to_parquet(
+        folder / "th_forms.parquet", index=False)
+    with pd.ExcelWriter(folder / "book.xlsx", engine="openpyxl") as book:
+        pd.DataFrame().to_excel(book, sheet_name="Info", index=False)
+        pd.read_csv(EXAMPLE / "clients.csv").to_excel(book, sheet_name="Klienten", index=False)
+    result = init_config(folder, tmp_path / "draft.yaml")
+    assert result.config["clients"]["sheet"] == "Klienten"
+    assert result.config["clients"]["covariates"] == ["arm", "gender", "age_band"]
+    assert result.config["tables"]["th_forms"]["respondent"] == "therapist"
+    assert result.config["tables"]["th_forms"]["columns"] == {"therapist_id": "th", "session": "week"}
+    assert result.config["instruments"]["phq9"] == {"key": "phq9", "table": "phq", "items": "phq{n}"}
+    assert result.config["tables"]["phq"]["respondent"] == "client"  # from its instrument
+    assert result.config["models"]["fits"] == {} and not result.config["ruptures"]["enabled"]
+
+
+def test_therapist_from_the_client_table_when_the_schema_has_the_key(handed_over, tmp_path, monkeypatch):
+    import alliance.wizard as wizard
+    from alliance.config import load_schema
+
+    schema = load_schema()
+    schema["properties"]["clients"]["properties"]["therapist_id"] = {"type": "string"}
+    monkeypatch.setattr(wizard, "load_schema", lambda: schema)
+    _, folder, _ = handed_over
+    result = init_config(folder, tmp_path / "again.yaml")
+    assert result.config["clients"]["therapist_id"] == "Therapeut"
+    assert "therapist_id" not in result.config["tables"]["beobachter_ratings"]["columns"]
+    assert [d.split(":")[0] for d in result.decisions] == ["at instruments/wai_o/key_file"]

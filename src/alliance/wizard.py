@@ -48,8 +48,11 @@ ROLE_NAMES = {
     "days_since_intake": {"dayssinceintake", "days", "daysintake", "dayssincestart", "tage", "tag",
                           "tageseitaufnahme", "day", "jours", "dias"},
     "rater_id": {"raterid", "rater", "coder", "coderid", "beurteiler", "beurteilerin", "beurteilerid",
-                 "observer", "observerid", "judge", "rating", "kodierer", "codierer", "rateur", "codeur"},
+                 "observer", "observerid", "judge", "kodierer", "codierer", "rateur", "codeur"},
 }
+# Names that may mean something else (a row number, a calendar day): used only when nothing
+# more specific names the role.
+GENERIC_NAMES = {"id", "pid", "day", "days", "tag", "tage", "week", "woche", "wave", "occasion", "observer"}
 THERAPIST_HINTS = ("therapist", "therapeut", "therapeute", "terapeuta", "clinician")
 CLIENT_HINTS = ("client", "klient", "patient", "pat", "self")
 OBSERVER_HINTS = ("observer", "rating", "coder", "rater", "beurteil", "fremd")
@@ -191,15 +194,23 @@ def read_folder(data_dir: Path) -> tuple[list[_Table], list[tuple[str, str]]]:
 # --- roles, tables and respondents --------------------------------------------------------
 
 def map_roles(columns) -> dict[str, str]:
-    """Role -> the column that plays it, by the column's name in several languages."""
-    roles = {}
-    for column in columns:
-        key = _norm(column)
-        for role, names in ROLE_NAMES.items():
-            if role not in roles and (key in names or key.removesuffix("id") in names and key.endswith("id")):
-                roles[role] = column
-                break
-    return roles
+    """Role -> the column that plays it, by the column's name in several languages.
+
+    A specific name (``Klient``) wins over a generic one (``id``) wherever it stands.
+    """
+    roles: dict[str, tuple[int, str]] = {}
+    taken = set()
+    for rank in (0, 1):
+        for column in columns:
+            key = _norm(column)
+            if column in taken or (key in GENERIC_NAMES) != bool(rank):
+                continue
+            for role, names in ROLE_NAMES.items():
+                if role not in roles and key in names:
+                    roles[role] = (rank, column)
+                    taken.add(column)
+                    break
+    return {role: roles[role][1] for role in ROLE_NAMES if role in roles}
 
 
 def _unique_ids(frame: pd.DataFrame, column: str) -> bool:
