@@ -265,3 +265,21 @@ def test_therapist_from_the_client_table_when_the_schema_has_the_key(handed_over
     assert result.config["clients"]["therapist_id"] == "Therapeut"
     assert "therapist_id" not in result.config["tables"]["beobachter_ratings"]["columns"]
     assert [d.split(":")[0] for d in result.decisions] == ["at instruments/wai_o/key_file"]
+
+
+def test_items_matched_by_count_and_range_only_are_a_decision(tmp_path):
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    forms = pd.read_csv(EXAMPLE / "client_forms.csv", dtype=str)
+    renamed = forms.rename(columns={f"phq{n}": f"item{n}" for n in range(1, 10)})
+    renamed.loc[5, "wai3"] = "99"  # a missing-value code not declared missing
+    renamed[["client_id", "therapist_id", "session", *[f"wai{n}" for n in range(1, 13)],
+             *[f"item{n}" for n in range(1, 10)]]].to_csv(folder / "client_forms.csv", index=False)
+    result = init_config(folder, tmp_path / "draft.yaml")
+    assert list(result.config["instruments"]) == ["phq9"]
+    assert result.config["instruments"]["phq9"]["items"] == "item{n}"
+    assert result.decisions == [
+        "at instruments/phq9/key: are item1…item9 the Patient Health Questionnaire-9 (PHQ-9) ('phq9')? "
+        "Only their count and response range fit; write that key or another"]
+    assert "wai1…wai12 (12 items): named like wai_sr" in result.transcript
+    assert "99" not in result.transcript and "99" not in (tmp_path / "draft.yaml").read_text()

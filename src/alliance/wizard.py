@@ -28,7 +28,7 @@ import yaml
 from alliance import deid
 from alliance.config import load_schema
 from alliance.errors import InputError
-from alliance.instruments import available_instruments, read_key_document, _resolve
+from alliance import instruments
 from alliance.io import SUPPORTED, read_table
 
 DECIDE = "DECIDE: "
@@ -247,7 +247,10 @@ def _respondent_from_instruments(table: _Table, keys: dict[str, dict]) -> None:
 # --- instruments ---------------------------------------------------------------------------
 
 def _shipped_keys() -> dict[str, dict]:
-    return {name: read_key_document(_resolve(name, None)) for name in available_instruments()}
+    """Every shipped key's document, licence-required and incomplete ones included."""
+    folder = instruments.INSTRUMENTS_DIR
+    return {name: instruments.read_key_document(folder / f"{name}.yaml")
+            for name in instruments.available_instruments(folder)}
 
 
 def item_groups(columns) -> list[tuple[str, list[str]]]:
@@ -302,6 +305,12 @@ def _fits(doc: dict, n: int, respondent: str | None, seen) -> bool:
     return seen[0] >= lo and seen[1] <= hi
 
 
+def _key_shape(doc: dict) -> str:
+    n = f"{doc['n_items']} items" if doc.get("n_items") else "any number of items"
+    lo, hi = doc.get("response_min"), doc.get("response_max")
+    return f"{n} in {lo:g}–{hi:g}" if lo is not None and hi is not None else f"{n}, range not shipped"
+
+
 def recognise(table: _Table, keys: dict[str, dict]) -> None:
     """Match every item group of a table to a shipped key by stem, item count and value range."""
     for stem, columns in item_groups(table.frame.columns):
@@ -322,8 +331,10 @@ def recognise(table: _Table, keys: dict[str, dict]) -> None:
         elif len(fitting) == 1 and hinted == ():
             key, sure = fitting[0], "likely: item count and range only, not the names"
         elif hinted and seen is not None:
-            table.notes.append(f"{span}: named like {', '.join(hinted)} but the count or values "
-                               "do not fit its key (a missing-value code such as 99 not declared missing?)")
+            fit_for = [k for k in hinted if table.respondent in (None, *keys[k].get("respondents", []))] or list(hinted)
+            ranges = ", ".join(f"{k}: {_key_shape(keys[k])}" for k in fit_for)
+            table.notes.append(f"{span}: named like {', '.join(fit_for)}, but the item count or some values "
+                               f"do not fit ({ranges}); an undeclared missing-value code? Left out")
             continue
         elif fitting:
             table.instruments.append({"entry": _norm(stem) or "items", "key": None, "stem": stem,
@@ -365,17 +376,17 @@ STUDY_COMMENTS = {("study", "name"): ["placeholder: the study's name, shown in t
                       "the HMAC key of the pseudonyms comes from this environment variable; never the demo key"]}
 
 
-def _analysis_sections(instruments: dict, tables: dict, keys: dict) -> tuple[dict, dict]:
+def _analysis_sections(entries: dict, tables: dict, keys: dict) -> tuple[dict, dict]:
     """The analysis sections the recognised instruments support, and why each is on or off."""
     def of(respondent, pool):
-        return [e for e, spec in instruments.items()
+        return [e for e, spec in entries.items()
                 if spec["key"] in pool and tables[spec["table"]].get("respondent") == respondent]
 
     client_alliance = of("client", ALLIANCE_KEYS)
     therapist_alliance = of("therapist", ALLIANCE_KEYS)
     observer = of("observer", set(keys))
-    outcomes = sorted(of("client", OUTCOME_ORDER), key=lambda e: OUTCOME_ORDER.index(instruments[e]["key"]))
-    with_change = [e for e in outcomes if keys[instruments[e]["key"]].get("norms")]
+    outcomes = sorted(of("client", OUTCOME_ORDER), key=lambda e: OUTCOME_ORDER.index(entries[e]["key"]))
+    with_change = [e for e in outcomes if keys[entries[e]["key"]].get("norms")]
     sections: dict = {}
     why: dict[tuple, list[str]] = {}
     alliance, outcome = (client_alliance or [None])[0], (with_change or [None])[0]
@@ -471,6 +482,7 @@ def draft(tables: list[_Table], keys: dict[str, dict]) -> tuple[dict, dict]:
     if clients_entry is not None:
         config["clients"] = clients_entry
     config["instruments"] = {}
+    proposed: dict[str, dict] = {}  # entry -> the key the wizard proposes, decided or not
     for t in admin:
         for inst in t.instruments:
             entry_name = inst["entry"]
@@ -483,6 +495,11 @@ def draft(tables: list[_Table], keys: dict[str, dict]) -> tuple[dict, dict]:
                 f"which instrument are {inst['columns'][0]}…{inst['columns'][-1]}? "
                 f"(keys that fit: {', '.join(inst['candidates'])})"),
                 "table": t.name, "items": _items_value(inst["stem"], inst["columns"])}
+            proposed[entry_name] = {"key": inst["key"], "table": t.name}
+            if inst["sure"].startswith("likely"):
+                spec["key"] = DECIDE + (
+                    f"are {inst['columns'][0]}…{inst['columns'][-1]} the {keys[inst['key']].get('full_name')} "
+                    f"('{inst['key']}')? Only their count and response range fit; write that key or another")
             doc = keys.get(inst["key"] or "", {})
             why = ""
             if doc.get("licence_required") or doc.get("key_incomplete"):
@@ -501,7 +518,7 @@ def draft(tables: list[_Table], keys: dict[str, dict]) -> tuple[dict, dict]:
     config["deid"] = {"drop_columns": sorted(drop), "allow_columns": []}
     comments[("deid", "drop_columns")] = [f"{c}: {why}" for c, why in sorted(drop.items())] or [
         "no column looked identifying"]
-    sections, why = _analysis_sections(config["instruments"], config["tables"], keys)
+    sections, why = _analysis_sections(proposed, config["tables"], keys)
     config.update(sections)
     comments.update(why)
     return config, comments
@@ -656,7 +673,8 @@ def format_transcript(data_dir, output, tables, skipped, config, decisions) -> s
         lines.append(f"  {entry:<10} key {key:<9} table {spec['table']:<20} items {items}")
     for t in tables:
         for note in t.notes if t.kind == "administration" else []:
-            lines.append(f"  note ({t.name}): {note}")
+            lines.append(textwrap.fill(f"note ({t.name}): {note}", 100, initial_indent="  ",
+                                       subsequent_indent="      "))
     if not config["instruments"]:
         lines.append("  none recognised")
     drop = config["deid"]["drop_columns"]
