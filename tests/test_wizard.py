@@ -283,3 +283,20 @@ def test_items_matched_by_count_and_range_only_are_a_decision(tmp_path):
         "Only their count and response range fit; write that key or another"]
     assert "wai1…wai12 (12 items): named like wai_sr" in result.transcript
     assert "99" not in result.transcript and "99" not in (tmp_path / "draft.yaml").read_text()
+
+
+def test_ids_that_look_like_names_are_a_decision_not_a_drop(tmp_path):
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    ratings = pd.read_csv(EXAMPLE / "observer_ratings.csv", dtype=str)
+    coders = [f"{first} {last}" for first, last in zip(
+        ["Anna", "Bernd", "Clara", "Dirk", "Eva", "Frank", "Greta", "Hans", "Ida", "Jonas"],
+        ["Quaxwell", "Meier", "Huber", "Wolf", "Schulz", "Koch", "Bauer", "Klein", "Lang", "Roth"])]
+    ratings["rater_id"] = [coders[i % 10] for i in range(len(ratings))]
+    ratings.to_csv(folder / "observer_ratings.csv", index=False)
+    result = init_config(folder, tmp_path / "draft.yaml")
+    assert result.config["deid"]["drop_columns"] == []
+    assert [d.split(":")[0] for d in result.decisions] == ["at instruments/wai_o/key_file", "at deid/allow_columns/0"]
+    assert "'rater_id' (observer_ratings.csv, the rater_id) holds values that look like a name" in result.decisions[1]
+    for text in (result.transcript, (tmp_path / "draft.yaml").read_text()):
+        assert "Quaxwell" not in text and "Anna" not in text

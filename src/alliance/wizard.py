@@ -263,7 +263,8 @@ def item_groups(columns) -> list[tuple[str, list[str]]]:
             continue
         stem = match.group(1)
         if stem not in groups:
-            groups[stem], _ = {}, order.append(stem)
+            groups[stem] = {}
+            order.append(stem)
         groups[stem].setdefault(int(match.group(2)), column)
     result = []
     for stem in order:
@@ -321,6 +322,8 @@ def recognise(table: _Table, keys: dict[str, dict]) -> None:
         hinted = STEM_HINTS.get(_norm(stem), ())
         fitting = [k for k in keys if _fits(keys[k], len(columns), table.respondent, seen)]
         named = [k for k in hinted if k in fitting]
+        # without a name, only a key with a fixed number of items is evidence
+        fitting = [k for k in fitting if keys[k].get("n_items")]
         if len(named) > 1:  # the tightest response range that holds the data
             named.sort(key=lambda k: ((keys[k].get("response_max") or 99) - (keys[k].get("response_min") or 0),
                                       hinted.index(k)))
@@ -426,96 +429,115 @@ def _analysis_sections(entries: dict, tables: dict, keys: dict) -> tuple[dict, d
     return sections, why
 
 
+def _clients_entry(ct: _Table, schema_clients: dict, drop: dict, comments: dict) -> dict:
+    id_col, th = ct.roles["client_id"], ct.roles.get("therapist_id")
+    found = identifying_columns(ct, {id_col})
+    drop.update({c: f"{why} ({Path(ct.file).name})" for c, why in found.items()})
+    entry: dict = {"path": ct.file}
+    if ct.sheet is not None:
+        entry["sheet"] = ct.sheet
+    if id_col != "client_id":
+        entry["client_id"] = id_col
+    if th and "therapist_id" in schema_clients:
+        entry["therapist_id"] = th
+    entry["covariates"] = [c for c in ct.frame.columns if c not in found and c not in (id_col, th)]
+    comments[("clients",)] = [f"{Path(ct.file).name}: one row per client (id column '{id_col}'), "
+                              f"{len(ct.frame)} rows; every other column kept as a covariate"]
+    return entry
+
+
+def _table_entry(t: _Table, client_therapist: str | None, schema_clients: dict, comments: dict) -> dict:
+    entry: dict = {"path": t.file}
+    if t.sheet is not None:
+        entry["sheet"] = t.sheet
+    entry["respondent"] = t.respondent or (
+        DECIDE + "who answered this table: client, therapist or observer? (or map a respondent column)")
+    columns = {role: col for role, col in t.roles.items() if col != role}
+    if "therapist_id" not in t.roles and not (client_therapist and "therapist_id" in schema_clients):
+        where = (f"the client table's '{client_therapist}' is one, but this config version cannot take it "
+                 "from there" if client_therapist else "no therapist column was found")
+        columns["therapist_id"] = DECIDE + f"which column holds the therapist id? ({where}; add the column to this table)"
+    if columns:
+        entry["columns"] = columns
+    roles = ", ".join(f"{r} = '{c}'" for r, c in t.roles.items())
+    how = f"respondent {t.respondent} (from {t.respondent_why})" if t.respondent else "respondent not recognised"
+    comments[("tables", t.name)] = [
+        f"{Path(t.file).name}{'' if t.sheet is None else f', sheet {t.sheet}'}: {len(t.frame)} rows, "
+        f"{len(t.frame.columns)} columns; {how}", f"roles: {roles}", *t.notes]
+    return entry
+
+
+def _instrument_entries(admin: list[_Table], keys: dict, comments: dict) -> tuple[dict, dict]:
+    """The instrument entries, and entry -> the key proposed (decided or not) for the analyses."""
+    entries: dict[str, dict] = {}
+    proposed: dict[str, dict] = {}
+    for t in admin:
+        for inst in t.instruments:
+            name = inst["entry"]
+            if inst["key"] and t.respondent in ("therapist", "observer") and inst["key"].startswith("wai"):
+                name = "wai_t" if t.respondent == "therapist" else "wai_o"
+            base, i = name, 2
+            while name in entries:
+                name, i = f"{base}_{i}", i + 1
+            span = f"{inst['columns'][0]}…{inst['columns'][-1]}"
+            doc = keys.get(inst["key"] or "", {})
+            if inst["key"] is None:
+                key = DECIDE + f"which instrument are {span}? (keys that fit: {', '.join(inst['candidates'])})"
+            elif inst["sure"].startswith("likely"):
+                key = DECIDE + (f"are {span} the {doc.get('full_name')} ('{inst['key']}')? Only their count "
+                                "and response range fit; write that key or another")
+            else:
+                key = inst["key"]
+            entries[name] = {"key": key, "table": t.name, "items": _items_value(inst["stem"], inst["columns"])}
+            proposed[name] = {"key": inst["key"], "table": t.name}
+            why = ""
+            if doc.get("licence_required") or doc.get("key_incomplete"):
+                entries[name]["key_file"] = DECIDE + "needs the licence holder's key_file (a complete key for this form)"
+                why = "; its key is not shipped (licence or incomplete key)"
+            comments[("instruments", name)] = [
+                f"{doc.get('full_name', 'unrecognised')}: {span} in {t.name} ({inst['sure']}){why}"]
+    if not entries:  # the config needs one; ask for it where it goes
+        entries["instrument_1"] = {
+            "key": DECIDE + "which instrument key (shipped name, or key_file) scores this table's items?",
+            "table": admin[0].name,
+            "items": DECIDE + "the item columns: a pattern with {n} for the item number, or a list"}
+        comments[("instruments", "instrument_1")] = ["no item columns matched a shipped key's names, count and range"]
+    return entries, proposed
+
+
+def _identifying_ids(tables: list[_Table]) -> list[str]:
+    """Decisions for id columns whose values look identifying: the gate scans them too."""
+    asks = []
+    for t in tables:
+        for role, column in t.roles.items() if t.kind != "unused" else ():
+            hit = deid.scan_values(t.frame[column])
+            if hit is not None:
+                asks.append(DECIDE + f"'{column}' ({Path(t.file).name}, the {role}) holds values that look "
+                            f"like a {hit[0]}; recode them, or replace this line by '{column}' to vouch for them")
+    return asks
+
+
 def draft(tables: list[_Table], keys: dict[str, dict]) -> tuple[dict, dict]:
     """The config and the comments to write above its entries (path tuple -> lines)."""
     comments: dict[tuple, list[str]] = dict(STUDY_COMMENTS)
     schema_clients = load_schema()["properties"]["clients"]["properties"]
     admin = [t for t in tables if t.kind == "administration"]
-    client_tables = [t for t in tables if t.kind == "clients"]
+    ct = next((t for t in tables if t.kind == "clients"), None)
     config: dict = {"study": _study_section(),
                     "pseudonymisation": {"key_env": "ALLIANCE_ID_KEY", "key_file": None},
                     "tables": {}}
     drop: dict[str, str] = {}
-    clients_entry = None
-    if client_tables:
-        ct = client_tables[0]
-        keep = {ct.roles["client_id"]}
-        found = identifying_columns(ct, keep)
-        drop.update({c: f"{why} ({Path(ct.file).name})" for c, why in found.items()})
-        clients_entry = {"path": ct.file}
-        if ct.sheet is not None:
-            clients_entry["sheet"] = ct.sheet
-        if ct.roles["client_id"] != "client_id":
-            clients_entry["client_id"] = ct.roles["client_id"]
-        th = ct.roles.get("therapist_id")
-        if th and "therapist_id" in schema_clients:
-            clients_entry["therapist_id"] = th
-        clients_entry["covariates"] = [c for c in ct.frame.columns if c not in found and c != ct.roles["client_id"]
-                                       and c != th]
-        comments[("clients",)] = [f"{Path(ct.file).name}: one row per client (id column '{ct.roles['client_id']}'), "
-                                  f"{len(ct.frame)} rows; every other column kept as a covariate"]
+    clients_entry = _clients_entry(ct, schema_clients, drop, comments) if ct is not None else None
     for t in admin:
-        entry: dict = {"path": t.file}
-        if t.sheet is not None:
-            entry["sheet"] = t.sheet
-        entry["respondent"] = t.respondent or (
-            DECIDE + "who answered this table: client, therapist or observer? (or map a respondent column)")
-        columns = {role: col for role, col in t.roles.items() if col != role}
-        if "therapist_id" not in t.roles:
-            th = client_tables[0].roles.get("therapist_id") if client_tables else None
-            if not (th and "therapist_id" in schema_clients):
-                where = (f"the client table's '{th}' is one, but this config version cannot take it from there"
-                         if th else "no therapist column was found")
-                columns["therapist_id"] = DECIDE + (
-                    f"which column holds the therapist id? ({where}; add the column to this table)")
-        if columns:
-            entry["columns"] = columns
-        config["tables"][t.name] = entry
-        roles = ", ".join(f"{r} = '{c}'" for r, c in t.roles.items())
-        how = f"respondent {t.respondent} (from {t.respondent_why})" if t.respondent else "respondent not recognised"
-        comments[("tables", t.name)] = [
-            f"{Path(t.file).name}{'' if t.sheet is None else f', sheet {t.sheet}'}: {len(t.frame)} rows, "
-            f"{len(t.frame.columns)} columns; {how}", f"roles: {roles}", *t.notes]
+        config["tables"][t.name] = _table_entry(t, ct.roles.get("therapist_id") if ct else None,
+                                                schema_clients, comments)
         keep = set(t.roles.values()) | {c for i in t.instruments for c in i["columns"]}
         for c, why in identifying_columns(t, keep).items():
             drop.setdefault(c, f"{why} ({Path(t.file).name})")
     if clients_entry is not None:
         config["clients"] = clients_entry
-    config["instruments"] = {}
-    proposed: dict[str, dict] = {}  # entry -> the key the wizard proposes, decided or not
-    for t in admin:
-        for inst in t.instruments:
-            entry_name = inst["entry"]
-            if inst["key"] and t.respondent in ("therapist", "observer") and inst["key"].startswith("wai"):
-                entry_name = "wai_t" if t.respondent == "therapist" else "wai_o"
-            base, i = entry_name, 2
-            while entry_name in config["instruments"]:
-                entry_name, i = f"{base}_{i}", i + 1
-            spec: dict = {"key": inst["key"] or DECIDE + (
-                f"which instrument are {inst['columns'][0]}…{inst['columns'][-1]}? "
-                f"(keys that fit: {', '.join(inst['candidates'])})"),
-                "table": t.name, "items": _items_value(inst["stem"], inst["columns"])}
-            proposed[entry_name] = {"key": inst["key"], "table": t.name}
-            if inst["sure"].startswith("likely"):
-                spec["key"] = DECIDE + (
-                    f"are {inst['columns'][0]}…{inst['columns'][-1]} the {keys[inst['key']].get('full_name')} "
-                    f"('{inst['key']}')? Only their count and response range fit; write that key or another")
-            doc = keys.get(inst["key"] or "", {})
-            why = ""
-            if doc.get("licence_required") or doc.get("key_incomplete"):
-                spec["key_file"] = DECIDE + "needs the licence holder's key_file (a complete key for this form)"
-                why = "; its key is not shipped (licence or incomplete key)"
-            config["instruments"][entry_name] = spec
-            label = doc.get("full_name", "unrecognised")
-            comments[("instruments", entry_name)] = [
-                f"{label}: {inst['columns'][0]}…{inst['columns'][-1]} in {t.name} ({inst['sure']}){why}"]
-    if not config["instruments"]:  # the config needs one; ask for it where it goes
-        config["instruments"]["instrument_1"] = {
-            "key": DECIDE + "which instrument key (shipped name, or key_file) scores this table's items?",
-            "table": admin[0].name,
-            "items": DECIDE + "the item columns: a pattern with {n} for the item number, or a list"}
-        comments[("instruments", "instrument_1")] = ["no item columns matched a shipped key's names, count and range"]
-    config["deid"] = {"drop_columns": sorted(drop), "allow_columns": []}
+    config["instruments"], proposed = _instrument_entries(admin, keys, comments)
+    config["deid"] = {"drop_columns": sorted(drop), "allow_columns": _identifying_ids(tables)}
     comments[("deid", "drop_columns")] = [f"{c}: {why}" for c, why in sorted(drop.items())] or [
         "no column looked identifying"]
     sections, why = _analysis_sections(proposed, config["tables"], keys)
