@@ -663,31 +663,51 @@ def init_config(data_dir, output, *, force: bool = False) -> InitResult:
     text = render_yaml(config, comments, files)
     _write_atomic(output, text)
     decisions = pending_decisions(config)
-    transcript = format_transcript(data_dir, output, tables, skipped, config, decisions)
+    reasons = dict(line.split(": ", 1) for line in comments[("deid", "drop_columns")] if ": " in line)
+    transcript = format_transcript(data_dir, output, tables, skipped, config, decisions, reasons)
     return InitResult(config, decisions, transcript, output, skipped)
 
 
-def format_transcript(data_dir, output, tables, skipped, config, decisions) -> str:
-    """What the wizard found and wrote, for a terminal: names, counts and shapes only."""
+def format_transcript(data_dir, output, tables, skipped, config, decisions, drop_reasons=None) -> str:
+    """What the wizard found and wrote, for a terminal: names, counts and shapes only.
+
+    Parameters
+    ----------
+    data_dir, output : str or Path
+        The folder read and the config written.
+    tables : list
+        The tables read (as classified by :func:`classify`).
+    skipped : list of (str, str)
+        Files (or sheets) not read, with the reason.
+    config : dict
+        The drafted config.
+    decisions : list of str
+        The pending decisions (:func:`pending_decisions`).
+    drop_reasons : dict, optional
+        Dropped column -> why it looks identifying.
+    """
+    def wrap(text: str, indent: str = "  ") -> str:
+        return textwrap.fill(text, 100, initial_indent=indent, subsequent_indent=indent + "    ")
+
     lines = [f"alliance init: {data_dir} -> {output}", "", "Tables"]
     width = max(len(Path(t.file).name + (f" [{t.sheet}]" if t.sheet else "")) for t in tables)
     for t in tables:
         label = Path(t.file).name + (f" [{t.sheet}]" if t.sheet else "")
-        shape = f"{len(t.frame):>6} rows x {len(t.frame.columns):>3} cols"
+        lines.append(f"  {label:<{width}}  {len(t.frame):>7} rows  {len(t.frame.columns):>4} columns")
         if t.kind == "administration":
-            what = f"table {t.name}: respondent " + (f"{t.respondent} (from {t.respondent_why})"
-                                                      if t.respondent else "? (a decision)")
+            who = (f"respondent {t.respondent} (from {t.respondent_why})" if t.respondent
+                   else "respondent undecided")
+            lines.append(wrap(f"-> table {t.name}, {who}", "      "))
+            mapped = {r: c for r, c in t.roles.items() if r != c}
+            if mapped:
+                lines.append(wrap("columns: " + ", ".join(f"{r} <- {c}" for r, c in mapped.items()), "      "))
         elif t.kind == "clients":
-            what = f"client table: id '{t.roles['client_id']}', {len(config.get('clients', {}).get('covariates', []))} covariate(s)"
+            n = len(config.get("clients", {}).get("covariates", []))
+            lines.append(wrap(f"-> the client table (id {t.roles['client_id']}; {n} covariate(s))", "      "))
         else:
-            what = "not used: " + ("; ".join(t.notes) or "no client id and session columns")
-        lines.append(f"  {label:<{width}}  {shape}  {what}")
-        mapped = {r: c for r, c in t.roles.items() if r != c}
-        if t.kind == "administration" and mapped:
-
-            lines.append("      columns: " + ", ".join(f"{r} <- '{c}'" for r, c in mapped.items()))
+            lines.append(wrap("-> not used: " + ("; ".join(t.notes) or "no client id and session columns"), "      "))
     for f, why in skipped:
-        lines.append(f"  skipped {f}: {why}")
+        lines.append(wrap(f"skipped {f}: {why}"))
     lines += ["", "Instruments"]
     for entry, spec in config["instruments"].items():
         items = spec["items"] if isinstance(spec["items"], str) else f"{spec['items'][0]}…{spec['items'][-1]}"
@@ -695,18 +715,17 @@ def format_transcript(data_dir, output, tables, skipped, config, decisions) -> s
         lines.append(f"  {entry:<10} key {key:<9} table {spec['table']:<20} items {items}")
     for t in tables:
         for note in t.notes if t.kind == "administration" else []:
-            lines.append(textwrap.fill(f"note ({t.name}): {note}", 100, initial_indent="  ",
-                                       subsequent_indent="      "))
+            lines.append(wrap(f"note ({t.name}): {note}"))
     if not config["instruments"]:
         lines.append("  none recognised")
     drop = config["deid"]["drop_columns"]
     lines += ["", f"Columns to drop before the de-identification gate ({len(drop)})"]
-    lines += [f"  {c}" for c in drop] or ["  none"]
+    lines += [wrap(f"{c}: {(drop_reasons or {}).get(c, 'looks identifying')}") for c in drop] or ["  none"]
     on = [s for s in ("ruptures", "agreement", "interrater") if config.get(s, {}).get("enabled")]
     off = [s for s in ("ruptures", "agreement", "interrater") if s not in on]
     lines += ["", "Analyses", f"  on: {', '.join(on) or 'none'}; off: {', '.join(off) or 'none'}",
               f"  models: {', '.join(config['models']['fits']) or 'none (no alliance and outcome instrument)'}"]
     lines += ["", f"Decisions left ({len(decisions)})"]
-    lines += [textwrap.fill(d, 100, initial_indent="  ", subsequent_indent="      ") for d in decisions] or ["  none"]
+    lines += [wrap(d) for d in decisions] or ["  none"]
     lines += ["", f"Wrote {output}. Edit it, then run `alliance validate {output}`."]
     return "\n".join(lines)
