@@ -300,3 +300,17 @@ def test_ids_that_look_like_names_are_a_decision_not_a_drop(tmp_path):
     assert "'rater_id' (observer_ratings.csv, the rater_id) holds values that look like a name" in result.decisions[1]
     for text in (result.transcript, (tmp_path / "draft.yaml").read_text()):
         assert "Quaxwell" not in text and "Anna" not in text
+
+
+def test_without_decisions_the_written_file_validates_as_it_is(tmp_path):
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    for name in ("client_forms.csv", "clients.csv"):
+        shutil.copy(EXAMPLE / name, folder / name)
+    result = init_config(folder, tmp_path / "draft.yaml")
+    assert result.decisions == []
+    config = validate_config(yaml.safe_load((tmp_path / "draft.yaml").read_text()))
+    assert run_gate(config)["passed"]
+    assert set(run_validation(config)["instruments"]) == {"wai_sr", "phq9", "gad7", "oq45"}
+    assert not config["agreement"]["enabled"] and not config["interrater"]["enabled"]
+    assert config["ruptures"]["enabled"] and set(config["models"]["fits"]) == {"early_phq9_post", "within_between"}
