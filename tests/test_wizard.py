@@ -245,6 +245,7 @@ def test_sheets_tsv_and_parquet(tmp_path):
         pd.read_csv(EXAMPLE / "clients.csv").to_excel(book, sheet_name="Klienten", index=False)
     result = init_config(folder, tmp_path / "draft.yaml")
     assert result.config["clients"]["sheet"] == "Klienten"
+    assert result.skipped == [(f"{folder / 'book.xlsx'} (sheet 'Info')", "an empty sheet")]
     assert result.config["clients"]["covariates"] == ["arm", "gender", "age_band"]
     assert result.config["tables"]["th_forms"]["respondent"] == "therapist"
     assert result.config["tables"]["th_forms"]["columns"] == {"therapist_id": "th", "session": "week"}

@@ -180,10 +180,10 @@ def read_folder(data_dir: Path) -> tuple[list[_Table], list[tuple[str, str]]]:
                 frame = read_table(path, sheet)
             except (InputError, ValueError) as err:
                 first = str(err).strip().splitlines()
-                if len(sheets) > 1 and "no" in str(err) and "rows" in str(err):
-                    continue  # an empty sheet beside others with data
                 reason = first[-1].strip() if first else type(err).__name__
                 reason = re.sub(rf"^- {re.escape(str(path))}[;,:]?\s*", "", reason)  # the path is named already
+                if sheet is not None and ("data rows" in reason or "IndexError" in reason):
+                    reason = "an empty sheet"
                 skipped.append((where, reason))
                 continue
             tables.append(_Table(_table_name(path, sheet if len(sheets) > 1 else None, taken),
@@ -517,8 +517,8 @@ def _identifying_ids(tables: list[_Table]) -> list[str]:
     return asks
 
 
-def draft(tables: list[_Table], keys: dict[str, dict]) -> tuple[dict, dict]:
-    """The config and the comments to write above its entries (path tuple -> lines)."""
+def draft(tables: list[_Table], keys: dict[str, dict]) -> tuple[dict, dict, dict]:
+    """The config, the comments above its entries (path tuple -> lines), dropped column -> why."""
     comments: dict[tuple, list[str]] = dict(STUDY_COMMENTS)
     schema_clients = load_schema()["properties"]["clients"]["properties"]
     admin = [t for t in tables if t.kind == "administration"]
@@ -543,7 +543,7 @@ def draft(tables: list[_Table], keys: dict[str, dict]) -> tuple[dict, dict]:
     sections, why = _analysis_sections(proposed, config["tables"], keys)
     config.update(sections)
     comments.update(why)
-    return config, comments
+    return config, comments, drop
 
 
 # --- writing ---------------------------------------------------------------------------------
@@ -658,13 +658,12 @@ def init_config(data_dir, output, *, force: bool = False) -> InitResult:
         if t.kind == "administration":
             recognise(t, keys)
             _respondent_from_instruments(t, keys)
-    config, comments = draft(tables, keys)
+    config, comments, drop = draft(tables, keys)
     files = sorted({t.file for t in tables})
     text = render_yaml(config, comments, files)
     _write_atomic(output, text)
     decisions = pending_decisions(config)
-    reasons = dict(line.split(": ", 1) for line in comments[("deid", "drop_columns")] if ": " in line)
-    transcript = format_transcript(data_dir, output, tables, skipped, config, decisions, reasons)
+    transcript = format_transcript(data_dir, output, tables, skipped, config, decisions, drop)
     return InitResult(config, decisions, transcript, output, skipped)
 
 
