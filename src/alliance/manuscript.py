@@ -318,6 +318,9 @@ def manuscript_tables(config: Mapping[str, Any], scores: pd.DataFrame, clients: 
     for model in models:
         folder = folders[model]
         info = _read_json(folder / "fit.json")
+        if not W.is_estimated(info):  # recorded with its reason; the methods paragraph names it
+            log.warning("manuscript tables: %s left out (not estimable)", model)
+            continue
         fixed = pd.read_csv(folder / "fixed_effects.csv", float_precision="round_trip")
         random = pd.read_csv(folder / "random_effects.csv", float_precision="round_trip")
         tables[f"fixed_effects_{model}"], tables[f"random_effects_{model}"] = _model_tables(info, fixed, random, number)
@@ -364,6 +367,9 @@ def methods_models(fit_paths: Sequence[str | Path]) -> list[dict[str, Any]]:
     for number, path in enumerate(fit_paths, start=1):
         info = _read_json(path)
         label = info.get("label") or info.get("model") or Path(path).parent.name
+        if not W.is_estimated(info):
+            models.append({"label": f"Model {number} ({label})", "status": info["status"], "reason": info.get("reason")})
+            continue
         models.append({
             "label": f"Model {number} ({label})", "formula": f"`{' '.join(str(info['formula']).split())}`",
             **{k: info[k] for k in ("reml", "engine", "nobs", "ngroups", "singular", "converged", "df_method")

@@ -614,6 +614,9 @@ def write_trajectory_figure(data_path: str | Path, config: Mapping[str, Any], na
 
     figures = _models_config(config).get("figures") or {}
     data = pd.read_parquet(data_path)
+    if data.empty:
+        _save(_not_estimable_figure(name), out_png)
+        return
     fig = trajectory_plot(data, ("alliance", "symptoms"), n_individual=int(figures.get("n_individual", 40)),
                           seed=int(config["study"]["seed"]))
     spec = model_spec(config, name)
@@ -631,10 +634,26 @@ def write_scatter_figure(data_path: str | Path, config: Mapping[str, Any], name:
     response = M.EARLY_VARIANTS[spec["variant"]][0]
     early = spec["early"]
     what = {"post": "post-treatment", "change_resid": "residualised change in", "slope": "rate of change of"}[response]
-    fig = early_outcome_scatter(pd.read_parquet(data_path), "early_alliance", response,
+    data = pd.read_parquet(data_path)
+    if data.empty:
+        _save(_not_estimable_figure(name), out_png)
+        return
+    fig = early_outcome_scatter(data, "early_alliance", response,
                                 xlabel=f"early alliance ({_measure_text(spec['alliance'])}; {early['method']}, k = {early['k']})",
                                 ylabel=f"{what} {_measure_text(spec['outcome'])}")
     _save(fig, out_png)
+
+
+def _not_estimable_figure(name: str, reason: str | None = None):
+    """A figure that says its model could not be estimated (and why), in place of the plot."""
+    from alliance.figures import new_figure
+
+    fig, axis = new_figure(6.5, 1.6)
+    axis.set_axis_off()
+    text = f"Model {name} could not be estimated"
+    text += f":\n{reason}" if reason else f" (see results/models/{name}/fit.json)."
+    axis.text(0.0, 0.5, text, fontsize="small", va="center", ha="left", wrap=True)
+    return fig
 
 
 def write_caterpillar_figure(effects_path: str | Path, out_png: str | Path) -> None:
@@ -642,6 +661,10 @@ def write_caterpillar_figure(effects_path: str | Path, out_png: str | Path) -> N
     from alliance.model_figures import caterpillar_plot
 
     effects = pd.read_csv(effects_path)
+    fit_path = Path(effects_path).parent / "fit.json"
+    if effects.empty and fit_path.exists() and not is_estimated(info := _read_fit(fit_path)):
+        _save(_not_estimable_figure(info.get("model") or fit_path.parent.name, info.get("reason")), out_png)
+        return
     if effects.empty:
         raise ValueError(f"{effects_path}: the model has no therapist random effect to plot")
     _save(caterpillar_plot(effects), out_png)
