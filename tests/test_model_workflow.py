@@ -472,3 +472,44 @@ def test_a_genuine_error_still_stops_the_model(small, tmp_path):
         W.run_model(tmp_path / "scores.parquet", None, "early", config, tmp_path / "early", tmp_path / "early.parquet")
     assert not isinstance(err.value, M.NotEstimableError)
     assert not (tmp_path / "early" / "fit.json").exists()
+
+
+@pytest.mark.slow
+def test_workflow_records_an_impossible_cell_and_model_and_reaches_the_report(tmp_path):
+    """The example with a multiverse cell at a session the observers never rated (they rated
+    2, 5 and 8) and a declared model on it: both are recorded, the run reaches the report."""
+    from conftest import make_workdir, run_snakemake
+
+    config = example_config()
+    multiverse = config["models"]["multiverse"]
+    multiverse["early"]["session_4"] = {"method": "session_k", "k": 4}
+    multiverse["respondents"]["observer"] = {"instrument": "wai_o", "respondent": "observer", "scale": "total"}
+    config["models"]["fits"]["impossible"] = {
+        "kind": "early_outcome", "label": "Impossible", "outcome": PHQ9, "variant": "post",
+        "alliance": {"instrument": "wai_o", "respondent": "observer", "scale": "total"},
+        "early": {"method": "session_k", "k": 4}}
+    config["models"]["bootstrap"] = {"models": ["early_phq9_post", "impossible"], "replicates": 20, "batches": 2}
+    workdir = make_workdir(tmp_path, config)
+    run_snakemake(workdir)
+    results = workdir / "results"
+    info = json.loads((results / "models" / "impossible" / "fit.json").read_text())
+    assert info["status"] == "not estimable" and "['early_alliance']" in info["reason"]
+    assert pd.read_csv(results / "models" / "impossible" / "fixed_effects.csv").empty
+    spec = json.loads((results / "sensitivity" / "specifications" / "session_4__phq9__observer__none.json").read_text())
+    assert spec["status"] == "not estimable"
+    curve = pd.read_csv(results / "sensitivity" / "specification_curve.csv", keep_default_na=False)
+    impossible = curve[curve["status"] == "not estimable"]
+    # The observers rated sessions 2, 5 and 8: sessions 3 and 4 alone give no early alliance,
+    # the mean of sessions 1..3 does.
+    assert set(impossible["early"]) == {"session_3", "session_4"} and set(impossible["respondent"]) == {"observer"}
+    assert len(curve) == 3 * 2 * 3 * 2 and len(impossible) == 2 * 2 * 2
+    assert (impossible["reason"] != "").all() and (impossible["rank"] == "").all()
+    fit_table = pd.read_csv(results / "tables" / "model_fit.csv", keep_default_na=False)
+    assert fit_table.set_index("model").loc["impossible", "status"] == "not estimable"
+    assert "Not estimable: model impossible" in (results / "tables" / "model_tables.md").read_text()
+    boot = pd.read_csv(results / "models" / "impossible" / "bootstrap.csv")
+    assert boot["status"].tolist() == ["not estimable"]
+    methods = next(results.rglob("methods.md")).read_text()
+    assert "(Impossible) could not be estimated" in methods
+    run_snakemake(workdir, "--report", "report.html")
+    assert (workdir / "report.html").stat().st_size > 100_000
