@@ -378,3 +378,139 @@ def test_example_alliance_effects_cover_the_generator_truth(example_run):
     fixed = pd.read_csv(example_run / "results" / "models" / name / "fixed_effects.csv").set_index("term")
     for term, parameter in W.RECOVERY_TERMS.items():
         assert fixed.loc[term, "ci_low"] <= truth[parameter] <= fixed.loc[term, "ci_high"], term
+
+
+# --------------------------------------------------------------------------------------
+# Models and specifications that cannot be estimated are recorded, not fatal
+# --------------------------------------------------------------------------------------
+def test_check_estimable_names_what_is_missing_in_counts():
+    data = pd.DataFrame({"post": [1.0, 2.0, 3.0, 4.0], "early_alliance": [np.nan] * 4,
+                         "baseline": [1.0, 2.0, 2.5, 3.0], "therapist": ["a", "a", "b", "b"]})
+    formula = "post ~ early_alliance + baseline + (1 | therapist)"
+    with pytest.raises(M.NotEstimableError, match=r"4 row\(s\); variable\(s\) \['early_alliance'\] have no non-missing"):
+        M.check_estimable(formula, data)
+    data["early_alliance"] = [1.0, 2.0, 5.0, np.nan]
+    with pytest.raises(M.NotEstimableError, match=r"3 complete row\(s\) for 3 fixed effect\(s\)"):
+        M.check_estimable(formula, data)
+    data["early_alliance"] = [1.0, 2.0, 5.0, 4.0]
+    one = data.assign(therapist="a", post=[1.0, 2.0, 3.0, 5.0])
+    with pytest.raises(M.NotEstimableError, match="grouping factor 'therapist' has 1 level"):
+        M.check_estimable("post ~ early_alliance + (1 | therapist)", one)
+    assert M.check_estimable("post ~ early_alliance + (1 | therapist)", data) == 4
+    assert issubclass(M.NotEstimableError, ValueError)
+
+
+def test_model_that_cannot_be_estimated_writes_its_status(small, tmp_path, caplog):
+    scores, _ = small
+    scores.to_parquet(tmp_path / "scores.parquet")
+    never = {"kind": "early_outcome", "outcome": PHQ9, "alliance": WAI, "early": {"method": "session_k", "k": 99}}
+    observer = {"kind": "early_outcome", "outcome": PHQ9, "alliance": {**WAI, "respondent": "observer"}}
+    config = config_with({"fits": {**FITS, "never": never, "observer": observer},
+                          "bootstrap": {"models": ["never"], "replicates": 4, "batches": 2}})
+    with caplog.at_level(logging.WARNING, logger="alliance.model_workflow"):
+        for name in ("early", "never", "observer"):
+            W.run_model(tmp_path / "scores.parquet", None, name, config, tmp_path / name, tmp_path / f"{name}.parquet")
+    info = json.loads((tmp_path / "never" / "fit.json").read_text())
+    assert info["status"] == "not estimable" and info["kind"] == "early_outcome" and info["nobs"] == 0
+    assert info["reason"].startswith("model never: no rows left") and "['early_alliance']" in info["reason"]
+    assert "respondent 'observer'" in json.loads((tmp_path / "observer" / "fit.json").read_text())["reason"]
+    assert "recorded as not estimable" in caplog.text
+    fixed = pd.read_csv(tmp_path / "never" / "fixed_effects.csv")
+    assert fixed.columns.tolist() == FIXED_COLUMNS and fixed.empty
+    random = pd.read_csv(tmp_path / "never" / "random_effects.csv")
+    assert random.columns.tolist() == RANDOM_COLUMNS and random.empty
+    assert "status" not in json.loads((tmp_path / "early" / "fit.json").read_text())
+    # Tables keep the estimated model and list the other with its reason; the forest plot skips it.
+    fits = [tmp_path / n / "fit.json" for n in ("early", "never")]
+    combined = W.write_model_tables(fits, tmp_path / "fixed.csv", tmp_path / "fit.csv", tmp_path / "tables.md")
+    assert set(combined["model"]) == {"early"}
+    table = pd.read_csv(tmp_path / "fit.csv", keep_default_na=False)
+    assert table["status"].tolist() == ["estimated", "not estimable"]
+    assert table["reason"].iloc[0] == "" and table["reason"].iloc[1] == info["reason"]
+    assert f"Not estimable: {info['reason']}" in (tmp_path / "tables.md").read_text()
+    effects = W.write_forest_plot(fits, tmp_path / "forest.png", tmp_path / "effects.csv")
+    assert set(effects["model"]) == {"early"}
+    # The bootstrap of the model records the status instead of failing.
+    batches = [tmp_path / f"batch_{b}.csv" for b in range(2)]
+    for b, path in enumerate(batches):
+        W.run_bootstrap_batch(tmp_path / "never.parquet", tmp_path / "never" / "fit.json", b, config, path)
+    boot = W.gather_bootstrap(batches, tmp_path / "never" / "fixed_effects.csv", config, tmp_path / "boot.csv")
+    assert boot["status"].tolist() == ["not estimable"] and boot["reason"].iloc[0] == info["reason"]
+
+
+def test_specification_that_cannot_be_estimated_is_listed_on_the_curve(small, tmp_path):
+    scores, _ = small
+    scores.to_parquet(tmp_path / "scores.parquet")
+    config = config_with({"multiverse": {
+        "enabled": True, "early": {"s2": {"method": "session_k", "k": 2}, "s99": {"method": "session_k", "k": 99}},
+        "outcomes": {"phq9": PHQ9}, "respondents": {"client": WAI}, "covariate_sets": {"none": []}}})
+    paths = []
+    for spec in W.specification_ids(config):
+        paths.append(tmp_path / f"{spec}.json")
+        W.run_specification(tmp_path / "scores.parquet", None, spec, config, paths[-1])
+    record = json.loads(paths[1].read_text())
+    assert record["status"] == "not estimable" and record["early"] == "s99"
+    assert record["reason"].startswith("specification s99__phq9__client__none: no rows left")
+    curve = W.write_specification_curve(paths, tmp_path / "curve.csv", tmp_path / "curve.png")
+    table = pd.read_csv(tmp_path / "curve.csv", keep_default_na=False)
+    assert table["spec"].tolist() == ["s2__phq9__client__none", "s99__phq9__client__none"]
+    assert table["status"].tolist() == ["estimated", "not estimable"]
+    assert table["rank"].tolist() == ["1", ""] and table["estimate"].iloc[1] == ""
+    assert table["reason"].iloc[1] == record["reason"]
+    assert curve.attrs["median_estimate"] == pytest.approx(json.loads(paths[0].read_text())["r_benefit"])
+    assert (tmp_path / "curve.png").stat().st_size > 10_000
+    # Only not-estimable specifications: the figure is the footnote alone.
+    W.write_specification_curve(paths[1:], tmp_path / "only.csv", tmp_path / "only.png")
+    assert pd.read_csv(tmp_path / "only.csv")["status"].tolist() == ["not estimable"]
+
+
+def test_a_genuine_error_still_stops_the_model(small, tmp_path):
+    scores, _ = small
+    scores.drop(columns="therapist").to_parquet(tmp_path / "scores.parquet")
+    config = config_with({"fits": FITS})
+    with pytest.raises(ValueError) as err:
+        W.run_model(tmp_path / "scores.parquet", None, "early", config, tmp_path / "early", tmp_path / "early.parquet")
+    assert not isinstance(err.value, M.NotEstimableError)
+    assert not (tmp_path / "early" / "fit.json").exists()
+
+
+@pytest.mark.slow
+def test_workflow_records_an_impossible_cell_and_model_and_reaches_the_report(tmp_path):
+    """The example with a multiverse cell at a session the observers never rated (they rated
+    2, 5 and 8) and a declared model on it: both are recorded, the run reaches the report."""
+    from conftest import make_workdir, run_snakemake
+
+    config = example_config()
+    multiverse = config["models"]["multiverse"]
+    multiverse["early"]["session_4"] = {"method": "session_k", "k": 4}
+    multiverse["respondents"]["observer"] = {"instrument": "wai_o", "respondent": "observer", "scale": "total"}
+    config["models"]["fits"]["impossible"] = {
+        "kind": "early_outcome", "label": "Impossible", "outcome": PHQ9, "variant": "post",
+        "alliance": {"instrument": "wai_o", "respondent": "observer", "scale": "total"},
+        "early": {"method": "session_k", "k": 4}}
+    config["models"]["bootstrap"] = {"models": ["early_phq9_post", "impossible"], "replicates": 20, "batches": 2}
+    workdir = make_workdir(tmp_path, config)
+    run_snakemake(workdir)
+    results = workdir / "results"
+    info = json.loads((results / "models" / "impossible" / "fit.json").read_text())
+    assert info["status"] == "not estimable" and "['early_alliance']" in info["reason"]
+    assert pd.read_csv(results / "models" / "impossible" / "fixed_effects.csv").empty
+    spec = json.loads((results / "sensitivity" / "specifications" / "session_4__phq9__observer__none.json").read_text())
+    assert spec["status"] == "not estimable"
+    curve = pd.read_csv(results / "sensitivity" / "specification_curve.csv", keep_default_na=False)
+    impossible = curve[curve["status"] == "not estimable"]
+    # The observers rated sessions 2, 5 and 8, so session 3 or 4 alone gives them no early
+    # alliance (the mean of sessions 1..3 does); the example's therapists never rated session 4.
+    pairs = set(zip(impossible["early"], impossible["respondent"]))
+    assert pairs == {("session_3", "observer"), ("session_4", "observer"), ("session_4", "therapist")}
+    assert len(curve) == 3 * 2 * 3 * 2 and len(impossible) == 3 * 2 * 2
+    assert (impossible["reason"] != "").all() and (impossible["rank"] == "").all()
+    fit_table = pd.read_csv(results / "tables" / "model_fit.csv", keep_default_na=False)
+    assert fit_table.set_index("model").loc["impossible", "status"] == "not estimable"
+    assert "Not estimable: model impossible" in (results / "tables" / "model_tables.md").read_text()
+    boot = pd.read_csv(results / "models" / "impossible" / "bootstrap.csv")
+    assert boot["status"].tolist() == ["not estimable"]
+    methods = next(results.rglob("methods.md")).read_text()
+    assert "(Impossible) could not be estimated" in methods
+    run_snakemake(workdir, "--report", "report.html")
+    assert (workdir / "report.html").stat().st_size > 100_000

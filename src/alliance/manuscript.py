@@ -50,6 +50,7 @@ import numpy as np
 import pandas as pd
 
 from alliance import model_workflow as W
+from alliance import models as M
 from alliance.outputs import atomic_path
 from alliance.tables import (
     DEFAULT_TERM_LABELS,
@@ -318,6 +319,15 @@ def manuscript_tables(config: Mapping[str, Any], scores: pd.DataFrame, clients: 
     for model in models:
         folder = folders[model]
         info = _read_json(folder / "fit.json")
+        if not W.is_estimated(info):  # its tables stay, empty, with the reason as their note
+            label, note = info.get("label") or model, f"Not estimable: {info.get('reason')}."
+            tables[f"fixed_effects_{model}"] = fixed_effects_table(
+                pd.DataFrame(columns=M.FIXED_EFFECT_COLUMNS), number=number, title=f"Fixed Effects: {label}", note=note)
+            tables[f"random_effects_{model}"] = random_effects_table(
+                pd.DataFrame(columns=M.RANDOM_EFFECT_COLUMNS), number=number + 1, title=f"Random Effects: {label}",
+                note=note)
+            number += 2
+            continue
         fixed = pd.read_csv(folder / "fixed_effects.csv", float_precision="round_trip")
         random = pd.read_csv(folder / "random_effects.csv", float_precision="round_trip")
         tables[f"fixed_effects_{model}"], tables[f"random_effects_{model}"] = _model_tables(info, fixed, random, number)
@@ -364,6 +374,10 @@ def methods_models(fit_paths: Sequence[str | Path]) -> list[dict[str, Any]]:
     for number, path in enumerate(fit_paths, start=1):
         info = _read_json(path)
         label = info.get("label") or info.get("model") or Path(path).parent.name
+        if not W.is_estimated(info):
+            reason = str(info.get("reason") or "").removeprefix(f"model {info.get('model')}: ")
+            models.append({"label": f"Model {number} ({label})", "status": info["status"], "reason": reason})
+            continue
         models.append({
             "label": f"Model {number} ({label})", "formula": f"`{' '.join(str(info['formula']).split())}`",
             **{k: info[k] for k in ("reml", "engine", "nobs", "ngroups", "singular", "converged", "df_method")

@@ -212,6 +212,9 @@ def _groups_text(ngroups: Mapping[str, Any]) -> str:
 
 
 def _model_sentence(index: int, model: Mapping[str, Any]) -> str:
+    if model.get("status") == "not estimable":
+        name = model.get("label") or model.get("name") or f"Model {index}"
+        return f"{name} could not be estimated: {str(model.get('reason') or 'no reason recorded').rstrip('.')}."
     for key in ("formula", "reml"):
         if key not in model:
             raise ValueError(f"methods_paragraph: model {index} lacks {key!r}; expected the keys of fit.json")

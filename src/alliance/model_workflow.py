@@ -345,8 +345,11 @@ def _read_clients(path: str | Path | None) -> pd.DataFrame | None:
 
 
 def run_model(scores_path: str | Path, clients_path: str | Path | None, name: str, config: Mapping[str, Any],
-              outdir: str | Path, data_path: str | Path) -> FittedModel:
+              outdir: str | Path, data_path: str | Path) -> FittedModel | None:
     """Workflow step: fit declared model ``name`` and write its result files.
+
+    A model that cannot be estimated (:class:`alliance.models.NotEstimableError`) is recorded
+    by :func:`write_not_estimable_model` and None is returned; the run goes on.
 
     Writes ``fixed_effects.csv``, ``random_effects.csv``, ``fit.json`` (the result contract
     of issue 5; ``fit.json`` also names the model, its kind, label and settings) and
@@ -356,20 +359,60 @@ def run_model(scores_path: str | Path, clients_path: str | Path | None, name: st
     """
     spec = model_spec(config, name)
     scores = pd.read_parquet(scores_path)
-    fitted = fit_declared_model(spec, scores, _read_clients(clients_path), _spec_direction(config, spec))
+    try:
+        fitted = fit_declared_model(spec, scores, _read_clients(clients_path), _spec_direction(config, spec))
+    except M.NotEstimableError as exc:
+        write_not_estimable_model(name, spec, str(exc), outdir, data_path)
+        return None
     info = fitted.summary.fit
     log.info("model %s (%s): %s", name, spec["kind"], fitted.formula)
     log.info("model %s: %d observations, groups %s, converged %s, singular %s", name, info["nobs"],
              info["ngroups"], info["converged"], info["singular"])
     for message in info["warnings"]:
         log.warning("model %s: %s", name, message)
-    info.update({"model": name, "kind": spec["kind"], "label": spec["label"] or name,
-                 "settings": {k: spec[k] for k in ("outcome", "alliance", "early", "covariates", "variant",
-                                                   "lagged", "lagged_response", "detrend", "random")}})
+    info.update({"model": name, "kind": spec["kind"], "label": spec["label"] or name, "settings": _settings(spec)})
     M.write_model_outputs(fitted.summary, outdir)
     write_csv(_therapist_effects(fitted), Path(outdir) / "therapist_effects.csv")
     write_parquet(fitted.data, data_path)
     return fitted
+
+
+NOT_ESTIMABLE = "not estimable"
+
+
+def _settings(spec: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: spec[k] for k in ("outcome", "alliance", "early", "covariates", "variant", "lagged",
+                                 "lagged_response", "detrend", "random")}
+
+
+def is_estimated(info: Mapping[str, Any]) -> bool:
+    """Whether a ``fit.json`` or specification record holds an estimate (no ``status`` key,
+    or a status other than ``"not estimable"``)."""
+    return info.get("status") != NOT_ESTIMABLE
+
+
+def write_not_estimable_model(name: str, spec: Mapping[str, Any], reason: str, outdir: str | Path,
+                              data_path: str | Path) -> dict[str, Any]:
+    """Record a declared model that cannot be estimated (:class:`alliance.models.NotEstimableError`).
+
+    ``fit.json`` holds ``status: "not estimable"``, the reason, the model's name, kind, label and
+    settings; ``fixed_effects.csv``, ``random_effects.csv`` and ``therapist_effects.csv`` have
+    their documented columns and no rows; the model data file is empty. The run goes on.
+    """
+    reason = f"model {name}: {reason}"
+    log.warning("%s; recorded as not estimable", reason)
+    outdir = Path(outdir)
+    write_csv(pd.DataFrame(columns=M.FIXED_EFFECT_COLUMNS), outdir / "fixed_effects.csv")
+    write_csv(pd.DataFrame(columns=M.RANDOM_EFFECT_COLUMNS), outdir / "random_effects.csv")
+    write_csv(pd.DataFrame(columns=["rank", "(Intercept)", "n_clients"]), outdir / "therapist_effects.csv")
+    write_parquet(pd.DataFrame({M.CLIENT: pd.Series(dtype="string"), M.THERAPIST: pd.Series(dtype="string")}),
+                  data_path)
+    info = {"status": NOT_ESTIMABLE, "reason": reason, "model": name, "kind": spec["kind"],
+            "label": spec["label"] or name, "engine": spec["engine"], "reml": spec["reml"], "formula": None,
+            "nobs": 0, "ngroups": {}, "converged": None, "singular": None, "warnings": [],
+            "r_equivalents": [], "contrasts": [], "settings": _settings(spec)}
+    write_json(M._plain_dict(info), outdir / "fit.json")
+    return info
 
 
 # --------------------------------------------------------------------------------------
@@ -423,6 +466,10 @@ def write_model_tables(fit_paths: Sequence[str | Path], out_fixed: str | Path, o
         folder = Path(path).parent
         info = _read_fit(path)
         name = info.get("model") or folder.name
+        if not is_estimated(info):
+            fit_rows.append(_fit_row(name, info))
+            markdown.append(f"## {info.get('label') or name}\n\nNot estimable: {info.get('reason')}")
+            continue
         fixed = pd.read_csv(folder / "fixed_effects.csv")
         fixed_parts.append(fixed.assign(model=name, kind=info.get("kind")).loc[:, ["model", "kind", *fixed.columns]])
         fit_rows.append(_fit_row(name, info))
@@ -430,14 +477,20 @@ def write_model_tables(fit_paths: Sequence[str | Path], out_fixed: str | Path, o
             markdown.append(_markdown_tables(name, info, fixed, pd.read_csv(folder / "random_effects.csv"), number))
     if not fit_rows:
         raise ValueError("no fitted model to tabulate")
-    write_csv(pd.concat(fixed_parts, ignore_index=True), out_fixed)
-    write_csv(pd.DataFrame(fit_rows), out_fit)
+    fixed_all = (pd.concat(fixed_parts, ignore_index=True) if fixed_parts
+                 else pd.DataFrame(columns=["model", "kind", *M.FIXED_EFFECT_COLUMNS]))
+    write_csv(fixed_all, out_fixed)
+    fits = pd.DataFrame(fit_rows)
+    if "status" in fits:
+        fits["status"] = fits["status"].fillna("estimated")
+        fits["reason"] = fits["reason"].fillna("")
+    write_csv(fits, out_fit)
     if out_markdown is not None:
         from alliance.outputs import atomic_path
 
         with atomic_path(out_markdown) as tmp:
             tmp.write_text("\n\n".join(markdown) + "\n", encoding="utf-8", newline="\n")
-    return pd.concat(fixed_parts, ignore_index=True)
+    return fixed_all
 
 
 def _fit_row(name: str, info: Mapping[str, Any]) -> dict[str, Any]:
@@ -452,6 +505,9 @@ def _fit_row(name: str, info: Mapping[str, Any]) -> dict[str, Any]:
         "therapist_share": info.get("therapist_share"), "converged": info.get("converged"),
         "singular": info.get("singular"), "n_warnings": len(info.get("warnings") or []),
         "warnings": " | ".join(info.get("warnings") or []),
+        # Only a model that could not be estimated adds these, so that the table of a study
+        # whose models all fitted keeps its columns; write_model_tables fills the others in.
+        **({} if is_estimated(info) else {"status": NOT_ESTIMABLE, "reason": info.get("reason")}),
     }
 
 
@@ -476,6 +532,9 @@ def alliance_effects(fit_paths: Sequence[str | Path]) -> pd.DataFrame:
         info = _read_fit(path)
         name = info.get("model") or Path(path).parent.name
         if info.get("kind") == "reverse":
+            continue
+        if not is_estimated(info):
+            log.warning("forest plot: %s left out (not estimable: %s)", name, info.get("reason"))
             continue
         for r in info.get("r_equivalents") or []:
             term_label, level = ALLIANCE_TERMS.get(r["term"], (r["term"], "unknown"))
@@ -555,6 +614,9 @@ def write_trajectory_figure(data_path: str | Path, config: Mapping[str, Any], na
 
     figures = _models_config(config).get("figures") or {}
     data = pd.read_parquet(data_path)
+    if data.empty:
+        _save(_not_estimable_figure(name), out_png)
+        return
     fig = trajectory_plot(data, ("alliance", "symptoms"), n_individual=int(figures.get("n_individual", 40)),
                           seed=int(config["study"]["seed"]))
     spec = model_spec(config, name)
@@ -572,10 +634,26 @@ def write_scatter_figure(data_path: str | Path, config: Mapping[str, Any], name:
     response = M.EARLY_VARIANTS[spec["variant"]][0]
     early = spec["early"]
     what = {"post": "post-treatment", "change_resid": "residualised change in", "slope": "rate of change of"}[response]
-    fig = early_outcome_scatter(pd.read_parquet(data_path), "early_alliance", response,
+    data = pd.read_parquet(data_path)
+    if data.empty:
+        _save(_not_estimable_figure(name), out_png)
+        return
+    fig = early_outcome_scatter(data, "early_alliance", response,
                                 xlabel=f"early alliance ({_measure_text(spec['alliance'])}; {early['method']}, k = {early['k']})",
                                 ylabel=f"{what} {_measure_text(spec['outcome'])}")
     _save(fig, out_png)
+
+
+def _not_estimable_figure(name: str, reason: str | None = None):
+    """A figure that says its model could not be estimated (and why), in place of the plot."""
+    from alliance.figures import new_figure
+
+    fig, axis = new_figure(6.5, 1.6)
+    axis.set_axis_off()
+    text = f"Model {name} could not be estimated"
+    text += f":\n{reason}" if reason else f" (see results/models/{name}/fit.json)."
+    axis.text(0.0, 0.5, text, fontsize="small", va="center", ha="left", wrap=True)
+    return fig
 
 
 def write_caterpillar_figure(effects_path: str | Path, out_png: str | Path) -> None:
@@ -583,6 +661,10 @@ def write_caterpillar_figure(effects_path: str | Path, out_png: str | Path) -> N
     from alliance.model_figures import caterpillar_plot
 
     effects = pd.read_csv(effects_path)
+    fit_path = Path(effects_path).parent / "fit.json"
+    if effects.empty and fit_path.exists() and not is_estimated(info := _read_fit(fit_path)):
+        _save(_not_estimable_figure(info.get("model") or fit_path.parent.name, info.get("reason")), out_png)
+        return
     if effects.empty:
         raise ValueError(f"{effects_path}: the model has no therapist random effect to plot")
     _save(caterpillar_plot(effects), out_png)
@@ -636,8 +718,16 @@ def run_specification(scores_path: str | Path, clients_path: str | Path | None, 
     and write its alliance effect: the coefficient with its CI and p, and the r-equivalent
     oriented as the benchmark (so that outcomes on different scales can be ranked together)."""
     spec = _specification_spec(config, spec_id)
-    fitted = fit_declared_model(spec, pd.read_parquet(scores_path), _read_clients(clients_path),
-                                _spec_direction(config, spec))
+    try:
+        fitted = fit_declared_model(spec, pd.read_parquet(scores_path), _read_clients(clients_path),
+                                    _spec_direction(config, spec))
+    except M.NotEstimableError as exc:
+        reason = f"specification {spec_id}: {exc}"
+        log.warning("%s; recorded as not estimable", reason)
+        record = {"spec": spec_id, **spec["labels"], "status": NOT_ESTIMABLE, "reason": reason, "nobs": 0,
+                  "warnings": []}
+        write_json(M._plain_dict(record), out_json)
+        return record
     fe = fitted.summary.fixed_effects.set_index("term").loc["early_alliance"]
     req = fitted.summary.r_equivalents.iloc[0]
     info = fitted.summary.fit
@@ -659,23 +749,74 @@ def run_specification(scores_path: str | Path, clients_path: str | Path | None, 
 
 def write_specification_curve(spec_paths: Sequence[str | Path], out_csv: str | Path, out_png: str | Path) -> pd.DataFrame:
     """Workflow step: gather the specifications into the specification curve (ranked by the
-    r-equivalent), its table and figure; the median and the share with p < .05 are logged."""
-    from alliance.model_figures import specification_curve_plot
+    r-equivalent), its table and figure; the median and the share with p < .05 are logged.
 
-    records = []
+    Specifications that could not be estimated (``status: "not estimable"``) are not ranked:
+    the table lists them after the ranked ones with an empty rank and estimate, and then has
+    a ``status`` (``estimated`` or ``not estimable``) and a ``reason`` column; the figure
+    names them with their reasons in a footnote. Without such specifications the table has
+    neither column.
+    """
+    records, missing = [], []
     for path in spec_paths:
         record = _read_fit(path)
         record["warnings"] = " | ".join(record.get("warnings") or [])
-        records.append(record)
-    if not records:
+        (records if is_estimated(record) else missing).append(record)
+    if not records and not missing:
         raise ValueError("no specification results to gather")
-    frame = pd.DataFrame(records).rename(columns={"r_benefit": "estimate", "r_ci_low": "ci_low", "r_ci_high": "ci_high"})
-    curve = M.specification_curve(frame)
+    curve = _ranked_curve(records)
+    if missing:
+        attrs = dict(curve.attrs)
+        skipped = pd.DataFrame(missing).drop(columns=["status", "reason"])
+        curve = pd.concat([curve.assign(status="estimated", reason=""),
+                           skipped.assign(status=NOT_ESTIMABLE, reason=[m["reason"] for m in missing])],
+                          ignore_index=True).reindex(columns=[*curve.columns, "status", "reason"])
+        curve.attrs.update(attrs)
     write_csv(curve, out_csv)
-    _save(specification_curve_plot(curve, ylabel="r-equivalent (+: better outcome)"), out_png)
-    log.info("specification curve: %d specifications, median r = %.3f, %.0f%% with p < .05", len(curve),
-             curve.attrs["median_estimate"], 100 * curve.attrs["share_significant"])
+    _save(_specification_curve_figure(curve, missing), out_png)
+    log.info("specification curve: %d specifications, %d not estimable, median r = %.3f, %.0f%% with p < .05",
+             len(records), len(missing), curve.attrs.get("median_estimate", math.nan),
+             100 * curve.attrs.get("share_significant", math.nan))
     return curve
+
+
+def _ranked_curve(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    if not records:
+        return pd.DataFrame(columns=["rank", "spec", "early", "outcome", "respondent", "covariates",
+                                     "estimate", "ci_low", "ci_high", "p", "significant"])
+    frame = pd.DataFrame(records).rename(columns={"r_benefit": "estimate", "r_ci_low": "ci_low", "r_ci_high": "ci_high"})
+    return M.specification_curve(frame)
+
+
+def _specification_curve_figure(curve: pd.DataFrame, missing: Sequence[Mapping[str, Any]]):
+    """The specification curve of the estimated specifications, with a footnote naming each
+    specification that could not be estimated and why."""
+    from alliance.figures import new_figure
+    from alliance.model_figures import specification_curve_plot
+
+    ranked = curve.loc[curve["rank"].notna()] if "status" in curve else curve
+    if len(ranked):
+        fig = specification_curve_plot(ranked.assign(rank=ranked["rank"].astype("int64"),
+                                                     significant=ranked["significant"].astype(bool)),
+                                       ylabel="r-equivalent (+: better outcome)")
+    else:
+        fig, axis = new_figure(7.5, 2.0)
+        axis.set_axis_off()
+    if missing:
+        lines = [f"Not estimable ({len(missing)} of {len(curve)} specifications), not ranked:"]
+        lines += [f"  {m['spec']}: {m['reason'].split(': ', 1)[-1]}" for m in missing]
+        _add_footnote(fig, lines)
+    return fig
+
+
+def _add_footnote(fig, lines: Sequence[str], line_height: float = 0.16) -> None:
+    """Make room below the axes for ``lines`` of small text and write them there."""
+    height = fig.get_figheight()
+    extra = line_height * (len(lines) + 1)
+    bottom = fig.subplotpars.bottom * height
+    fig.set_figheight(height + extra)
+    fig.subplots_adjust(bottom=(bottom + extra) / (height + extra), top=1 - (1 - fig.subplotpars.top) * height / (height + extra))
+    fig.text(0.01, 0.01, "\n".join(lines), fontsize="x-small", va="bottom", ha="left")
 
 
 # --------------------------------------------------------------------------------------
@@ -725,8 +866,16 @@ def run_bootstrap_batch(data_path: str | Path, fit_path: str | Path, batch: int,
     if not 0 <= int(batch) < len(ranges):
         raise ValueError(f"bootstrap batch {batch!r} is not one of 0..{len(ranges) - 1}")
     boot, info = _bootstrap(config), _read_fit(fit_path)
-    data = pd.read_parquet(data_path)
     replicates = ranges[int(batch)]
+    if not is_estimated(info):
+        # One failed row per replicate, so that the gathering step counts them all and
+        # reports the model's reason instead of intervals.
+        log.warning("bootstrap %s batch %s: not estimable (%s)", info.get("model"), batch, info.get("reason"))
+        draws = pd.DataFrame({"replicate": list(replicates), "term": None, "estimate": math.nan, "converged": False,
+                              "singular": False, "error": f"{NOT_ESTIMABLE}: {info.get('reason')}"})
+        write_csv(draws, out_csv)
+        return draws
+    data = pd.read_parquet(data_path)
     step = max(1, len(replicates) // 10)
     chunks = [replicates[i:i + step] for i in range(0, len(replicates), step)]
     parts = []
@@ -754,6 +903,14 @@ def gather_bootstrap(batch_paths: Sequence[str | Path], fixed_path: str | Path, 
     if found != expected:
         raise ValueError(f"bootstrap: {found} replicates in the batches, expected {expected}")
     level = float(boot.get("level", 0.95))
+    skipped = draws["error"].str.startswith(f"{NOT_ESTIMABLE}: ")
+    if skipped.all():
+        reason = draws["error"].iloc[0].removeprefix(f"{NOT_ESTIMABLE}: ")
+        out = pd.DataFrame([{"term": None, "status": NOT_ESTIMABLE, "reason": reason, "level": level,
+                             "stages": boot.get("stages", "therapists"), "seed": int(config["study"]["seed"])}])
+        write_csv(out, out_csv)
+        log.warning("bootstrap: not estimable (%s)", reason)
+        return out
     intervals = M.bootstrap_intervals(draws, level).rename(columns={"mean": "boot_mean", "se": "boot_se"})
     fixed = pd.read_csv(fixed_path)[["term", "estimate", "se", "ci_low", "ci_high"]].rename(
         columns={"se": "model_se", "ci_low": "model_ci_low", "ci_high": "model_ci_high"})

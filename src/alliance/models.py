@@ -67,6 +67,8 @@ from alliance.errors import require_columns as _require_columns
 from scipy import stats
 
 __all__ = [
+    "NotEstimableError",
+    "check_estimable",
     "BENCHMARK",
     "score_series",
     "client_level_data",
@@ -115,6 +117,17 @@ BENCHMARK = {
 }
 
 CLIENT, THERAPIST, SESSION, SCORE = "client", "therapist", "session", "score"
+
+
+class NotEstimableError(ValueError):
+    """A model or specification cannot be estimated from these data: no complete rows, no
+    more complete rows than fixed effects, or a grouping factor with fewer than two levels.
+
+    The workflow records it (``fit.json`` with ``"status": "not estimable"`` and the reason)
+    and goes on; any other error still stops the run. The message says what was missing in
+    words and counts, never an id.
+    """
+
 FIXED_EFFECT_COLUMNS = ["term", "estimate", "se", "df", "t", "p", "ci_low", "ci_high", "std_estimate"]
 RANDOM_EFFECT_COLUMNS = ["group", "term1", "term2", "variance", "sd", "corr"]
 OUTCOME_DIRECTIONS = ("higher_is_worse", "higher_is_better")
@@ -213,7 +226,7 @@ def score_series(scores: pd.DataFrame, instrument: str, scale: str,
     picked = scores.loc[rows & scores[SCORE].notna(), [CLIENT, THERAPIST, SESSION, SCORE]]
     if picked.empty:
         who = "" if respondent is None else f" respondent {respondent!r}"
-        raise ValueError(f"scores has no non-missing score for instrument {instrument!r} scale {scale!r}{who}")
+        raise NotEstimableError(f"scores has no non-missing score for instrument {instrument!r} scale {scale!r}{who}")
     picked = picked.assign(**{SESSION: _integer_sessions(picked, SESSION, "scores"),
                               SCORE: _numeric(picked, SCORE, "scores")})
     out = (picked.groupby([CLIENT, SESSION], sort=True)
@@ -622,11 +635,53 @@ def fit_model(formula: str, data: pd.DataFrame, reml: bool = True, engine: str =
     """
     if fit is not None:
         return fit(formula, data, reml=reml)
+    check_estimable(formula, data)
     if engine not in ("alliance", "statsmodels"):
         raise ValueError(f"engine must be 'alliance' or 'statsmodels', got {engine!r}")
     from alliance.lmm import fit as lmm_fit  # lazy: data preparation works without the engine
 
     return lmm_fit(formula, data, reml=reml, engine=engine, **dict(options or {}))
+
+
+def check_estimable(formula: str, data: pd.DataFrame) -> int:
+    """Check that ``formula`` can be estimated from ``data`` before an engine is asked.
+
+    The rows complete in every model variable must outnumber the fixed effects (intercept
+    included), and every grouping factor must have at least two levels among them.
+
+    Returns
+    -------
+    int
+        The number of complete rows.
+
+    Raises
+    ------
+    NotEstimableError
+        Naming the variables that were missing and the counts, never an id.
+    """
+    from alliance.lmm.formula import parse_formula  # lazy: data preparation works without the engine
+
+    parsed = parse_formula(formula)
+    variables = [v for v in parsed.variables if v in data.columns]
+    if len(variables) < len(parsed.variables):
+        return len(data)  # a column the engine will name; not an estimability question
+    complete = data[variables].notna().all(axis=1)
+    n_rows = int(complete.sum())
+    n_fixed = int(parsed.intercept) + len(parsed.fixed_terms)
+    if n_rows == 0:
+        empty = [v for v in variables if data[v].notna().sum() == 0]
+        what = (f"variable(s) {empty} have no non-missing value" if empty
+                else f"no row is complete in all of {variables}")
+        raise NotEstimableError(f"no rows left after dropping rows with missing values ({len(data)} row(s); {what})")
+    if n_rows <= n_fixed:
+        raise NotEstimableError(f"{n_rows} complete row(s) for {n_fixed} fixed effect(s); "
+                                "a model needs more complete rows than fixed effects")
+    for term in parsed.random_terms:
+        levels = data.loc[complete, list(term.group)].drop_duplicates()
+        if len(levels) < 2:
+            raise NotEstimableError(f"grouping factor {term.group_name!r} has {len(levels)} level(s) among the "
+                                    f"{n_rows} complete row(s); a random effect needs at least 2")
+    return n_rows
 
 
 def _formula(response: str, fixed: Sequence[str], random: str) -> str:
