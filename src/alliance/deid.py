@@ -23,37 +23,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from alliance import identifiers as idf
 from alliance.errors import IdentifierError
 
 PREFIX = {"client": "C-", "therapist": "T-", "rater": "R-"}
 DIGEST_CHARS = 12
 
-# Column-name tokens that announce an identifier, by kind.
-NAME_TOKENS = {
-    "name": {"name", "names", "firstname", "lastname", "surname", "forename", "fullname",
-             "givenname", "familyname", "initials", "patientname", "clientname", "therapistname"},
-    "contact detail": {"email", "mail", "phone", "telephone", "tel", "mobile", "cell", "fax",
-                       "address", "street", "city", "town", "url", "website", "ip"},
-    "postcode": {"postcode", "zip", "zipcode", "postal", "plz"},
-    "calendar date": {"date", "dob", "birth", "birthday", "birthdate", "datetime", "timestamp",
-                      "dateofbirth", "admission", "discharge"},
-    "free-text note": {"note", "notes", "comment", "comments", "remark", "remarks", "freetext",
-                       "narrative", "text", "memo"},
-    "record number": {"nhs", "ssn", "mrn", "insurance", "passport", "socialsecurity", "medicalrecord"},
-}
-
-VALUE_PATTERNS = {
-    "contact detail (e-mail address)": re.compile(r"[^@\s]+@[^@\s]+\.[A-Za-z]{2,}"),
-    "contact detail (phone number)": re.compile(
-        r"^\s*(?:\+\d[\d\s\-().]{7,}\d|\(?\d{2,5}\)?[\s\-.]\d{3,4}[\s\-.]\d{3,5})\s*$"),
-    "postcode": re.compile(r"^\s*[A-Za-z]{1,2}\d[A-Za-z\d]?\s+\d[A-Za-z]{2}\s*$"),
-    "calendar date": re.compile(
-        r"^\s*(?:\d{4}-\d{1,2}-\d{1,2}(?:[ T].*)?|\d{1,2}[./-]\d{1,2}[./-]\d{2,4}|"
-        r"\d{1,2}\s+(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?\s+\d{2,4})\s*$",
-        re.IGNORECASE),
-}
-PERSON_NAME = re.compile(r"^[A-Z][a-z]+(?:[ -][A-Z][a-z]+){1,2}$")
-FREE_TEXT_WORDS = 6
+FREE_TEXT_WORDS = idf.FREE_TEXT_WORDS
+ROLES = ("id", "covariate", "text", "data")
 
 
 @dataclass(frozen=True)
@@ -74,56 +51,131 @@ class Finding:
         return f"{self.file}, column '{self.column}': looks like a {self.kind}{rows}{shape}"
 
 
-def _tokens(column: str) -> set[str]:
-    spaced = re.sub(r"([a-z])([A-Z])", r"\1 \2", str(column))
-    parts = [p for p in re.split(r"[^A-Za-z]+", spaced.lower()) if p]
-    return set(parts) | {"".join(parts)}
-
-
 def _shape(value: str) -> str:
     """A value's shape without its content: every letter as x, every digit as 9."""
     return re.sub(r"[^\W\d_]", "x", re.sub(r"\d", "9", value))[:40]
 
 
 def scan_column_name(column: str) -> str | None:
-    """The kind of identifier a column's name announces, or None."""
-    tokens = _tokens(column)
-    for kind, names in NAME_TOKENS.items():
-        if tokens & names:
-            return kind
+    """The kind of identifier a column's name announces (in any of the covered languages), or None."""
+    return idf.column_kind(column)
+
+
+def _value_kind(value: str, role: str) -> str | None:
+    """The kind of identifier one distinct text value is, judged alone (None: not by itself)."""
+    if idf.is_email(value):
+        return "contact detail (e-mail address)"
+    if idf.is_url(value):
+        return "contact detail (web address)"
+    if idf.is_ip_address(value):
+        return "contact detail (IP address)"
+    if idf.is_digit_date(value) or idf.is_worded_date(value):
+        return "calendar date"
+    number = idf.national_number(value)
+    if number == "strong" or (number == "weak" and role == "id"):
+        return "record number (national, insurance or health number)"
+    if idf.is_phone_number(value):
+        return "contact detail (phone number)"
+    if idf.is_postcode(value):
+        return "postcode"
+    if idf.is_street_address(value):
+        return "contact detail (street address)"
+    if idf.has_title(value):
+        return "name (with a title)"
+    if idf.is_initials_and_year(value):
+        return "name (initials and birth year)"
+    if role != "text" and idf.word_count(value) >= FREE_TEXT_WORDS:
+        return "free-text note"
+    if role == "id":
+        if idf.looks_like_name(value):
+            return "name"
+        if idf.long_digit_run(value):
+            return "record number (a long digit run)"
     return None
 
 
-def scan_values(values: pd.Series) -> tuple[str, np.ndarray] | None:
-    """The kind of identifier found among a column's values and the positions holding it."""
+def _text_hits(text: pd.Series, role: str) -> dict[str, str]:
+    """Distinct value -> kind, for the distinct values that identify someone."""
+    counts = text.value_counts(sort=False)
+    hits = {}
+    for value in counts.index:
+        kind = _value_kind(value, role)
+        if kind is not None:
+            hits[value] = kind
+    if hits:
+        return hits
+    weak = [v for v in counts.index if idf.national_number(v) == "weak"]
+    if weak and len(weak) >= 0.5 * len(counts):
+        return {v: "record number (national, insurance or health number)" for v in weak}
+    if role == "text":
+        return {}
+    # A category repeats across rows; a value of two or more words seen once is a note or a name.
+    once = [v for v, n in counts.items() if n == 1 and idf.word_count(v) >= 2]
+    if once:
+        kind = ("name" if all(idf.looks_like_name(v) and idf.word_count(v) <= 3 for v in once)
+                else "free-text note")
+        return {v: kind for v in once}
+    return {}
+
+
+def _numeric_hits(values: pd.Series) -> dict[str, str]:
+    """Integers that are dates (19870403), national numbers or phone numbers, in most values."""
+    x = values.dropna().astype(float)
+    x = x[np.isfinite(x) & (x == np.floor(x)) & (x.abs() >= 1e6)]
+    if x.empty:
+        return {}
+    uniques = pd.unique(x.astype("int64").astype(str))
+    total = values.dropna().nunique()
+    for kind, test in (("calendar date (written as a number)", idf.is_digit_date),
+                       ("record number (national, insurance or health number)", idf.national_number),
+                       ("contact detail (phone number)", idf.is_phone_number)):
+        hit = [u for u in uniques if test(u)]
+        if hit and len(hit) >= 0.5 * total:
+            return {u: kind for u in hit}
+    return {}
+
+
+def scan_values(values: pd.Series, role: str = "data") -> tuple[str, np.ndarray] | None:
+    """The kind of identifier found among a column's values and the positions holding it.
+
+    ``role`` is what the config says the column is: ``id`` (client, therapist, rater ids: must
+    look like codes), ``covariate``, ``text`` (declared non-identifying text: no free-text rule)
+    or ``data`` (items, sessions and the like). Every distinct value is judged once.
+    """
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {ROLES}, got {role!r}")
     if pd.api.types.is_datetime64_any_dtype(values):
         return "calendar date", np.flatnonzero(values.notna().to_numpy())
-    if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+    if pd.api.types.is_bool_dtype(values):
         return None
     present = values.dropna()
     if present.empty:
         return None
+    if pd.api.types.is_numeric_dtype(values):
+        hits = _numeric_hits(values)
+        if not hits:
+            return None
+        as_text = values.map(lambda v: str(int(v)) if pd.notna(v) and float(v).is_integer() else None)
+        kind = next(iter(hits.values()))
+        return kind, np.flatnonzero(as_text.isin(set(hits)).to_numpy())
     dated = present.map(lambda v: isinstance(v, (pd.Timestamp, np.datetime64)) or hasattr(v, "isoformat"))
     if dated.any():
         return "calendar date (a date cell)", np.flatnonzero(values.index.isin(present.index[dated]))
-    text = present.astype(str)
-    uniques = pd.Series(text.unique())
-    for kind, pattern in VALUE_PATTERNS.items():
-        hit = uniques[uniques.str.contains(pattern)]
-        if not hit.empty:
-            return kind, np.flatnonzero(values.astype(str).isin(set(hit)).to_numpy() & values.notna().to_numpy())
-    words = uniques.str.count(r"[^\W\d_]{2,}")  # letters of any script
-    if (words >= FREE_TEXT_WORDS).any():
-        hit = set(uniques[words >= FREE_TEXT_WORDS])
-        return "free-text note", np.flatnonzero(values.astype(str).isin(hit).to_numpy() & values.notna().to_numpy())
-    names = uniques[uniques.str.match(PERSON_NAME)]
-    if len(names) >= 10 and len(names) >= 0.5 * len(uniques):
-        return "name", np.flatnonzero(values.astype(str).isin(set(names)).to_numpy())
-    return None
+    text = values.map(lambda v: None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v).strip())
+    text = text.where(text.notna() & (text != ""), None)
+    hits = _text_hits(text.dropna(), role)
+    if not hits:
+        return None
+    first = text[text.isin(set(hits))].iloc[0]
+    return hits[first], np.flatnonzero(text.isin(set(hits)).to_numpy())
 
 
-def scan_table(frame: pd.DataFrame, file: str, allow_columns=()) -> list[Finding]:
-    """Every direct identifier in one table, by column (dropped columns already removed)."""
+def scan_table(frame: pd.DataFrame, file: str, allow_columns=(), roles: dict | None = None) -> list[Finding]:
+    """Every direct identifier in one table, by column (dropped columns already removed).
+
+    ``roles`` maps a column to its role (see :func:`scan_values`); other columns are ``data``.
+    """
+    roles = roles or {}
     findings = []
     for column in frame.columns:
         kind = scan_column_name(column)
@@ -132,7 +184,7 @@ def scan_table(frame: pd.DataFrame, file: str, allow_columns=()) -> list[Finding
             continue
         if column in allow_columns:
             continue
-        hit = scan_values(frame[column])
+        hit = scan_values(frame[column], roles.get(column, "data"))
         if hit is not None:
             kind, positions = hit
             rows = tuple(int(p) + 2 for p in positions)
@@ -141,18 +193,42 @@ def scan_table(frame: pd.DataFrame, file: str, allow_columns=()) -> list[Finding
     return findings
 
 
-def refuse_identifiers(tables: dict[str, pd.DataFrame], drop_columns=(), allow_columns=()) -> dict:
+def refuse_identifiers(tables: dict[str, pd.DataFrame], drop_columns=(), allow_columns=(),
+                       roles: dict | None = None, unmapped: dict | None = None,
+                       refuse_unmapped: bool = False) -> dict:
     """Scan every table; raise :class:`IdentifierError` naming every identifier found.
 
-    Returns a report of what was scanned and dropped (file -> columns), for the log and the
-    provenance record.
+    Parameters
+    ----------
+    tables : dict
+        File -> the columns read from it.
+    drop_columns, allow_columns : sequence of str
+        Columns removed unscanned; columns whose values are not scanned (their names are).
+    roles : dict, optional
+        File -> {column: role} (see :func:`scan_values`).
+    unmapped : dict, optional
+        File -> columns the config does not map, which were dropped unread.
+    refuse_unmapped : bool
+        Refuse a file with an unmapped column instead of dropping it (``deid: unmapped: refuse``).
+
+    Returns
+    -------
+    dict
+        File -> columns scanned, columns dropped (``drop_columns``) and columns dropped unread
+        because the config does not map them; for the log and the provenance record.
     """
+    roles, unmapped = roles or {}, unmapped or {}
     findings, report = [], {}
     for file, frame in tables.items():
         dropped = [c for c in frame.columns if c in drop_columns]
         kept = frame.drop(columns=dropped)
-        findings += scan_table(kept, file, allow_columns)
-        report[file] = {"columns_scanned": len(kept.columns), "columns_dropped": dropped}
+        findings += scan_table(kept, file, allow_columns, roles.get(file))
+        extra = list(unmapped.get(file, []))
+        if refuse_unmapped:
+            findings += [Finding(file, c, "column the config does not map (deid: unmapped: refuse)", (), None)
+                         for c in extra]
+        report[file] = {"columns_scanned": len(kept.columns), "columns_dropped": dropped,
+                        "columns_dropped_unmapped": extra}
     if findings:
         lines = "\n".join(f"  - {f}" for f in findings)
         raise IdentifierError(
@@ -160,7 +236,8 @@ def refuse_identifiers(tables: dict[str, pd.DataFrame], drop_columns=(), allow_c
             f"identifier; nothing was written.\n{lines}\n"
             "Remove these columns from the export, or list them under deid: drop_columns: in the "
             "config (they are then never read). A column that is not an identifier can be listed "
-            "under deid: allow_columns: to skip the value scan."
+            "under deid: allow_columns: to skip the value scan, and a column of non-identifying "
+            "text under deid: text_columns:."
         )
     return report
 
