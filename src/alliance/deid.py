@@ -94,6 +94,15 @@ def _value_kind(value: str, role: str) -> str | None:
     return None
 
 
+def _drop_code_prefixes(hits: dict[str, str], values) -> dict[str, str]:
+    """Initials-and-year hits whose letters are the column's code prefix (P1987 among P0019...)."""
+    prefix = pd.Series([re.match(r"[^\W\d_]*", v).group(0).upper() for v in values])
+    common = prefix.value_counts()
+    shared = set(common.index[common >= max(2, 0.5 * len(values))])
+    return {v: k for v, k in hits.items()
+            if not (k.startswith("name (initials") and re.match(r"[^\W\d_]*", v).group(0).upper() in shared)}
+
+
 def _text_hits(text: pd.Series, role: str) -> dict[str, str]:
     """Distinct value -> kind, for the distinct values that identify someone."""
     counts = text.value_counts(sort=False)
@@ -102,6 +111,7 @@ def _text_hits(text: pd.Series, role: str) -> dict[str, str]:
         kind = _value_kind(value, role)
         if kind is not None:
             hits[value] = kind
+    hits = _drop_code_prefixes(hits, counts.index)
     if hits:
         return hits
     weak = [v for v in counts.index if idf.national_number(v) == "weak"]
