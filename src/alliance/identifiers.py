@@ -99,8 +99,8 @@ _POSTCODE = re.compile(
     r"^\s*(?:[a-z]{1,2}\d[a-z\d]?\s*\d[a-z]{2}"          # United Kingdom
     r"|[a-z]\d[a-z]\s?\d[a-z]\d"                          # Canada
     r"|[1-9]\d{3}\s?[a-z]{2}"                             # Netherlands
-    r"|[ac-fhknprtv-y]\d{2}|d6w\s?[\dac-fhknprtv-y]{4}"   # Ireland (Eircode routing key)
-    r"|[ac-fhknprtv-y]\d[\dw]\s?[\dac-fhknprtv-y]{4}"     # Ireland (full Eircode)
+    r"|[ac-fhknprtv-y]\d[\dw]\s(?=[\dac-fhknprtv-y]{4}\s*$)[\dac-fhknprtv-y]{4}"  # Eircode, spaced
+    r"|[ac-fhknprtv-y]\d[\dw](?=\d*[ac-fhknprtv-y])[\dac-fhknprtv-y]{4}"  # Eircode, unspaced
     r"|(?:[a-z]{1,2}-)?\d{4,5}\s+[^\W\d_]{3,}(?:[\s-][^\W\d_]+)*)\s*$",  # postcode + city
     re.I)
 _STREET_WORDS = (r"stra(?:ss|ß)e|str\.|strasse|gasse|weg|allee|platz|ring|damm|street|st\.|road|rd\.?|"

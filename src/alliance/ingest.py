@@ -71,15 +71,20 @@ def column_roles(config: dict) -> dict[str, dict[str, str]]:
         table = {column: ("id" if role in ID_ROLES else "data") for role, column in cols.items()}
         for entry, spec in config["instruments"].items():
             if spec["table"] == name:
-                table.update({c: "data" for c in item_columns(spec, keys[entry].n_items)})
+                try:
+                    table.update({c: "data" for c in item_columns(spec, keys[entry].n_items)})
+                except ValueError as err:
+                    raise ValueError(f"instruments: {entry}: {err}") from None
         roles[name] = table
     if config.get("clients"):
         conf = config["clients"]
         table = {c: "covariate" for c in conf.get("covariates", [])}
         table[conf.get("client_id", "client_id")] = "id"
         roles["clients"] = table
-    for table in roles.values():
-        table.update({c: "text" for c in table if c in text})
+    deid = config.get("deid", {})
+    for table in roles.values():  # declared text is kept (and scanned as text), so are vouched columns
+        table.update({c: "text" for c in text})
+        table.update({c: "data" for c in deid.get("allow_columns", []) if c not in table})
     return roles
 
 
@@ -98,7 +103,7 @@ def read_study(config: dict, drop: bool = True) -> RawStudy:
 
     def load(path, sheet, mapped):
         frame = read_table(path, sheet)
-        unmapped = [c for c in frame.columns if c not in mapped]
+        unmapped = [c for c in frame.columns if c not in mapped and c not in dropped]
         removed = [c for c in frame.columns if c in dropped and c not in unmapped]
         record[path] = {"drop_columns": removed, "unmapped": unmapped}
         return frame.drop(columns=unmapped + removed)
