@@ -90,7 +90,7 @@ def _value_kind(value: str, role: str) -> str | None:
         if idf.looks_like_name(value):
             return "name"
         if idf.long_digit_run(value):
-            return "record number (a long digit run)"
+            return "record number or phone number (seven or more digits)"
     return None
 
 
@@ -122,7 +122,8 @@ def _text_hits(text: pd.Series, role: str) -> dict[str, str]:
     # A category repeats across rows; a value of two or more words seen once is a note or a name.
     once = [v for v, n in counts.items() if n == 1 and idf.word_count(v) >= 2]
     if once:
-        kind = ("name" if all(idf.looks_like_name(v) and idf.word_count(v) <= 3 for v in once)
+        kind = ("name or free-text note (a value of two or more words seen once)"
+                if all(idf.looks_like_name(v) and idf.word_count(v) <= 3 for v in once)
                 else "free-text note")
         return {v: kind for v in once}
     return {}

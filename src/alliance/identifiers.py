@@ -118,7 +118,7 @@ _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
 _WORD = re.compile(r"[^\W\d_]{2,}")
 _LETTERS_ONLY = re.compile(r"^[^\W\d_]+(?:[\s'\-.]+[^\W\d_]+)*\.?$")
 _INITIALS_YEAR = re.compile(r"^[^\W\d_]{1,3}[\s._-]?(?:19|20)\d{2}$|^(?:19|20)\d{2}[\s._-]?[^\W\d_]{1,3}$")
-_DIGIT_DATE = re.compile(r"^\s*(\d{1,4})\s*[./\-\s]\s*(\d{1,2})\s*[./\-\s]\s*(\d{2,4})(?:[ T].*)?\s*$")
+_DIGIT_DATE = re.compile(r"^\s*(\d{1,4})\s*[./\-\s]\s*(\d{1,2})\s*[./\-\s]\s*(\d{1,4})(?:[ T].*)?\s*$")
 _EIGHT_DIGITS = re.compile(r"^\s*(\d{8})(?:\.0+)?\s*$")
 _PHONE_CHARS = re.compile(r"^\s*\+?[\d\s()\-./]{6,}\s*$")
 _LONG_DIGITS = re.compile(r"\d{7,}")
@@ -211,7 +211,7 @@ def is_digit_date(value: str) -> bool:
         a, b, c = (int(g) for g in m.groups())
         la, lc = len(m.group(1)), len(m.group(3))
         if la == 4:
-            return _plausible(a, b, c)
+            return lc <= 2 and _plausible(a, b, c)
         if la <= 2 and lc in (2, 4):
             return _plausible(c, b, a) or _plausible(c, a, b)
         return False
@@ -319,5 +319,5 @@ def is_phone_number(value: str) -> bool:
 
 
 def long_digit_run(value: str) -> bool:
-    """Seven or more digits in a row: a record, case or phone number rather than a code."""
-    return bool(_LONG_DIGITS.search(value))
+    """Seven or more digits in a row, separators aside: a record, case or phone number, not a code."""
+    return bool(_LONG_DIGITS.search(re.sub(r"[\s\-./()+]", "", value)))
