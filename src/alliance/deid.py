@@ -84,7 +84,7 @@ def _value_kind(value: str, role: str) -> str | None:
         return "name (with a title)"
     if idf.is_initials_and_year(value):
         return "name (initials and birth year)"
-    if role != "text" and idf.word_count(value) >= FREE_TEXT_WORDS:
+    if idf.word_count(value) >= FREE_TEXT_WORDS:  # declared text is for labels, not notes
         return "free-text note"
     if role == "id":
         if idf.looks_like_name(value):

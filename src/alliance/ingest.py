@@ -97,13 +97,14 @@ def read_study(config: dict, drop: bool = True) -> RawStudy:
     in ``RawStudy.dropped`` (file -> ``drop_columns`` / ``unmapped``) for the gate's report.
     ``drop=False`` keeps the ``drop_columns`` (never the unmapped ones).
     """
-    dropped = set(config.get("deid", {}).get("drop_columns", [])) if drop else set()
+    configured = set(config.get("deid", {}).get("drop_columns", []))
+    dropped = configured if drop else set()
     roles = column_roles(config)
     frames, files, record = {}, {}, {}
 
     def load(path, sheet, mapped):
         frame = read_table(path, sheet)
-        unmapped = [c for c in frame.columns if c not in mapped and c not in dropped]
+        unmapped = [c for c in frame.columns if c not in mapped and c not in configured]
         removed = [c for c in frame.columns if c in dropped and c not in unmapped]
         record[path] = {"drop_columns": removed, "unmapped": unmapped}
         return frame.drop(columns=unmapped + removed)
