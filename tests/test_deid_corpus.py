@@ -82,6 +82,13 @@ def plant(where: Path, at: str, value):
         del frames["clients"]
         conf = config("clients.parquet")
         file, column = "clients.parquet", "site"
+    elif at == "client_id_numeric":
+        ids = [1, value, 3, 4, 5, 6]
+        frames["clients"]["client_id"] = pd.array(ids, dtype="int64")
+        frames["clients"].to_parquet(where / "clients.parquet")
+        del frames["clients"]
+        conf = config("clients.parquet")
+        file, column = "clients.parquet", "client_id"
     elif at == "column_name":
         frames["clients"][value] = ["1", "2"] * 3
         conf = config(covariates=("arm", "site", value))
@@ -130,3 +137,41 @@ def test_codes_and_categories_pass(tmp_path, monkeypatch, at, value):
     conf, _, _ = plant(tmp_path, at, value)
     report = run_gate(conf)
     assert report["passed"]
+
+
+PLANTED = {  # unmapped columns of the example's client forms, and one listed under drop_columns
+    "Vorname": ["Wilhelmina Quastenberg", "Ottokar Zwiebelmeier"],
+    "kontakt": ["w.quastenberg@example.org", "ottokar(at)zwiebel.de"],
+    "geboren": ["1961-07-23", "19590214"],
+    "therapist_notes": ["Klientin wirkte heute erschöpft", "talked about her brother Fridolin"],
+}
+
+
+@pytest.mark.slow
+def test_workflow_drops_unmapped_identifiers_and_no_value_reaches_any_output(tmp_path):
+    from conftest import EXAMPLE, example_config, make_workdir, run_snakemake
+
+    data = tmp_path / "raw"
+    shutil.copytree(EXAMPLE, data)
+    forms = pd.read_csv(data / "client_forms.csv", dtype=str, keep_default_na=False)
+    for column, values in PLANTED.items():
+        forms[column] = [values[i % len(values)] for i in range(len(forms))]
+    forms.to_csv(data / "client_forms.csv", index=False)
+    config = example_config()
+    config["deid"]["drop_columns"] = ["therapist_notes"]
+    workdir = make_workdir(tmp_path / "work", config, data=data)
+    proc = run_snakemake(workdir)
+
+    report = json.loads((workdir / "results" / "data" / "deid_report.json").read_text())
+    forms_report = report["files"]["data/raw/example/client_forms.csv"]
+    assert forms_report["columns_dropped_unmapped"] == ["Vorname", "kontakt", "geboren"]
+    assert forms_report["columns_dropped"] == ["therapist_notes"]
+    planted = [v for values in PLANTED.values() for v in values]
+    leaks = []
+    for folder in ("results", "logs", ".snakemake"):
+        for path in (workdir / folder).rglob("*"):
+            if path.is_file():
+                content = path.read_bytes()
+                leaks += [(str(path.relative_to(workdir)), v) for v in planted if v.encode() in content]
+    assert leaks == []
+    assert not any(v in proc.stdout or v in proc.stderr for v in planted)

@@ -162,7 +162,9 @@ def scan_values(values: pd.Series, role: str = "data") -> tuple[str, np.ndarray]
     present = values.dropna()
     if present.empty:
         return None
-    if pd.api.types.is_numeric_dtype(values):
+    if pd.api.types.is_numeric_dtype(values) and role == "id":  # a numeric id is judged as its digits
+        values = values.map(lambda v: None if pd.isna(v) else str(int(v)) if float(v).is_integer() else str(v))
+    elif pd.api.types.is_numeric_dtype(values):
         hits = _numeric_hits(values)
         if not hits:
             return None
