@@ -122,6 +122,7 @@ _DIGIT_DATE = re.compile(r"^\s*(\d{1,4})\s*[./\-\s]\s*(\d{1,2})\s*[./\-\s]\s*(\d
 _EIGHT_DIGITS = re.compile(r"^\s*(\d{8})(?:\.0+)?\s*$")
 _PHONE_CHARS = re.compile(r"^\s*\+?[\d\s()\-./]{6,}\s*$")
 _LONG_DIGITS = re.compile(r"\d{7,}")
+_DECIMAL = re.compile(r"^\s*[+-]?\d*\.\d+(?:e[+-]?\d+)?\s*$", re.I)  # 0.4516854512950959 is a measurement
 
 MONTHS = frozenset(fold(m) for m in """january february march april may june july august september
     october november december jan feb mar apr jun jul aug sep sept oct nov dec
@@ -277,6 +278,8 @@ def _stdnum_module(name: str):
 
 def national_number(value: str) -> str | None:
     """``'strong'`` or ``'weak'`` if the value validates as a national or insurance number."""
+    if _DECIMAL.match(value):
+        return None
     compact = re.sub(r"[\s./\-]", "", value.strip()).upper()
     if not 8 <= len(compact) <= 16 or not any(c.isdigit() for c in compact):
         return None
@@ -301,10 +304,11 @@ def national_number(value: str) -> str | None:
 @lru_cache(maxsize=8192)
 def is_phone_number(value: str) -> bool:
     """A telephone number valid in one of ``PHONE_REGIONS`` (``0049 30 ...``, ``030/1234567``)."""
-    if not _PHONE_CHARS.match(value):
+    if not _PHONE_CHARS.match(value) or _DECIMAL.match(value):
         return False
     digits = re.sub(r"\D", "", value)
-    if not 7 <= len(digits) <= 15:
+    prefixed = value.strip()[:1] in ("+", "0", "(")
+    if not (7 if prefixed else 8) <= len(digits) <= 15:
         return False
     import phonenumbers
 
@@ -319,5 +323,6 @@ def is_phone_number(value: str) -> bool:
 
 
 def long_digit_run(value: str) -> bool:
-    """Seven or more digits in a row, separators aside: a record, case or phone number, not a code."""
-    return bool(_LONG_DIGITS.search(re.sub(r"[\s\-./()+]", "", value)))
+    """Seven or more digits in a row, spaces aside: a record, case or phone number, not a code
+    (``2023-001``, a year and a serial number, is a code)."""
+    return bool(_LONG_DIGITS.search(re.sub(r"\s", "", value)))
