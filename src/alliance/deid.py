@@ -103,9 +103,11 @@ def _drop_code_prefixes(hits: dict[str, str], values) -> dict[str, str]:
             if not (k.startswith("name (initials") and re.match(r"[^\W\d_]*", v).group(0).upper() in shared)}
 
 
-def _text_hits(text: pd.Series, role: str) -> dict[str, str]:
-    """Distinct value -> kind, for the distinct values that identify someone."""
-    counts = text.value_counts(sort=False)
+def _text_hits(counts: pd.Series, role: str) -> dict[str, str]:
+    """Distinct value -> kind, for the distinct values that identify someone.
+
+    ``counts`` holds each distinct (stripped, non-empty) text value's number of rows.
+    """
     hits = {}
     for value in counts.index:
         kind = _value_kind(value, role)
@@ -171,16 +173,21 @@ def scan_values(values: pd.Series, role: str = "data") -> tuple[str, np.ndarray]
         as_text = values.map(lambda v: str(int(v)) if pd.notna(v) and float(v).is_integer() else None)
         kind = next(iter(hits.values()))
         return kind, np.flatnonzero(as_text.isin(set(hits)).to_numpy())
-    dated = present.map(lambda v: isinstance(v, (pd.Timestamp, np.datetime64)) or hasattr(v, "isoformat"))
+    # Every check runs on the distinct values; rows are found again through their codes.
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    uniques = pd.Series(np.asarray(uniques, dtype=object))
+    dated = uniques.map(lambda v: isinstance(v, (pd.Timestamp, np.datetime64)) or hasattr(v, "isoformat"))
     if dated.any():
-        return "calendar date (a date cell)", np.flatnonzero(values.index.isin(present.index[dated]))
-    text = values.map(lambda v: None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v).strip())
-    text = text.where(text.notna() & (text != ""), None)
-    hits = _text_hits(text.dropna(), role)
+        return "calendar date (a date cell)", np.flatnonzero(np.isin(codes, np.flatnonzero(dated.to_numpy())))
+    text = uniques.map(lambda v: str(v).strip())
+    counts = pd.Series(np.bincount(codes[codes >= 0], minlength=len(uniques)), index=text.to_numpy())
+    counts = counts[counts.index != ""].groupby(level=0, sort=False).sum()
+    hits = _text_hits(counts, role)
     if not hits:
         return None
-    first = text[text.isin(set(hits))].iloc[0]
-    return hits[first], np.flatnonzero(text.isin(set(hits)).to_numpy())
+    hit_codes = np.flatnonzero(text.isin(set(hits)).to_numpy())
+    positions = np.flatnonzero(np.isin(codes, hit_codes))
+    return hits[text[codes[positions[0]]]], positions
 
 
 def scan_table(frame: pd.DataFrame, file: str, allow_columns=(), roles: dict | None = None) -> list[Finding]:
