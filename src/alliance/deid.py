@@ -30,6 +30,7 @@ PREFIX = {"client": "C-", "therapist": "T-", "rater": "R-"}
 DIGEST_CHARS = 12
 
 FREE_TEXT_WORDS = idf.FREE_TEXT_WORDS
+_SHORT_NUMBER = r"[+-]?\d{1,6}(?:\.\d+)?"
 ROLES = ("id", "covariate", "text", "data")
 
 
@@ -108,6 +109,8 @@ def _text_hits(counts: pd.Series, role: str) -> dict[str, str]:
 
     ``counts`` holds each distinct (stripped, non-empty) text value's number of rows.
     """
+    # A number of at most six digits (an item score, a session, 4.5) is no identifier of any kind.
+    counts = counts[~counts.index.str.fullmatch(_SHORT_NUMBER)]
     hits = {}
     for value in counts.index:
         kind = _value_kind(value, role)

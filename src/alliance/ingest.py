@@ -88,18 +88,19 @@ def column_roles(config: dict) -> dict[str, dict[str, str]]:
     return roles
 
 
-def read_study(config: dict, drop: bool = True) -> RawStudy:
+def read_study(config: dict, drop: bool = True, roles: dict | None = None) -> RawStudy:
     """Read the columns the config maps from every table it names.
 
     A column the config does not map (not an id, session, days, respondent or rater column, not
     an instrument item, not a client covariate) is removed as soon as its file is read, so that
     nothing downstream sees it; so are the columns under ``deid: drop_columns``. Both are listed
     in ``RawStudy.dropped`` (file -> ``drop_columns`` / ``unmapped``) for the gate's report.
-    ``drop=False`` keeps the ``drop_columns`` (never the unmapped ones).
+    ``drop=False`` keeps the ``drop_columns`` (never the unmapped ones). ``roles`` is
+    :func:`column_roles` of the config, if the caller has it already.
     """
     configured = set(config.get("deid", {}).get("drop_columns", []))
     dropped = configured if drop else set()
-    roles = column_roles(config)
+    roles = roles or column_roles(config)
     frames, files, record = {}, {}, {}
 
     def load(path, sheet, mapped):
@@ -125,8 +126,8 @@ def run_gate(config: dict) -> dict:
     Only mapped columns are scanned; unmapped ones are dropped unread and listed per file under
     ``columns_dropped_unmapped``, or refused with ``deid: unmapped: refuse``.
     """
-    study = read_study(config, drop=False)  # the gate drops the columns itself, and reports them
     roles = column_roles(config)
+    study = read_study(config, drop=False, roles=roles)  # the gate drops drop_columns itself, and reports them
     tables = {study.files[n]: f for n, f in study.frames.items()}
     table_roles = {study.files[n]: roles[n] for n in study.frames}
     if study.clients is not None:
