@@ -1,10 +1,14 @@
 """The de-identification gate and keyed pseudonymisation of ids.
 
-Before anything else runs, every column of every input file is scanned for direct identifiers
+Before anything else runs, every column the config maps is scanned for direct identifiers
 (HIPAA Safe Harbor, 45 CFR 164.514(b)(2): names, contact details, postcodes, calendar dates,
-record numbers; plus free-text notes, which routinely hold all of them). A file holding one is
-refused, naming the file, column, kind and rows; the offending value is never printed, only its
-shape (letters as ``x``, digits as ``9``). A column the config drops is not scanned.
+record numbers; plus free-text notes, which routinely hold all of them), in several languages
+and whether written as text or as numbers (the detectors are in :mod:`alliance.identifiers`).
+A file holding one is refused, naming the file, column, kind and rows; the offending value is
+never printed, only its shape (letters as ``x``, digits as ``9``). A column the config drops,
+or does not map, is not scanned (``alliance.ingest.read_study`` removes it as the file is read).
+The gate fails closed: what it cannot tell from an identifier (a value of two words seen once,
+an id that is letters only) is refused, and the message says how to declare it.
 
 Client, therapist and rater ids are replaced by a keyed hash (HMAC-SHA256, RFC 2104), so that
 the same id maps to the same pseudonym across runs with the same key, and nobody without the
