@@ -7,7 +7,7 @@ record; each reads the raw files itself and writes nothing unless it succeeds.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +31,7 @@ class RawStudy:
     files: dict[str, str]
     clients: pd.DataFrame | None
     clients_file: str | None
+    dropped: dict = field(default_factory=dict)  # file -> {"drop_columns": [...], "unmapped": [...]}
 
 
 def input_files(config: dict) -> list[str]:
@@ -58,31 +59,96 @@ def instrument_key_paths(config: dict) -> list[str]:
     return sorted(paths)
 
 
-def read_study(config: dict, drop: bool = True) -> RawStudy:
-    """Read every table the config names; columns listed under deid.drop_columns are removed."""
-    dropped = set(config.get("deid", {}).get("drop_columns", [])) if drop else set()
-    frames, files = {}, {}
+ID_ROLES = ("client_id", "therapist_id", "rater_id")
+
+
+def column_roles(config: dict) -> dict[str, dict[str, str]]:
+    """Table name (``clients`` for the client table) -> {mapped column: its role for the gate}.
+
+    Ids (client, therapist, rater) are ``id``; client covariates ``covariate``; columns under
+    ``deid: text_columns`` ``text``; sessions, days, respondent and item columns ``data``. A
+    column not in this map is not read.
+    """
+    keys = keys_from_config(config)
+    text = set(config.get("deid", {}).get("text_columns", []))
+    roles: dict[str, dict[str, str]] = {}
+    for name, tconf in config["tables"].items():
+        cols = column_map(tconf)
+        table = {column: ("id" if role in ID_ROLES else "data") for role, column in cols.items()}
+        for entry, spec in config["instruments"].items():
+            if spec["table"] == name:
+                try:
+                    table.update({c: "data" for c in item_columns(spec, keys[entry].n_items)})
+                except ValueError as err:
+                    raise ValueError(f"instruments: {entry}: {err}") from None
+        roles[name] = table
+    if config.get("clients"):
+        conf = config["clients"]
+        table = {c: "covariate" for c in conf.get("covariates", [])}
+        table[conf.get("client_id", "client_id")] = "id"
+        if conf.get("therapist_id"):
+            table[conf["therapist_id"]] = "id"
+        roles["clients"] = table
+    deid = config.get("deid", {})
+    for table in roles.values():  # declared text is kept (and scanned as text), so are vouched columns
+        table.update({c: "text" for c in text})
+        table.update({c: "data" for c in deid.get("allow_columns", []) if c not in table})
+    return roles
+
+
+def read_study(config: dict, drop: bool = True, roles: dict | None = None) -> RawStudy:
+    """Read the columns the config maps from every table it names.
+
+    A column the config does not map (not an id, session, days, respondent or rater column, not
+    an instrument item, not a client covariate) is removed as soon as its file is read, so that
+    nothing downstream sees it; so are the columns under ``deid: drop_columns``. Both are listed
+    in ``RawStudy.dropped`` (file -> ``drop_columns`` / ``unmapped``) for the gate's report.
+    ``drop=False`` keeps the ``drop_columns`` (never the unmapped ones). ``roles`` is
+    :func:`column_roles` of the config, if the caller has it already.
+    """
+    configured = set(config.get("deid", {}).get("drop_columns", []))
+    dropped = configured if drop else set()
+    roles = roles or column_roles(config)
+    frames, files, record = {}, {}, {}
+
+    def load(path, sheet, header_row, mapped):
+        frame = read_table(path, sheet, header_row)
+        unmapped = [c for c in frame.columns if c not in mapped and c not in configured]
+        removed = [c for c in frame.columns if c in dropped and c not in unmapped]
+        record[path] = {"drop_columns": removed, "unmapped": unmapped}
+        return frame.drop(columns=unmapped + removed)
+
     for name, table in config["tables"].items():
-        frame = read_table(table["path"], table.get("sheet"), table.get("header_row"))
-        frames[name] = frame.drop(columns=[c for c in frame.columns if c in dropped])
+        frames[name] = load(table["path"], table.get("sheet"), table.get("header_row"), roles[name])
         files[name] = table["path"]
     clients, clients_file = None, None
     if config.get("clients"):
         clients_file = config["clients"]["path"]
-        clients = read_table(clients_file, config["clients"].get("sheet"), config["clients"].get("header_row"))
-        clients = clients.drop(columns=[c for c in clients.columns if c in dropped])
-    return RawStudy(frames, files, clients, clients_file)
+        clients = load(clients_file, config["clients"].get("sheet"), config["clients"].get("header_row"),
+                       roles["clients"])
+    return RawStudy(frames, files, clients, clients_file, record)
 
 
 def run_gate(config: dict) -> dict:
-    """Refuse any file with a direct identifier; return the scan report."""
-    study = read_study(config, drop=False)  # the gate drops the columns itself, and reports them
+    """Refuse any file with a direct identifier; return the scan report.
+
+    Only mapped columns are scanned; unmapped ones are dropped unread and listed per file under
+    ``columns_dropped_unmapped``, or refused with ``deid: unmapped: refuse``.
+    """
+    roles = column_roles(config)
+    study = read_study(config, drop=False, roles=roles)  # the gate drops drop_columns itself, and reports them
     tables = {study.files[n]: f for n, f in study.frames.items()}
+    table_roles = {study.files[n]: roles[n] for n in study.frames}
     if study.clients is not None:
         tables[study.clients_file] = study.clients
+        table_roles[study.clients_file] = roles["clients"]
     deid = config.get("deid", {})
-    report = refuse_identifiers(tables, deid.get("drop_columns", []), deid.get("allow_columns", []))
-    return {"files": report, "drop_columns": deid.get("drop_columns", []), "passed": True}
+    unmapped = {file: study.dropped[file]["unmapped"] for file in tables}
+    report = refuse_identifiers(tables, deid.get("drop_columns", []), deid.get("allow_columns", []),
+                                roles=table_roles, unmapped=unmapped,
+                                refuse_unmapped=deid.get("unmapped", "drop") == "refuse")
+    return {"files": report, "drop_columns": deid.get("drop_columns", []),
+            "unmapped": deid.get("unmapped", "drop"), "passed": True}
 
 
 def run_validation(config: dict) -> dict:
