@@ -9,6 +9,12 @@ min_version("9.0")
 # study's own config is never merged with the example's tables, clients or demo key.
 # A config is data: YTE templating is refused in every config file (plain `snakemake` has
 # already evaluated a --configfile's templates by now; `alliance run` checks before it starts).
+import os
+
+# The schema and instrument keys come from this workflow's own checkout (or installed copy),
+# never from wherever the venv's editable install points; set before alliance is imported.
+os.environ["ALLIANCE_WORKFLOW_ROOT"] = workflow.basedir
+
 from alliance.config import refuse_templating
 
 for given_config in workflow.overwrite_configfiles:

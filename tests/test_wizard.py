@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import datetime as dt
 import shutil
 
@@ -182,14 +183,44 @@ def test_handed_over_identifying_columns_dropped_with_reasons(handed_over):
 
 def test_handed_over_decisions_are_few_and_named(handed_over):
     result, _, _ = handed_over
-    assert [d.split(":")[0] for d in result.decisions] == [
-        "at tables/beobachter_ratings/columns/therapist_id", "at instruments/wai_o/key_file"]
-    assert "Therapeut" in result.decisions[0]  # where the therapist is known
+    # The ratings have no therapist column: the client table's 'Therapeut' supplies it.
+    assert result.config["clients"]["therapist_id"] == "Therapeut"
+    assert [d.split(":")[0] for d in result.decisions] == ["at instruments/wai_o/key_file"]
     decided = _decide(result.config, {
-        "instruments/wai_o/key_file": str(ROOT / "config/example-keys/wai_o_simulated.yaml"),
-        "tables/beobachter_ratings/columns/therapist_id": "Therapeut"})
+        "instruments/wai_o/key_file": str(ROOT / "config/example-keys/wai_o_simulated.yaml")})
     config = validate_config(decided)
     assert run_gate(config)["passed"]  # every identifying column is dropped before the gate
+
+
+def test_validate_lists_what_is_still_to_decide(handed_over, capsys):
+    from alliance.cli import main
+
+    _, _, out = handed_over
+    assert main(["validate", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "still to decide at instruments/wai_o/key_file" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_handed_over_study_runs_to_its_own_n(handed_over, tmp_path, monkeypatch):
+    """init -> fill the listed decision -> validate -> run: the summary counts this study alone."""
+    from alliance.cli import main
+
+    result, _, out = handed_over
+    study = tmp_path / "study"
+    study.mkdir()
+    text = out.read_text(encoding="utf-8").replace(
+        result.config["instruments"]["wai_o"]["key_file"],
+        str(ROOT / "config/example-keys/wai_o_simulated.yaml"))
+    config = study / "thesis.yaml"
+    config.write_text(text, encoding="utf-8")
+    monkeypatch.chdir(study)
+    monkeypatch.setenv("ALLIANCE_ID_KEY", "thesis-study-key-0123456789abcdef")
+    assert main(["validate", str(config)]) == 0
+    assert main(["run", str(config), "--cores", "2"]) == 0
+    summary = json.loads((study / "results/data/summary.json").read_text())
+    assert summary["clients"] == 12 and summary["therapists"] == 3
 
 
 def test_no_data_value_in_transcript_or_yaml(handed_over):

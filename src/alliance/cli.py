@@ -61,15 +61,8 @@ def _validate(args) -> int:
 
 def _refuse_templating(path: str | Path) -> None:
     """Refuse a YTE-templated config (``__use_yte__``): Snakemake would evaluate it as code."""
-    try:
-        from alliance.config import refuse_templating
-    except ImportError:  # until alliance.config provides it
-        from alliance.config import read_yaml_mapping
+    from alliance.config import refuse_templating
 
-        if "__use_yte__" in read_yaml_mapping(path, "config file", ConfigError):
-            raise ConfigError(f"{path}: a templated (YTE, __use_yte__) config is not accepted; "
-                              "write the values out") from None
-        return
     refuse_templating(path)
 
 

@@ -27,7 +27,38 @@ def load_config(path: str | Path, schema_path: str | Path = SCHEMA_PATH) -> dict
     """Read a YAML config file and validate it (see :func:`validate_config`)."""
     config = read_yaml_mapping(path, "config file", ConfigError)
     _refuse_templating_in(config, str(Path(path)))
+    pending = pending_decisions(config)
+    if pending:
+        raise ConfigError(_format(str(Path(path)), [f"still to decide {line}" for line in pending]))
     return validate_config(config, schema_path, source=str(Path(path)))
+
+
+DECIDE = "DECIDE: "
+
+
+def pending_decisions(config, path: str = "") -> list[str]:
+    """Every ``"DECIDE: <question>"`` left in a config, as ``at <path>: <question>`` lines.
+
+    Parameters
+    ----------
+    config : dict, list or scalar
+        A config (or part of one) as read from YAML.
+    path : str
+        The path of ``config`` within the whole config, ``/``-separated.
+
+    Returns
+    -------
+    list of str
+        One line per pending decision, in the config's order.
+    """
+    if isinstance(config, dict):
+        return [line for key, value in config.items()
+                for line in pending_decisions(value, f"{path}/{key}" if path else str(key))]
+    if isinstance(config, list):
+        return [line for i, value in enumerate(config) for line in pending_decisions(value, f"{path}/{i}")]
+    if isinstance(config, str) and config.startswith(DECIDE):
+        return [f"at {path}: {config[len(DECIDE):]}"]
+    return []
 
 
 YTE_MARKER = "__use_yte__"

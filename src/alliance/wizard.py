@@ -26,12 +26,11 @@ import pandas as pd
 import yaml
 
 from alliance import deid
-from alliance.config import load_schema
+from alliance.config import DECIDE, load_schema, pending_decisions  # noqa: F401 (re-exported)
 from alliance.errors import InputError
 from alliance import instruments
 from alliance.io import SUPPORTED, read_table
 
-DECIDE = "DECIDE: "
 
 # Normalised column names (lower case, accents and separators removed) of each role.
 ROLE_NAMES = {
@@ -112,31 +111,6 @@ class _Table:
 def _norm(text: str) -> str:
     plain = unicodedata.normalize("NFKD", str(text)).encode("ascii", "ignore").decode()
     return re.sub(r"[^a-z0-9]", "", plain.lower())
-
-
-def pending_decisions(config, path: str = "") -> list[str]:
-    """Every ``"DECIDE: <question>"`` left in a config, as ``at <path>: <question>`` lines.
-
-    Parameters
-    ----------
-    config : dict, list or scalar
-        A config (or part of one) as read from YAML.
-    path : str
-        The path of ``config`` within the whole config, ``/``-separated.
-
-    Returns
-    -------
-    list of str
-        One line per pending decision, in the config's order.
-    """
-    if isinstance(config, dict):
-        return [line for key, value in config.items()
-                for line in pending_decisions(value, f"{path}/{key}" if path else str(key))]
-    if isinstance(config, list):
-        return [line for i, value in enumerate(config) for line in pending_decisions(value, f"{path}/{i}")]
-    if isinstance(config, str) and config.startswith(DECIDE):
-        return [f"at {path}: {config[len(DECIDE):]}"]
-    return []
 
 
 # --- reading the folder -------------------------------------------------------------------
@@ -510,7 +484,7 @@ def _identifying_ids(tables: list[_Table]) -> list[str]:
     asks = []
     for t in tables:
         for role, column in t.roles.items() if t.kind != "unused" else ():
-            hit = deid.scan_values(t.frame[column])
+            hit = deid.scan_values(t.frame[column], role="id" if role.endswith("_id") else "data")
             if hit is not None:
                 asks.append(DECIDE + f"'{column}' ({Path(t.file).name}, the {role}) holds values that look "
                             f"like a {hit[0]}; recode them, or replace this line by '{column}' to vouch for them")
