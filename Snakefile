@@ -9,11 +9,12 @@ min_version("9.0")
 # study's own config is never merged with the example's tables, clients or demo key.
 # A config is data: YTE templating is refused in every config file (plain `snakemake` has
 # already evaluated a --configfile's templates by now; `alliance run` checks before it starts).
-import os
-
 # The schema and instrument keys come from this workflow's own checkout (or installed copy),
-# never from wherever the venv's editable install points; set before alliance is imported.
-os.environ["ALLIANCE_WORKFLOW_ROOT"] = workflow.basedir
+# never from wherever the venv's editable install points: set_root exports the root to this
+# process and the jobs' processes, before any module that reads a path is imported.
+from alliance.resources import set_root
+
+set_root(workflow.basedir)
 
 from alliance.config import refuse_templating
 

@@ -35,6 +35,7 @@ import pytest
 import yaml
 
 from alliance.errors import ConfigError, IdentifierError, InputError
+from alliance.models import NotEstimableError
 
 HERE = Path(__file__).resolve().parent / "bad_inputs"
 MANIFEST = yaml.safe_load((HERE / "cases.yaml").read_text(encoding="utf-8"))
@@ -399,7 +400,7 @@ def test_bad_input(case, in_tmp):
         with pytest.raises(ERRORS[expect["raises"]]) as err:
             run_case(case, in_tmp)
         if expect["raises"] == "ValueError":  # the project's own ValueError, not a library's
-            assert type(err.value) in (ValueError, ConfigError, InputError, IdentifierError)
+            assert type(err.value) in (ValueError, ConfigError, InputError, IdentifierError, NotEstimableError)
         check_error(err.value, expect)
     else:
         check_handling(run_case(case, in_tmp), expect)

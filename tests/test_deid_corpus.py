@@ -3,7 +3,9 @@ name, or dropped unread and listed; no planted value reaches a message or the ga
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -148,7 +150,7 @@ PLANTED = {  # unmapped columns of the example's client forms, and one listed un
 
 
 @pytest.mark.slow
-def test_workflow_drops_unmapped_identifiers_and_no_value_reaches_any_output(tmp_path):
+def test_workflow_drops_unmapped_identifiers_and_no_value_reaches_any_output(tmp_path, monkeypatch):
     from conftest import EXAMPLE, example_config, make_workdir, run_snakemake
 
     data = tmp_path / "raw"
@@ -160,7 +162,10 @@ def test_workflow_drops_unmapped_identifiers_and_no_value_reaches_any_output(tmp
     config = example_config()
     config["deid"]["drop_columns"] = ["therapist_notes"]
     workdir = make_workdir(tmp_path / "work", config, data=data)
+    # Not the bundled example's files any more: the demo key is refused for them.
+    monkeypatch.setenv("ALLIANCE_ID_KEY", "deid-corpus-workflow-key-0123456789")
     proc = run_snakemake(workdir)
+    report_proc = run_snakemake(workdir, "--report", str(workdir / "results" / "report.html"))
 
     report = json.loads((workdir / "results" / "data" / "deid_report.json").read_text())
     forms_report = report["files"]["data/raw/example/client_forms.csv"]
@@ -174,4 +179,9 @@ def test_workflow_drops_unmapped_identifiers_and_no_value_reaches_any_output(tmp
                 content = path.read_bytes()
                 leaks += [(str(path.relative_to(workdir)), v) for v in planted if v.encode() in content]
     assert leaks == []
-    assert not any(v in proc.stdout or v in proc.stderr for v in planted)
+    assert not any(v in p.stdout or v in p.stderr for p in (proc, report_proc) for v in planted)
+    # The report embeds results as base64 data URIs: decode them and scan their text too.
+    html = (workdir / "results" / "report.html").read_text(encoding="utf-8", errors="replace")
+    embedded = [base64.b64decode(m) for m in re.findall(r"base64,([A-Za-z0-9+/=]+)", html)]
+    assert embedded, "the report embeds no results: the scan below would prove nothing"
+    assert [v for v in planted for blob in embedded if v.encode() in blob] == []

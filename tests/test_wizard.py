@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import datetime as dt
 import shutil
 
@@ -210,9 +211,10 @@ def test_handed_over_study_runs_to_its_own_n(handed_over, tmp_path, monkeypatch)
     result, _, out = handed_over
     study = tmp_path / "study"
     study.mkdir()
-    text = out.read_text(encoding="utf-8").replace(
-        result.config["instruments"]["wai_o"]["key_file"],
-        str(ROOT / "config/example-keys/wai_o_simulated.yaml"))
+    key = ROOT / "config/example-keys/wai_o_simulated.yaml"
+    text, n = re.subn(r"key_file: '?DECIDE:.*$", f"key_file: {key}", out.read_text(encoding="utf-8"),
+                      flags=re.M)
+    assert n == 1
     config = study / "thesis.yaml"
     config.write_text(text, encoding="utf-8")
     monkeypatch.chdir(study)

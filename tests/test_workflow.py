@@ -106,16 +106,18 @@ def test_validate_cli_accepts_the_example():
 
 
 def test_identifier_column_stops_the_run_before_anything_is_written(tmp_path):
-    workdir = broken_copy(tmp_path, lambda f: f.insert(2, "email", "someone@example.org"))
+    # A mapped column (the therapist id) holding an e-mail address; an unmapped one is dropped.
+    workdir = broken_copy(tmp_path, lambda f: f.loc.__setitem__((0, "therapist_id"), "someone@example.org"))
     proc = run_snakemake(workdir, check=False)
     assert proc.returncode != 0
     log = (workdir / "logs" / "deid_gate.log").read_text()
-    assert "client_forms.csv, column 'email'" in log and "someone@example.org" not in log
+    assert "client_forms.csv, column 'therapist_id'" in log and "someone@example.org" not in log
     written = [p for p in (workdir / "results").rglob("*") if p.is_file()] if (workdir / "results").exists() else []
     assert written == []
     cli = subprocess.run([str(ALLIANCE), "validate", "config/config.yaml"], cwd=workdir,
                          capture_output=True, text=True)
-    assert cli.returncode == 1 and "column 'email'" in cli.stderr
+    assert cli.returncode == 1 and "column 'therapist_id'" in cli.stderr
+    assert "someone@example.org" not in cli.stderr
 
 
 def test_snakemake_lint_is_clean(tmp_path):

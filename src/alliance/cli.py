@@ -34,21 +34,30 @@ def _validate(args) -> int:
     from alliance.ingest import read_study, run_gate, run_validation
 
     config = load_config(args.config)
-    run_gate(config)
+    gate = run_gate(config)
     report = run_validation(config)
     study = read_study(config)
     print(f"Configuration {args.config}: valid")
-    print("De-identification gate: passed (no direct identifiers found)")
+    print("De-identification gate: passed (no direct identifier in the columns the config maps)")
+    for file, entry in gate["files"].items():
+        unmapped = entry.get("columns_dropped_unmapped", [])
+        if unmapped:
+            print(f"  {file}: {len(unmapped)} column(s) the config does not map dropped unread: "
+                  f"{', '.join(unmapped)}")
     print("Data: valid")
     for name, table in report["tables"].items():
         print(f"  table {name}: {table['file']}, {table['rows']} rows")
-    from alliance.validate import column_map
+    from alliance.ids import normalise_ids
+    from alliance.validate import clients_therapist_ids, column_map, table_therapists
 
+    # Counted as ingest will: normalised ids, a table's therapist from the client table if need be.
+    client_therapists = clients_therapist_ids(study.clients, config.get("clients"))
     clients, therapists = set(), set()
     for name, frame in study.frames.items():
         cols = column_map(config["tables"][name])
-        clients.update(frame[cols["client_id"]].astype(str).str.strip())
-        therapists.update(frame[cols["therapist_id"]].astype(str).str.strip())
+        ids = normalise_ids(frame[cols["client_id"]])
+        clients.update(ids.dropna())
+        therapists.update(table_therapists(frame, cols, ids, client_therapists).dropna())
     print(f"  {len(therapists)} therapists, {len(clients)} clients")
     for entry, key in report["instruments"].items():
         print(f"  instrument {entry}: key {key}, table {config['instruments'][entry]['table']}")

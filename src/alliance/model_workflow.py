@@ -54,6 +54,7 @@ from scipy import stats
 
 from alliance import models as M
 from alliance.outputs import write_csv, write_json, write_parquet
+from alliance.tables import markdown_text
 
 log = logging.getLogger(__name__)
 
@@ -468,7 +469,8 @@ def write_model_tables(fit_paths: Sequence[str | Path], out_fixed: str | Path, o
         name = info.get("model") or folder.name
         if not is_estimated(info):
             fit_rows.append(_fit_row(name, info))
-            markdown.append(f"## {info.get('label') or name}\n\nNot estimable: {info.get('reason')}")
+            heading = markdown_text(str(info.get("label") or name))
+            markdown.append(f"## {heading}\n\nNot estimable: {info.get('reason')}")
             continue
         fixed = pd.read_csv(folder / "fixed_effects.csv")
         fixed_parts.append(fixed.assign(model=name, kind=info.get("kind")).loc[:, ["model", "kind", *fixed.columns]])
@@ -516,7 +518,7 @@ def _markdown_tables(name: str, info: Mapping[str, Any], fixed: pd.DataFrame, ra
 
     label = info.get("label") or name
     note = f"Model: {info.get('formula')}; {'REML' if info.get('reml') else 'ML'}, N = {info.get('nobs')} observations."
-    parts = [f"## {label}", fixed_effects_table(fixed, number=2 * number - 1, title=f"Fixed effects: {label}",
+    parts = [f"## {markdown_text(str(label))}", fixed_effects_table(fixed, number=2 * number - 1, title=f"Fixed effects: {label}",
                                                 note=note).to_markdown(),
              random_effects_table(random, number=2 * number, title=f"Random effects: {label}").to_markdown()]
     warnings = info.get("warnings") or []

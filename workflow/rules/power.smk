@@ -9,7 +9,7 @@ rule power_batch:
         cell=r"[^/]+",
         batch=r"\d+",
     params:
-        power=config_digest(config["power"]),
+        power=config_digest(config.get("power")),
         seed=config["study"]["seed"],
     resources:
         mem_mb=2000,
@@ -37,7 +37,7 @@ rule power:
             category="Power",
         ),
     params:
-        power=config_digest(config["power"]),
+        power=config_digest(config.get("power")),
     conda:
         "../envs/alliance.yaml"
     log:
