@@ -49,8 +49,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from alliance import reliability
-from alliance.ratings import prepare_ratings
+from alliance.interrater import intraclass as reliability
+from alliance.interrater.ratings import prepare_ratings
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "interrater_icc.json"

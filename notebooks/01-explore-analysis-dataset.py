@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from alliance.figures import close, new_figure
+from alliance.report.style import close, new_figure
 
 RESULTS = Path("results")
 administrations = pd.read_parquet(RESULTS / "interim" / "administrations.parquet")

@@ -30,8 +30,8 @@ from IPython.display import Image
 
 from alliance import lmm
 from alliance import models as M
-from alliance.figures import close, new_figure
-from alliance.model_workflow import MODEL_DEFAULTS, prepare_model_data
+from alliance.report.style import close, new_figure
+from alliance.models.steps import MODEL_DEFAULTS, prepare_model_data
 
 RESULTS = Path("results")
 MODEL = "within_between"

@@ -23,7 +23,7 @@ import statsmodels.api as sm
 import statsmodels.formula.api as smf
 from scipy import stats
 
-from alliance.agreement import (
+from alliance.agreement.dyads import (
     SURFACE_CONTRASTS,
     discrepancy_summary,
     pair_items,
@@ -504,7 +504,7 @@ def test_response_surface_validation():
 # Figures
 # ----------------------------------------------------------------------------------------
 def test_bland_altman_figure_draws_summary_lines():
-    from alliance.plots_ruptures_agreement import plot_bland_altman
+    from alliance.agreement.figures import plot_bland_altman
 
     fig = plot_bland_altman(pefr_pairs(), "pefr", loa_z=2)
     ax = fig.axes[0]
@@ -516,7 +516,7 @@ def test_bland_altman_figure_draws_summary_lines():
 
 
 def test_response_surface_figure_follows_the_fit():
-    from alliance.plots_ruptures_agreement import plot_response_surface
+    from alliance.agreement.figures import plot_response_surface
 
     result = response_surface(WORKED, "x", "y", "z", centre=4)
     fig = plot_response_surface(result, (1, 7))

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from alliance.agreement_steps import (
+from alliance.agreement.steps import (
     SURFACE_COLUMNS,
     bland_altman_figure_paths,
     check_agreement_settings,
@@ -32,8 +32,8 @@ from alliance.agreement_steps import (
     write_agreement_outputs,
     write_response_surface,
 )
-from alliance.instruments import ScaleKey, keys_from_config, load_key
-from alliance.scoring import score_administrations
+from alliance.scoring.instruments import ScaleKey, keys_from_config, load_key
+from alliance.scoring.scores import score_administrations
 
 ROOT = Path(__file__).resolve().parents[1]
 INSTRUMENTS = {

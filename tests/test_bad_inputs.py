@@ -35,7 +35,7 @@ import pytest
 import yaml
 
 from alliance.errors import ConfigError, IdentifierError, InputError
-from alliance.models import NotEstimableError
+from alliance.models.data import NotEstimableError
 
 HERE = Path(__file__).resolve().parent / "bad_inputs"
 MANIFEST = yaml.safe_load((HERE / "cases.yaml").read_text(encoding="utf-8"))
@@ -247,7 +247,7 @@ def _client_data(kind: str, seed: int = 20261129) -> pd.DataFrame:
 
 
 def run_icc(case: dict):
-    from alliance.reliability import icc
+    from alliance.interrater.intraclass import icc
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -255,7 +255,8 @@ def run_icc(case: dict):
 
 
 def run_model(case: dict):
-    from alliance import lmm, models
+    from alliance import lmm
+    from alliance import models
 
     kind = case["generator"]
     if kind == "badly_scaled_random_slope":
@@ -276,13 +277,13 @@ def run_model(case: dict):
 
 def run_study(case: dict, folder: Path):
     from alliance.config import validate_config
-    from alliance.ingest import run_gate, run_ingest, run_validation
-    from alliance.instruments import keys_from_config
+    from alliance.data.steps import run_gate, run_ingest, run_validation
+    from alliance.scoring.instruments import keys_from_config
 
     config = build_study(case, folder)
     entry = case["entry"]
     if entry == "read":
-        from alliance.io import read_table
+        from alliance.data.io import read_table
 
         table = case.get("table", "client_forms")
         path = config["clients"]["path"] if table == "clients" else config["tables"][table]["path"]
@@ -302,7 +303,7 @@ def run_study(case: dict, folder: Path):
     report["switches"] = pd.read_csv("therapist_switches.csv")
     if entry == "ingest":
         return report
-    from alliance.scoring import score_administrations
+    from alliance.scoring.scores import score_administrations
 
     return score_administrations(report["administrations"], keys_from_config(config),
                                  source="administrations.parquet")
@@ -439,7 +440,7 @@ def test_cli_gives_the_message_without_a_traceback(case, in_tmp, capsys):
 @pytest.mark.parametrize("case", case_params(REFUSED_DATA))
 def test_refused_data_are_never_ingested(case, in_tmp):
     from alliance.config import validate_config
-    from alliance.ingest import run_ingest
+    from alliance.data.steps import run_ingest
 
     study = build_study(case, in_tmp)
     outputs = [in_tmp / "out" / n for n in ("administrations.parquet", "clients.parquet", "switches.csv")]

@@ -27,10 +27,17 @@ import pandas as pd
 import pytest
 import yaml
 
-from alliance.change import (change_table, classify_change, clinical_cutoffs, first_and_last,
-                             nhs_talking_therapies, reliable_change_index, reliable_change_threshold,
-                             standard_error_of_difference)
-from alliance.instruments import load_key
+from alliance.scoring.change import (
+    change_table,
+    classify_change,
+    clinical_cutoffs,
+    first_and_last,
+    nhs_talking_therapies,
+    reliable_change_index,
+    reliable_change_threshold,
+    standard_error_of_difference,
+)
+from alliance.scoring.instruments import load_key
 
 DATA = Path(__file__).parent / "data" / "jacobson_truax_1991"
 
@@ -201,9 +208,10 @@ def test_first_and_last_averages_raters_and_needs_two_sessions():
 
 
 def test_workflow_steps_write_scores_reliability_change_and_plot(tmp_path):
-    from alliance.change import change_report, jacobson_plot
-    from alliance.psychometrics import write_internal_consistency
-    from alliance.scoring import score_study
+    from alliance.scoring.steps import change_report
+    from alliance.scoring.figures import jacobson_plot
+    from alliance.scoring.steps import write_internal_consistency
+    from alliance.scoring.steps import score_study
 
     rng = np.random.default_rng(4)
     n_clients, sessions = 40, [1, 2, 3]

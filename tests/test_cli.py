@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from alliance import cli, resources
+from alliance import cli
+from alliance import resources
 from conftest import EXAMPLE, ROOT, example_config
 
 ID_KEY = "an-example-key-of-32-characters!"

@@ -36,8 +36,8 @@ import pandas as pd
 import krippendorff
 import pytest
 
-from alliance import coding_agreement as ca
-from alliance.coding_agreement import (
+from alliance.interrater import coding_agreement as ca
+from alliance.interrater.coding_agreement import (
     AGREEMENT_COLUMNS,
     PAIRWISE_COLUMNS,
     agreement_weights,

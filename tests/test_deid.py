@@ -6,7 +6,7 @@ import hmac
 import pandas as pd
 import pytest
 
-from alliance.deid import load_id_key, normalise_ids, pseudonymise, refuse_identifiers, scan_table
+from alliance.data.deid import load_id_key, normalise_ids, pseudonymise, refuse_identifiers, scan_table
 from alliance.errors import IdentifierError
 
 BASE = pd.DataFrame({
@@ -118,7 +118,7 @@ def test_unmapped_columns_are_listed_or_refused_by_name_only():
 
 
 def test_roles_decide_what_a_value_may_be():
-    from alliance.deid import scan_values
+    from alliance.data.deid import scan_values
 
     names = pd.Series(["anna", "anna", "ben", "ben"])
     assert scan_values(names, "id")[0] == "name"  # ids must look like codes

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from alliance.errors import IdentifierError
-from alliance.ingest import read_study, run_gate
+from alliance.data.steps import read_study, run_gate
 
 HERE = Path(__file__).parent
 CORPUS = yaml.safe_load((HERE / "deid_corpus" / "cases.yaml").read_text(encoding="utf-8"))

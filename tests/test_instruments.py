@@ -11,8 +11,13 @@ import jsonschema
 import pytest
 import yaml
 
-from alliance.instruments import (INSTRUMENTS_DIR, SCHEMA_PATH, available_instruments, load_key,
-                                  read_key_document)
+from alliance.scoring.instruments import (
+    INSTRUMENTS_DIR,
+    SCHEMA_PATH,
+    available_instruments,
+    load_key,
+    read_key_document,
+)
 
 SHIPPED = available_instruments()
 USABLE = ["bdi_ii", "core_10", "core_om", "gad7", "oq45", "ors", "phq9", "srs", "wai_sr"]

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alliance.interrater_steps import (
+from alliance.interrater.steps import (
     check_interrater_settings,
     interrater_instruments,
     interrater_tables,
@@ -28,8 +28,8 @@ from alliance.interrater_steps import (
     write_interrater,
     write_interrater_figures,
 )
-from alliance.reliability import ICC_COLUMNS
-from alliance.scoring import combine_observer_ratings
+from alliance.interrater.intraclass import ICC_COLUMNS
+from alliance.scoring.scores import combine_observer_ratings
 
 SETTINGS = {"enabled": True, "instruments": None, "levels": ["scale", "item"], "scales": None,
             "subsample": {"fraction": 1.0, "max_sessions": None}, "design": "auto", "ci_level": 0.95,

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from alliance.errors import InputError
-from alliance.io import read_table
+from alliance.data.io import read_table
 
 TABLE = pd.DataFrame({
     "client_id": ["P01", "P01", "P02"],
@@ -113,7 +113,7 @@ WESTERN = "client_id;arm;note\nP01;“CBT” – 5 €;Thérapie\nP02;Ärger;ß\
 def test_encodings_are_detected_and_logged(tmp_path, caplog, encoding, named):
     path = tmp_path / "t.csv"
     path.write_bytes(WESTERN.encode(encoding))
-    with caplog.at_level("INFO", logger="alliance.io"):
+    with caplog.at_level("INFO", logger="alliance.data.io"):
         got = read_table(path)
     assert list(got.columns) == ["client_id", "arm", "note"]
     assert got["arm"].tolist() == ["“CBT” – 5 €", "Ärger"]
@@ -125,7 +125,7 @@ def test_encodings_are_detected_and_logged(tmp_path, caplog, encoding, named):
 def test_latin1_without_windows_bytes_stays_latin1(tmp_path, caplog):
     path = tmp_path / "t.csv"
     path.write_bytes("client_id,arm\nP01,Thérapie\nP02,Größe ±\n".encode("latin-1"))
-    with caplog.at_level("INFO", logger="alliance.io"):
+    with caplog.at_level("INFO", logger="alliance.data.io"):
         got = read_table(path)
     assert got["arm"].tolist() == ["Thérapie", "Größe ±"]
     assert f"{path}: read as latin-1" in caplog.text
@@ -150,7 +150,7 @@ def test_encoding_is_named_in_reading_errors(tmp_path):
 def test_detection_reads_a_bounded_sample(tmp_path, monkeypatch):
     import charset_normalizer
 
-    from alliance import io
+    from alliance.data import io
 
     seen = []
     real = charset_normalizer.from_bytes
@@ -285,7 +285,7 @@ def test_header_row_must_be_a_row_number(tmp_path, header_row):
 def test_bom_and_zero_width_characters_leave_column_names(tmp_path, caplog, prefix, note):
     path = tmp_path / "t.csv"
     path.write_bytes(f"{prefix}client_id,ses{prefix}sion\nP01,1\n".encode("utf-8"))
-    with caplog.at_level("WARNING", logger="alliance.io"):
+    with caplog.at_level("WARNING", logger="alliance.data.io"):
         got = read_table(path)
     assert list(got.columns) == ["client_id", "session"]
     assert note in caplog.text
@@ -294,7 +294,7 @@ def test_bom_and_zero_width_characters_leave_column_names(tmp_path, caplog, pref
 def test_bom_in_parquet_column_names_is_removed(tmp_path, caplog):
     path = tmp_path / "t.parquet"
     TABLE.rename(columns={"client_id": "\ufeffclient_id"}).to_parquet(path)
-    with caplog.at_level("WARNING", logger="alliance.io"):
+    with caplog.at_level("WARNING", logger="alliance.data.io"):
         got = read_table(path)
     assert list(got.columns) == list(TABLE.columns)
     assert "removed from column names ['client_id']" in caplog.text
@@ -310,7 +310,7 @@ def test_spss_user_missing_labels_and_undeclared_missing_labels(tmp_path, caplog
     pyreadstat.write_sav(frame, str(path), missing_ranges={"phq1": [99], "phq2": [99]}, variable_value_labels={
         "phq1": {0: "Überhaupt nicht", 3: "Beinahe jeden Tag", 98: "keine Angabe", 99: "nicht beantwortet"},
         "phq2": {1: "An einzelnen Tagen", 9: "weiß nicht", 99: "fehlend"}})
-    with caplog.at_level("INFO", logger="alliance.io"):
+    with caplog.at_level("INFO", logger="alliance.data.io"):
         got = read_table(path)
     assert got["phq1"].iloc[0] == 0 and np.isnan(got["phq1"].iloc[1]) and got["phq1"].iloc[2] == 3
     assert got["phq1"].iloc[3] == 98 and got["phq2"].iloc[2] == 9 and np.isnan(got["phq2"].iloc[3])
@@ -326,7 +326,7 @@ def test_byte_order_marks_inside_the_file_are_removed(tmp_path, caplog):
     path = tmp_path / "joined.csv"
     part = "client_id,session\nP01,1\n".encode("utf-8-sig")
     path.write_bytes(part + part.split(b"\n", 1)[1].replace(b"P01", b"\xef\xbb\xbfP02"))
-    with caplog.at_level("WARNING", logger="alliance.io"):
+    with caplog.at_level("WARNING", logger="alliance.data.io"):
         got = read_table(path)
     assert got["client_id"].tolist() == ["P01", "P02"]
     assert f"{path}: 1 byte-order mark(s) inside the file removed" in caplog.text

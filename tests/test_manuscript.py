@@ -38,8 +38,8 @@ from alliance.manuscript import (
     write_manuscript_tables,
     write_methods,
 )
-from alliance.model_workflow import CLIENT_LEVEL_KINDS
-from alliance.tables import MINUS
+from alliance.models.steps import CLIENT_LEVEL_KINDS
+from alliance.report.tables import MINUS
 
 EM_DASH = "\u2014"
 

@@ -12,8 +12,8 @@ import re
 
 import pytest
 
-from alliance.instruments import available_instruments, load_key
-from alliance.methods_text import in_text_citation, methods_paragraph, methods_references
+from alliance.scoring.instruments import available_instruments, load_key
+from alliance.report.methods_text import in_text_citation, methods_paragraph, methods_references
 
 WAI_SR = {
     "name": "wai_sr",

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alliance import model_workflow as W
+from alliance.models import steps as W
 from alliance import models as M
 from alliance.config import validate_config
 from alliance.errors import ConfigError
@@ -407,7 +407,7 @@ def test_model_that_cannot_be_estimated_writes_its_status(small, tmp_path, caplo
     observer = {"kind": "early_outcome", "outcome": PHQ9, "alliance": {**WAI, "respondent": "observer"}}
     config = config_with({"fits": {**FITS, "never": never, "observer": observer},
                           "bootstrap": {"models": ["never"], "replicates": 4, "batches": 2}})
-    with caplog.at_level(logging.WARNING, logger="alliance.model_workflow"):
+    with caplog.at_level(logging.WARNING, logger="alliance.models.steps"):
         for name in ("early", "never", "observer"):
             W.run_model(tmp_path / "scores.parquet", None, name, config, tmp_path / name, tmp_path / f"{name}.parquet")
     info = json.loads((tmp_path / "never" / "fit.json").read_text())

@@ -27,6 +27,8 @@ import pytest
 from scipy import stats
 
 from alliance import models as M
+from alliance.models import steps as W
+from alliance.models.summaries import _therapist_share
 
 DATA = Path(__file__).parent / "data" / "lme4"  # one folder per study, lme4 fits from ref_lme4.R
 STUDIES = ("small", "boundary")
@@ -199,7 +201,7 @@ def test_summary_of_three_level_model(small, three_level_small, tmp_path):
     assert std.loc["a_cm", "std_estimate"] == pytest.approx(b["a_cm"] * data.groupby("client")["a_cm"].first().std() / sd_y, rel=1e-12)
     assert std.loc["a_cw", "std_estimate"] == pytest.approx(b["a_cw"] * data["a_cw"].std() / sd_y, rel=1e-12)
     # Result contract files.
-    paths = M.write_model_outputs(summary, tmp_path / "three_level")
+    paths = W.write_model_outputs(summary, tmp_path / "three_level")
     fixed = pd.read_csv(paths["fixed_effects.csv"])
     assert list(fixed.columns) == ["term", "estimate", "se", "df", "t", "p", "ci_low", "ci_high", "std_estimate"]
     assert list(pd.read_csv(paths["random_effects.csv"]).columns) == ["group", "term1", "term2", "variance", "sd", "corr"]
@@ -264,7 +266,7 @@ def test_nakagawa_johnson_r2_hand_worked():
     r2 = M.nakagawa_r2(comp)
     assert r2["r2_marginal"] == pytest.approx(80 / 151.7, rel=1e-12)
     assert r2["r2_conditional"] == pytest.approx(127.7 / 151.7, rel=1e-12)
-    assert M._therapist_share(comp, "therapist") == pytest.approx(0.6 / 5.975, rel=1e-12)
+    assert _therapist_share(comp, "therapist") == pytest.approx(0.6 / 5.975, rel=1e-12)
 
 
 def test_r2_recovers_known_variance_components():
@@ -577,7 +579,7 @@ def test_specification_grid_and_curve():
 def test_figures_draw_the_benchmark_and_no_ids(small, tmp_path):
     from matplotlib.patches import Polygon, Rectangle
 
-    from alliance import model_figures as F
+    from alliance.models import figures as F
     from alliance.outputs import write_figure
 
     clients = M.client_level_data(small.scores, OUTCOME, ALLIANCE)

@@ -26,8 +26,9 @@ import pandas as pd
 import pytest
 from statsmodels.stats.proportion import proportion_confint
 
-from alliance import power as P
-from alliance.power import PowerAnalysis, PowerCell
+from alliance.models import power as P
+from alliance.models.power import PowerAnalysis, PowerCell
+from alliance.models.figures import power_figure
 
 SEED = 20261129
 NULL_REPS = 100
@@ -199,9 +200,9 @@ def test_failed_replications_are_recorded_not_raised():
 
 
 def test_progress_goes_to_the_log(caplog):
-    caplog.set_level(logging.INFO, logger="alliance.power")
+    caplog.set_level(logging.INFO, logger="alliance.models.power")
     P.run_batch(PowerCell(4, 3, 4, 0.0), 2, 11, fit=fake_fit, analysis=EARLY, progress=True)
-    lines = [r.getMessage() for r in caplog.records if r.name == "alliance.power"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "alliance.models.power"]
     assert any("power t4_c3_s4_e0.0 batch 0" in line and "2/2" in line for line in lines), lines
 
 
@@ -236,7 +237,7 @@ def test_power_figure_has_a_panel_per_session_count():
     results = pd.concat([synthetic_results(k, 20, sessions=s, effect_size=e, n_therapists=t)
                          for k, (s, e, t) in enumerate([(4, 0.0, 10), (4, -1.0, 10), (8, 0.0, 10), (8, -1.0, 10),
                                                         (4, 0.0, 20), (4, -1.0, 20)])])
-    fig = P.power_figure(P.power_curve(results))
+    fig = power_figure(P.power_curve(results))
     axes = fig.get_axes()
     assert [ax.get_title() for ax in axes] == ["4 sessions", "8 sessions"]
     assert len(axes[0].get_legend_handles_labels()[1]) == 2 and len(axes[1].get_legend_handles_labels()[1]) == 1

@@ -35,9 +35,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from alliance.config import validate_config
-from alliance.deid import normalise_ids, pseudonymise, refuse_identifiers, scan_table
+from alliance.data.deid import normalise_ids, pseudonymise, refuse_identifiers, scan_table
 from alliance.errors import ConfigError, IdentifierError, InputError, Problem
-from alliance.io import read_table
+from alliance.data.io import read_table
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "alliance"
 HERE = Path(__file__).resolve().parent / "bad_inputs"
@@ -278,7 +278,7 @@ def study_tables(draw, fmt: str):
 @COSTLY
 @given(data=st.data())
 def test_any_study_validates_or_is_refused_and_what_validates_ingests(fmt, data):
-    from alliance.ingest import run_gate, run_ingest, run_validation
+    from alliance.data.steps import run_gate, run_ingest, run_validation
 
     frame = data.draw(study_tables(fmt), label="table")
     with in_temporary_folder() as folder:
@@ -342,8 +342,8 @@ def mutated_configs(draw):
 @PROPERTY
 @given(config=mutated_configs())
 def test_any_config_validates_or_is_refused_with_config_error(config):
-    from alliance.instruments import keys_from_config
-    from alliance.validate import item_columns
+    from alliance.scoring.instruments import keys_from_config
+    from alliance.data.validate import item_columns
 
     with project_errors_only():
         resolved = validate_config(config)
@@ -396,7 +396,7 @@ def test_problem_messages_render_any_value(value, row, column, expected):
 @PROPERTY
 @given(ids=st.lists(st.one_of(INTS, FLOATS, ANY_TEXT, st.binary(max_size=6)), max_size=20))
 def test_id_normalisation_is_idempotent_and_keeps_clean_ids(ids):
-    from alliance.ids import normalise_id
+    from alliance.data.ids import normalise_id
 
     for raw in ids:
         norm = normalise_id(raw)
@@ -412,7 +412,7 @@ def test_id_normalisation_is_idempotent_and_keeps_clean_ids(ids):
 @given(base=st.from_regex(r"[A-Z]{1,2}[1-9][0-9]{0,3}", fullmatch=True),
        variant=st.sampled_from(["zeros", "case", "zwsp", "nbsp", "soft_hyphen", "cyrillic"]))
 def test_ids_that_differ_only_invisibly_are_one_canonical_id(base, variant):
-    from alliance.ids import ambiguous_groups, canonical_id
+    from alliance.data.ids import ambiguous_groups, canonical_id
 
     letters = {"A": "\u0410", "B": "\u0412", "C": "\u0421", "E": "\u0415", "H": "\u041d", "K": "\u041a",
                "M": "\u041c", "O": "\u041e", "P": "\u0420", "T": "\u0422", "X": "\u0425"}

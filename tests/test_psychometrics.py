@@ -21,9 +21,14 @@ import pandas as pd
 import pingouin as pg
 import pytest
 
-from alliance.instruments import load_key
-from alliance.psychometrics import (cronbach_alpha, internal_consistency, item_total_correlations, omega_total,
-                                    one_factor_ml)
+from alliance.scoring.instruments import load_key
+from alliance.scoring.psychometrics import (
+    cronbach_alpha,
+    internal_consistency,
+    item_total_correlations,
+    omega_total,
+    one_factor_ml,
+)
 
 DATA = Path(__file__).parent / "data" / "psychometrics"
 LOADINGS = np.array([0.8, 0.7, 0.7, 0.6, 0.5, 0.4])

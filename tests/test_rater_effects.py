@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alliance.rater_effects import (
+from alliance.interrater.rater_effects import (
     LENIENCY_COLUMNS,
     PAIR_COLUMNS,
     paired_ratings,
@@ -205,7 +205,7 @@ def test_min_shared_filters_pairs():
 
 
 def test_pair_icc_equals_reliability_icc_on_the_pair_design():
-    from alliance.reliability import icc
+    from alliance.interrater.intraclass import icc
 
     d = ratings("observer_unbalanced")
     pair = paired_ratings(d, "target", "rater", "rating")
@@ -323,8 +323,8 @@ def two_rater_design() -> pd.DataFrame:
 def test_leniency_figure(data):
     from matplotlib.figure import Figure
 
-    from alliance.figures import close
-    from alliance.plots_interrater import LENIENCY_TITLE, plot_rater_leniency
+    from alliance.report.style import close
+    from alliance.interrater.figures import LENIENCY_TITLE, plot_rater_leniency
 
     table = rater_leniency(data, "target", "rater", "rating")
     start = time.perf_counter()
@@ -346,8 +346,8 @@ def test_leniency_figure(data):
 
 
 def test_pairwise_figure_on_fixture():
-    from alliance.figures import close
-    from alliance.plots_interrater import plot_pairwise_agreement
+    from alliance.report.style import close
+    from alliance.interrater.figures import plot_pairwise_agreement
 
     d = ratings("observer_integer")
     n_pairs = len(pairwise_rater_agreement(d, "target", "rater", "rating", min_shared=10))
@@ -375,8 +375,8 @@ def test_pairwise_figure_on_fixture():
 
 
 def test_pairwise_figure_two_raters_and_jitter_is_reproducible():
-    from alliance.figures import close
-    from alliance.plots_interrater import plot_pairwise_agreement
+    from alliance.report.style import close
+    from alliance.interrater.figures import plot_pairwise_agreement
 
     d = two_rater_design()
     figs = [plot_pairwise_agreement(d, "target", "rater", "rating", scale_label="WAI-O")
@@ -395,7 +395,7 @@ def test_pairwise_figure_two_raters_and_jitter_is_reproducible():
 
 
 def test_pairwise_figure_without_eligible_pairs_raises():
-    from alliance.plots_interrater import plot_pairwise_agreement
+    from alliance.interrater.figures import plot_pairwise_agreement
 
     with pytest.raises(ValueError, match="min_shared=50"):
         plot_pairwise_agreement(ratings("observer_unbalanced"), "target", "rater", "rating",
@@ -403,7 +403,7 @@ def test_pairwise_figure_without_eligible_pairs_raises():
 
 
 def test_leniency_figure_refuses_wrong_table():
-    from alliance.plots_interrater import plot_rater_leniency
+    from alliance.interrater.figures import plot_rater_leniency
 
     with pytest.raises(ValueError, match=r"missing column\(s\) \['leniency'"):
         plot_rater_leniency(pd.DataFrame({"rater": ["a"], "n_ratings": [3]}))

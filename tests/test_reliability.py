@@ -29,9 +29,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alliance import reliability as rel
-from alliance.ratings import prepare_ratings
-from alliance.reliability import (
+from alliance.interrater import intraclass as rel
+from alliance.interrater.ratings import prepare_ratings
+from alliance.interrater.intraclass import (
     ICC_COLUMNS,
     anova_mean_squares,
     crossed_variance_components,

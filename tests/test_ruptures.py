@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 import statsmodels.formula.api as smf
 
-from alliance.ruptures import (
+from alliance.ruptures.episodes import (
     EPISODE_COLUMNS,
     detect_ruptures,
     rupture_counts,
@@ -547,7 +547,7 @@ def test_outcome_data_and_model_validation():
 def test_trajectory_figure_marks_each_episode():
     from matplotlib.figure import Figure
 
-    from alliance.plots_ruptures_agreement import plot_rupture_trajectories
+    from alliance.ruptures.figures import plot_rupture_trajectories
 
     series = series_from(HAND)
     episodes = detect_ruptures(series, 2, 2, sd_basis=1.0)

@@ -18,7 +18,7 @@ import pytest
 import statsmodels.formula.api as smf
 from PIL import Image
 
-from alliance.rupture_steps import (
+from alliance.ruptures.steps import (
     COUNTS_COLUMNS,
     EFFECT_COLUMNS,
     check_rupture_settings,
@@ -31,7 +31,7 @@ from alliance.rupture_steps import (
     write_rupture_outcome,
     write_rupture_outputs,
 )
-from alliance.ruptures import EPISODE_COLUMNS
+from alliance.ruptures.episodes import EPISODE_COLUMNS
 
 SETTINGS = {
     "enabled": True, "instrument": "wai_sr", "respondent": "client", "scale": "total",

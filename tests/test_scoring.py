@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from alliance.instruments import INSTRUMENTS_DIR, load_key
-from alliance.scoring import SCORE_COLUMNS, early_alliance, score_administrations
+from alliance.scoring.instruments import INSTRUMENTS_DIR, load_key
+from alliance.scoring.scores import SCORE_COLUMNS, early_alliance, score_administrations
 
 NAN = np.nan
 

@@ -19,8 +19,8 @@ import yaml
 
 from alliance.config import load_config, refuse_templating
 from alliance.errors import ConfigError
-from alliance.ingest import instrument_key_paths
-from alliance.keys import DEMO_KEY_FINGERPRINT, fingerprint, load_id_key, refuse_demo_key, study_key
+from alliance.scoring.instruments import instrument_key_paths
+from alliance.data.keys import DEMO_KEY_FINGERPRINT, fingerprint, load_id_key, refuse_demo_key, study_key
 from conftest import EXAMPLE, ROOT, SNAKEMAKE, example_config
 
 DEMO_KEY_FILE = ROOT / "config" / "demo-id-key.txt"
@@ -261,8 +261,8 @@ HOSTILE_LABEL = "Early | *alliance*\n\n.. raw:: html\n<script>alert(1)</script> 
 def test_a_model_label_is_escaped_for_every_table_format(tmp_path):
     import zipfile
 
-    from alliance.methods_text import methods_paragraph  # noqa: F401  (imports the escaping)
-    from alliance.tables import fixed_effects_table, markdown_text
+    from alliance.report.methods_text import methods_paragraph
+    from alliance.report.tables import fixed_effects_table, markdown_text
 
     fixed = pd.DataFrame({"term": ["(Intercept)"], "estimate": [1.0], "se": [0.1], "df": [10.0], "t": [10.0],
                           "p": [0.001], "ci_low": [0.8], "ci_high": [1.2]})

@@ -29,8 +29,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from alliance import tables as T
-from alliance.tables import MINUS, ApaTable, Column
+from alliance.report import tables as T
+from alliance.report.tables import MINUS, ApaTable, Column
 
 DATA = Path(__file__).parent / "data" / "lme4" / "small"  # lme4 fits from ref_lme4.R
 

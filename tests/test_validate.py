@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from alliance.errors import InputError
-from alliance.validate import therapist_switches, validate_study
+from alliance.data.validate import therapist_switches, validate_study
 
 KEYS = {"wai": SimpleNamespace(n_items=3, response_min=1, response_max=5),
         "obs": SimpleNamespace(n_items=2, response_min=1, response_max=7)}

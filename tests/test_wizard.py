@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from alliance.config import validate_config
-from alliance.ingest import run_gate, run_validation
-from alliance.io import SUPPORTED
+from alliance.data.steps import run_gate, run_validation
+from alliance.data.io import SUPPORTED
 from alliance.wizard import DECIDE, init_config, pending_decisions
 from conftest import EXAMPLE, ROOT
 

@@ -13,10 +13,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from alliance.agreement_steps import SURFACE_COLUMNS
-from alliance.deid import load_id_key, pseudonymise
-from alliance.rupture_steps import COUNTS_COLUMNS, EFFECT_COLUMNS
-from alliance.ruptures import EPISODE_COLUMNS
+from alliance.agreement.steps import SURFACE_COLUMNS
+from alliance.data.deid import load_id_key, pseudonymise
+from alliance.ruptures.steps import COUNTS_COLUMNS, EFFECT_COLUMNS
+from alliance.ruptures.episodes import EPISODE_COLUMNS
 from conftest import EXAMPLE, example_config, run_snakemake
 
 pytestmark = pytest.mark.slow

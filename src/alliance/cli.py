@@ -31,7 +31,7 @@ def _simulate(args) -> int:
 
 def _validate(args) -> int:
     from alliance.config import load_config
-    from alliance.ingest import read_study, run_gate, run_validation
+    from alliance.data.steps import read_study, run_gate, run_validation
 
     config = load_config(args.config)
     gate = run_gate(config)
@@ -47,8 +47,8 @@ def _validate(args) -> int:
     print("Data: valid")
     for name, table in report["tables"].items():
         print(f"  table {name}: {table['file']}, {table['rows']} rows")
-    from alliance.ids import normalise_ids
-    from alliance.validate import clients_therapist_ids, column_map, table_therapists
+    from alliance.data.ids import normalise_ids
+    from alliance.data.validate import clients_therapist_ids, column_map, table_therapists
 
     # Counted as ingest will: normalised ids, a table's therapist from the client table if need be.
     client_therapists = clients_therapist_ids(study.clients, config.get("clients"))

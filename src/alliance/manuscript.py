@@ -49,10 +49,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from alliance import model_workflow as W
+from alliance.models import steps as W
 from alliance import models as M
 from alliance.outputs import atomic_path
-from alliance.tables import (
+from alliance.report.tables import (
     DEFAULT_TERM_LABELS,
     ApaTable,
     descriptives_table,
@@ -294,7 +294,7 @@ def manuscript_tables(config: Mapping[str, Any], scores: pd.DataFrame, clients: 
         Every declared model's ``results/models/{model}/fit.json``, in config order; the
         model's ``fixed_effects.csv`` and ``random_effects.csv`` are read beside it.
     """
-    from alliance.instruments import keys_from_config
+    from alliance.scoring.instruments import keys_from_config
 
     keys = keys_from_config(config)
     abbreviations = {entry: instrument_abbreviation(entry, key) for entry, key in keys.items()}
@@ -390,7 +390,7 @@ def methods_instruments(config: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Every configured instrument as :func:`alliance.methods_text.methods_paragraph` wants
     it: full name and citations from its scoring key, the respondent of the table it was
     read from (the key's respondents when the table names none)."""
-    from alliance.instruments import keys_from_config
+    from alliance.scoring.instruments import keys_from_config
 
     tables = config.get("tables") or {}
     out = []
@@ -405,7 +405,7 @@ def methods_instruments(config: Mapping[str, Any]) -> list[dict[str, Any]]:
 def methods_interrater(interrater: pd.DataFrame, config: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The ICC(A,1) of each observer instrument's ``figure_scale`` (``results/reliability/
     interrater.csv``) as :func:`alliance.methods_text.methods_paragraph` wants it."""
-    from alliance.instruments import keys_from_config
+    from alliance.scoring.instruments import keys_from_config
 
     settings = config["interrater"]
     keys = keys_from_config(config)
@@ -427,7 +427,7 @@ def methods_document(summary: Mapping[str, Any], models: Sequence[Mapping[str, A
                      instruments: Sequence[Mapping[str, Any]], versions: Mapping[str, Any],
                      interrater: Sequence[Mapping[str, Any]] = ()) -> str:
     """``methods.md``: a heading, the methods paragraph and its references (Markdown)."""
-    from alliance.methods_text import methods_paragraph, methods_references
+    from alliance.report.methods_text import methods_paragraph, methods_references
 
     paragraph = methods_paragraph(summary, models, instruments, versions, interrater)
     references = methods_references(models, instruments, versions, interrater)

@@ -15,6 +15,12 @@ from pathlib import Path
 
 import pandas as pd
 
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
 
 @contextmanager
 def atomic_path(path: str | Path):
@@ -71,3 +77,25 @@ def write_figure(fig, path: str | Path, **kwargs) -> None:
         meta = {"Date": None, "Creator": None}
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format=path.suffix.lstrip("."), metadata=meta, **kwargs)
+
+
+
+def json_safe(value: Any) -> Any:
+    """Nested dicts/lists of plain Python values, NaN and infinities as ``None`` (strict JSON)."""
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, pd.Series):
+        return json_safe(value.to_dict())
+    if isinstance(value, pd.DataFrame):
+        return [json_safe(r) for r in value.to_dict(orient="records")]
+    if isinstance(value, np.ndarray):
+        return json_safe(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is pd.NA or value is pd.NaT:
+        return None
+    return value

@@ -25,11 +25,11 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from alliance import deid
+from alliance.data import deid
 from alliance.config import DECIDE, load_schema, pending_decisions  # noqa: F401 (re-exported)
 from alliance.errors import InputError
-from alliance import instruments
-from alliance.io import SUPPORTED, read_table
+from alliance.scoring import instruments
+from alliance.data.io import SUPPORTED, read_table
 
 
 # Normalised column names (lower case, accents and separators removed) of each role.

@@ -1,7 +1,7 @@
 # Client-therapist agreement on the alliance (issue 6): discrepancy per scale, item and dyad with
 # Bland-Altman limits and plots, and response surface analysis of client and therapist alliance
 # predicting outcome change. Settings: the agreement: section of the config (config/README.md).
-from alliance.agreement_steps import bland_altman_figure_paths, check_agreement_settings
+from alliance.agreement.steps import bland_altman_figure_paths, check_agreement_settings
 
 if config["agreement"]["enabled"]:
     check_agreement_settings(config)

@@ -3,7 +3,8 @@ import hashlib
 import json
 
 from alliance.config import validate_config
-from alliance.ingest import input_files, instrument_key_paths
+from alliance.data.io import input_files
+from alliance.scoring.instruments import instrument_key_paths
 
 config.update(validate_config(config, source="config"))
 
@@ -19,7 +20,7 @@ def key_fingerprint(wildcards=None):
     A missing or refused key gives "no usable key" here, so that the job graph builds and the
     gate and validation report first; the key_fingerprint step then stops with the reason.
     """
-    from alliance.keys import study_key_fingerprint
+    from alliance.data.keys import study_key_fingerprint
 
     try:
         return study_key_fingerprint(config)
@@ -78,7 +79,7 @@ def final_outputs():
 
 def power_plan():
     """The planned batches of the config's power: section (cells x batches)."""
-    from alliance.power import power_settings
+    from alliance.models.power import power_settings
 
     return power_settings(config["power"], config["study"]["seed"])
 

@@ -1,7 +1,7 @@
 # Inter-rater reliability of observer ratings (issue 9): per observer instrument, ICCs at scale
 # and item level, Krippendorff's alpha and weighted kappas of the items, coder leniency and
 # coder-pair agreement with their figures. Settings: the interrater: section (config/README.md).
-from alliance.interrater_steps import check_interrater_settings, interrater_instruments
+from alliance.interrater.steps import check_interrater_settings, interrater_instruments
 
 INTERRATER_INSTRUMENTS = []
 if config["interrater"]["enabled"]:

@@ -4,7 +4,7 @@
 # paragraph with the actual N per level, instruments, models and software versions.
 # All of it lives in alliance.manuscript.
 from alliance.manuscript import manuscript_table_stems
-from alliance.model_workflow import declared_models
+from alliance.models.steps import declared_models
 
 MANUSCRIPT_MODELS = declared_models(config)
 MANUSCRIPT_TABLES = manuscript_table_stems(config)

@@ -3,7 +3,7 @@
 # (one job per specification) and its specification curve; the cluster bootstrap in parallel
 # batches; and the parameter-recovery study (`snakemake validate_recovery`, not in `all`).
 # All statistics live in alliance.model_workflow / alliance.models.
-from alliance.model_workflow import (
+from alliance.models.steps import (
     bootstrap_batches,
     bootstrap_models,
     declared_models,

@@ -1,7 +1,7 @@
 # Rupture-repair episodes (issue 6): session-by-session alliance -> episodes at c = 1 and 2 SD,
 # per-client counts, example trajectories, and the link to outcome in a multilevel model.
 # Settings: the ruptures: section of the config (config/README.md).
-from alliance.rupture_steps import check_rupture_settings, trajectory_figure_paths
+from alliance.ruptures.steps import check_rupture_settings, trajectory_figure_paths
 
 if config["ruptures"]["enabled"]:
     check_rupture_settings(config)

@@ -5,7 +5,7 @@ from alliance.logs import log_to_file
 
 log_to_file(snakemake.log[0])
 
-from alliance.agreement_steps import write_agreement_outputs  # noqa: E402
+from alliance.agreement.steps import write_agreement_outputs  # noqa: E402
 
 write_agreement_outputs(snakemake.input.scores, snakemake.input.administrations, snakemake.params.settings,
                         snakemake.params.instruments, snakemake.output.discrepancy, snakemake.output.item_table,

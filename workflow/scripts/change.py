@@ -4,7 +4,7 @@ from alliance.logs import log_to_file
 
 log_to_file(snakemake.log[0])
 
-from alliance.change import change_report  # noqa: E402
+from alliance.scoring.steps import change_report  # noqa: E402
 
 change_report(snakemake.input.scores, snakemake.config, snakemake.output.table, snakemake.output.parameters,
               snakemake.output.programme)

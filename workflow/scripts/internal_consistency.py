@@ -4,7 +4,7 @@ from alliance.logs import log_to_file
 
 log_to_file(snakemake.log[0])
 
-from alliance.psychometrics import write_internal_consistency  # noqa: E402
+from alliance.scoring.steps import write_internal_consistency  # noqa: E402
 
 write_internal_consistency(snakemake.input.administrations, snakemake.config, snakemake.output[0],
                            sessions=tuple(snakemake.params.sessions))

@@ -4,6 +4,6 @@ from alliance.logs import log_to_file
 
 log_to_file(snakemake.log[0])
 
-from alliance.change import jacobson_plot  # noqa: E402
+from alliance.scoring.figures import jacobson_plot  # noqa: E402
 
 jacobson_plot(snakemake.input.table, snakemake.input.parameters, snakemake.output[0])

@@ -8,7 +8,7 @@ from alliance.logs import log_to_file
 
 log_to_file(snakemake.log[0])
 
-from alliance.keys import study_key_fingerprint  # noqa: E402
+from alliance.data.keys import study_key_fingerprint  # noqa: E402
 from alliance.outputs import atomic_path  # noqa: E402
 
 fingerprint = study_key_fingerprint(snakemake.config)

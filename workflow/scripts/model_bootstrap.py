@@ -4,6 +4,6 @@ from alliance.logs import log_to_file
 
 log_to_file(snakemake.log[0])
 
-from alliance.model_workflow import gather_bootstrap  # noqa: E402
+from alliance.models.steps import gather_bootstrap  # noqa: E402
 
 gather_bootstrap(snakemake.input.batches, snakemake.input.fixed, snakemake.config, snakemake.output[0])

@@ -4,6 +4,6 @@ from alliance.logs import log_to_file
 
 log_to_file(snakemake.log[0])
 
-from alliance.model_workflow import write_caterpillar_figure  # noqa: E402
+from alliance.models.steps import write_caterpillar_figure  # noqa: E402
 
 write_caterpillar_figure(snakemake.input.effects, snakemake.output[0])

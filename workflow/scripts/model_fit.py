@@ -4,7 +4,7 @@ from alliance.logs import log_to_file
 
 log_to_file(snakemake.log[0])
 
-from alliance.model_workflow import run_model  # noqa: E402
+from alliance.models.steps import run_model  # noqa: E402
 
 run_model(snakemake.input.scores, snakemake.input.clients, snakemake.wildcards.model, snakemake.config,
           snakemake.output.fixed.rsplit("/", 1)[0], snakemake.output.data)

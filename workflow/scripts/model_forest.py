@@ -4,6 +4,6 @@ from alliance.logs import log_to_file
 
 log_to_file(snakemake.log[0])
 
-from alliance.model_workflow import write_forest_plot  # noqa: E402
+from alliance.models.steps import write_forest_plot  # noqa: E402
 
 write_forest_plot(snakemake.input.fits, snakemake.output.figure, snakemake.output.table)

@@ -4,6 +4,6 @@ from alliance.logs import log_to_file
 
 log_to_file(snakemake.log[0])
 
-from alliance.model_workflow import summarise_recovery  # noqa: E402
+from alliance.models.steps import summarise_recovery  # noqa: E402
 
 summarise_recovery(snakemake.input.batches, snakemake.config, snakemake.output.table, snakemake.output.summary)

@@ -4,6 +4,6 @@ from alliance.logs import log_to_file
 
 log_to_file(snakemake.log[0])
 
-from alliance.model_workflow import run_recovery_batch  # noqa: E402
+from alliance.models.steps import run_recovery_batch  # noqa: E402
 
 run_recovery_batch(snakemake.config, int(snakemake.wildcards.batch), snakemake.output[0])

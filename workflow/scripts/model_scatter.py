@@ -4,6 +4,6 @@ from alliance.logs import log_to_file
 
 log_to_file(snakemake.log[0])
 
-from alliance.model_workflow import write_scatter_figure  # noqa: E402
+from alliance.models.steps import write_scatter_figure  # noqa: E402
 
 write_scatter_figure(snakemake.input.data, snakemake.config, snakemake.params.model, snakemake.output[0])

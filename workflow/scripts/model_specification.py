@@ -4,7 +4,7 @@ from alliance.logs import log_to_file
 
 log_to_file(snakemake.log[0])
 
-from alliance.model_workflow import run_specification  # noqa: E402
+from alliance.models.steps import run_specification  # noqa: E402
 
 run_specification(snakemake.input.scores, snakemake.input.clients, snakemake.wildcards.spec, snakemake.config,
                   snakemake.output[0])

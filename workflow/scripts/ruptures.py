@@ -5,7 +5,7 @@ from alliance.logs import log_to_file
 
 log_to_file(snakemake.log[0])
 
-from alliance.rupture_steps import write_rupture_outputs  # noqa: E402
+from alliance.ruptures.steps import write_rupture_outputs  # noqa: E402
 
 write_rupture_outputs(snakemake.input.scores, snakemake.params.settings, snakemake.output.episodes,
                       snakemake.output.counts, snakemake.output.summary, list(snakemake.output.figures))

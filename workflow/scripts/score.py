@@ -4,7 +4,7 @@ from alliance.logs import log_to_file
 
 log_to_file(snakemake.log[0])
 
-from alliance.scoring import score_study  # noqa: E402
+from alliance.scoring.steps import score_study  # noqa: E402
 
 score_study(snakemake.input.administrations, snakemake.config, snakemake.output.parquet, snakemake.output.csv,
             snakemake.output.analysis)

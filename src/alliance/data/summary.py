@@ -1,0 +1,66 @@
+"""The data summary: sample sizes per level, completion per instrument and session.
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+
+
+def instrument_entries(administrations: pd.DataFrame) -> dict[str, list[str]]:
+    """Instrument entry -> its item columns, read off the tidy dataset's column names."""
+    fixed = {"client", "therapist", "session", "days_since_intake", "respondent", "rater", "table"}
+    entries: dict[str, list[str]] = {}
+    for col in administrations.columns:
+        if col in fixed:
+            continue
+        entry, _, n = col.rpartition("_")
+        if n.isdigit():
+            entries.setdefault(entry, []).append(col)
+    return entries
+
+
+def sample_sizes(administrations: pd.DataFrame, clients: pd.DataFrame) -> dict:
+    """N per level and the spread of caseloads and session counts."""
+    sessions = administrations[["client", "session"]].drop_duplicates()
+    per_client = sessions.groupby("client").size()
+    caseload = clients.groupby("therapist").size()
+    observers = administrations[administrations["respondent"] == "observer"]
+    return {
+        "therapists": int(administrations["therapist"].nunique()),
+        "clients": int(administrations["client"].nunique()),
+        "sessions": int(len(sessions)),
+        "administrations": {r: int(n) for r, n in administrations["respondent"].value_counts().sort_index().items()},
+        "raters": int(observers["rater"].nunique()),
+        "sessions_per_client": _spread(per_client),
+        "clients_per_therapist": _spread(caseload),
+    }
+
+
+def _spread(values: pd.Series) -> dict:
+    return {"min": int(values.min()), "median": float(values.median()),
+            "mean": float(values.mean()), "max": int(values.max())}
+
+
+def completion(administrations: pd.DataFrame) -> pd.DataFrame:
+    """Per instrument and session: administrations complete, partial and missing.
+
+    An administration is the row of the instrument's table; it is complete when every item is
+    answered, partial when some are, missing when none are.
+    """
+    rows = []
+    for entry, cols in instrument_entries(administrations).items():
+        has_any = administrations[cols].notna().any(axis=1)
+        table = administrations.loc[has_any, "table"].mode()
+        rows_of = administrations["table"] == (table.iloc[0] if len(table) else None)
+        sub = administrations.loc[rows_of, ["session"]].copy()
+        answered = administrations.loc[rows_of, cols].notna().sum(axis=1)
+        sub["complete"] = answered == len(cols)
+        sub["partial"] = (answered > 0) & (answered < len(cols))
+        sub["missing"] = answered == 0
+        agg = sub.groupby("session").agg(rows=("complete", "size"), complete=("complete", "sum"),
+                                         partial=("partial", "sum"), missing=("missing", "sum"))
+        agg.insert(0, "instrument", entry)
+        rows.append(agg.reset_index())
+    out = pd.concat(rows, ignore_index=True)
+    out["completion_rate"] = (out["complete"] + out["partial"]) / out["rows"]
+    return out[["instrument", "session", "rows", "complete", "partial", "missing", "completion_rate"]]

@@ -1,0 +1,1099 @@
+"""Inter-rater reliability of observer-rated alliance: intraclass correlations.
+
+Two routes to the same quantities, chosen by the rating design:
+
+* **Complete designs** (every target rated once by every rater): the six intraclass
+  correlations of Shrout & Fleiss (1979) from two-way ANOVA mean squares, with their F tests
+  and F-based confidence intervals as given by McGraw & Wong (1996) (exact for the one-way and
+  consistency forms, their approximation for absolute agreement) and computed by R's
+  ``psych::ICC`` (which the tests reproduce).
+* **Incomplete designs** (each target rated by a subset of raters, as when coders share the
+  sessions of a study): variance components of ``rating ~ 1 + (1|target) + (1|rater)``
+  estimated by REML, as lme4's ``lmer`` does, and the agreement and consistency ICCs built
+  from them, with Wald (delta-method, logit scale) or parametric-bootstrap confidence
+  intervals. A one-way model ``rating ~ 1 + (1|target)`` gives the one-way ICC of the same
+  design. The average-measure forms use the harmonic mean number of raters per target.
+
+Labels follow McGraw & Wong (1996): ``ICC(1)`` one-way random, ``ICC(A,1)`` absolute agreement
+and ``ICC(C,1)`` consistency, ``k`` for the mean of k raters. Reliability is interpreted after
+Koo & Li (2016) on the confidence interval, not the point estimate.
+
+References
+----------
+Shrout, P. E., & Fleiss, J. L. (1979). Intraclass correlations: uses in assessing rater
+reliability. *Psychological Bulletin*, 86, 420–428.
+McGraw, K. O., & Wong, S. P. (1996). Forming inferences about some intraclass correlation
+coefficients. *Psychological Methods*, 1, 30–46.
+Koo, T. K., & Li, M. Y. (2016). A guideline of selecting and reporting intraclass correlation
+coefficients for reliability research. *Journal of Chiropractic Medicine*, 15, 155–163.
+Bates, D., Mächler, M., Bolker, B., & Walker, S. (2015). Fitting linear mixed-effects models
+using lme4. *Journal of Statistical Software*, 67(1).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from scipy import optimize, stats
+
+from alliance.interrater.ratings import LongRatings, drop_single_rated, prepare_ratings
+
+try:  # pinned in requirements.lock (via scikit-learn); optional here
+    from threadpoolctl import threadpool_limits
+except ImportError:  # pragma: no cover
+    threadpool_limits = None
+
+__all__ = [
+    "ICC_COLUMNS",
+    "ICC_FORMS",
+    "CI_METHODS",
+    "CrossedVarianceComponents",
+    "icc",
+    "icc_complete",
+    "icc_incomplete",
+    "anova_mean_squares",
+    "crossed_variance_components",
+    "koo_li_label",
+    "interpret_icc_ci",
+]
+
+# Shrout & Fleiss (1979) label, McGraw & Wong (1996) label, Koo & Li (2016) description,
+# whether raters are averaged.
+ICC_FORMS = pd.DataFrame(
+    [
+        ("ICC(1,1)", "ICC(1)", "one-way random effects, absolute agreement, single rater", False),
+        ("ICC(2,1)", "ICC(A,1)", "two-way random effects, absolute agreement, single rater", False),
+        ("ICC(3,1)", "ICC(C,1)", "two-way mixed effects, consistency, single rater", False),
+        ("ICC(1,k)", "ICC(k)", "one-way random effects, absolute agreement, mean of k raters", True),
+        ("ICC(2,k)", "ICC(A,k)", "two-way random effects, absolute agreement, mean of k raters", True),
+        ("ICC(3,k)", "ICC(C,k)", "two-way mixed effects, consistency, mean of k raters", True),
+    ],
+    columns=["type", "mcgraw_wong", "description", "average"],
+)
+
+ICC_COLUMNS = [
+    "type", "mcgraw_wong", "description", "icc", "f", "df1", "df2", "p", "ci_low", "ci_high",
+    "method", "n_targets", "n_raters", "raters_per_target", "n_ratings", "ci_level", "ci_method",
+    "interpretation",
+]
+
+#: ``method`` of the two routes
+ANOVA, VARIANCE_COMPONENTS = "anova", "variance_components"
+
+# Koo & Li (2016): < .50 poor, .50-.75 moderate, .75-.90 good, > .90 excellent.
+KOO_LI_BREAKS = (0.5, 0.75, 0.9)
+KOO_LI_LABELS = ("poor", "moderate", "good", "excellent")
+
+
+# --------------------------------------------------------------------------------------------
+# Interpretation
+# --------------------------------------------------------------------------------------------
+def koo_li_label(value: float) -> str:
+    """Koo & Li (2016) reliability label of one ICC value.
+
+    ``< .50`` poor, ``.50 to < .75`` moderate, ``.75 to .90`` good, ``> .90`` excellent
+    (Koo & Li 2016; their "between" is read as closed below, and .90 itself as good because
+    excellent is "greater than 0.90"). NaN gives ``""``.
+    """
+    if value is None or not np.isfinite(value):
+        return ""
+    if value > KOO_LI_BREAKS[2]:
+        return KOO_LI_LABELS[3]
+    return KOO_LI_LABELS[int(np.searchsorted(KOO_LI_BREAKS[:2], value, side="right"))]
+
+
+def interpret_icc_ci(lower: float, upper: float) -> str:
+    """Koo & Li (2016) label judged on the confidence interval.
+
+    Koo & Li advise reading reliability from the 95% CI: an interval of .83–.94 is "good to
+    excellent". Returns one label when both bounds fall in the same band, otherwise
+    ``"<lower band> to <upper band>"``; ``""`` when a bound is missing.
+    """
+    lo, hi = koo_li_label(lower), koo_li_label(upper)
+    if not lo or not hi:
+        return ""
+    return lo if lo == hi else f"{lo} to {hi}"
+
+
+# --------------------------------------------------------------------------------------------
+# Input checks shared by both designs
+# --------------------------------------------------------------------------------------------
+def _check_counts(d: LongRatings, target: str, rater: str, rating: str) -> None:
+    if d.n_raters < 2:
+        raise ValueError(
+            f"column {rater!r} has {d.n_raters} distinct rater(s) with ratings; an ICC needs at "
+            "least 2 raters"
+        )
+    if d.n_targets < 2:
+        raise ValueError(
+            f"column {target!r} has {d.n_targets} distinct target(s) with ratings; an ICC needs "
+            "at least 2 targets"
+        )
+    if np.ptp(d.y) == 0:
+        raise ValueError(
+            f"all {len(d.y)} ratings in column {rating!r} equal {d.y[0]!r}: with zero variance "
+            "between and within targets the ICC (a ratio of variances) is undefined"
+        )
+    _require_variation_within_raters(d, target, rater, rating)
+
+
+#: spreads below this fraction of the largest absolute rating count as exactly zero (rounding)
+_ZERO_SPREAD = 1e-12
+
+
+def _require_variation_within_raters(d: LongRatings, target: str, rater: str, rating: str) -> None:
+    """Refuse ratings that vary by rater only (each rater gives one value to all its targets).
+
+    The targets then carry no variance of their own: the consistency ICCs are 0/0, the
+    ANOVA forms reach -1/(k - 1) and -inf, and REML ends on a boundary with zero residual.
+    Raters with a single rating show nothing either way (with one target per rater, target
+    and rater effects are confounded), so at least one rater must have rated two targets.
+    """
+    lowest = np.full(d.n_raters, np.inf)
+    highest = np.full(d.n_raters, -np.inf)
+    np.minimum.at(lowest, d.r, d.y)
+    np.maximum.at(highest, d.r, d.y)
+    repeated = np.bincount(d.r, minlength=d.n_raters) >= 2
+    if repeated.any() and np.all(highest - lowest <= _ZERO_SPREAD * np.max(np.abs(d.y))):
+        names, values = d.raters[repeated], lowest[repeated].tolist()
+        shown = ", ".join(f"{name!r} always {value!r}" for name, value in zip(names[:3], values))
+        raise ValueError(
+            f"zero variance between targets: each rater in column {rater!r} gave the same rating "
+            f"to every target in column {target!r} it rated ({shown}"
+            f"{', ...' if len(names) > 3 else ''}), "
+            f"so the ratings in column {rating!r} vary by rater only and the ICC (the share of "
+            "between-target variance) is undefined"
+        )
+
+
+def _require_between_target_variance(Y: np.ndarray, target: str, rating: str) -> None:
+    """Refuse a complete design whose targets all have the same mean rating.
+
+    The between-target mean square is then 0: every F is 0 and the ANOVA ICCs are
+    meaningless (ICC(k) = 1 - MSW/MSR = -inf, ICC(A,k) can exceed 1).
+    """
+    means = Y.mean(axis=1)
+    if np.ptp(means) <= _ZERO_SPREAD * np.max(np.abs(Y)):
+        raise ValueError(
+            f"zero variance between targets: all {len(means)} targets in column {target!r} have "
+            f"the same mean rating {float(means[0])!r} in column {rating!r}, so the between-target "
+            "mean square is 0, every F is 0 and the ICCs (e.g. ICC(k) = 1 - MSW/MSR) are undefined"
+        )
+
+
+def _is_complete(d: LongRatings) -> bool:
+    return len(d.y) == d.n_targets * d.n_raters
+
+
+def _wide(d: LongRatings) -> np.ndarray:
+    Y = np.full((d.n_targets, d.n_raters), np.nan)
+    Y[d.t, d.r] = d.y
+    return Y
+
+
+# --------------------------------------------------------------------------------------------
+# Complete designs: Shrout & Fleiss from ANOVA mean squares
+# --------------------------------------------------------------------------------------------
+def anova_mean_squares(Y: np.ndarray) -> dict[str, float]:
+    """Two-way ANOVA mean squares of a complete targets × raters matrix.
+
+    Returns ``MSR`` (between targets, Shrout & Fleiss's BMS), ``MSC`` (between raters, JMS),
+    ``MSE`` (residual, EMS) and ``MSW`` (within targets, WMS = pooled rater + residual).
+    """
+    Y = np.asarray(Y, dtype=float)
+    n, k = Y.shape
+    grand = Y.mean()
+    ss_rows = k * np.sum((Y.mean(axis=1) - grand) ** 2)
+    ss_cols = n * np.sum((Y.mean(axis=0) - grand) ** 2)
+    ss_total = np.sum((Y - grand) ** 2)
+    ss_error = ss_total - ss_rows - ss_cols
+    return {
+        "MSR": ss_rows / (n - 1),
+        "MSC": ss_cols / (k - 1),
+        "MSE": ss_error / ((n - 1) * (k - 1)),
+        "MSW": (ss_cols + ss_error) / (n * (k - 1)),
+    }
+
+
+def _shrout_fleiss_estimates(ms: dict[str, float], n: int, k: int) -> np.ndarray:
+    msr, msc, mse, msw = ms["MSR"], ms["MSC"], ms["MSE"], ms["MSW"]
+    return np.array([
+        (msr - msw) / (msr + (k - 1) * msw),
+        (msr - mse) / (msr + (k - 1) * mse + k * (msc - mse) / n),
+        (msr - mse) / (msr + (k - 1) * mse),
+        (msr - msw) / msr,
+        (msr - mse) / (msr + (msc - mse) / n),
+        (msr - mse) / msr,
+    ])
+
+
+def _agreement_ci_df(icc_a1: float, ms: dict[str, float], n: int, k: int) -> float:
+    """Satterthwaite-type df of McGraw & Wong (1996) for the ICC(A,1) interval."""
+    fj = ms["MSC"] / ms["MSE"]
+    # McGraw & Wong's a and b multiplied through by n(1 - rho), as psych::ICC writes it.
+    num = (k - 1) * (n - 1) * (k * icc_a1 * fj + n * (1 + (k - 1) * icc_a1) - k * icc_a1) ** 2
+    den = (n - 1) * k**2 * icc_a1**2 * fj**2 + (n * (1 + (k - 1) * icc_a1) - k * icc_a1) ** 2
+    return num / den
+
+
+def _shrout_fleiss_intervals(est: np.ndarray, ms: dict[str, float], n: int, k: int,
+                             level: float) -> tuple[np.ndarray, np.ndarray]:
+    """Exact (one-way, consistency) and approximate (agreement) intervals, McGraw & Wong 1996."""
+    q = 1 - (1 - level) / 2
+    msr, msc, mse = ms["MSR"], ms["MSC"], ms["MSE"]
+    df_n, df_w, df_e = n - 1, n * (k - 1), (n - 1) * (k - 1)
+    f1, f3 = msr / ms["MSW"], msr / mse
+    f1_lo, f1_hi = f1 / stats.f.ppf(q, df_n, df_w), f1 * stats.f.ppf(q, df_w, df_n)
+    f3_lo, f3_hi = f3 / stats.f.ppf(q, df_n, df_e), f3 * stats.f.ppf(q, df_e, df_n)
+    v = _agreement_ci_df(est[1], ms, n, k)
+    fu, fl = stats.f.ppf(q, df_n, v), stats.f.ppf(q, v, df_n)
+    c = k * msc + (k * n - k - n) * mse
+    l2 = n * (msr - fu * mse) / (fu * c + n * msr)
+    u2 = n * (fl * msr - mse) / (c + n * fl * msr)
+    lower = np.array([
+        (f1_lo - 1) / (f1_lo + k - 1), l2, (f3_lo - 1) / (f3_lo + k - 1),
+        1 - 1 / f1_lo, l2 * k / (1 + l2 * (k - 1)), 1 - 1 / f3_lo,
+    ])
+    upper = np.array([
+        (f1_hi - 1) / (f1_hi + k - 1), u2, (f3_hi - 1) / (f3_hi + k - 1),
+        1 - 1 / f1_hi, u2 * k / (1 + u2 * (k - 1)), 1 - 1 / f3_hi,
+    ])
+    return lower, upper
+
+
+def _table(est, F, df1, df2, p, lower, upper, level, ci_method, method, d: LongRatings,
+           k: float) -> pd.DataFrame:
+    out = ICC_FORMS.copy()
+    if method == VARIANCE_COMPONENTS:  # raters are random in the crossed model
+        out["description"] = out["description"].str.replace("two-way mixed", "two-way random")
+    out["icc"] = est
+    out["f"], out["df1"], out["df2"], out["p"] = F, df1, df2, p
+    out["ci_low"], out["ci_high"] = lower, upper
+    out["method"] = method
+    out["n_targets"], out["n_raters"], out["raters_per_target"] = d.n_targets, d.n_raters, k
+    out["n_ratings"] = len(d.y)
+    out["ci_level"] = level
+    out["ci_method"] = ci_method
+    out["interpretation"] = [interpret_icc_ci(lo, hi) for lo, hi in zip(lower, upper)]
+    return out[ICC_COLUMNS]
+
+
+def _icc_from_wide(d: LongRatings, level: float, target: str, rating: str) -> pd.DataFrame:
+    Y = _wide(d)
+    _require_between_target_variance(Y, target, rating)
+    n, k = Y.shape
+    ms = anova_mean_squares(Y)
+    # A zero residual mean square (perfectly consistent raters) makes F infinite and the
+    # intervals undefined: they come out NaN, as in psych::ICC, rather than raising.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        est = _shrout_fleiss_estimates(ms, n, k)
+        lower, upper = _shrout_fleiss_intervals(est, ms, n, k, level)
+        f1, f23 = ms["MSR"] / ms["MSW"], ms["MSR"] / ms["MSE"]
+    df2_1, df2_23 = n * (k - 1), (n - 1) * (k - 1)
+    F = np.array([f1, f23, f23] * 2)
+    df2 = np.array([df2_1, df2_23, df2_23] * 2, dtype=float)
+    p = stats.f.sf(F, n - 1, df2)
+    return _table(est, F, float(n - 1), df2, p, lower, upper, level, "F (McGraw & Wong 1996)",
+                  ANOVA, d, float(k))
+
+
+def icc_complete(data: pd.DataFrame, target: str, rater: str, rating: str, *,
+                 ci_level: float = 0.95) -> pd.DataFrame:
+    """The six Shrout & Fleiss (1979) ICCs of a complete design, from ANOVA mean squares.
+
+    Every target must be rated exactly once by every rater. Estimates, F tests and
+    confidence intervals are those of McGraw & Wong (1996) as implemented by R's
+    ``psych::ICC`` (tested against psych 2.2.9 on the Shrout & Fleiss 1979 example and on
+    simulated observer ratings, and against ``pingouin.intraclass_corr``).
+
+    Parameters
+    ----------
+    data : DataFrame
+        Long table, one row per rating.
+    target, rater, rating : str
+        Columns holding the rated unit (e.g. a session), the rater id and the numeric rating.
+    ci_level : float, default 0.95
+        Confidence level of the intervals.
+
+    Returns
+    -------
+    DataFrame
+        Six rows (ICC(1,1), ICC(2,1), ICC(3,1), ICC(1,k), ICC(2,k), ICC(3,k)) with columns
+        :data:`ICC_COLUMNS`.
+
+    Raises
+    ------
+    ValueError
+        Missing columns, non-numeric ratings, duplicate target × rater pairs, fewer than 2
+        raters or targets, zero variance of the ratings, zero variance between targets
+        (every target has the same mean rating, or each rater gives one value to all its
+        targets), or an incomplete design (naming a target with missing ratings; use
+        :func:`icc_incomplete` for those).
+    """
+    _check_level(ci_level)
+    d = prepare_ratings(data, target, rater, rating)
+    _check_counts(d, target, rater, rating)
+    _require_complete(d, target, rater)
+    return _icc_from_wide(d, ci_level, target, rating)
+
+
+def _require_complete(d: LongRatings, target: str, rater: str) -> None:
+    per_target = d.ratings_per_target()
+    single = per_target == 1
+    if single.any():
+        raise ValueError(
+            f"{int(single.sum())} target(s) in column {target!r} rated by one rater only "
+            f"(e.g. {d.targets[single][0]!r}); a complete-design ICC needs every target rated by "
+            f"all {d.n_raters} raters (use design='incomplete' to drop them and fit by REML)"
+        )
+    short = per_target < d.n_raters
+    if short.any():
+        raise ValueError(
+            f"incomplete design: {int(short.sum())} target(s) in column {target!r} not rated by "
+            f"all {d.n_raters} raters in column {rater!r} (e.g. {d.targets[short][0]!r} has "
+            f"{per_target[short][0]} rating(s)); use design='incomplete' (REML variance components)"
+        )
+
+
+def _check_level(level: float) -> None:
+    if isinstance(level, bool) or not isinstance(level, (int, float, np.number)) or not (0 < level < 1):
+        raise ValueError(f"ci_level must lie strictly between 0 and 1, got {level!r}")
+
+
+# --------------------------------------------------------------------------------------------
+# Incomplete designs: REML for rating ~ 1 + (1|target) + (1|rater)
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CrossedVarianceComponents:
+    """REML fit of ``rating ~ 1 + (1|target) + (1|rater)``.
+
+    Attributes
+    ----------
+    target, rater, residual : float
+        Variance components (lme4's ``VarCorr``); ``rater`` is 0 for the one-way model.
+    intercept : float
+        Fixed intercept (grand mean under the model).
+    reml_criterion : float
+        -2 × restricted log-likelihood, lme4's ``REMLcrit``.
+    theta : ndarray
+        Relative standard deviations (target, rater), lme4's ``theta``.
+    n_obs, n_targets, n_raters : int
+    converged : bool
+        Whether the REML gradient vanishes at the estimate (|gradient| < 0.002 except in a
+        direction held by the bound theta >= 0; lme4's tolerance).
+    """
+
+    target: float
+    rater: float
+    residual: float
+    intercept: float
+    reml_criterion: float
+    theta: np.ndarray
+    n_obs: int
+    n_targets: int
+    n_raters: int
+    converged: bool
+
+    @property
+    def icc_agreement(self) -> float:
+        """v_target / (v_target + v_rater + v_residual), ICC(A,1)."""
+        return self.target / (self.target + self.rater + self.residual)
+
+    @property
+    def icc_consistency(self) -> float:
+        """v_target / (v_target + v_residual), ICC(C,1)."""
+        return self.target / (self.target + self.residual)
+
+
+@dataclass(frozen=True)
+class _Responses:
+    """Sufficient statistics of B centred responses for :class:`_CrossedREML`.
+
+    ``C0t`` = [Z_t'y_1..Z_t'y_B, Z_t'1 (B times)] (targets × 2B), ``C0r`` likewise for raters,
+    ``yy`` = y'y and ``mean`` the mean removed by centring (length B).
+    """
+
+    C0t: np.ndarray
+    C0r: np.ndarray
+    yy: np.ndarray
+    mean: np.ndarray
+
+    def take(self, idx) -> _Responses:
+        idx = np.arange(len(self.yy))[idx]
+        cols = np.concatenate([idx, idx + len(self.yy)])
+        return _Responses(self.C0t[:, cols], self.C0r[:, cols], self.yy[idx], self.mean[idx])
+
+
+def _pair_matrix(N: sp.csr_matrix, weight: np.ndarray) -> sp.csr_matrix:
+    """Sparse targets × raters^2 matrix E with E[i, j*R + k] = N_ij N_ik weight_k.
+
+    Quadratic forms n_i' X n_i (weighted) of every target's rater counts n_i become E @ vec(X),
+    at a cost of sum_i (raters of target i)^2 instead of targets × raters^2.
+    """
+    R = N.shape[1]
+    coo = N.tocoo()
+    by_row = pd.DataFrame({"i": coo.row, "j": coo.col, "v": coo.data})
+    pairs = by_row.merge(by_row, on="i", suffixes=("_a", "_b"))
+    values = pairs["v_a"].to_numpy() * pairs["v_b"].to_numpy() * weight[pairs["j_b"].to_numpy()]
+    cols = pairs["j_a"].to_numpy() * R + pairs["j_b"].to_numpy()
+    return sp.csr_matrix((values, (pairs["i"].to_numpy(), cols)), shape=(N.shape[0], R * R))
+
+
+class _CrossedREML:
+    """Profiled REML criterion of y = mu + Z_t b_t + Z_r b_r + e, vectorised over responses.
+
+    Works on sufficient statistics only: per-target and per-rater sums and counts and the
+    sparse targets × raters count matrix N. In lme4's notation (Bates et al. 2015)
+    M = Lambda' Z' Z Lambda + I has a diagonal target block A = theta_t^2 D_t + I, a diagonal
+    rater block and the off-diagonal block B = theta_t theta_r N; the Schur complement of the
+    rater block, S = C - B' A^-1 B, is small and dense (raters are few). One evaluation costs
+    O(sum_i k_i^2 + n_raters^3) per response, k_i the raters of target i, with no loop over
+    targets; a batch of bootstrap responses (columns) is evaluated in one pass.
+
+    The criterion is optimised over the variance ratios gamma = theta^2 >= 0 rather than
+    over theta as lme4 does: d/dtheta vanishes at theta = 0 (the criterion depends on
+    theta^2), which would leave a gradient method stuck on the boundary; d/dgamma does not.
+    """
+
+    def __init__(self, t: np.ndarray, r: np.ndarray, n_targets: int, n_raters: int,
+                 one_way: bool = False):
+        self.n = len(t)
+        self.nt, self.nr = n_targets, n_raters
+        self.t, self.r = t, r
+        ones = np.ones(self.n)
+        self.Zt = sp.csr_matrix((ones, (t, np.arange(self.n))), shape=(n_targets, self.n))
+        self.Zr = sp.csr_matrix((ones, (r, np.arange(self.n))), shape=(n_raters, self.n))
+        self.dt = np.asarray(self.Zt.sum(axis=1)).ravel()
+        self.dr = np.asarray(self.Zr.sum(axis=1)).ravel()
+        self.N = (self.Zt @ self.Zr.T).tocsr()
+        self.NT = self.N.T.tocsr()
+        self.E = _pair_matrix(self.N, np.ones(n_raters))
+        self.E_dr = _pair_matrix(self.N, self.dr)
+        self.N2_rows = np.asarray(self.N.multiply(self.N).sum(axis=1)).ravel()
+        self.one_way = one_way
+
+    def one_way_model(self) -> _CrossedREML:
+        """The same design under ``rating ~ 1 + (1|target)`` (shares the design matrices)."""
+        other = copy.copy(self)
+        other.one_way = True
+        return other
+
+    def responses(self, Y: np.ndarray) -> _Responses:
+        """Sufficient statistics of the columns of Y, centred.
+
+        Centring leaves REML unchanged (the intercept absorbs it) and keeps y'H^-1 y free
+        of cancellation.
+        """
+        Y = np.asarray(Y, dtype=float).reshape(self.n, -1)
+        mean = Y.mean(axis=0)
+        Yc = Y - mean
+        B = Y.shape[1]
+        C0t = np.hstack([self.Zt @ Yc, np.repeat(self.dt[:, None], B, axis=1)])
+        C0r = np.hstack([self.Zr @ Yc, np.repeat(self.dr[:, None], B, axis=1)])
+        return _Responses(C0t, C0r, np.sum(Yc**2, axis=0), mean)
+
+    def _batched_solve(self, Sinv: np.ndarray, R2: np.ndarray) -> np.ndarray:
+        """Apply each response's S^-1 to its [y, 1] columns of R2 (raters × 2B)."""
+        B = Sinv.shape[0]
+        R3 = R2.reshape(self.nr, 2, B).transpose(2, 0, 1)
+        return (Sinv @ R3).transpose(1, 2, 0).reshape(self.nr, 2 * B)
+
+    def evaluate(self, gamma: np.ndarray, resp: _Responses):
+        """REML criterion, gradient in gamma, intercept shift and sigma^2 of B responses.
+
+        ``gamma`` is B × 2 (target, rater variance ratios); returns arrays of length B and the
+        gradient as B × 2. Columns of the 2B-wide work arrays are [y_1..y_B, 1_1..1_B].
+        """
+        gamma = np.maximum(np.asarray(gamma, dtype=float).reshape(-1, 2), 0.0)
+        B = gamma.shape[0]
+        gt = gamma[:, 0]
+        gr = np.zeros(B) if self.one_way else gamma[:, 1]
+        tt, tr = np.sqrt(gt), np.sqrt(gr)
+        c = tt * tr
+        a = 1.0 + self.dt[:, None] * gt  # targets × B
+        w = c / a  # A^-1 B = diag(w) N
+        NtG = (self.E.T @ w).T.reshape(B, self.nr, self.nr)  # N' diag(w) N
+        S = -c[:, None, None] * NtG
+        S[:, np.arange(self.nr), np.arange(self.nr)] += gr[:, None] * self.dr + 1.0
+        # S is the Schur complement of M >= I, so S >= I: an explicit inverse is safe.
+        Sinv = np.linalg.inv(S)
+        C0t, C0r = resp.C0t, resp.C0r
+        tt2, tr2, w2, a2 = np.tile(tt, 2), np.tile(tr, 2), np.tile(w, 2), np.tile(a, 2)
+        Ct, Cr = C0t * tt2, C0r * tr2
+        Wr = self._batched_solve(Sinv, Cr - self.NT @ (w2 * Ct))
+        NWr = self.N @ Wr
+        Wt = Ct / a2 - w2 * NWr
+        CW = np.sum(Ct * Wt, axis=0) + np.sum(Cr * Wr, axis=0)
+        C1W = np.sum(Ct[:, B:] * Wt[:, :B], axis=0) + np.sum(Cr[:, B:] * Wr[:, :B], axis=0)
+        logdet = np.sum(np.log(a), axis=0) + np.linalg.slogdet(S)[1]
+        dfr = self.n - 1
+        oho, ohy, yhy = self.n - CW[B:], -C1W, resp.yy - CW[:B]
+        beta = ohy / oho
+        pwrss = yhy - ohy * beta
+        crit = logdet + np.log(oho) + dfr * (1.0 + np.log(2.0 * np.pi * pwrss / dfr))
+        work = dict(gt=gt, gr=gr, tt2=tt2, tr2=tr2, a=a, w=w, NtG=NtG, Sinv=Sinv, Wt=Wt,
+                    Wr=Wr, NWr=NWr, C0t=C0t, C0r=C0r, oho=oho, beta=beta, pwrss=pwrss)
+        return crit, self._gradient(work), beta, pwrss / dfr
+
+    def _gradient(self, k: dict) -> np.ndarray:
+        # d crit / d gamma_j = tr(P Z_j Z_j') - (n - 1) |Z_j' P y|^2 / y'Py, P the REML
+        # projector of H = I + gamma_t Z_t Z_t' + gamma_r Z_r Z_r'; H^-1 by Woodbury via M,
+        # whose inverse has blocks A^-1 + G S^-1 G' (targets), -G S^-1, S^-1 (raters),
+        # G = diag(w) N. Target-level traces need only q_i = n_i' S^-1 n_i.
+        gt, gr, a, w, Sinv, NtG = k["gt"], k["gr"], k["a"], k["w"], k["Sinv"], k["NtG"]
+        B = len(gt)
+        c = np.sqrt(gt * gr)
+        dt, dr = self.dt, self.dr
+        Sinv_flat = Sinv.reshape(B, -1).T
+        q = self.E @ Sinv_flat
+        q_dr = self.E_dr @ Sinv_flat
+        diag_tt = 1.0 / a + w**2 * q
+        kmk_t = gt * (dt**2 @ diag_tt) - 2 * c * (dt @ (w * q)) + gr * q.sum(axis=0)
+        kmk_r = (gt * (self.N2_rows @ (1.0 / a) + np.sum((NtG @ Sinv) * NtG, axis=(1, 2)))
+                 - 2 * c * np.sum(w * q_dr, axis=0)
+                 + gr * (np.diagonal(Sinv, axis1=1, axis2=2) @ dr**2))
+        Ut = k["C0t"] - k["tt2"] * dt[:, None] * k["Wt"] - k["tr2"] * k["NWr"]
+        Ur = k["C0r"] - k["tt2"] * (self.NT @ k["Wt"]) - k["tr2"] * dr[:, None] * k["Wr"]
+        oho, beta, pwrss = k["oho"], k["beta"], k["pwrss"]
+        grad = np.empty((B, 2))
+        for j, (kmk, U) in enumerate(((kmk_t, Ut), (kmk_r, Ur))):
+            trace_p = self.n - kmk - np.sum(U[:, B:] ** 2, axis=0) / oho
+            zpy = U[:, :B] - beta * U[:, B:]
+            grad[:, j] = trace_p - (self.n - 1) * np.sum(zpy**2, axis=0) / pwrss
+        if self.one_way:
+            grad[:, 1] = 0.0
+        return grad
+
+    def converged(self, gamma: np.ndarray, grad: np.ndarray, tol: float = 2e-3) -> np.ndarray:
+        """lme4's check on the theta scale, |d crit / d theta| = |2 theta d/dgamma| < tol;
+        on the bound gamma = 0 the slope must point outwards."""
+        interior = gamma > 0
+        bad = np.where(interior, np.abs(2 * np.sqrt(np.maximum(gamma, 0)) * grad) >= tol,
+                       grad <= -tol)
+        if self.one_way:
+            bad[:, 1] = False
+        return ~bad.any(axis=1)
+
+    def moment_start(self, resp: _Responses) -> np.ndarray:
+        """Starting theta from moments of one response: variance of target means, of rater
+        means of deviations from the target means, and the within-target variance. Halves
+        the optimiser's evaluations against a start at theta = 1 (20,000 targets, 8 raters).
+        """
+        target_mean = resp.C0t[:, 0] / self.dt
+        within = max((resp.yy[0] - self.dt @ target_mean**2) / max(self.n - self.nt, 1), 1e-12)
+        v_t = np.var(target_mean, ddof=1) - within / np.mean(self.dt)
+        v_r = np.var((resp.C0r[:, 0] - self.NT @ target_mean) / self.dr, ddof=1) if self.nr > 1 else 0.0
+        floor = 1e-3 * within
+        return np.sqrt(np.maximum([v_t, v_r], floor) / within)
+
+    def fit(self, resp: _Responses, start: np.ndarray | None = None):
+        """Minimise the REML criterion of one response by L-BFGS-B over gamma >= 0."""
+        dim = 1 if self.one_way else 2
+        start = self.moment_start(resp) if start is None else np.asarray(start, dtype=float)
+        start = start[:dim] ** 2
+
+        def objective(g):
+            crit, grad, _, _ = self.evaluate(np.append(g, 0.0)[:2], resp)
+            return float(crit[0]), grad[0, :dim]
+
+        res = optimize.minimize(objective, start, jac=True, method="L-BFGS-B",
+                                bounds=[(0.0, None)] * dim,
+                                options={"ftol": 1e-15, "gtol": 1e-10, "maxiter": 1000})
+        gamma = np.append(res.x, 0.0)[:2]
+        _, grad, _, _ = self.evaluate(gamma, resp)
+        return np.sqrt(gamma), bool(self.converged(gamma[None], grad)[0])
+
+    def fit_batch(self, resp: _Responses, start: np.ndarray, max_iter: int = 100,
+                  tol: float = 1e-10):
+        """Minimise the criteria of B responses at once by projected Newton over gamma >= 0.
+
+        Newton steps use a forward-difference Hessian of the analytic gradient; coordinates on
+        the bound with an outward slope are held; an Armijo backtracking line search keeps
+        every step a descent. Returns theta (B × 2) and the convergence flags.
+        """
+        B = len(resp.yy)
+        gamma = np.tile(np.asarray(start, dtype=float)[:2] ** 2, (B, 1))
+        if self.one_way:
+            gamma[:, 1] = 0.0
+        f, grad, _, _ = self.evaluate(gamma, resp)
+        todo = np.arange(B)
+        for _ in range(max_iter):
+            if todo.size == 0:
+                break
+            sub = resp.take(todo)
+            g0, f0, d0 = gamma[todo], f[todo], grad[todo]
+            step = self._newton_step(g0, d0, self._hessian(g0, d0, sub))
+            # Newton decrement: the predicted fall of the criterion (-2 log-likelihood).
+            # Below 1e-10 the gradient meets lme4's tolerance even for large designs and
+            # the remaining change of gamma is near the rounding of the gradient.
+            decrement = -np.sum(d0 * step, axis=1)
+            go = decrement > tol
+            g1, f1, d1 = self._line_search(g0[go], f0[go], d0[go], step[go], sub.take(go))
+            idx = todo[go]
+            gamma[idx], f[idx], grad[idx] = g1, f1, d1
+            todo = idx[np.any(g1 != g0[go], axis=1)]  # a stalled line search ends it too
+        return np.sqrt(gamma), self.converged(gamma, grad)
+
+    def _fixed(self, gamma: np.ndarray, grad: np.ndarray) -> np.ndarray:
+        fixed = (gamma <= 0) & (grad > 0)
+        if self.one_way:
+            fixed[:, 1] = True
+        return fixed
+
+    def _hessian(self, gamma, grad, resp: _Responses) -> np.ndarray:
+        H = np.empty((len(gamma), 2, 2))
+        for j in range(2):
+            h = 1e-6 * (1.0 + gamma[:, j])
+            shifted = gamma.copy()
+            shifted[:, j] += h
+            H[:, :, j] = (self.evaluate(shifted, resp)[1] - grad) / h[:, None]
+        return 0.5 * (H + H.transpose(0, 2, 1))
+
+    def _newton_step(self, gamma, grad, H) -> np.ndarray:
+        fixed = self._fixed(gamma, grad)
+        g = np.where(fixed, 0.0, grad)
+        H = np.where(fixed[:, :, None] | fixed[:, None, :], 0.0, H)
+        H[:, [0, 1], [0, 1]] = np.where(fixed, 1.0, H[:, [0, 1], [0, 1]])
+        det = H[:, 0, 0] * H[:, 1, 1] - H[:, 0, 1] ** 2
+        pd_ = (H[:, 0, 0] > 0) & (det > 0)
+        newton = -np.linalg.solve(np.where(pd_[:, None, None], H, np.eye(2)), g[:, :, None])[..., 0]
+        # Where the Hessian is not positive definite: a scaled steepest-descent step.
+        scaled = (1.0 + gamma) * g
+        norm = np.maximum(np.linalg.norm(scaled, axis=1), 1e-300)
+        descent = -(1.0 + gamma) * scaled / norm[:, None]
+        return np.where(pd_[:, None], newton, descent)
+
+    def _line_search(self, gamma, f, grad, step, resp: _Responses, max_halvings: int = 40):
+        """Armijo backtracking; a response whose step shrinks below rounding keeps gamma."""
+        g_new, f_new, d_new = gamma.copy(), f.copy(), grad.copy()
+        alpha = np.ones(len(gamma))
+        left = np.arange(len(gamma))
+        for _ in range(max_halvings):
+            moves = np.any(np.abs(alpha[left, None] * step[left]) > 1e-12 * (1 + gamma[left]), 1)
+            left = left[moves]
+            if left.size == 0:
+                break
+            cand = np.maximum(gamma[left] + alpha[left, None] * step[left], 0.0)
+            fc, dc, _, _ = self.evaluate(cand, resp.take(left))
+            armijo = f[left] + 1e-4 * np.sum(grad[left] * (cand - gamma[left]), axis=1)
+            ok = np.isfinite(fc) & (fc <= armijo)
+            idx = left[ok]
+            g_new[idx], f_new[idx], d_new[idx] = cand[ok], fc[ok], dc[ok]
+            alpha[left[~ok]] *= 0.5
+            left = left[~ok]
+        return g_new, f_new, d_new
+
+
+def _components(engine: _CrossedREML, y: np.ndarray, start=None) -> CrossedVarianceComponents:
+    resp = engine.responses(y)
+    theta, ok = engine.fit(resp, start)
+    crit, _, shift, s2 = engine.evaluate(theta**2, resp)
+    s2 = float(s2[0])
+    return CrossedVarianceComponents(
+        target=float(s2 * theta[0] ** 2), rater=float(s2 * theta[1] ** 2), residual=s2,
+        intercept=float(resp.mean[0] + shift[0]), reml_criterion=float(crit[0]),
+        theta=np.asarray(theta, dtype=float), n_obs=engine.n, n_targets=engine.nt,
+        n_raters=engine.nr, converged=ok,
+    )
+
+
+def crossed_variance_components(data: pd.DataFrame, target: str, rater: str, rating: str, *,
+                                one_way: bool = False) -> CrossedVarianceComponents:
+    """REML variance components of ``rating ~ 1 + (1|target) + (1|rater)``.
+
+    The profiled REML criterion of Bates et al. (2015) is minimised over the variance ratios
+    gamma = (v_target, v_rater) / v_residual >= 0 (lme4's theta squared) by bound-constrained
+    L-BFGS-B with the analytic gradient, so boundary fits (a zero variance, lme4's singular
+    fit) are reached as in lme4. Linear algebra uses the target block of lme4's M
+    (diagonal) and the small dense Schur complement of the rater block, so the cost grows
+    with the number of ratings, not with targets × raters. Tested against lme4 1.1-31
+    ``lmer(..., REML = TRUE)`` (variances, REML criterion, intercept) on incomplete observer
+    designs including a singular fit, and on complete designs, where REML equals ANOVA.
+
+    Parameters
+    ----------
+    data : DataFrame
+        Long table, one row per rating; missing ratings are dropped with a warning.
+    target, rater, rating : str
+        Column names.
+    one_way : bool, default False
+        Fit ``rating ~ 1 + (1|target)`` instead (rater variance fixed at 0).
+
+    Returns
+    -------
+    CrossedVarianceComponents
+    """
+    d = prepare_ratings(data, target, rater, rating)
+    _check_counts(d, target, rater, rating)
+    with _single_threaded_blas():
+        return _components(_CrossedREML(d.t, d.r, d.n_targets, d.n_raters, one_way), d.y)
+
+
+def _icc_vector(one: np.ndarray, two: np.ndarray, k: float) -> np.ndarray:
+    """Six ICCs from one-way (v_t, v_w) and two-way (v_t, v_r, v_e) variance components.
+
+    Arrays may carry a trailing bootstrap axis. k-rater forms divide error variance by k
+    (the harmonic mean of the raters per target: error of a target mean is averaged as 1/k_i).
+    """
+    t1, w1 = one
+    t2, r2, e2 = two
+    return np.array([
+        t1 / (t1 + w1),
+        t2 / (t2 + r2 + e2),
+        t2 / (t2 + e2),
+        t1 / (t1 + w1 / k),
+        t2 / (t2 + (r2 + e2) / k),
+        t2 / (t2 + e2 / k),
+    ])
+
+
+def _simulate(engine: _CrossedREML, fit: CrossedVarianceComponents, n_rep: int,
+              rng: np.random.Generator) -> np.ndarray:
+    """n_rep responses (columns) drawn from the fitted model on the observed design."""
+    bt = rng.standard_normal((engine.nt, n_rep)) * np.sqrt(fit.target)
+    br = rng.standard_normal((engine.nr, n_rep)) * np.sqrt(fit.rater)
+    e = rng.standard_normal((engine.n, n_rep)) * np.sqrt(fit.residual)
+    return fit.intercept + bt[engine.t] + br[engine.r] + e
+
+
+def _refit_all(engine: _CrossedREML, Y: np.ndarray, start: np.ndarray):
+    """Variance components (target, rater, residual; 3 × B) of the columns of Y, warm-started,
+    and the convergence flags."""
+    resp = engine.responses(Y)
+    theta, ok = engine.fit_batch(resp, start)
+    _, _, _, s2 = engine.evaluate(theta**2, resp)
+    return np.vstack([s2 * theta[:, 0] ** 2, s2 * theta[:, 1] ** 2, s2]), ok
+
+
+def _single_threaded_blas():
+    """Tiny matrices: multi-threaded BLAS only spins (5x slower on a loaded 2-core machine)."""
+    if threadpool_limits is None:  # pragma: no cover
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+def _bootstrap_iccs(engine1: _CrossedREML, engine2: _CrossedREML, fit1, fit2, k: float,
+                    n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """Parametric bootstrap: simulate each model at its REML estimates, refit, recompute ICCs.
+
+    Replicates are refitted in batches whose work arrays stay near 10^5 numbers each: the
+    evaluation is memory-bound, and cache-sized batches are fastest per replicate.
+    """
+    chunk = int(max(1, min(256, 1e5 // (engine2.nt + engine2.nr**2))))
+    out = np.empty((6, n_boot))
+    failed = 0
+    for lo in range(0, n_boot, chunk):
+        m = min(chunk, n_boot - lo)
+        two, ok2 = _refit_all(engine2, _simulate(engine2, fit2, m, rng), fit2.theta)
+        one, ok1 = _refit_all(engine1, _simulate(engine1, fit1, m, rng), fit1.theta)
+        out[:, lo:lo + m] = _icc_vector(one[[0, 2]], two, k)
+        failed += int(np.sum(~(ok1 & ok2)))
+    if failed:
+        warnings.warn(f"{failed} of {n_boot} bootstrap refits did not converge (kept)",
+                      stacklevel=4)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Wald intervals: delta method on the logit scale with the REML observed information
+# --------------------------------------------------------------------------------------------
+def _reml_deviance(engine: _CrossedREML, resp: _Responses, v: np.ndarray) -> np.ndarray:
+    """-2 restricted log-likelihood at variances v = (target, rater, residual), one row each.
+
+    The engine profiles sigma^2 out; the full criterion adds it back:
+    D(gamma, s^2) = crit(gamma) - (n-1)(1 + log 2 pi s2hat) + (n-1)(log 2 pi s^2 + s2hat / s^2).
+    """
+    v = np.atleast_2d(v)
+    reps = resp.take(np.zeros(len(v), dtype=int))
+    crit, _, _, s2hat = engine.evaluate(v[:, :2] / v[:, 2:3], reps)
+    dfr = engine.n - 1
+    return (crit - dfr * (1.0 + np.log(2 * np.pi * s2hat))
+            + dfr * (np.log(2 * np.pi * v[:, 2]) + s2hat / v[:, 2]))
+
+
+def _reml_covariance(engine: _CrossedREML, resp: _Responses, v: np.ndarray,
+                     free: np.ndarray) -> np.ndarray:
+    """Inverse observed information of the free variances (2 H^-1, H the Hessian of -2 l_R).
+
+    Central differences with steps of 1e-4 of each variance; all points in one batch.
+    Returns a 3 × 3 matrix, zero in the rows and columns of fixed (boundary) variances.
+    """
+    idx = np.flatnonzero(free)
+    h = 1e-4 * v[idx]
+    points, signs = [v], []
+    for a_, i in enumerate(idx):
+        for b_, j in enumerate(idx[a_:], start=a_):
+            for si, sj in (((1, 1), (-1, -1)) if i == j else ((1, 1), (1, -1), (-1, 1), (-1, -1))):
+                x = v.copy()
+                x[i] += si * h[a_]
+                x[j] += sj * h[b_]
+                points.append(x)
+                signs.append((a_, b_, si * sj))
+    f = _reml_deviance(engine, resp, np.array(points))
+    H = np.zeros((len(idx), len(idx)))
+    for n_, (a_, b_, sign) in enumerate(signs, start=1):
+        H[a_, b_] += sign * f[n_] / (4 * h[a_] * h[b_])
+    # diagonal: (f(x + 2h) - 2 f(x) + f(x - 2h)) / 4h^2
+    H[np.diag_indices(len(idx))] -= 2 * f[0] / (4 * h**2)
+    H = np.triu(H) + np.triu(H, 1).T
+    cov = np.zeros((3, 3))
+    cov[np.ix_(idx, idx)] = 2.0 * np.linalg.inv(H) if np.all(np.linalg.eigvalsh(H) > 0) else np.nan
+    return cov
+
+
+# Gradients of logit(ICC) in (target, rater, residual). logit ICC_k = logit ICC_1 + log k, so
+# the average-measure forms share the single-rater gradient.
+def _logit_gradients(one: CrossedVarianceComponents, two: CrossedVarianceComponents) -> list:
+    # np.float64 division: a zero target variance gives inf (handled by the caller), not an error
+    t1, w1 = np.float64(one.target), np.float64(one.residual)
+    t2, r2, e2 = np.float64(two.target), np.float64(two.rater), np.float64(two.residual)
+    return [
+        ("one", np.array([1 / t1, 0.0, -1 / w1])),
+        ("two", np.array([1 / t2, -1 / (r2 + e2), -1 / (r2 + e2)])),
+        ("two", np.array([1 / t2, 0.0, -1 / e2])),
+    ] * 2
+
+
+def _free_variances(fit: CrossedVarianceComponents, one_way: bool) -> np.ndarray:
+    """Variances estimated inside the parameter space (a zero estimate sits on the bound)."""
+    return np.array([fit.target > 0, (not one_way) and fit.rater > 0, True])
+
+
+def _wald_intervals(engines, fits, est: np.ndarray, y: np.ndarray, level: float):
+    """Delta-method intervals on the logit scale, back-transformed (they stay inside (0, 1)).
+
+    Returns lower, upper and a note naming variances held on the boundary (their sampling
+    variability is then not in the interval).
+    """
+    covs, fixed = {}, []
+    for name, engine, fit, one_way in (("one", engines[0], fits[0], True),
+                                       ("two", engines[1], fits[1], False)):
+        v = np.array([fit.target, fit.rater, fit.residual])
+        free = _free_variances(fit, one_way)
+        covs[name] = (_reml_covariance(engine, engine.responses(y), v, free), free)
+        if not one_way and not free[1]:
+            fixed.append("rater")
+        if not free[0]:
+            fixed.append("target")
+    z = stats.norm.ppf(1 - (1 - level) / 2)
+    lower, upper = np.full(6, np.nan), np.full(6, np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for i, (model, grad) in enumerate(_logit_gradients(*fits)):
+            cov, free = covs[model]
+            if not free[0]:  # ICC = 0 on the bound: logit -inf, no Wald interval above it
+                lower[i] = 0.0
+                continue
+            g = np.where(free, grad, 0.0)
+            se = np.sqrt(g @ cov @ g)
+            centre = np.log(est[i] / (1 - est[i]))
+            lower[i], upper[i] = stats.logistic.cdf(centre - z * se), stats.logistic.cdf(centre + z * se)
+    note = ""
+    if fixed:
+        note = f"; {' and '.join(sorted(set(fixed)))} variance 0 (on the bound): held fixed"
+    if "target" in fixed:
+        note += "; ICC 0 on the bound: no upper Wald limit (use ci_method='bootstrap')"
+    return lower, upper, note
+
+
+CI_METHODS = ("wald", "bootstrap")
+
+
+def icc_incomplete(data: pd.DataFrame, target: str, rater: str, rating: str, *,
+                   ci_level: float = 0.95, ci_method: str = "wald", n_boot: int = 1000,
+                   seed: int | np.random.Generator | None = 0) -> pd.DataFrame:
+    """ICCs of an incomplete rating design from REML variance components.
+
+    Fits ``rating ~ 1 + (1|target) + (1|rater)`` by REML (:func:`crossed_variance_components`)
+    and builds the agreement ICC(A,1) = v_t / (v_t + v_r + v_e) and the consistency
+    ICC(C,1) = v_t / (v_t + v_e); the one-way ICC(1) = v_t / (v_t + v_w) comes from
+    ``rating ~ 1 + (1|target)``. The average-measure forms divide the error variance by k,
+    the harmonic mean of the number of raters per target (column ``raters_per_target``):
+    the error variance of a target's mean rating is (v_r + v_e) / k_i, whose average over
+    targets is (v_r + v_e) * mean(1 / k_i); with equal k_i this is the ordinary mean. On a
+    complete design the REML estimates equal the ANOVA ones whenever these are non-negative,
+    so the estimates then match :func:`icc_complete`. Variance components are tested against
+    lme4 1.1-31.
+
+    Two kinds of confidence interval:
+
+    * ``ci_method="wald"`` (default): delta method on the logit scale, with the covariance
+      of the variance components from the observed REML information (central differences
+      of the restricted likelihood). Intervals stay inside (0, 1) and cost a few likelihood
+      evaluations, at any size. A variance estimated as 0 (on the bound) is held fixed, as
+      ``ci_method`` then says; an ICC estimated as 0 gets the lower limit 0 and no upper
+      limit. Tested: on balanced data the covariance equals the closed form 2 MS^2 / df of the
+      ANOVA estimators; in 400 simulated studies (200 targets, 2-3 of 8 raters) the 95%
+      intervals covered the true ICC(A,1) in 94.5% and ICC(C,1) in 94.2% (the bootstrap's
+      percentile intervals: 92.7% and 92.0% in 150 studies). The one-way ICC(1) interval
+      covers less (about 85% with 8 raters, 79% with 4): the one-way model ignores that
+      raters recur across targets, so prefer ICC(A,1) for incomplete designs.
+    * ``ci_method="bootstrap"``: parametric bootstrap. ``n_boot`` data sets are simulated from
+      each fitted model with the observed design (the same targets, raters and who rated
+      what), refitted by REML (batched projected Newton, warm-started at the estimates), and
+      the percentile interval of the ICCs reported. Draws use
+      ``np.random.default_rng(seed)``. Better with few raters (the rater variance's
+      sampling distribution is skewed) but costs ``n_boot`` refits: on a loaded 2-core
+      machine 1,000 replicates took about 3 s for 285 ratings and about 30 s for 5,000.
+
+    No F tests exist for this design: ``f``, ``df1``, ``df2`` and ``p`` are NaN. REML keeps
+    variances non-negative, so these ICCs lie in [0, 1], whereas ANOVA estimates can be
+    negative. Targets rated by one rater only are dropped with a warning giving their count.
+
+    Parameters
+    ----------
+    data : DataFrame
+        Long table, one row per rating.
+    target, rater, rating : str
+        Column names.
+    ci_level : float, default 0.95
+    ci_method : {"wald", "bootstrap"}, default "wald"
+    n_boot : int, default 1000
+        Bootstrap replicates (``ci_method="bootstrap"``); 0 skips the intervals (NaN).
+    seed : int, Generator or None, default 0
+        Seed of the bootstrap draws.
+
+    Returns
+    -------
+    DataFrame
+        Six rows in the order of :data:`ICC_FORMS`, columns :data:`ICC_COLUMNS`;
+        ``method`` is ``"variance_components"``.
+    """
+    _check_options(ci_level, ci_method, n_boot)
+    d = prepare_ratings(data, target, rater, rating)
+    _check_counts(d, target, rater, rating)
+    return _icc_reml(d, target, rater, rating, ci_level, ci_method, int(n_boot), seed)
+
+
+def _check_options(level: float, ci_method: str, n_boot: int) -> None:
+    _check_level(level)
+    if ci_method not in CI_METHODS:
+        raise ValueError(f"ci_method must be one of {CI_METHODS}, got {ci_method!r}")
+    if (isinstance(n_boot, bool) or not isinstance(n_boot, (int, float, np.number))
+            or not float(n_boot).is_integer() or n_boot < 0):
+        raise ValueError(f"n_boot must be a non-negative integer, got {n_boot!r}")
+
+
+def _icc_reml(d: LongRatings, target: str, rater: str, rating: str, ci_level: float, ci_method: str,
+              n_boot: int, seed) -> pd.DataFrame:
+    with _single_threaded_blas():
+        return _icc_reml_inner(d, target, rater, rating, ci_level, ci_method, n_boot, seed)
+
+
+def _icc_reml_inner(d: LongRatings, target: str, rater: str, rating: str, ci_level: float,
+                    ci_method: str, n_boot: int, seed) -> pd.DataFrame:
+    d = drop_single_rated(d, target, "the ICC")
+    _check_counts(d, target, rater, rating)
+    per_target = d.ratings_per_target()
+    k = len(per_target) / np.sum(1.0 / per_target)
+    e2 = _CrossedREML(d.t, d.r, d.n_targets, d.n_raters)
+    e1 = e2.one_way_model()
+    fit2, fit1 = _components(e2, d.y), _components(e1, d.y)
+    _warn_unconverged(fit1, fit2)
+    est = _icc_vector((fit1.target, fit1.residual), (fit2.target, fit2.rater, fit2.residual), k)
+    lower = upper = np.full(6, np.nan)
+    text = ""
+    if ci_method == "wald":
+        lower, upper, note = _wald_intervals((e1, e2), (fit1, fit2), est, d.y, ci_level)
+        text = "Wald, delta method on the logit scale (REML observed information)" + note
+    elif n_boot > 0:
+        rng = np.random.default_rng(seed)
+        boot = _bootstrap_iccs(e1, e2, fit1, fit2, k, n_boot, rng)
+        a = (1 - ci_level) / 2
+        lower, upper = np.quantile(boot, a, axis=1), np.quantile(boot, 1 - a, axis=1)
+        seed_text = seed if seed is None or isinstance(seed, (int, np.integer)) else "generator"
+        text = f"parametric bootstrap percentile ({n_boot} replicates, seed {seed_text})"
+    nan = np.full(6, np.nan)
+    out = _table(est, nan, nan, nan, nan, lower, upper, ci_level, text, VARIANCE_COMPONENTS, d, k)
+    out.attrs["variance_components"] = {"target": fit2.target, "rater": fit2.rater, "residual": fit2.residual}
+    return out
+
+
+def _warn_unconverged(*fits: CrossedVarianceComponents) -> None:
+    if not all(f.converged for f in fits):
+        warnings.warn("REML optimiser did not report convergence; check the estimates",
+                      stacklevel=3)
+
+
+# --------------------------------------------------------------------------------------------
+# Front door
+# --------------------------------------------------------------------------------------------
+def icc(data: pd.DataFrame, target: str, rater: str, rating: str, *, design: str = "auto",
+        ci_level: float = 0.95, ci_method: str = "wald", n_boot: int = 1000,
+        seed: int | np.random.Generator | None = 0) -> pd.DataFrame:
+    """Intraclass correlations for inter-rater reliability (Shrout & Fleiss 1979).
+
+    Returns the six forms of Shrout & Fleiss (1979) under their McGraw & Wong (1996) names —
+    ICC(1) one-way random, ICC(A,1) two-way random absolute agreement, ICC(C,1) two-way mixed
+    consistency, and ICC(k), ICC(A,k), ICC(C,k) for the mean of k raters — each with a
+    confidence interval and its Koo & Li (2016) interpretation judged on that interval.
+
+    A complete design (every target rated by every rater) is analysed by ANOVA mean squares
+    with F tests and F-based intervals (``method="anova"``; :func:`icc_complete`, tested
+    against R ``psych::ICC`` and the published values of Shrout & Fleiss 1979); an
+    incomplete one by REML variance components of ``rating ~ 1 + (1|target) + (1|rater)``
+    with Wald (delta-method) or parametric-bootstrap intervals
+    (``method="variance_components"``; :func:`icc_incomplete`, tested against lme4).
+
+    Parameters
+    ----------
+    data : DataFrame
+        Long table, one row per rating (target, rater, rating).
+    target, rater, rating : str
+        Column names: the rated unit (e.g. a client × session), the rater, the numeric rating.
+    design : {"auto", "complete", "incomplete"}, default "auto"
+        ``"auto"`` uses the complete-design route when every target is rated by every rater
+        and REML otherwise. ``"complete"`` refuses incomplete data (and targets rated once);
+        ``"incomplete"`` fits REML even to complete data.
+    ci_level : float, default 0.95
+    ci_method, n_boot, seed
+        Interval of the incomplete-design route: ``"wald"`` or ``"bootstrap"`` with
+        ``n_boot`` replicates drawn with ``seed`` (:func:`icc_incomplete`).
+
+    Returns
+    -------
+    DataFrame
+        One row per form, columns :data:`ICC_COLUMNS`: ``type`` (Shrout & Fleiss label),
+        ``mcgraw_wong``, ``description``, ``icc``, the F test (``f``, ``df1``, ``df2``,
+        ``p``; NaN for variance components), ``ci_low``, ``ci_high``, ``method``,
+        ``n_targets``, ``n_raters``, ``raters_per_target`` (k of the average-measure forms:
+        the number of raters of a complete design, the harmonic mean number of raters per
+        target of an incomplete one),
+        ``n_ratings``, ``ci_level``, ``ci_method`` and the Koo & Li ``interpretation``. On the
+        variance-component route ``attrs["variance_components"]`` holds the two-way REML
+        variances (``target``, ``rater``, ``residual``).
+
+    Raises
+    ------
+    ValueError
+        Missing columns, non-numeric ratings, duplicate target × rater pairs, fewer than two
+        raters or targets, zero variance of the ratings or zero variance between targets
+        (ratings that vary by rater only, or, on a complete design, targets with equal mean
+        ratings: ICC undefined), and, with ``design="complete"``, missing ratings or targets
+        rated once.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> sf = [[9, 2, 5, 8], [6, 1, 3, 2], [8, 4, 6, 8], [7, 1, 2, 6], [10, 5, 6, 9], [6, 2, 4, 7]]
+    >>> long = pd.DataFrame(
+    ...     [(i, f"J{j + 1}", v) for i, row in enumerate(sf) for j, v in enumerate(row)],
+    ...     columns=["target", "rater", "rating"])
+    >>> icc(long, "target", "rater", "rating")["icc"].round(2).tolist()
+    [0.17, 0.29, 0.71, 0.44, 0.62, 0.91]
+    """
+    if design not in ("auto", "complete", "incomplete"):
+        raise ValueError(f"design must be 'auto', 'complete' or 'incomplete', got {design!r}")
+    _check_options(ci_level, ci_method, n_boot)
+    d = prepare_ratings(data, target, rater, rating)
+    _check_counts(d, target, rater, rating)
+    if design == "complete":
+        _require_complete(d, target, rater)
+    if design == "complete" or (design == "auto" and _is_complete(d)):
+        return _icc_from_wide(d, ci_level, target, rating)
+    return _icc_reml(d, target, rater, rating, ci_level, ci_method, int(n_boot), seed)

@@ -1,0 +1,204 @@
+"""Figures of the alliance–outcome models: forest plot with the meta-analytic benchmark,
+specification curve, therapist caterpillar plot, early-alliance vs outcome scatter, and
+alliance / symptom trajectories.
+
+Each function takes plain DataFrames (outputs of :mod:`alliance.models`) and returns a
+matplotlib figure drawn in the project style (:mod:`alliance.figures`); saving is left to
+:func:`alliance.outputs.write_figure`. No figure shows client or therapist ids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.ticker import MaxNLocator
+
+from alliance.report.style import MARKERS, new_figure
+from alliance.models.summaries import BENCHMARK
+from alliance.errors import require_columns
+
+import math
+
+
+
+
+def _require(data: pd.DataFrame, columns: Sequence[str], what: str) -> None:
+    require_columns(data, columns, what)
+    if data.empty:
+        raise ValueError(f"{what} has no rows to plot")
+
+
+def forest_plot(effects: pd.DataFrame, benchmark: Mapping[str, float] = BENCHMARK,
+                label: str = "label", estimate: str = "r_benefit", ci_low: str = "benefit_ci_low",
+                ci_high: str = "benefit_ci_high"):
+    """Forest plot of r-equivalents beside the meta-analytic benchmark.
+
+    Parameters
+    ----------
+    effects : DataFrame
+        One row per effect with a label and the r-equivalent and its CI (columns of
+        :func:`alliance.models.r_equivalents`, oriented so that positive = better alliance,
+        better outcome).
+    benchmark : mapping
+        ``r``, ``ci_low``, ``ci_high``: drawn as a shaded band with a line at ``r``
+        (default Flückiger et al., 2018: .278, .256–.299).
+    """
+    _require(effects, [label, estimate, ci_low, ci_high], "effects")
+    fig, ax = new_figure(6.5, 0.45 * len(effects) + 1.6)
+    y = np.arange(len(effects))[::-1]
+    ax.axvspan(benchmark["ci_low"], benchmark["ci_high"], color="0.85", zorder=0,
+               label=f"Flückiger et al. 2018: r = {benchmark['r']:.3f} [{benchmark['ci_low']:.3f}, {benchmark['ci_high']:.3f}]")
+    ax.axvline(benchmark["r"], color="0.4", linestyle="--", linewidth=1, zorder=1)
+    ax.axvline(0, color="black", linewidth=0.8, zorder=1)
+    est, lo, hi = (effects[c].to_numpy(float) for c in (estimate, ci_low, ci_high))
+    ax.errorbar(est, y, xerr=np.vstack([est - lo, hi - est]),
+                fmt=MARKERS[1], color="black", capsize=3, zorder=3)
+    ax.set_yticks(y, effects[label].astype(str))
+    ax.set_xlabel("r-equivalent (positive: better alliance, better outcome), 95% CI")
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False, fontsize="small")
+    return fig
+
+
+def specification_curve_plot(curve: pd.DataFrame, labels: Sequence[str] = ("early", "outcome", "respondent", "covariates"),
+                             benchmark: Mapping[str, float] | None = BENCHMARK, ylabel: str = "r-equivalent"):
+    """Specification curve (Simonsohn, Simmons & Nelson, 2020): estimates ranked, with CIs,
+    and below them which choice each specification made.
+
+    ``curve`` is :func:`alliance.models.specification_curve` output; ``labels`` are its
+    columns naming the choices.
+    """
+    _require(curve, ["rank", "estimate", "ci_low", "ci_high", "significant", *labels], "curve")
+    choices = [(col, value) for col in labels for value in sorted(curve[col].astype(str).unique())]
+    fig, (top, bottom) = new_figure(7.5, 4.0 + 0.22 * len(choices), nrows=2, sharex=True,
+                                    gridspec_kw={"height_ratios": [2.2, max(1.0, 0.12 * len(choices))]})
+    x = curve["rank"].to_numpy()
+    if benchmark is not None:
+        top.axhspan(benchmark["ci_low"], benchmark["ci_high"], color="0.85", zorder=0, label="benchmark (Flückiger et al. 2018)")
+    top.axhline(0, color="black", linewidth=0.8)
+    top.vlines(x, curve["ci_low"], curve["ci_high"], color="0.5", linewidth=1)
+    sig = curve["significant"].to_numpy(bool)
+    top.scatter(x[sig], curve["estimate"][sig], marker=MARKERS[0], color="black", label="p < .05", zorder=3)
+    top.scatter(x[~sig], curve["estimate"][~sig], marker=MARKERS[0], facecolor="white", edgecolor="black",
+                label="p >= .05", zorder=3)
+    top.set_ylabel(ylabel)
+    # Outside the axes: inside, the legend hides estimates or the benchmark band.
+    top.legend(frameon=False, fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    for i, (col, value) in enumerate(choices):
+        used = curve[col].astype(str).to_numpy() == value
+        bottom.scatter(x[used], np.full(used.sum(), i), marker="|", color="black")
+    bottom.set_yticks(range(len(choices)), [f"{c}: {v}" for c, v in choices])
+    bottom.invert_yaxis()
+    bottom.set_xlabel("specification (ranked by estimate)")
+    bottom.xaxis.set_major_locator(MaxNLocator(integer=True))
+    return fig
+
+
+def caterpillar_plot(ranef: pd.DataFrame, term: str = "(Intercept)", lower: str | None = None,
+                     upper: str | None = None, ylabel: str = "therapist effect on the outcome"):
+    """Therapists' conditional modes, sorted (caterpillar plot), without their ids.
+
+    ``ranef`` is the engine's ``result.ranef["therapist"]`` (rows: therapists); ``lower``
+    and ``upper`` name interval columns when available (e.g. from the cluster bootstrap).
+    """
+    _require(ranef, [term] + [c for c in (lower, upper) if c], "ranef")
+    d = ranef.sort_values(term, kind="mergesort").reset_index(drop=True)
+    fig, ax = new_figure(6.5, 4.0)
+    rank = np.arange(1, len(d) + 1)
+    if lower and upper:
+        ax.vlines(rank, d[lower], d[upper], color="0.5", linewidth=1)
+    ax.scatter(rank, d[term], marker=MARKERS[0], color="black", s=14, zorder=3)
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xlabel("therapists, ranked")
+    ax.set_ylabel(ylabel)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    return fig
+
+
+def early_outcome_scatter(client_data: pd.DataFrame, x: str = "early_alliance", y: str = "post",
+                          xlabel: str = "early alliance", ylabel: str = "post-treatment outcome"):
+    """Early alliance against outcome, one point per client, with the OLS line."""
+    _require(client_data, [x, y], "client_data")
+    d = client_data[[x, y]].dropna()
+    fig, ax = new_figure(5.5, 4.5)
+    ax.scatter(d[x], d[y], s=10, alpha=0.5, color="0.2", marker=MARKERS[0])
+    if len(d) >= 2 and d[x].nunique() > 1:
+        slope, intercept = np.polyfit(d[x], d[y], 1)
+        grid = np.linspace(d[x].min(), d[x].max(), 50)
+        ax.plot(grid, intercept + slope * grid, color="black", linewidth=1.5)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"N = {len(d)} clients")
+    return fig
+
+
+def trajectory_plot(session_data: pd.DataFrame, values: Sequence[str] = ("alliance", "symptoms"),
+                    n_individual: int = 40, seed: int = 0, client: str = "client", session: str = "session"):
+    """Session-by-session trajectories: a random subset of clients (thin lines) and the mean
+    by session (thick line, with the number of clients at each session on a second axis)."""
+    _require(session_data, [client, session, *values], "session_data")
+    rng = np.random.default_rng(seed)
+    clients = session_data[client].unique()
+    shown = rng.choice(clients, size=min(n_individual, len(clients)), replace=False)
+    fig, axes = new_figure(5.0 * len(values), 5.0, nrows=2, ncols=len(values), squeeze=False, sharex="col",
+                           gridspec_kw={"height_ratios": [3, 1]})
+    for ax, count_ax, value in zip(axes[0], axes[1], values):
+        d = session_data[[client, session, value]].dropna()
+        for _, one in d.loc[d[client].isin(shown)].groupby(client, sort=False):
+            ax.plot(one[session], one[value], color="0.75", linewidth=0.6)
+        mean = d.groupby(session)[value].agg(["mean", "size"])
+        ax.plot(mean.index, mean["mean"], color="black", linewidth=2, marker=MARKERS[0], markersize=3, label="mean")
+        ax.set_ylabel(value)
+        ax.set_title(f"{value}: {len(shown)} of {d[client].nunique()} clients and the mean")
+        count_ax.bar(mean.index, mean["size"], color="0.6")
+        count_ax.set_ylabel("clients")
+        count_ax.set_xlabel(session)
+        count_ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    return fig
+
+
+
+def power_figure(curve: pd.DataFrame, target: float = 0.8, alpha: float | None = 0.05,
+                 xlabel: str = "Effect size (generating coefficient)"):
+    """Power curves: power against effect size, one panel per number of sessions, one line
+    per design (therapists x clients per therapist), Wilson 95% intervals as error bars, the
+    target power (dashed) and the nominal alpha (dotted; ``None`` to leave it out) as
+    reference lines.
+
+    Lines differ in marker and line style as well as colour, so the figure reads in greyscale.
+    """
+    from alliance.report.style import LINESTYLES, MARKERS, new_figure
+
+    needed = ["n_therapists", "clients_per_therapist", "sessions", "effect_size", "power", "ci_low", "ci_high"]
+    absent = [c for c in needed if c not in curve.columns]
+    if absent:
+        raise ValueError(f"power_figure: curve lacks column(s) {absent}; expected power_curve output")
+    sessions = sorted(curve["sessions"].unique())
+    fig, axes = new_figure(min(3.2 * len(sessions) + 1.5, 13.0), 3.6, ncols=len(sessions), sharey=True,
+                           squeeze=False)
+    designs = sorted(curve[["n_therapists", "clients_per_therapist"]].drop_duplicates().itertuples(index=False))
+    for ax, n_sessions in zip(axes[0], sessions):
+        panel = curve[curve["sessions"] == n_sessions]
+        for k, (n_t, n_c) in enumerate(designs):
+            line = panel[(panel["n_therapists"] == n_t) & (panel["clients_per_therapist"] == n_c)]
+            line = line.sort_values("effect_size")
+            if line.empty:
+                continue
+            yerr = np.vstack([line["power"] - line["ci_low"], line["ci_high"] - line["power"]])
+            ax.errorbar(line["effect_size"], line["power"], yerr=yerr, marker=MARKERS[k % len(MARKERS)],
+                        linestyle=LINESTYLES[k % len(LINESTYLES)], capsize=2, markersize=4,
+                        label=f"{n_t} therapists \u00d7 {n_c} clients")
+        ax.axhline(target, color="0.3", linewidth=0.8, linestyle="--")
+        if alpha is not None:
+            ax.axhline(alpha, color="0.5", linewidth=0.8, linestyle=":")
+        ax.set_title(f"{n_sessions} sessions")
+        ax.set_xlabel(xlabel)
+        ax.set_ylim(-0.02, 1.02)
+    axes[0][0].set_ylabel("Power")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 3), frameon=False,
+                   bbox_to_anchor=(0.5, -0.02 - 0.05 * math.ceil(len(labels) / 3)))
+    fig.tight_layout()
+    return fig

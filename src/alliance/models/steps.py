@@ -1,0 +1,1128 @@
+"""Workflow steps of the alliance–outcome models: one function per Snakemake rule.
+
+Each step reads the files a rule names, calls :mod:`alliance.models` (data preparation,
+fitting through :func:`alliance.lmm.fit`, summaries) and writes the rule's outputs. The models
+are declared in the config (``models: fits:``); the multiverse (``models: multiverse:``),
+the cluster bootstrap (``models: bootstrap:``) and the parameter-recovery study
+(``models: recovery:``) are configured beside them (config/README.md).
+
+* :func:`run_model`: one declared model -> ``results/models/{model}/fixed_effects.csv``,
+  ``random_effects.csv``, ``fit.json`` (the result contract) and ``therapist_effects.csv``.
+* :func:`write_model_tables`, :func:`write_forest_plot`, :func:`write_trajectory_figure`,
+  :func:`write_scatter_figure`, :func:`write_caterpillar_figure`: tables and figures over the
+  fitted models; the forest plot draws r-equivalents beside the benchmark of Flückiger et al.
+  (2018).
+* :func:`run_specification`, :func:`write_specification_curve`: one multiverse
+  specification per job, then the specification curve (Simonsohn, Simmons & Nelson, 2020).
+* :func:`run_bootstrap_batch`, :func:`gather_bootstrap`: cluster bootstrap (Davison &
+  Hinkley, 1997, sec. 3.8) split into parallel jobs, gathered into percentile intervals.
+* :func:`run_recovery_batch`, :func:`summarise_recovery`: simulated studies
+  (:mod:`alliance.simulate`) scored and fitted by the pipeline's own functions; coverage of
+  the 95% CIs and relative bias of the within- and between-client alliance effects
+  (Morris, White & Crowther, 2019, for the performance measures and their Monte Carlo SEs).
+
+Tested in tests/test_model_workflow.py: the declared-model path against the lme4 1.1-31 /
+lmerTest 3.1-3 reference fits (tests/data/models/), the bootstrap batches against one
+undivided run, the recovery step against the simulation's truth, and the workflow on the
+bundled example (its alliance-effect CIs cover the generator's truth).
+
+References
+----------
+Davison, A. C., & Hinkley, D. V. (1997). *Bootstrap methods and their application*.
+Cambridge University Press.
+Flückiger, C., Del Re, A. C., Wampold, B. E., & Horvath, A. O. (2018). The alliance in adult
+psychotherapy: a meta-analytic synthesis. *Psychotherapy*, 55, 316–340.
+Morris, T. P., White, I. R., & Crowther, M. J. (2019). Using simulation studies to evaluate
+statistical methods. *Statistics in Medicine*, 38, 2074–2102.
+Simonsohn, U., Simmons, J. P., & Nelson, L. D. (2020). Specification curve analysis.
+*Nature Human Behaviour*, 4, 1208–1214.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from alliance import models as M
+from alliance.logs import progress
+from alliance.outputs import write_csv, write_json, write_parquet
+from alliance.report.tables import markdown_text
+
+
+from alliance.models.summaries import ModelSummary
+
+
+
+from alliance.models.figures import power_figure
+from alliance.models.power import CELL_COLUMNS, power_curve, power_settings, run_planned_batch
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "MODEL_KINDS",
+    "declared_models",
+    "model_spec",
+    "benefit_direction",
+    "prepare_model_data",
+    "fit_declared_model",
+    "run_model",
+    "default_targets",
+    "write_model_tables",
+    "alliance_effects",
+    "write_forest_plot",
+    "figure_models",
+    "write_trajectory_figure",
+    "write_scatter_figure",
+    "write_caterpillar_figure",
+    "multiverse_grid",
+    "specification_ids",
+    "run_specification",
+    "write_specification_curve",
+    "bootstrap_models",
+    "bootstrap_batches",
+    "run_bootstrap_batch",
+    "gather_bootstrap",
+    "recovery_batches",
+    "simulated_scores",
+    "recovery_fit",
+    "run_recovery_batch",
+    "summarise_recovery",
+    "progress",
+]
+
+MODEL_KINDS = ("early_outcome", "therapist_client", "within_between", "reverse", "trait_state")
+CLIENT_LEVEL_KINDS = ("early_outcome", "therapist_client")
+SESSION_LEVEL_KINDS = ("within_between", "reverse", "trait_state")
+DEFAULT_RANDOM = {
+    "within_between": "(1 + session | client) + (1 | therapist)",
+    "reverse": "(1 + session | client) + (1 | therapist)",
+    "trait_state": "(1 | client) + (1 | therapist)",
+}
+MODEL_DEFAULTS = {
+    "label": None, "early": None, "covariates": [], "variant": "post", "lagged": True,
+    "lagged_response": False, "detrend": False, "random": None, "engine": "alliance", "reml": True,
+}
+# Display names of the alliance terms and the level each effect is at.
+ALLIANCE_TERMS = {
+    "early_alliance": ("early alliance", "client"),
+    "early_alliance_tm": ("early alliance, therapist mean", "therapist"),
+    "early_alliance_cd": ("early alliance, client deviation from therapist mean", "client"),
+    "a_cw_lag": ("alliance within client, previous session", "within-client"),
+    "a_cw": ("alliance within client, same session", "within-client"),
+    "a_cm": ("alliance between clients (client mean)", "client"),
+    "alliance_trait": ("trait-like alliance (client mean)", "client"),
+    "alliance_state": ("state-like alliance (session deviation)", "within-client"),
+    "s_cw_lag": ("symptoms within client, previous session", "within-client"),
+    "s_cw": ("symptoms within client, same session", "within-client"),
+    "s_cm": ("symptoms between clients (client mean)", "client"),
+}
+# Truth of the recovery study: the simulation's effects per point of the WAI-SR total (the
+# wai_sr key scores the total as the 12-60 sum; truth.json's per_wai_total_point entry).
+RECOVERY_TERMS = {"a_cw_lag": "b_within", "a_cm": "b_between"}
+RECOVERY_SPEC = {
+    "name": "recovery", "kind": "within_between", "outcome": ("phq9", "client", "total"),
+    "alliance": ("wai_sr", "client", "total"), **MODEL_DEFAULTS,
+}
+
+
+# --------------------------------------------------------------------------------------
+# Declared models
+# --------------------------------------------------------------------------------------
+def _models_config(config: Mapping[str, Any]) -> Mapping[str, Any]:
+    return config.get("models") or {}
+
+
+def declared_models(config: Mapping[str, Any]) -> list[str]:
+    """Names of the models declared under ``models: fits:``, in config order."""
+    return list(_models_config(config).get("fits") or {})
+
+
+def _measure(value: Any, what: str) -> tuple[str, str | None, str]:
+    """``(instrument, respondent, scale)`` from a config measure mapping (or such a tuple)."""
+    if isinstance(value, Mapping):
+        if not value.get("instrument"):
+            raise ValueError(f"{what}: give the instrument (an entry under instruments:), got {dict(value)!r}")
+        return str(value["instrument"]), value.get("respondent"), str(value.get("scale") or "total")
+    if isinstance(value, (tuple, list)) and len(value) == 3:
+        return tuple(value)  # type: ignore[return-value]
+    raise ValueError(f"{what}: expected a mapping with instrument, respondent and scale, got {value!r}")
+
+
+def _early_default(config: Mapping[str, Any]) -> dict[str, Any]:
+    scoring = config.get("scoring") or {}
+    return dict(scoring.get("early_alliance") or {"method": "mean_1_to_k", "k": 3, "min_sessions": 1})
+
+
+def model_spec(config: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """The declared model ``name`` with every default filled in.
+
+    The early-alliance definition defaults to ``scoring: early_alliance:`` (keys given in the
+    model override it); measures become ``(instrument, respondent, scale)`` tuples.
+
+    Raises
+    ------
+    ValueError
+        The model is not declared, its kind is unknown, or a key does not apply to its kind.
+    """
+    fits = _models_config(config).get("fits") or {}
+    if name not in fits:
+        raise ValueError(f"model {name!r} is not declared under models: fits: (declared: {list(fits)})")
+    where = f"models: fits: {name}"
+    spec = {**MODEL_DEFAULTS, **fits[name]}
+    spec["name"] = name
+    if spec.get("kind") not in MODEL_KINDS:
+        raise ValueError(f"{where}: kind {spec.get('kind')!r} is not one of {', '.join(MODEL_KINDS)}")
+    spec["outcome"] = _measure(spec.get("outcome"), f"{where}: outcome")
+    spec["alliance"] = _measure(spec.get("alliance"), f"{where}: alliance")
+    spec["early"] = {**_early_default(config), **(fits[name].get("early") or {})}
+    spec["covariates"] = list(spec["covariates"] or [])
+    if spec["variant"] not in M.EARLY_VARIANTS:
+        raise ValueError(f"{where}: variant {spec['variant']!r} is not one of {list(M.EARLY_VARIANTS)}")
+    if spec["kind"] in CLIENT_LEVEL_KINDS and spec["random"] is not None:
+        raise ValueError(f"{where}: random applies to session-level models only; client-level models "
+                         "(early_outcome, therapist_client) have a therapist random intercept")
+    if spec["engine"] not in ("alliance", "statsmodels"):
+        raise ValueError(f"{where}: engine {spec['engine']!r} is not 'alliance' or 'statsmodels'")
+    return spec
+
+
+def _instrument_direction(config: Mapping[str, Any], instrument: str) -> str:
+    from alliance.scoring.instruments import load_key
+
+    entries = config.get("instruments") or {}
+    if instrument not in entries:
+        raise ValueError(f"instrument {instrument!r} is not an entry under instruments: (entries: {list(entries)})")
+    entry = entries[instrument]
+    return load_key(entry["key"], key_file=entry.get("key_file")).direction
+
+
+def benefit_direction(predictor_direction: str, response_direction: str) -> str:
+    """Orientation passed to :func:`alliance.models.r_equivalents`.
+
+    A positive ``r_benefit`` means "more of the better end of the predictor goes with more of
+    the better end of the response", as Flückiger et al. (2018) code the alliance–outcome
+    correlation. With both scales pointing the same way a positive coefficient is a benefit
+    (``"higher_is_better"``), otherwise a negative one is (``"higher_is_worse"``).
+    """
+    for value in (predictor_direction, response_direction):
+        if value not in M.OUTCOME_DIRECTIONS:
+            raise ValueError(f"direction {value!r} is not one of {M.OUTCOME_DIRECTIONS}")
+    return "higher_is_better" if predictor_direction == response_direction else "higher_is_worse"
+
+
+def _spec_direction(config: Mapping[str, Any], spec: Mapping[str, Any]) -> str:
+    outcome = _instrument_direction(config, spec["outcome"][0])
+    alliance = _instrument_direction(config, spec["alliance"][0])
+    return benefit_direction(alliance, outcome)
+
+
+def _alliance_terms(spec: Mapping[str, Any]) -> list[str]:
+    kind, lag = spec["kind"], "_lag" if spec["lagged"] else ""
+    return {
+        "early_outcome": ["early_alliance"],
+        "therapist_client": ["early_alliance_tm", "early_alliance_cd"],
+        "within_between": [f"a_cw{lag}", "a_cm"],
+        "reverse": [f"s_cw{lag}", "s_cm"],
+        "trait_state": ["alliance_trait", "alliance_state"],
+    }[kind]
+
+
+# --------------------------------------------------------------------------------------
+# Fitting one declared model
+# --------------------------------------------------------------------------------------
+@dataclass
+class FittedModel:
+    """A declared model fitted: the engine's result, the formula, the data it was fitted to
+    (all rows; the engine drops incomplete ones) and the :class:`alliance.models.ModelSummary`."""
+
+    spec: dict[str, Any]
+    result: Any
+    formula: str
+    data: pd.DataFrame
+    summary: M.ModelSummary
+
+
+def prepare_model_data(spec: Mapping[str, Any], scores: pd.DataFrame, clients: pd.DataFrame | None) -> pd.DataFrame:
+    """Client-level data (early alliance, baseline, post, change, slope) for the client-level
+    kinds, one row per client and session (outcome and alliance side by side) otherwise."""
+    if spec["kind"] in CLIENT_LEVEL_KINDS:
+        return M.client_level_data(scores, spec["outcome"], spec["alliance"], spec["early"],
+                                   spec["covariates"], clients)
+    return M.session_level_data(scores, spec["outcome"], spec["alliance"], clients, spec["covariates"])
+
+
+def _fit_kind(spec: Mapping[str, Any], base: pd.DataFrame, fit) -> tuple[Any, str, pd.DataFrame, list[dict]]:
+    kind, covariates = spec["kind"], spec["covariates"]
+    common = {"reml": bool(spec["reml"]), "engine": spec["engine"], "fit": fit}
+    if kind == "early_outcome":
+        result, formula = M.fit_early_outcome(base, spec["variant"], covariates, **common)
+        return result, formula, base, []
+    if kind == "therapist_client":
+        response, with_baseline = M.EARLY_VARIANTS[spec["variant"]]
+        result, formula, data, contrast = M.fit_therapist_client(
+            base, response, covariates, baseline="baseline" if with_baseline else None, **common)
+        return result, formula, data, [contrast]
+    random = spec["random"] or DEFAULT_RANDOM[kind]
+    if kind == "trait_state":
+        result, formula, data = M.fit_trait_state(base, covariates=covariates, random=random, **common)
+        return result, formula, data, []
+    direction = "alliance_to_outcome" if kind == "within_between" else "outcome_to_alliance"
+    result, formula, data = M.fit_within_between(
+        base, direction, detrend=bool(spec["detrend"]), lagged=bool(spec["lagged"]),
+        lagged_response=bool(spec["lagged_response"]), covariates=covariates, random=random, **common)
+    return result, formula, data, []
+
+
+def fit_declared_model(spec: Mapping[str, Any], scores: pd.DataFrame, clients: pd.DataFrame | None,
+                       direction: str = "higher_is_worse", fit=None) -> FittedModel:
+    """Prepare the data of a declared model (:func:`model_spec`), fit it and summarise it.
+
+    Parameters
+    ----------
+    spec : mapping
+        From :func:`model_spec`.
+    scores : DataFrame
+        The long scores table (``docs/data_contract.md``).
+    clients : DataFrame or None
+        ``clients.parquet`` (therapist and covariates).
+    direction : str
+        Orientation of the r-equivalents (:func:`benefit_direction`).
+    fit : callable, optional
+        Replacement engine (tests); default :func:`alliance.lmm.fit` via ``spec['engine']``.
+
+    Returns
+    -------
+    FittedModel
+    """
+    base = prepare_model_data(spec, scores, clients)
+    result, formula, data, contrasts = _fit_kind(spec, base, fit)
+    summary = M.model_summary(result, data, _alliance_terms(spec), direction, contrasts=contrasts)
+    return FittedModel(dict(spec), result, formula, data, summary)
+
+
+def _therapist_effects(fitted: FittedModel) -> pd.DataFrame:
+    """The therapists' conditional modes, ranked, without their ids (for the caterpillar plot)."""
+    ranef = getattr(fitted.result, "ranef", {}) or {}
+    if M.THERAPIST not in ranef:
+        return pd.DataFrame(columns=["rank", "(Intercept)", "n_clients"])
+    modes = ranef[M.THERAPIST].copy()
+    rows = fitted.data
+    n_clients = rows.groupby(M.THERAPIST, sort=False)[M.CLIENT].nunique()
+    modes["n_clients"] = n_clients.reindex(modes.index).fillna(0).astype("int64").to_numpy()
+    first = modes.columns[0]
+    modes = modes.sort_values(first, kind="mergesort").reset_index(drop=True)
+    modes.insert(0, "rank", np.arange(1, len(modes) + 1))
+    return modes
+
+
+def _read_clients(path: str | Path | None) -> pd.DataFrame | None:
+    return None if path is None else pd.read_parquet(path)
+
+
+def run_model(scores_path: str | Path, clients_path: str | Path | None, name: str, config: Mapping[str, Any],
+              outdir: str | Path, data_path: str | Path) -> FittedModel | None:
+    """Workflow step: fit declared model ``name`` and write its result files.
+
+    A model that cannot be estimated (:class:`alliance.models.NotEstimableError`) is recorded
+    by :func:`write_not_estimable_model` and None is returned; the run goes on.
+
+    Writes ``fixed_effects.csv``, ``random_effects.csv``, ``fit.json`` (the result contract
+    of issue 5; ``fit.json`` also names the model, its kind, label and settings) and
+    ``therapist_effects.csv`` (conditional modes, ranked, no ids) into ``outdir``, and the
+    data the model was fitted to (pseudonymised ids) to ``data_path`` for the bootstrap and
+    the figures. Every warning of the fit is logged.
+    """
+    spec = model_spec(config, name)
+    scores = pd.read_parquet(scores_path)
+    try:
+        fitted = fit_declared_model(spec, scores, _read_clients(clients_path), _spec_direction(config, spec))
+    except M.NotEstimableError as exc:
+        write_not_estimable_model(name, spec, str(exc), outdir, data_path)
+        return None
+    info = fitted.summary.fit
+    log.info("model %s (%s): %s", name, spec["kind"], fitted.formula)
+    log.info("model %s: %d observations, groups %s, converged %s, singular %s", name, info["nobs"],
+             info["ngroups"], info["converged"], info["singular"])
+    for message in info["warnings"]:
+        log.warning("model %s: %s", name, message)
+    info.update({"model": name, "kind": spec["kind"], "label": spec["label"] or name, "settings": _settings(spec)})
+    write_model_outputs(fitted.summary, outdir)
+    write_csv(_therapist_effects(fitted), Path(outdir) / "therapist_effects.csv")
+    write_parquet(fitted.data, data_path)
+    return fitted
+
+
+NOT_ESTIMABLE = "not estimable"
+
+
+def _settings(spec: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: spec[k] for k in ("outcome", "alliance", "early", "covariates", "variant", "lagged",
+                                 "lagged_response", "detrend", "random")}
+
+
+def is_estimated(info: Mapping[str, Any]) -> bool:
+    """Whether a ``fit.json`` or specification record holds an estimate (no ``status`` key,
+    or a status other than ``"not estimable"``)."""
+    return info.get("status") != NOT_ESTIMABLE
+
+
+def write_not_estimable_model(name: str, spec: Mapping[str, Any], reason: str, outdir: str | Path,
+                              data_path: str | Path) -> dict[str, Any]:
+    """Record a declared model that cannot be estimated (:class:`alliance.models.NotEstimableError`).
+
+    ``fit.json`` holds ``status: "not estimable"``, the reason, the model's name, kind, label and
+    settings; ``fixed_effects.csv``, ``random_effects.csv`` and ``therapist_effects.csv`` have
+    their documented columns and no rows; the model data file is empty. The run goes on.
+    """
+    reason = f"model {name}: {reason}"
+    log.warning("%s; recorded as not estimable", reason)
+    outdir = Path(outdir)
+    write_csv(pd.DataFrame(columns=M.FIXED_EFFECT_COLUMNS), outdir / "fixed_effects.csv")
+    write_csv(pd.DataFrame(columns=M.RANDOM_EFFECT_COLUMNS), outdir / "random_effects.csv")
+    write_csv(pd.DataFrame(columns=["rank", "(Intercept)", "n_clients"]), outdir / "therapist_effects.csv")
+    write_parquet(pd.DataFrame({M.CLIENT: pd.Series(dtype="string"), M.THERAPIST: pd.Series(dtype="string")}),
+                  data_path)
+    info = {"status": NOT_ESTIMABLE, "reason": reason, "model": name, "kind": spec["kind"],
+            "label": spec["label"] or name, "engine": spec["engine"], "reml": spec["reml"], "formula": None,
+            "nobs": 0, "ngroups": {}, "converged": None, "singular": None, "warnings": [],
+            "r_equivalents": [], "contrasts": [], "settings": _settings(spec)}
+    write_json(_plain_dict(info), outdir / "fit.json")
+    return info
+
+
+# --------------------------------------------------------------------------------------
+# What the workflow builds by default
+# --------------------------------------------------------------------------------------
+FIGURE_FILES = {
+    "trajectories": "results/figures/trajectories.png",
+    "scatter": "results/figures/early_alliance_scatter.png",
+    "caterpillar": "results/figures/therapist_caterpillar.png",
+}
+
+
+def default_targets(config: Mapping[str, Any]) -> list[str]:
+    """The files ``snakemake`` builds by default for the models section: every declared
+    model's contract files, the tables, the forest plot (when a model has an alliance ->
+    outcome effect), the figures whose model exists, the bootstrap intervals and, when the
+    multiverse is enabled, the specification curve. Empty without declared models."""
+    models = declared_models(config)
+    if not models:
+        return []
+    out = [f"results/models/{m}/{f}" for m in models for f in ("fixed_effects.csv", "random_effects.csv", "fit.json")]
+    out += ["results/tables/model_fixed_effects.csv", "results/tables/model_fit.csv", "results/tables/model_tables.md"]
+    if any(model_spec(config, m)["kind"] != "reverse" for m in models):
+        out += ["results/figures/alliance_forest.png", "results/tables/alliance_effects.csv"]
+    out += [FIGURE_FILES[f] for f, m in figure_models(config).items() if m]
+    out += [f"results/models/{m}/bootstrap.csv" for m in bootstrap_models(config)]
+    if specification_ids(config):
+        out += ["results/sensitivity/specification_curve.csv", "results/sensitivity/specification_curve.png"]
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# Tables and figures over the fitted models
+# --------------------------------------------------------------------------------------
+def _read_fit(path: str | Path) -> dict[str, Any]:
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def write_model_tables(fit_paths: Sequence[str | Path], out_fixed: str | Path, out_fit: str | Path,
+                       out_markdown: str | Path | None = None) -> pd.DataFrame:
+    """Workflow step: all models' fixed effects in one CSV, one row of fit statistics per
+    model (with its warnings, so that the report shows them), and APA tables in Markdown
+    (:func:`alliance.tables.fixed_effects_table`, :func:`~alliance.tables.random_effects_table`).
+
+    ``fit_paths`` are the models' ``results/models/{model}/fit.json``; the other result files
+    are read from the same folders.
+    """
+    fixed_parts, fit_rows, markdown = [], [], []
+    for number, path in enumerate(fit_paths, start=1):
+        folder = Path(path).parent
+        info = _read_fit(path)
+        name = info.get("model") or folder.name
+        if not is_estimated(info):
+            fit_rows.append(_fit_row(name, info))
+            heading = markdown_text(str(info.get("label") or name))
+            markdown.append(f"## {heading}\n\nNot estimable: {info.get('reason')}")
+            continue
+        fixed = pd.read_csv(folder / "fixed_effects.csv")
+        fixed_parts.append(fixed.assign(model=name, kind=info.get("kind")).loc[:, ["model", "kind", *fixed.columns]])
+        fit_rows.append(_fit_row(name, info))
+        if out_markdown is not None:
+            markdown.append(_markdown_tables(name, info, fixed, pd.read_csv(folder / "random_effects.csv"), number))
+    if not fit_rows:
+        raise ValueError("no fitted model to tabulate")
+    fixed_all = (pd.concat(fixed_parts, ignore_index=True) if fixed_parts
+                 else pd.DataFrame(columns=["model", "kind", *M.FIXED_EFFECT_COLUMNS]))
+    write_csv(fixed_all, out_fixed)
+    fits = pd.DataFrame(fit_rows)
+    if "status" in fits:
+        fits["status"] = fits["status"].fillna("estimated")
+        fits["reason"] = fits["reason"].fillna("")
+    write_csv(fits, out_fit)
+    if out_markdown is not None:
+        from alliance.outputs import atomic_path
+
+        with atomic_path(out_markdown) as tmp:
+            tmp.write_text("\n\n".join(markdown) + "\n", encoding="utf-8", newline="\n")
+    return fixed_all
+
+
+def _fit_row(name: str, info: Mapping[str, Any]) -> dict[str, Any]:
+    groups = info.get("ngroups") or {}
+    return {
+        "model": name, "kind": info.get("kind"), "label": info.get("label"), "engine": info.get("engine"),
+        "formula": info.get("formula"), "reml": info.get("reml"), "nobs": info.get("nobs"),
+        "n_clients": groups.get(M.CLIENT, info.get("nobs") if info.get("kind") in CLIENT_LEVEL_KINDS else None),
+        "n_therapists": groups.get(M.THERAPIST),
+        "loglik": info.get("loglik"), "aic": info.get("aic"), "bic": info.get("bic"),
+        "r2_marginal": info.get("r2_marginal"), "r2_conditional": info.get("r2_conditional"),
+        "therapist_share": info.get("therapist_share"), "converged": info.get("converged"),
+        "singular": info.get("singular"), "n_warnings": len(info.get("warnings") or []),
+        "warnings": " | ".join(info.get("warnings") or []),
+        # Only a model that could not be estimated adds these, so that the table of a study
+        # whose models all fitted keeps its columns; write_model_tables fills the others in.
+        **({} if is_estimated(info) else {"status": NOT_ESTIMABLE, "reason": info.get("reason")}),
+    }
+
+
+def _markdown_tables(name: str, info: Mapping[str, Any], fixed: pd.DataFrame, random: pd.DataFrame, number: int) -> str:
+    from alliance.report.tables import fixed_effects_table, random_effects_table
+
+    label = info.get("label") or name
+    note = f"Model: {info.get('formula')}; {'REML' if info.get('reml') else 'ML'}, N = {info.get('nobs')} observations."
+    parts = [f"## {markdown_text(str(label))}", fixed_effects_table(fixed, number=2 * number - 1, title=f"Fixed effects: {label}",
+                                                note=note).to_markdown(),
+             random_effects_table(random, number=2 * number, title=f"Random effects: {label}").to_markdown()]
+    warnings = info.get("warnings") or []
+    parts.append("Warnings: " + ("; ".join(warnings) if warnings else "none."))
+    return "\n\n".join(parts)
+
+
+def alliance_effects(fit_paths: Sequence[str | Path]) -> pd.DataFrame:
+    """r-equivalents of every alliance -> outcome effect of the fitted models (``fit.json``
+    files; reverse-direction models left out), with a label and the level each effect is at."""
+    rows = []
+    for path in fit_paths:
+        info = _read_fit(path)
+        name = info.get("model") or Path(path).parent.name
+        if info.get("kind") == "reverse":
+            continue
+        if not is_estimated(info):
+            log.warning("forest plot: %s left out (not estimable: %s)", name, info.get("reason"))
+            continue
+        for r in info.get("r_equivalents") or []:
+            term_label, level = ALLIANCE_TERMS.get(r["term"], (r["term"], "unknown"))
+            rows.append({"model": name, "kind": info.get("kind"), "term": r["term"], "level": level,
+                         "label": f"{info.get('label') or name}: {term_label}", **{k: r[k] for k in (
+                             "t", "df", "r", "r_benefit", "benefit_ci_low", "benefit_ci_high")}})
+    return pd.DataFrame(rows, columns=["model", "kind", "term", "level", "label", "t", "df", "r", "r_benefit",
+                                       "benefit_ci_low", "benefit_ci_high"])
+
+
+def write_forest_plot(fit_paths: Sequence[str | Path], out_png: str | Path, out_csv: str | Path) -> pd.DataFrame:
+    """Workflow step: forest plot of the alliance effects' r-equivalents beside the benchmark
+    band of Flückiger et al. (2018; r = .278, 95% CI .256–.299), and its table."""
+    from alliance.report.style import close
+    from alliance.models.figures import forest_plot
+    from alliance.outputs import write_figure
+
+    effects = alliance_effects(fit_paths)
+    if effects.empty:
+        raise ValueError("no alliance -> outcome effect to plot: declare a model that is not of kind 'reverse'")
+    write_csv(effects.assign(benchmark_r=M.BENCHMARK["r"], benchmark_ci_low=M.BENCHMARK["ci_low"],
+                             benchmark_ci_high=M.BENCHMARK["ci_high"]), out_csv)
+    fig = forest_plot(effects)
+    write_figure(fig, out_png)
+    close(fig)
+    return effects
+
+
+def _first_of(config: Mapping[str, Any], kinds: Sequence[str]) -> str | None:
+    for name in declared_models(config):
+        if _models_config(config)["fits"][name]["kind"] in kinds:
+            return name
+    return None
+
+
+def figure_models(config: Mapping[str, Any]) -> dict[str, str | None]:
+    """The model behind each figure: ``models: figures:`` or, when null, the first declared
+    model of a suitable kind (trajectories: a session-level model; scatter: a client-level
+    model; caterpillar: an alliance -> outcome session model, else a client-level model).
+    None: no such model, the figure is not drawn."""
+    chosen = dict(_models_config(config).get("figures") or {})
+    defaults = {
+        "trajectories": _first_of(config, ("within_between", "trait_state", "reverse")),
+        "scatter": _first_of(config, CLIENT_LEVEL_KINDS),
+        "caterpillar": _first_of(config, ("within_between", "trait_state")) or _first_of(config, CLIENT_LEVEL_KINDS),
+    }
+    out = {}
+    for figure, default in defaults.items():
+        name = chosen.get(figure) or default
+        if name is not None:
+            kind = model_spec(config, name)["kind"]
+            need = SESSION_LEVEL_KINDS if figure == "trajectories" else CLIENT_LEVEL_KINDS if figure == "scatter" else MODEL_KINDS
+            if kind not in need:
+                raise ValueError(f"models: figures: {figure}: model {name!r} is of kind {kind!r}; "
+                                 f"the figure needs one of {list(need)}")
+        out[figure] = name
+    return out
+
+
+def _save(fig, path: str | Path) -> None:
+    from alliance.report.style import close
+    from alliance.outputs import write_figure
+
+    write_figure(fig, path)
+    close(fig)
+
+
+def _measure_text(measure: Sequence[Any]) -> str:
+    instrument, respondent, scale = measure
+    return " ".join(str(p) for p in (instrument, respondent, scale) if p)
+
+
+def write_trajectory_figure(data_path: str | Path, config: Mapping[str, Any], name: str, out_png: str | Path) -> None:
+    """Workflow step: alliance and symptom trajectories by session (a seeded random subset of
+    clients and the mean) from a session-level model's data."""
+    from alliance.models.figures import trajectory_plot
+
+    figures = _models_config(config).get("figures") or {}
+    data = pd.read_parquet(data_path)
+    if data.empty:
+        _save(_not_estimable_figure(name), out_png)
+        return
+    fig = trajectory_plot(data, ("alliance", "symptoms"), n_individual=int(figures.get("n_individual", 40)),
+                          seed=int(config["study"]["seed"]))
+    spec = model_spec(config, name)
+    axes = fig.axes
+    axes[0].set_ylabel(f"alliance ({_measure_text(spec['alliance'])})")
+    axes[1].set_ylabel(f"outcome ({_measure_text(spec['outcome'])})")
+    _save(fig, out_png)
+
+
+def write_scatter_figure(data_path: str | Path, config: Mapping[str, Any], name: str, out_png: str | Path) -> None:
+    """Workflow step: early alliance against the client-level response of a client-level model."""
+    from alliance.models.figures import early_outcome_scatter
+
+    spec = model_spec(config, name)
+    response = M.EARLY_VARIANTS[spec["variant"]][0]
+    early = spec["early"]
+    what = {"post": "post-treatment", "change_resid": "residualised change in", "slope": "rate of change of"}[response]
+    data = pd.read_parquet(data_path)
+    if data.empty:
+        _save(_not_estimable_figure(name), out_png)
+        return
+    fig = early_outcome_scatter(data, "early_alliance", response,
+                                xlabel=f"early alliance ({_measure_text(spec['alliance'])}; {early['method']}, k = {early['k']})",
+                                ylabel=f"{what} {_measure_text(spec['outcome'])}")
+    _save(fig, out_png)
+
+
+def _not_estimable_figure(name: str, reason: str | None = None):
+    """A figure that says its model could not be estimated (and why), in place of the plot."""
+    from alliance.report.style import new_figure
+
+    fig, axis = new_figure(6.5, 1.6)
+    axis.set_axis_off()
+    text = f"Model {name} could not be estimated"
+    text += f":\n{reason}" if reason else f" (see results/models/{name}/fit.json)."
+    axis.text(0.0, 0.5, text, fontsize="small", va="center", ha="left", wrap=True)
+    return fig
+
+
+def write_caterpillar_figure(effects_path: str | Path, out_png: str | Path) -> None:
+    """Workflow step: caterpillar plot of the therapists' random intercepts (no ids)."""
+    from alliance.models.figures import caterpillar_plot
+
+    effects = pd.read_csv(effects_path)
+    fit_path = Path(effects_path).parent / "fit.json"
+    if effects.empty and fit_path.exists() and not is_estimated(info := _read_fit(fit_path)):
+        _save(_not_estimable_figure(info.get("model") or fit_path.parent.name, info.get("reason")), out_png)
+        return
+    if effects.empty:
+        raise ValueError(f"{effects_path}: the model has no therapist random effect to plot")
+    _save(caterpillar_plot(effects), out_png)
+
+
+# --------------------------------------------------------------------------------------
+# Multiverse: one job per specification, then the specification curve
+# --------------------------------------------------------------------------------------
+def _multiverse(config: Mapping[str, Any]) -> Mapping[str, Any]:
+    return _models_config(config).get("multiverse") or {}
+
+
+def multiverse_grid(config: Mapping[str, Any]) -> pd.DataFrame:
+    """The specifications of ``models: multiverse:`` (:func:`alliance.models.specification_grid`):
+    early-alliance definition x outcome x respondent (alliance measure) x covariate set.
+    Empty when the multiverse is not enabled."""
+    mv = _multiverse(config)
+    if not mv.get("enabled"):
+        return pd.DataFrame(columns=["spec"])
+    early = {label: {**_early_default(config), **(d or {})} for label, d in (mv.get("early") or {}).items()}
+    outcomes = {label: _measure(m, f"models: multiverse: outcomes: {label}") for label, m in (mv.get("outcomes") or {}).items()}
+    respondents = list(mv.get("respondents") or {})
+    for label, m in (mv.get("respondents") or {}).items():
+        _measure(m, f"models: multiverse: respondents: {label}")
+    covariates = {label: list(c or []) for label, c in (mv.get("covariate_sets") or {"none": []}).items()}
+    return M.specification_grid(early or {"default": _early_default(config)}, outcomes, respondents, covariates)
+
+
+def specification_ids(config: Mapping[str, Any]) -> list[str]:
+    """The multiverse's specification ids (``early__outcome__respondent__covariates``)."""
+    return multiverse_grid(config)["spec"].tolist()
+
+
+def _specification_spec(config: Mapping[str, Any], spec_id: str) -> dict[str, Any]:
+    grid = multiverse_grid(config).set_index("spec")
+    if spec_id not in grid.index:
+        raise ValueError(f"specification {spec_id!r} is not in the multiverse of models: multiverse: "
+                         f"({len(grid)} specifications, e.g. {list(grid.index[:3])})")
+    row = grid.loc[spec_id]
+    mv = _multiverse(config)
+    alliance = _measure(mv["respondents"][row["respondent"]], f"models: multiverse: respondents: {row['respondent']}")
+    return {**MODEL_DEFAULTS, "name": spec_id, "kind": "early_outcome", "outcome": row["outcome_measure"],
+            "alliance": alliance, "early": dict(row["early_definition"]), "covariates": list(row["covariate_columns"]),
+            "variant": mv.get("variant", "post"), "engine": mv.get("engine", "alliance"), "reml": mv.get("reml", True),
+            "labels": {k: row[k] for k in ("early", "outcome", "respondent", "covariates")}}
+
+
+def run_specification(scores_path: str | Path, clients_path: str | Path | None, spec_id: str,
+                      config: Mapping[str, Any], out_json: str | Path) -> dict[str, Any]:
+    """Workflow step: fit one multiverse specification (an early alliance -> outcome model)
+    and write its alliance effect: the coefficient with its CI and p, and the r-equivalent
+    oriented as the benchmark (so that outcomes on different scales can be ranked together)."""
+    spec = _specification_spec(config, spec_id)
+    try:
+        fitted = fit_declared_model(spec, pd.read_parquet(scores_path), _read_clients(clients_path),
+                                    _spec_direction(config, spec))
+    except M.NotEstimableError as exc:
+        reason = f"specification {spec_id}: {exc}"
+        log.warning("%s; recorded as not estimable", reason)
+        record = {"spec": spec_id, **spec["labels"], "status": NOT_ESTIMABLE, "reason": reason, "nobs": 0,
+                  "warnings": []}
+        write_json(_plain_dict(record), out_json)
+        return record
+    fe = fitted.summary.fixed_effects.set_index("term").loc["early_alliance"]
+    req = fitted.summary.r_equivalents.iloc[0]
+    info = fitted.summary.fit
+    for message in info["warnings"]:
+        log.warning("specification %s: %s", spec_id, message)
+    record = {
+        "spec": spec_id, **spec["labels"], "formula": fitted.formula,
+        "b": fe["estimate"], "b_se": fe["se"], "b_df": fe["df"], "b_ci_low": fe["ci_low"], "b_ci_high": fe["ci_high"],
+        "p": fe["p"], "std_estimate": fe["std_estimate"], "r_benefit": req["r_benefit"],
+        "r_ci_low": req["benefit_ci_low"], "r_ci_high": req["benefit_ci_high"], "nobs": info["nobs"],
+        "n_therapists": info["ngroups"].get(M.THERAPIST), "converged": info["converged"],
+        "singular": info["singular"], "warnings": info["warnings"],
+    }
+    write_json(_plain_dict(record), out_json)
+    log.info("specification %s: b = %.4g, r = %.3f [%.3f, %.3f], N = %d", spec_id, record["b"],
+             record["r_benefit"], record["r_ci_low"], record["r_ci_high"], record["nobs"])
+    return record
+
+
+def write_specification_curve(spec_paths: Sequence[str | Path], out_csv: str | Path, out_png: str | Path) -> pd.DataFrame:
+    """Workflow step: gather the specifications into the specification curve (ranked by the
+    r-equivalent), its table and figure; the median and the share with p < .05 are logged.
+
+    Specifications that could not be estimated (``status: "not estimable"``) are not ranked:
+    the table lists them after the ranked ones with an empty rank and estimate, and then has
+    a ``status`` (``estimated`` or ``not estimable``) and a ``reason`` column; the figure
+    names them with their reasons in a footnote. Without such specifications the table has
+    neither column.
+    """
+    records, missing = [], []
+    for path in spec_paths:
+        record = _read_fit(path)
+        record["warnings"] = " | ".join(record.get("warnings") or [])
+        (records if is_estimated(record) else missing).append(record)
+    if not records and not missing:
+        raise ValueError("no specification results to gather")
+    curve = _ranked_curve(records)
+    if missing:
+        attrs = dict(curve.attrs)
+        skipped = pd.DataFrame(missing).drop(columns=["status", "reason"])
+        curve = pd.concat([curve.assign(status="estimated", reason=""),
+                           skipped.assign(status=NOT_ESTIMABLE, reason=[m["reason"] for m in missing])],
+                          ignore_index=True).reindex(columns=[*curve.columns, "status", "reason"])
+        curve.attrs.update(attrs)
+    write_csv(curve, out_csv)
+    _save(_specification_curve_figure(curve, missing), out_png)
+    log.info("specification curve: %d specifications, %d not estimable, median r = %.3f, %.0f%% with p < .05",
+             len(records), len(missing), curve.attrs.get("median_estimate", math.nan),
+             100 * curve.attrs.get("share_significant", math.nan))
+    return curve
+
+
+def _ranked_curve(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    if not records:
+        return pd.DataFrame(columns=["rank", "spec", "early", "outcome", "respondent", "covariates",
+                                     "estimate", "ci_low", "ci_high", "p", "significant"])
+    frame = pd.DataFrame(records).rename(columns={"r_benefit": "estimate", "r_ci_low": "ci_low", "r_ci_high": "ci_high"})
+    return M.specification_curve(frame)
+
+
+def _specification_curve_figure(curve: pd.DataFrame, missing: Sequence[Mapping[str, Any]]):
+    """The specification curve of the estimated specifications, with a footnote naming each
+    specification that could not be estimated and why."""
+    from alliance.report.style import new_figure
+    from alliance.models.figures import specification_curve_plot
+
+    ranked = curve.loc[curve["rank"].notna()] if "status" in curve else curve
+    if len(ranked):
+        fig = specification_curve_plot(ranked.assign(rank=ranked["rank"].astype("int64"),
+                                                     significant=ranked["significant"].astype(bool)),
+                                       ylabel="r-equivalent (+: better outcome)")
+    else:
+        fig, axis = new_figure(7.5, 2.0)
+        axis.set_axis_off()
+    if missing:
+        lines = [f"Not estimable ({len(missing)} of {len(curve)} specifications), not ranked:"]
+        lines += [f"  {m['spec']}: {m['reason'].split(': ', 1)[-1]}" for m in missing]
+        _add_footnote(fig, lines)
+    return fig
+
+
+def _add_footnote(fig, lines: Sequence[str], line_height: float = 0.16) -> None:
+    """Make room below the axes for ``lines`` of small text and write them there."""
+    height = fig.get_figheight()
+    extra = line_height * (len(lines) + 1)
+    bottom = fig.subplotpars.bottom * height
+    fig.set_figheight(height + extra)
+    fig.subplots_adjust(bottom=(bottom + extra) / (height + extra), top=1 - (1 - fig.subplotpars.top) * height / (height + extra))
+    fig.text(0.01, 0.01, "\n".join(lines), fontsize="x-small", va="bottom", ha="left")
+
+
+# --------------------------------------------------------------------------------------
+# Cluster bootstrap in parallel batches
+# --------------------------------------------------------------------------------------
+def _bootstrap(config: Mapping[str, Any]) -> Mapping[str, Any]:
+    return _models_config(config).get("bootstrap") or {}
+
+
+def bootstrap_models(config: Mapping[str, Any]) -> list[str]:
+    """Models to bootstrap: ``models: bootstrap: models:`` or, when null, every declared
+    early_outcome model. Only client-level early_outcome models can be bootstrapped here:
+    their data do not change when clusters are redrawn (the therapist-mean decomposition and
+    person-mean centring would have to be recomputed within each sample)."""
+    chosen = _bootstrap(config).get("models")
+    if int(_bootstrap(config).get("replicates", 0) or 0) == 0:
+        return []
+    names = [n for n in declared_models(config) if model_spec(config, n)["kind"] == "early_outcome"] \
+        if chosen is None else list(chosen)
+    for name in names:
+        kind = model_spec(config, name)["kind"]
+        if kind != "early_outcome":
+            raise ValueError(f"models: bootstrap: models: {name!r} is of kind {kind!r}; only early_outcome "
+                             "models are bootstrapped")
+    return names
+
+
+def bootstrap_batches(config: Mapping[str, Any]) -> list[range]:
+    """Replicate numbers of each batch job: ``replicates`` split into ``batches`` near-equal runs."""
+    boot = _bootstrap(config)
+    replicates, batches = int(boot.get("replicates", 0)), int(boot.get("batches", 1))
+    if batches < 1 or batches > max(replicates, 1):
+        raise ValueError(f"models: bootstrap: batches must be between 1 and replicates ({replicates}), got {batches}")
+    edges = np.linspace(0, replicates, batches + 1).round().astype(int)
+    return [range(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
+
+
+def run_bootstrap_batch(data_path: str | Path, fit_path: str | Path, batch: int, config: Mapping[str, Any],
+                        out_csv: str | Path) -> pd.DataFrame:
+    """Workflow step: refit a model on the cluster bootstrap samples of one batch.
+
+    Replicate b draws from ``numpy.random.default_rng([study.seed, b])``
+    (:func:`alliance.models.cluster_bootstrap`), so the batches together give the draws of one
+    undivided run. Formula, REML and engine are the fitted model's (``fit.json``).
+    """
+    ranges = bootstrap_batches(config)
+    if not 0 <= int(batch) < len(ranges):
+        raise ValueError(f"bootstrap batch {batch!r} is not one of 0..{len(ranges) - 1}")
+    boot, info = _bootstrap(config), _read_fit(fit_path)
+    replicates = ranges[int(batch)]
+    if not is_estimated(info):
+        # One failed row per replicate, so that the gathering step counts them all and
+        # reports the model's reason instead of intervals.
+        log.warning("bootstrap %s batch %s: not estimable (%s)", info.get("model"), batch, info.get("reason"))
+        draws = pd.DataFrame({"replicate": list(replicates), "term": None, "estimate": math.nan, "converged": False,
+                              "singular": False, "error": f"{NOT_ESTIMABLE}: {info.get('reason')}"})
+        write_csv(draws, out_csv)
+        return draws
+    data = pd.read_parquet(data_path)
+    step = max(1, len(replicates) // 10)
+    chunks = [replicates[i:i + step] for i in range(0, len(replicates), step)]
+    parts = []
+    for chunk in progress(chunks, len(chunks), logger=log, desc=f"bootstrap {info.get('model')} batch {batch}"):
+        parts.append(M.cluster_bootstrap(data, info["formula"], int(config["study"]["seed"]), chunk,
+                                         stages=boot.get("stages", "therapists"), reml=bool(info["reml"]),
+                                         engine=info["engine"]))
+    draws = pd.concat(parts, ignore_index=True)
+    failed = draws.loc[draws["error"].fillna("") != ""]
+    for _, row in failed.iterrows():
+        log.warning("bootstrap replicate %d failed: %s", row["replicate"], row["error"])
+    write_csv(draws, out_csv)
+    return draws
+
+
+def gather_bootstrap(batch_paths: Sequence[str | Path], fixed_path: str | Path, config: Mapping[str, Any],
+                     out_csv: str | Path) -> pd.DataFrame:
+    """Workflow step: percentile intervals from all batches beside the model's own estimates
+    and CIs (:func:`alliance.models.bootstrap_intervals`)."""
+    boot = _bootstrap(config)
+    draws = pd.concat([pd.read_csv(p, keep_default_na=False, na_values=[""], float_precision="round_trip") for p in batch_paths], ignore_index=True)
+    draws["error"] = draws["error"].fillna("")
+    expected = int(boot.get("replicates", 0))
+    found = draws["replicate"].nunique()
+    if found != expected:
+        raise ValueError(f"bootstrap: {found} replicates in the batches, expected {expected}")
+    level = float(boot.get("level", 0.95))
+    skipped = draws["error"].str.startswith(f"{NOT_ESTIMABLE}: ")
+    if skipped.all():
+        reason = draws["error"].iloc[0].removeprefix(f"{NOT_ESTIMABLE}: ")
+        out = pd.DataFrame([{"term": None, "status": NOT_ESTIMABLE, "reason": reason, "level": level,
+                             "stages": boot.get("stages", "therapists"), "seed": int(config["study"]["seed"])}])
+        write_csv(out, out_csv)
+        log.warning("bootstrap: not estimable (%s)", reason)
+        return out
+    intervals = M.bootstrap_intervals(draws, level).rename(columns={"mean": "boot_mean", "se": "boot_se"})
+    fixed = pd.read_csv(fixed_path)[["term", "estimate", "se", "ci_low", "ci_high"]].rename(
+        columns={"se": "model_se", "ci_low": "model_ci_low", "ci_high": "model_ci_high"})
+    out = fixed.merge(intervals, on="term", how="left")
+    out["level"] = level
+    out["stages"] = boot.get("stages", "therapists")
+    out["seed"] = int(config["study"]["seed"])
+    out["method"] = "percentile interval of the cluster bootstrap (Davison & Hinkley 1997, sec. 3.8)"
+    write_csv(out, out_csv)
+    log.info("bootstrap: %d replicates, %d failed", found, int(out["n_failed"].max()))
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# Parameter recovery on simulated studies
+# --------------------------------------------------------------------------------------
+def _recovery(config: Mapping[str, Any]) -> Mapping[str, Any]:
+    return _models_config(config).get("recovery") or {}
+
+
+def recovery_batches(config: Mapping[str, Any]) -> list[range]:
+    """Study numbers of each recovery batch job."""
+    rec = _recovery(config)
+    studies, batches = int(rec.get("studies", 200)), int(rec.get("batches", 10))
+    if studies < 1 or not 1 <= batches <= studies:
+        raise ValueError(f"models: recovery: need studies >= 1 and 1 <= batches <= studies, got {studies}, {batches}")
+    edges = np.linspace(0, studies, batches + 1).round().astype(int)
+    return [range(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
+
+
+def _recovery_design(config: Mapping[str, Any]):
+    from alliance.simulate import SimulationDesign
+
+    rec = _recovery(config)
+    return SimulationDesign(n_therapists=int(rec.get("n_therapists", 30)), n_clients=int(rec.get("n_clients", 240)))
+
+
+def simulated_scores(client_forms: pd.DataFrame) -> pd.DataFrame:
+    """Score a simulated ``client_forms`` table as the pipeline does (WAI-SR and PHQ-9 keys of
+    config/instruments/): the tidy frame of :mod:`alliance.ingest` without pseudonymisation
+    (nothing here is written with ids), then :func:`alliance.scoring.score_administrations`."""
+    from alliance.scoring.instruments import load_key
+    from alliance.scoring.scores import score_administrations
+
+    keys = {"wai_sr": load_key("wai_sr"), "phq9": load_key("phq9")}
+    tidy = pd.DataFrame({"client": client_forms["client_id"].astype(str),
+                         "therapist": client_forms["therapist_id"].astype(str),
+                         "session": client_forms["session"].astype("int64"), "respondent": "client", "rater": None})
+    for entry, prefix in (("wai_sr", "wai"), ("phq9", "phq")):
+        for n in range(1, keys[entry].n_items + 1):
+            tidy[f"{entry}_{n}"] = client_forms[f"{prefix}{n}"].astype("float64").to_numpy()
+    return score_administrations(tidy, keys, source="simulated client_forms")
+
+
+def _study_seed(seed: int, study: int) -> int:
+    return int(np.random.SeedSequence([int(seed), int(study)]).generate_state(1)[0])
+
+
+def recovery_fit(seed: int, design, level: float = 0.95) -> list[dict[str, Any]]:
+    """Simulate one study, score it, fit the within/between model and compare with the truth.
+
+    Returns one row per recovered term (``a_cw_lag``: b_within, ``a_cm``: b_between, per
+    point of the WAI-SR total): estimate, SE, df, CI at ``level`` (Satterthwaite t), the truth
+    and whether the CI covers it.
+    """
+    from alliance.simulate import simulate_study
+
+    study = simulate_study(design, seed=seed)
+    scores = simulated_scores(study.client_forms)
+    fitted = fit_declared_model(RECOVERY_SPEC, scores, None)
+    truth = study.truth["per_wai_total_point"]
+    fe = fitted.result.fixed_effects
+    rows = []
+    for term, parameter in RECOVERY_TERMS.items():
+        est, se, df = (float(fe.loc[term, c]) for c in ("estimate", "se", "df"))
+        half = float(stats.t.ppf(0.5 + level / 2, df)) * se
+        rows.append({"seed": seed, "term": term, "parameter": parameter, "truth": float(truth[parameter]),
+                     "estimate": est, "se": se, "df": df, "ci_low": est - half, "ci_high": est + half,
+                     "covered": bool(est - half <= truth[parameter] <= est + half),
+                     "nobs": int(fitted.result.nobs), "converged": bool(fitted.result.converged),
+                     "singular": bool(fitted.result.singular)})
+    return rows
+
+
+def run_recovery_batch(config: Mapping[str, Any], batch: int, out_csv: str | Path) -> pd.DataFrame:
+    """Workflow step: the simulated studies of one recovery batch (seeds derived from
+    ``study.seed`` and the study number), one row per study and term."""
+    ranges = recovery_batches(config)
+    if not 0 <= int(batch) < len(ranges):
+        raise ValueError(f"recovery batch {batch!r} is not one of 0..{len(ranges) - 1}")
+    design, level = _recovery_design(config), float(_recovery(config).get("level", 0.95))
+    rows = []
+    for study in progress(ranges[int(batch)], len(ranges[int(batch)]), logger=log, desc=f"recovery batch {batch}"):
+        seed = _study_seed(config["study"]["seed"], study)
+        try:
+            fitted = recovery_fit(seed, design, level)
+        except (ValueError, np.linalg.LinAlgError) as exc:
+            log.warning("recovery study %d (seed %d) failed: %s", study, seed, exc)
+            fitted = [{"seed": seed, "term": t, "parameter": p, "error": str(exc)} for t, p in RECOVERY_TERMS.items()]
+        rows.extend({"study": study, **r} for r in fitted)
+    out = pd.DataFrame(rows)
+    if "error" not in out.columns:
+        out["error"] = ""
+    write_csv(out, out_csv)
+    return out
+
+
+def summarise_recovery(batch_paths: Sequence[str | Path], config: Mapping[str, Any], out_csv: str | Path,
+                       out_md: str | Path) -> pd.DataFrame:
+    """Workflow step: coverage and relative bias per term, with Monte Carlo SEs (Morris et al.,
+    2019), against the targets (coverage 93–97%, |relative bias| < 5%)."""
+    draws = pd.concat([pd.read_csv(p, keep_default_na=False, na_values=[""], float_precision="round_trip") for p in batch_paths], ignore_index=True)
+    draws["error"] = draws["error"].fillna("")
+    rows = []
+    for term, d in draws.groupby("term", sort=False):
+        ok = d.loc[d["error"] == ""]
+        n = len(ok)
+        truth = float(ok["truth"].iloc[0]) if n else math.nan
+        cover = float(ok["covered"].astype(bool).mean()) if n else math.nan
+        bias = (float(ok["estimate"].mean()) - truth) / truth if n else math.nan
+        rows.append({
+            "term": term, "parameter": d["parameter"].iloc[0], "truth": truth, "n_studies": n,
+            "n_failed": int((d["error"] != "").sum()), "mean_estimate": float(ok["estimate"].mean()),
+            "relative_bias": bias, "mc_se_relative_bias": float(ok["estimate"].std(ddof=1) / math.sqrt(n) / abs(truth)) if n > 1 else math.nan,
+            "coverage": cover, "mc_se_coverage": math.sqrt(cover * (1 - cover) / n) if n else math.nan,
+            "mean_se": float(ok["se"].mean()), "sd_estimate": float(ok["estimate"].std(ddof=1)),
+            "n_not_converged": int((~ok["converged"].astype(bool)).sum()), "n_singular": int(ok["singular"].astype(bool).sum()),
+            "coverage_ok": bool(0.93 <= cover <= 0.97), "bias_ok": bool(abs(bias) < 0.05),
+        })
+    table = pd.DataFrame(rows)
+    write_csv(table, out_csv)
+    _write_recovery_markdown(table, config, out_md)
+    return table
+
+
+def _write_recovery_markdown(table: pd.DataFrame, config: Mapping[str, Any], out_md: str | Path) -> None:
+    from alliance.outputs import atomic_path
+
+    rec, design = _recovery(config), _recovery_design(config)
+    lines = [
+        "# Parameter recovery of the within/between-client model",
+        "",
+        f"{int(table['n_studies'].max()) if len(table) else 0} simulated studies (alliance.simulate, default effects; "
+        f"{design.n_therapists} therapists, {design.n_clients} clients, up to {design.max_sessions} sessions), "
+        "scored with the WAI-SR and PHQ-9 keys and fitted as "
+        f"`{M.within_between_formula()}` (REML, Satterthwaite df). Truth per point of the WAI-SR total "
+        f"(12-60). {float(rec.get('level', 0.95)):.0%} CIs. Seeds derived from study.seed = {config['study']['seed']}.",
+        "",
+        "| term | truth | studies | mean estimate | relative bias (MC SE) | coverage (MC SE) | mean SE / SD | targets met |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in table.itertuples():
+        lines.append(
+            f"| {r.term} ({r.parameter}) | {r.truth:.5g} | {r.n_studies} | {r.mean_estimate:.5g} | "
+            f"{r.relative_bias:+.2%} ({r.mc_se_relative_bias:.2%}) | {r.coverage:.1%} ({r.mc_se_coverage:.1%}) | "
+            f"{r.mean_se / r.sd_estimate:.3f} | coverage {'yes' if r.coverage_ok else 'no'}, bias {'yes' if r.bias_ok else 'no'} |")
+    lines += ["", "Targets: coverage 93-97%, |relative bias| < 5%. Failed fits: "
+              + ", ".join(f"{r.term} {r.n_failed}" for r in table.itertuples()) + "."]
+    with atomic_path(out_md) as tmp:
+        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8", newline="\n")
+
+
+
+def write_model_outputs(summary: ModelSummary, outdir: str | Path) -> dict[str, Path]:
+    """Write ``fixed_effects.csv``, ``random_effects.csv`` and ``fit.json`` into ``outdir``.
+
+    ``fit.json`` also carries the standardisation basis, the r-equivalents and the
+    contrasts. Numbers are written at full precision (:mod:`alliance.outputs`).
+    """
+    from alliance.outputs import write_csv, write_json
+
+    outdir = Path(outdir)
+    paths = {name: outdir / name for name in ("fixed_effects.csv", "random_effects.csv", "fit.json")}
+    write_csv(summary.fixed_effects, paths["fixed_effects.csv"])
+    write_csv(summary.random_effects, paths["random_effects.csv"])
+    info = dict(summary.fit)
+    info["standardisation"] = _records(summary.standardisation)
+    info["r_equivalents"] = _records(summary.r_equivalents)
+    info["contrasts"] = [_plain_dict(c) for c in summary.contrasts]
+    write_json(_plain_dict(info), paths["fit.json"])
+    return paths
+
+
+def _plain_value(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, np.generic):
+        return _plain_value(value.item())
+    if isinstance(value, Mapping):
+        return _plain_dict(value)
+    if isinstance(value, (list, tuple)):
+        return [_plain_value(v) for v in value]
+    return value
+
+
+def _plain_dict(d: Mapping[str, Any]) -> dict[str, Any]:
+    return {str(k): _plain_value(v) for k, v in d.items()}
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    return [_plain_dict(r) for r in frame.to_dict(orient="records")]
+
+
+
+# --------------------------------------------------------------------------- workflow steps
+
+
+def write_planned_batch(config: Mapping[str, Any], cell_id: str, batch: int, path: str) -> None:
+    """Workflow step: run one planned batch of the config's ``power:`` section, write its CSV."""
+    from alliance.outputs import write_csv
+
+    settings = power_settings(config["power"], config["study"]["seed"])
+    write_csv(run_planned_batch(settings, cell_id, batch), path)
+
+
+def write_power_curve(batch_paths: Sequence[str], config: Mapping[str, Any], results_path: str,
+                      curve_path: str, figure_path: str) -> None:
+    """Workflow step: gather the batches, write every replication, the curve and its figure."""
+    from alliance.report.style import close
+    from alliance.outputs import write_csv, write_figure
+
+    settings = power_settings(config["power"], config["study"]["seed"])
+    results = pd.concat([pd.read_csv(p) for p in sorted(batch_paths)], ignore_index=True)
+    results = results.sort_values([*CELL_COLUMNS, "batch", "replicate"], kind="mergesort").reset_index(drop=True)
+    curve = power_curve(results, alpha=settings["analysis"].alpha)
+    write_csv(results, results_path)
+    write_csv(curve, curve_path)
+    fig = power_figure(curve, alpha=settings["analysis"].alpha)
+    write_figure(fig, figure_path)
+    close(fig)
