@@ -31,14 +31,12 @@ report: "workflow/report/workflow.rst"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
-include: "workflow/rules/provenance.smk"
 include: "workflow/rules/scoring.smk"
-include: "workflow/rules/power.smk"
 include: "workflow/rules/ruptures.smk"
 include: "workflow/rules/agreement.smk"
 include: "workflow/rules/interrater.smk"
 include: "workflow/rules/models.smk"
-include: "workflow/rules/manuscript.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:

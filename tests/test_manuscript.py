@@ -1,4 +1,4 @@
-"""Tests for the manuscript outputs (alliance.manuscript, workflow/rules/manuscript.smk).
+"""Tests for the manuscript outputs (alliance.manuscript, workflow/rules/report.smk).
 
 On the workflow's run on the bundled example (the ``example_run`` fixture), against references
 that are not the code under test:
