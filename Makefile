@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CORES  ?= 2
 
-.PHONY: run test venv report lint clean benchmark power recovery
+.PHONY: run test venv report lint clean benchmark power recovery example-hashes
 
 venv: $(STAMP)
 
@@ -41,3 +41,9 @@ benchmark: $(STAMP)
 
 clean:
 	rm -rf results logs .snakemake
+
+# After `make run`: record the bundled example's result hashes (tests/test_example_results.py
+# compares every run with them). Only when results change on purpose; say why in the commit.
+example-hashes: $(STAMP)
+	cd results && find . -type f ! -name report.html ! -name provenance.json | LC_ALL=C sort \
+		| xargs sha256sum > ../tests/data/example_results.sha256

@@ -4,7 +4,7 @@ Two designs, simulated with ``np.random.default_rng(seed)`` (target SD, fixed ra
 residual SD):
 
 * **complete**: 60,000 targets × 2 raters (120,000 ratings). ``pingouin.intraclass_corr``
-  against ``alliance.reliability.icc`` (ANOVA route). Same values are checked: ICC, F, df1,
+  against ``alliance.interrater.intraclass.icc`` (ANOVA route). Same values are checked: ICC, F, df1,
   df2 and p to 1e-10 relative; pingouin rounds its CI95 to 2 decimals, so the interval
   bounds are checked to 0.005 absolute. Target: ours no slower than pingouin.
 * **incomplete**: 20,000 targets each rated by 2-3 of 8 raters (~50,000 ratings). lme4's

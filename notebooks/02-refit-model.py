@@ -15,7 +15,7 @@
 # rebuild the model from the written results alone: `results/models/within_between/fit.json`
 # says which model was fitted (formula, REML or ML, how its variables were derived), and
 # `results/scores/scores.parquet` holds the scores it was fitted to. Here the data are rebuilt
-# with the functions the workflow itself uses (`alliance.model_workflow.prepare_model_data`,
+# with the functions the workflow itself uses (`alliance.models.steps.prepare_model_data`,
 # `alliance.models.within_between_data`), the model is refitted with `alliance.lmm.fit`, and the
 # estimates are checked against `fixed_effects.csv`.
 

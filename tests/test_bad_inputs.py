@@ -3,13 +3,13 @@
 Each case is a small study (the valid study in ``tests/bad_inputs/base/`` with one file replaced
 by a case file or a generated one, and/or a config tweak) run through one entry point:
 
-``read``      :func:`alliance.io.read_table` on one file
+``read``      :func:`alliance.data.io.read_table` on one file
 ``config``    :func:`alliance.config.validate_config`
-``gate``      config, then :func:`alliance.ingest.run_gate` (the de-identification gate)
-``validate``  config, gate, then :func:`alliance.ingest.run_validation` (= ``alliance validate``)
-``ingest``    the above, then :func:`alliance.ingest.run_ingest`
-``score``     the above, then :func:`alliance.scoring.score_administrations`
-``icc``       :func:`alliance.reliability.icc` on generated ratings
+``gate``      config, then :func:`alliance.data.steps.run_gate` (the de-identification gate)
+``validate``  config, gate, then :func:`alliance.data.steps.run_validation` (= ``alliance validate``)
+``ingest``    the above, then :func:`alliance.data.steps.run_ingest`
+``score``     the above, then :func:`alliance.scoring.scores.score_administrations`
+``icc``       :func:`alliance.interrater.intraclass.icc` on generated ratings
 ``model``     :mod:`alliance.models` / :mod:`alliance.lmm` fits on generated client data
 
 A case either raises the project's error with the exact message fragments of the manifest, or
@@ -18,7 +18,7 @@ problems in the code under test, each with the message it should give ("pending 
 
 Beyond the main test, one refused case of each entry point and error class goes through the
 command line (``alliance validate``: exit 1, the message on stderr, no traceback), and every
-refused validate case through :func:`~alliance.ingest.run_ingest`, which must write nothing. Two
+refused validate case through :func:`~alliance.data.steps.run_ingest`, which must write nothing. Two
 workflow runs (marked slow, ~10-20 s each) check that a refusal at validation and at scoring
 leaves no result downstream of the refusing step.
 """

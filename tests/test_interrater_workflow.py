@@ -1,5 +1,5 @@
 """Tests for alliance.interrater_steps (the observer inter-rater step on files) and for
-alliance.scoring.combine_observer_ratings (how coders' ratings enter the analyses).
+alliance.scoring.scores.combine_observer_ratings (how coders' ratings enter the analyses).
 
 References used here (none is the code under test):
 - Shrout & Fleiss (1979, Psychological Bulletin 86:420-428), Table 2 (6 targets x 4 judges)

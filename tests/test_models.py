@@ -376,7 +376,7 @@ def series(rows):
 
 
 def test_early_alliance_definition_is_passed_to_scoring(small):
-    """The definition goes to alliance.scoring.early_alliance (tested in test_scoring.py);
+    """The definition goes to alliance.scoring.scores.early_alliance (tested in test_scoring.py);
     precomputed values are taken as they are."""
     at2 = M.client_level_data(small.scores, OUTCOME, ALLIANCE, early={"method": "session_k", "k": 2})
     sessions = pd.read_csv(DATA / "small" / "sessions.csv")

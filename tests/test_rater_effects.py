@@ -9,7 +9,7 @@ files with R 4.2.2, lme4 1.1-31, psych 2.2.9):
 - an independent R implementation (loops, ``sd``, ``cor``, ``psych::ICC``) of the mean
   deviations and the pairwise statistics;
 - the published example of Bland & Altman (1986, Table 1);
-- :func:`alliance.reliability.icc` for the pair's ICC(A,1);
+- :func:`alliance.interrater.intraclass.icc` for the pair's ICC(A,1);
 - recovery of known leniencies in simulated designs.
 
 Tolerances: with lme4's variance components passed in, conditional modes 1e-4 absolute and

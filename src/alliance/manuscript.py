@@ -9,12 +9,12 @@ Two workflow steps (``workflow/rules/manuscript.smk``), each reading the files i
   Word document ``results/tables/tables.docx``. The tables are built by
   :mod:`alliance.tables`, so every format shows the same formatted cells.
 * :func:`write_methods`: ``results/tables/methods.md``, the paragraph of
-  :func:`alliance.methods_text.methods_paragraph` with the N per level of
+  :func:`alliance.report.methods_text.methods_paragraph` with the N per level of
   ``results/data/summary.json``, the instruments of the configured scoring keys, every
   model's formula and estimation method (``fit.json``) and the package versions recorded in
   ``results/provenance.json``, followed by its references.
 
-The client-level data are built by :func:`alliance.model_workflow.prepare_model_data`, the
+The client-level data are built by :func:`alliance.models.steps.prepare_model_data`, the
 function the client-level models are fitted with, for the first declared client-level model
 (or, when none is declared, for the measures of the first declared model), so the
 descriptives describe the data the models saw.
@@ -133,7 +133,7 @@ def client_descriptives_data(config: Mapping[str, Any], scores: pd.DataFrame,
     Returns
     -------
     (data, spec)
-        ``data`` from :func:`alliance.model_workflow.prepare_model_data` (columns
+        ``data`` from :func:`alliance.models.steps.prepare_model_data` (columns
         :data:`CLIENT_VARIABLES` among others); ``spec`` the model specification it used.
 
     Raises
@@ -175,8 +175,8 @@ def instrument_abbreviation(entry: str, key: Any) -> str:
 
 
 def term_labels(covariates: Sequence[str] = (), terms: Sequence[str] = ()) -> dict[str, str]:
-    """Display names of model terms: :data:`alliance.tables.DEFAULT_TERM_LABELS`, the
-    alliance terms of :data:`alliance.model_workflow.ALLIANCE_TERMS`, lagged scores, and
+    """Display names of model terms: :data:`alliance.report.tables.DEFAULT_TERM_LABELS`, the
+    alliance terms of :data:`alliance.models.steps.ALLIANCE_TERMS`, lagged scores, and
     covariate levels (``armPDT`` -> ``Arm: PDT``)."""
     labels = {term: text[0].upper() + text[1:] for term, (text, _) in W.ALLIANCE_TERMS.items()}
     labels.update(EXTRA_TERM_LABELS)
@@ -347,7 +347,7 @@ def write_manuscript_tables(scores_path: str | Path, clients_path: str | Path | 
     ``.html`` (standalone page), and all of them in one Word document ``docx_path``.
 
     Returns the written paths by ``"{stem}.{format}"`` and ``"docx"``. The bytes are the same
-    on every run (the ``.docx`` through :func:`alliance.tables.write_docx`).
+    on every run (the ``.docx`` through :func:`alliance.report.tables.write_docx`).
     """
     scores = pd.read_parquet(scores_path)
     clients = None if clients_path is None else pd.read_parquet(clients_path)
@@ -368,7 +368,7 @@ def write_manuscript_tables(scores_path: str | Path, clients_path: str | Path | 
 # The methods paragraph
 # --------------------------------------------------------------------------------------
 def methods_models(fit_paths: Sequence[str | Path]) -> list[dict[str, Any]]:
-    """The models for :func:`alliance.methods_text.methods_paragraph` from their ``fit.json``:
+    """The models for :func:`alliance.report.methods_text.methods_paragraph` from their ``fit.json``:
     numbered as in the tables' order, formula in backticks (Markdown code)."""
     models = []
     for number, path in enumerate(fit_paths, start=1):
@@ -387,7 +387,7 @@ def methods_models(fit_paths: Sequence[str | Path]) -> list[dict[str, Any]]:
 
 
 def methods_instruments(config: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Every configured instrument as :func:`alliance.methods_text.methods_paragraph` wants
+    """Every configured instrument as :func:`alliance.report.methods_text.methods_paragraph` wants
     it: full name and citations from its scoring key, the respondent of the table it was
     read from (the key's respondents when the table names none)."""
     from alliance.scoring.instruments import keys_from_config
@@ -404,7 +404,7 @@ def methods_instruments(config: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 def methods_interrater(interrater: pd.DataFrame, config: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The ICC(A,1) of each observer instrument's ``figure_scale`` (``results/reliability/
-    interrater.csv``) as :func:`alliance.methods_text.methods_paragraph` wants it."""
+    interrater.csv``) as :func:`alliance.report.methods_text.methods_paragraph` wants it."""
     from alliance.scoring.instruments import keys_from_config
 
     settings = config["interrater"]

@@ -40,7 +40,7 @@ def set_root(path: str | os.PathLike) -> Path:
     and its children; returns the root.
 
     Modules that read a path at import time (``alliance.config.SCHEMA_PATH``,
-    ``alliance.instruments.INSTRUMENTS_DIR``) see it only if this runs before they are imported,
+    ``alliance.scoring.instruments.INSTRUMENTS_DIR``) see it only if this runs before they are imported,
     as it does at the top of the Snakefile.
     """
     root = _as_root(path)

@@ -1,6 +1,6 @@
 """``alliance init``: draft a study's config from a folder of table exports.
 
-The wizard reads every table in a folder (through :func:`alliance.io.read_table`), tells the
+The wizard reads every table in a folder (through :func:`alliance.data.io.read_table`), tells the
 administration tables (with a session column) from the client table (one row per client),
 maps the id and session columns to their roles, recognises the shipped instruments from the
 item names, item counts and response ranges, lists the columns that look identifying under

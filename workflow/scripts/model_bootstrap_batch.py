@@ -1,4 +1,4 @@
-"""One batch of cluster bootstrap replicates (see alliance.model_workflow.run_bootstrap_batch)."""
+"""One batch of cluster bootstrap replicates (see alliance.models.steps.run_bootstrap_batch)."""
 
 from alliance.logs import log_to_file
 

@@ -1,4 +1,4 @@
-"""Fit one declared alliance-outcome model and write its result files (see alliance.model_workflow.run_model)."""
+"""Fit one declared alliance-outcome model and write its result files (see alliance.models.steps.run_model)."""
 
 from alliance.logs import log_to_file
 

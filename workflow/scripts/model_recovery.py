@@ -1,4 +1,4 @@
-"""Coverage and relative bias of the recovery study (see alliance.model_workflow.summarise_recovery)."""
+"""Coverage and relative bias of the recovery study (see alliance.models.steps.summarise_recovery)."""
 
 from alliance.logs import log_to_file
 

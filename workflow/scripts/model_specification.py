@@ -1,4 +1,4 @@
-"""Fit one multiverse specification (see alliance.model_workflow.run_specification)."""
+"""Fit one multiverse specification (see alliance.models.steps.run_specification)."""
 
 from alliance.logs import log_to_file
 

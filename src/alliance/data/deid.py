@@ -6,7 +6,7 @@ record numbers; plus free-text notes, which routinely hold all of them), in seve
 and whether written as text or as numbers (the detectors are in :mod:`alliance.identifiers`).
 A file holding one is refused, naming the file, column, kind and rows; the offending value is
 never printed, only its shape (letters as ``x``, digits as ``9``). A column the config drops,
-or does not map, is not scanned (``alliance.ingest.read_study`` removes it as the file is read).
+or does not map, is not scanned (``alliance.data.steps.read_study`` removes it as the file is read).
 The gate fails closed: what it cannot tell from an identifier (a value of two words seen once,
 an id that is letters only) is refused, and the message says how to declare it.
 
@@ -268,14 +268,14 @@ def refuse_identifiers(tables: dict[str, pd.DataFrame], drop_columns=(), allow_c
 
 
 def load_id_key(key_env: str = "ALLIANCE_ID_KEY", key_file: str | None = None) -> bytes:
-    """The pseudonymisation key (see :func:`alliance.keys.load_id_key`)."""
+    """The pseudonymisation key (see :func:`alliance.data.keys.load_id_key`)."""
     from alliance.data.keys import load_id_key as load
 
     return load(key_env, key_file)
 
 
 def normalise_ids(ids: pd.Series) -> pd.Series:
-    """Ids as the project reads them: :func:`alliance.ids.normalise_ids` (one normalisation)."""
+    """Ids as the project reads them: :func:`alliance.data.ids.normalise_ids` (one normalisation)."""
     from alliance.data.ids import normalise_ids as normalise
 
     return normalise(ids)

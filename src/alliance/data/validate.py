@@ -250,7 +250,7 @@ def validate_study(frames: dict[str, pd.DataFrame], config: dict, keys: dict, fi
     Parameters
     ----------
     frames : dict
-        Table name -> DataFrame as read by :func:`alliance.io.read_table`.
+        Table name -> DataFrame as read by :func:`alliance.data.io.read_table`.
     config : dict
         The validated config.
     keys : dict

@@ -3,7 +3,7 @@
 Observer-coded alliance items are ordinal codes (e.g. 1–7) given by two or three of several
 coders per session, and a coder's rupture marker is a nominal 0/1 code. For such codings
 this module gives, from a long table with one row per rating (the same argument style as
-:func:`alliance.reliability.icc`):
+:func:`alliance.interrater.intraclass.icc`):
 
 * :func:`krippendorff_alpha` — Krippendorff's alpha at the nominal, ordinal, interval or
   ratio level, through the ``krippendorff`` package; any number of coders per unit, so

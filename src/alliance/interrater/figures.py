@@ -41,7 +41,7 @@ def plot_rater_leniency(leniency_table: pd.DataFrame, *, scale_label: str = "rat
     Parameters
     ----------
     leniency_table : DataFrame
-        Output of :func:`alliance.rater_effects.rater_leniency` (columns ``rater``,
+        Output of :func:`alliance.interrater.rater_effects.rater_leniency` (columns ``rater``,
         ``n_ratings``, ``leniency``, ``ci_low``, ``ci_high``).
     scale_label : str, default "rating"
         Name of the rated scale for the axis label (e.g. ``"WAI-O total"``).
@@ -125,7 +125,7 @@ def plot_pairwise_agreement(data: pd.DataFrame, target: str, rater: str, rating:
     Raises
     ------
     ValueError
-        The checks of :func:`alliance.rater_effects.pairwise_rater_agreement`, no pair with
+        The checks of :func:`alliance.interrater.rater_effects.pairwise_rater_agreement`, no pair with
         ``min_shared`` shared targets, or ``max_pairs``/``ncols`` below 1.
     """
     for name, value in (("max_pairs", max_pairs), ("ncols", ncols)):

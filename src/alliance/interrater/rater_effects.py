@@ -69,7 +69,7 @@ LOA_MULTIPLIER = 1.96
 # Input
 # --------------------------------------------------------------------------------------------
 def _prepare(data: pd.DataFrame, target: str, rater: str, rating: str) -> LongRatings:
-    """:func:`alliance.ratings.prepare_ratings`, and at least two raters to compare."""
+    """:func:`alliance.interrater.ratings.prepare_ratings`, and at least two raters to compare."""
     d = prepare_ratings(data, target, rater, rating)
     if d.n_raters < 2:
         raise ValueError(
@@ -204,7 +204,7 @@ def rater_leniency(data: pd.DataFrame, target: str, rater: str, rating: str, *,
         Column names: the rated unit (e.g. client × session), the rater id, the rating.
     components : CrossedVarianceComponents or mapping, optional
         Variance components ``target``, ``rater``, ``residual`` (attributes or keys) to use;
-        default the REML fit of :func:`alliance.reliability.crossed_variance_components`.
+        default the REML fit of :func:`alliance.interrater.intraclass.crossed_variance_components`.
         The intercept is always the GLS estimate at these components (lme4's ``fixef``).
     ci_level : float, default 0.95
 
@@ -323,7 +323,7 @@ def pairwise_rater_agreement(data: pd.DataFrame, target: str, rater: str, rating
     Bland & Altman (1986) 95% limits of agreement, mean ± 1.96 SD; Pearson's r; the
     absolute-agreement ICC(A,1) of the pair's complete n × 2 design (McGraw & Wong 1996;
     ICC(2,1) of Shrout & Fleiss 1979, from two-way ANOVA mean squares, as ``psych::ICC``
-    and :func:`alliance.reliability.icc` compute it); and the share of identical ratings
+    and :func:`alliance.interrater.intraclass.icc` compute it); and the share of identical ratings
     (within 1e-9). Pairs are found by joining the ratings on target, so the cost grows with
     the number of rating pairs, not with raters². Tested against an independent R
     implementation (loops, ``cor``, ``sd``, ``psych::ICC`` 2.2.9).

@@ -3,7 +3,7 @@
 For every multi-rater (observer) instrument, at scale and item level:
 
 * :func:`interrater_tables` computes the intraclass correlations with
-  :func:`alliance.reliability.icc` (Shrout & Fleiss 1979 forms under McGraw & Wong's 1996
+  :func:`alliance.interrater.intraclass.icc` (Shrout & Fleiss 1979 forms under McGraw & Wong's 1996
   names: ANOVA mean squares when every coded session was rated by every coder, REML variance
   components of ``rating ~ 1 + (1|session) + (1|coder)`` when coders rated different subsets),
   with the variance components themselves; and, for the items, Krippendorff's alpha and
@@ -17,7 +17,7 @@ For every multi-rater (observer) instrument, at scale and item level:
 The reliability subsample is the sessions coded by two or more coders, optionally a seeded
 random share of them (``subsample``). How the coders' ratings are combined for the analyses
 (``combine``: their mean, or one designated coder) is applied by
-:func:`alliance.scoring.combine_observer_ratings` in the scoring step.
+:func:`alliance.scoring.scores.combine_observer_ratings` in the scoring step.
 
 Targets are numbered sessions; no client, therapist or session id reaches the outputs. Coders
 appear by pseudonym (``R-…``) in the leniency and pair tables, so that a designated coder can
@@ -238,7 +238,7 @@ def interrater_tables(administrations: pd.DataFrame, scores: pd.DataFrame, setti
     seed : int
         The study seed: subsample draw and bootstrap intervals.
     keys : mapping, optional
-        Instrument keys by entry (:func:`alliance.instruments.keys_from_config`); their response
+        Instrument keys by entry (:func:`alliance.scoring.instruments.keys_from_config`); their response
         range gives the item categories of the kappas.
 
     Returns

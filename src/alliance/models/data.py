@@ -254,7 +254,7 @@ def client_level_data(scores: pd.DataFrame, outcome: Sequence[str], alliance: Se
     alliance : tuple
         ``(instrument, respondent, scale)`` (or ``(instrument, scale)``) of the alliance.
     early : mapping, Series or DataFrame, optional
-        Early-alliance definition passed to :func:`alliance.scoring.early_alliance`
+        Early-alliance definition passed to :func:`alliance.scoring.scores.early_alliance`
         (``{"method": "session_k" | "mean_1_to_k" | "first_up_to_k", "k": k}``; default
         ``{"method": "mean_1_to_k", "k": 3}``, the mean of sessions 1-3), or precomputed
         values: a Series indexed by client, or a DataFrame with ``early_alliance`` (and

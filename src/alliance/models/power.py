@@ -11,7 +11,7 @@ replication ``i`` uses the ``i``-th child of the batch's seed sequence (recorded
 output), so any single replication can be re-run on its own.
 
 Each replication runs the pipeline's own path: :func:`alliance.simulate.simulate_study` ->
-item scoring with the shipped WAI-SR and PHQ-9 keys (:func:`alliance.scoring.score_administrations`)
+item scoring with the shipped WAI-SR and PHQ-9 keys (:func:`alliance.scoring.scores.score_administrations`)
 -> the analysis dataset of :mod:`alliance.models` -> the model fit. Two analysis models:
 
 ``within_between``

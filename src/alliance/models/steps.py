@@ -440,7 +440,7 @@ def write_model_tables(fit_paths: Sequence[str | Path], out_fixed: str | Path, o
                        out_markdown: str | Path | None = None) -> pd.DataFrame:
     """Workflow step: all models' fixed effects in one CSV, one row of fit statistics per
     model (with its warnings, so that the report shows them), and APA tables in Markdown
-    (:func:`alliance.tables.fixed_effects_table`, :func:`~alliance.tables.random_effects_table`).
+    (:func:`alliance.report.tables.fixed_effects_table`, :func:`~alliance.report.tables.random_effects_table`).
 
     ``fit_paths`` are the models' ``results/models/{model}/fit.json``; the other result files
     are read from the same folders.
@@ -936,7 +936,7 @@ def _recovery_design(config: Mapping[str, Any]):
 def simulated_scores(client_forms: pd.DataFrame) -> pd.DataFrame:
     """Score a simulated ``client_forms`` table as the pipeline does (WAI-SR and PHQ-9 keys of
     config/instruments/): the tidy frame of :mod:`alliance.ingest` without pseudonymisation
-    (nothing here is written with ids), then :func:`alliance.scoring.score_administrations`."""
+    (nothing here is written with ids), then :func:`alliance.scoring.scores.score_administrations`."""
     from alliance.scoring.instruments import load_key
     from alliance.scoring.scores import score_administrations
 

@@ -305,7 +305,7 @@ def methods_paragraph(summary: Mapping[str, Any], models: Sequence[Mapping[str, 
     Parameters
     ----------
     summary : dict
-        The data summary (``results/data/summary.json``, :func:`alliance.summary.sample_sizes`):
+        The data summary (``results/data/summary.json``, :func:`alliance.data.summary.sample_sizes`):
         ``therapists``, ``clients``, ``sessions``; optionally ``raters``,
         ``clients_per_therapist`` and ``sessions_per_client`` (each ``min``, ``median``,
         ``max``) and ``therapist_switches``.
@@ -317,9 +317,9 @@ def methods_paragraph(summary: Mapping[str, Any], models: Sequence[Mapping[str, 
     instruments : list of dict
         One per instrument as its scoring key has it: ``full_name`` (or ``name``),
         ``citations`` (full references, primary first) and ``respondent`` or
-        ``respondents``. :class:`alliance.instruments.InstrumentKey` objects work too.
+        ``respondents``. :class:`alliance.scoring.instruments.InstrumentKey` objects work too.
     versions : dict
-        Package versions (:func:`alliance.provenance.package_versions`): ``python``,
+        Package versions (:func:`alliance.report.provenance.package_versions`): ``python``,
         ``alliance``, ``numpy``, ``scipy``, ``pandas``, ``statsmodels``, ``snakemake``...
     interrater : list of dict, optional
         One per observer instrument (``results/reliability/interrater.csv``, ICC(A,1) of a

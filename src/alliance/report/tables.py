@@ -19,7 +19,7 @@ exact p to three decimals and ``< .001`` below that, thousands separated by comm
 Builders turn the pipeline's results into tables: :func:`fixed_effects_table`
 (``results/models/{model}/fixed_effects.csv``), :func:`random_effects_table`
 (``random_effects.csv``), :func:`reliability_table` (internal consistency,
-:func:`alliance.psychometrics.internal_consistency`) and :func:`descriptives_table` (M, SD, n
+:func:`alliance.scoring.psychometrics.internal_consistency`) and :func:`descriptives_table` (M, SD, n
 and Pearson correlations with significance stars).
 
 Tested in ``tests/test_tables.py``: every format is parsed back (the ``.docx`` with
@@ -714,7 +714,7 @@ def reliability_table(consistency: pd.DataFrame, number: int = 3, title: str = "
     Parameters
     ----------
     consistency : DataFrame
-        :func:`alliance.psychometrics.internal_consistency`: ``instrument``, ``scale``,
+        :func:`alliance.scoring.psychometrics.internal_consistency`: ``instrument``, ``scale``,
         ``respondent``, ``n``, ``k``, ``alpha``, ``ci_low``, ``ci_high``, ``omega_total``
         (and ``session``, shown when it is given).
     labels : mapping, optional

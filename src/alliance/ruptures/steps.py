@@ -312,7 +312,7 @@ def trajectory_figure(series: pd.DataFrame, episodes: pd.DataFrame, settings: Ma
     """Example trajectories with the episodes at threshold ``c`` marked (a matplotlib Figure).
 
     Panels are labelled "client 1..n" (no ids). Clients are chosen by
-    :func:`alliance.plots_ruptures_agreement.plot_rupture_trajectories` (both a repaired and an
+    :func:`alliance.ruptures.figures.plot_rupture_trajectories` (both a repaired and an
     unrepaired episode first); with no episode at this threshold, the clients with the most
     sessions are drawn unmarked and the title says so.
     """

@@ -182,7 +182,7 @@ def internal_consistency(administrations: pd.DataFrame, instruments: Mapping[str
     ----------
     administrations
         Tidy administrations (item columns ``{entry}_{n}``), responses already validated by
-        :func:`alliance.scoring.score_administrations`.
+        :func:`alliance.scoring.scores.score_administrations`.
     instruments
         Config entry name -> key. Reverse-keyed items are reversed first.
     session

@@ -47,7 +47,7 @@ def score_administrations(administrations: pd.DataFrame, instruments: Mapping[st
         The tidy dataset: ``client``, ``therapist``, ``session``, ``respondent`` (``rater``
         optional) and item columns ``{entry}_{n}`` for n = 1..n_items of each entry.
     instruments
-        Config entry name -> :class:`~alliance.instruments.InstrumentKey`.
+        Config entry name -> :class:`~alliance.scoring.instruments.InstrumentKey`.
     source
         Name of the input (e.g. its file) used in error messages.
 
