@@ -31,12 +31,14 @@ def _simulate(args) -> int:
 
 def _validate(args) -> int:
     from alliance.config import load_config
-    from alliance.data.steps import read_study, run_gate, run_validation
+    from alliance.data.steps import read_study, run_gate, run_validation, without_drop_columns
 
     config = load_config(args.config)
-    gate = run_gate(config)
-    report = run_validation(config)
-    study = read_study(config)
+    raw = read_study(config, drop=False)  # read once: a national study's files take minutes to parse
+    gate = run_gate(config, raw)
+    study = without_drop_columns(raw, config)
+    del raw
+    report = run_validation(config, study)
     print(f"Configuration {args.config}: valid")
     print("De-identification gate: passed (no direct identifier in the columns the config maps)")
     for file, entry in gate["files"].items():

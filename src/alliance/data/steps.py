@@ -113,14 +113,16 @@ def read_study(config: dict, drop: bool = True, roles: dict | None = None) -> Ra
     return RawStudy(frames, files, clients, clients_file, record)
 
 
-def run_gate(config: dict) -> dict:
+def run_gate(config: dict, study: RawStudy | None = None) -> dict:
     """Refuse any file with a direct identifier; return the scan report.
 
     Only mapped columns are scanned; unmapped ones are dropped unread and listed per file under
-    ``columns_dropped_unmapped``, or refused with ``deid: unmapped: refuse``.
+    ``columns_dropped_unmapped``, or refused with ``deid: unmapped: refuse``. ``study`` is the
+    study as :func:`read_study` with ``drop=False`` reads it, if the caller has it already.
     """
     roles = column_roles(config)
-    study = read_study(config, drop=False, roles=roles)  # the gate drops drop_columns itself, and reports them
+    if study is None:  # the gate drops drop_columns itself, and reports them
+        study = read_study(config, drop=False, roles=roles)
     tables = {study.files[n]: f for n, f in study.frames.items()}
     table_roles = {study.files[n]: roles[n] for n in study.frames}
     if study.clients is not None:
@@ -135,9 +137,30 @@ def run_gate(config: dict) -> dict:
             "unmapped": deid.get("unmapped", "drop"), "passed": True}
 
 
-def run_validation(config: dict) -> dict:
-    """Validate the study; return a report (no ids in it) or raise InputError."""
-    study = read_study(config)
+def without_drop_columns(study: RawStudy, config: dict) -> RawStudy:
+    """The study as :func:`read_study` reads it by default, from one read with ``drop=False``."""
+    dropped = set(config.get("deid", {}).get("drop_columns", []))
+
+    def drop(frame, file):
+        removed = [c for c in frame.columns if c in dropped]
+        return (frame.drop(columns=removed) if removed else frame), removed
+
+    frames, record = {}, {}
+    for name, frame in study.frames.items():
+        frames[name], removed = drop(frame, study.files[name])
+        record[study.files[name]] = {**study.dropped[study.files[name]], "drop_columns": removed}
+    clients = None
+    if study.clients is not None:
+        clients, removed = drop(study.clients, study.clients_file)
+        record[study.clients_file] = {**study.dropped[study.clients_file], "drop_columns": removed}
+    return RawStudy(frames, study.files, clients, study.clients_file, record)
+
+
+def run_validation(config: dict, study: RawStudy | None = None) -> dict:
+    """Validate the study; return a report (no ids in it) or raise InputError. ``study`` is the
+    study as :func:`read_study` reads it, if the caller has it already."""
+    if study is None:
+        study = read_study(config)
     keys = keys_from_config(config)
     checked = validate_study(study.frames, config, keys, study.files, study.clients, study.clients_file)
     for note in checked.notes:
