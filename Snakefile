@@ -26,7 +26,12 @@ if not workflow.overwrite_configfiles:
     configfile: "config/config.yaml"
 
 
-report: "workflow/report/workflow.rst"
+# The start page of `snakemake --report`: the run's main results (rule landing_page) once they
+# exist, else the workflow's description alone.
+LANDING_PAGE = "results/report/landing.rst"
+
+
+report: os.path.abspath(LANDING_PAGE) if os.path.exists(LANDING_PAGE) else "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"

@@ -28,7 +28,7 @@ LAYERS = {
     "scoring": 2,
     "data": 3,
     "models": 4, "interrater": 4, "ruptures": 4, "agreement": 4,
-    "manuscript": 5,
+    "manuscript": 5, "landing": 5,
     "cli": 6, "wizard": 6,
 }
 #: layers whose members are independent of each other

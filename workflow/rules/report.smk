@@ -98,3 +98,28 @@ rule provenance:
         "logs/provenance.log",
     script:
         "../scripts/provenance.py"
+
+
+# The report's start page: the study's main results first (the Snakefile's `report:` takes it
+# when it exists, so `snakemake --report` after a run opens on the numbers).
+FINAL_OUTPUTS.append(LANDING_PAGE)
+
+
+rule landing_page:
+    input:
+        summary="results/data/summary.json",
+        fits=expand("results/models/{model}/fit.json", model=MANUSCRIPT_MODELS),
+        fixed=expand("results/models/{model}/fixed_effects.csv", model=MANUSCRIPT_MODELS),
+        description=os.path.join(workflow.basedir, "workflow", "report", "workflow.rst"),
+        **interrater_inputs(),
+    output:
+        LANDING_PAGE,
+    params:
+        study=config_digest(config["study"]),
+        models=config_digest(config.get("models")),
+    conda:
+        "../envs/alliance.yaml"
+    log:
+        "logs/report/landing_page.log",
+    script:
+        "../scripts/landing_page.py"
