@@ -19,6 +19,7 @@ from typing import Any
 
 import pandas as pd
 
+from alliance.manuscript import instrument_abbreviation
 from alliance.models.steps import declared_models, is_estimated
 from alliance.models.summaries import BENCHMARK
 from alliance.outputs import atomic_path
@@ -105,7 +106,7 @@ def _icc_sentence(interrater: pd.DataFrame, keys: Mapping[str, Any]) -> str | No
     total = rows.loc[rows["unit"] == "total"]
     row = (total if not total.empty else rows).iloc[0]
     key = keys.get(row["instrument"])
-    instrument = key.name if key is not None else row["instrument"]
+    instrument = instrument_abbreviation(row["instrument"], key)
     scale = key.scales[row["unit"]].label if key is not None and row["unit"] in key.scales else row["unit"]
     return (f"**Observer agreement** ({_rst(instrument)}, {_rst(scale)}): ICC(A,1) = "
             f"{format_bounded(row['icc'])}, 95% CI {_ci(row['ci_low'], row['ci_high'], bounded=True)}, "
