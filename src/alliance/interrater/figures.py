@@ -3,7 +3,9 @@
 Each function returns a :class:`matplotlib.figure.Figure` built with the project's style
 (:mod:`alliance.figures`: seaborn colour-blind palette, markers for greyscale) and does not
 save it; the workflow writes it with :func:`alliance.outputs.write_figure`. Raters are
-labelled with whatever ids the data hold (the workflow passes pseudonyms ``R-…``).
+shown as "Coder 1" … "Coder k" (:func:`coder_labels`: the k-th rater in sorted id order, which
+is the order of ``rater_leniency.csv``), never by id or pseudonym: a figure goes into papers
+and slides, where a pseudonym means nothing and invites being matched to a person.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from alliance.errors import require_columns
 from alliance.report.style import MARKERS, PALETTE, close, new_figure
 from alliance.interrater.rater_effects import paired_ratings, pairwise_rater_agreement
 
-__all__ = ["plot_rater_leniency", "plot_pairwise_agreement"]
+__all__ = ["coder_labels", "plot_rater_leniency", "plot_pairwise_agreement"]
 
 LENIENCY_TITLE = "Rater leniency (conditional modes of the rater effect)"
 #: above this many points per panel the markers are rasterised (vector files stay small)
@@ -27,11 +29,18 @@ _RASTERISE_ABOVE = 5000
 _JITTER = 0.12
 
 
+def coder_labels(raters) -> dict:
+    """Rater id -> "Coder k", k counting the distinct ids in sorted (text) order from 1."""
+    ids = sorted(pd.unique(pd.Series(list(raters))), key=str)
+    return {r: f"Coder {k}" for k, r in enumerate(ids, start=1)}
+
+
 def _colours():
     return sns.color_palette(PALETTE)
 
 
-def plot_rater_leniency(leniency_table: pd.DataFrame, *, scale_label: str = "rating") -> Figure:
+def plot_rater_leniency(leniency_table: pd.DataFrame, *, scale_label: str = "rating",
+                        rater_labels: dict | None = None) -> Figure:
     """Caterpillar plot of the raters' leniency with confidence intervals.
 
     Raters are ordered by leniency (most severe at the bottom, most lenient at the top);
@@ -45,6 +54,8 @@ def plot_rater_leniency(leniency_table: pd.DataFrame, *, scale_label: str = "rat
         ``n_ratings``, ``leniency``, ``ci_low``, ``ci_high``).
     scale_label : str, default "rating"
         Name of the rated scale for the axis label (e.g. ``"WAI-O total"``).
+    rater_labels : dict, optional
+        Rater id -> label; default :func:`coder_labels` of the table's raters.
 
     Returns
     -------
@@ -59,7 +70,7 @@ def plot_rater_leniency(leniency_table: pd.DataFrame, *, scale_label: str = "rat
     n = len(table)
     fig, ax = new_figure(6.5, min(0.24 * n + 1.4, 40.0), layout="constrained")
     try:
-        _draw_leniency(ax, table, scale_label)
+        _draw_leniency(ax, table, scale_label, rater_labels or coder_labels(table["rater"]))
     except Exception:
         close(fig)
         raise
@@ -71,7 +82,7 @@ def _sortable(column: pd.Series) -> pd.Series:
     return column if column.name == "leniency" else column.astype(str)
 
 
-def _draw_leniency(ax, table: pd.DataFrame, scale_label: str) -> None:
+def _draw_leniency(ax, table: pd.DataFrame, scale_label: str, labels: dict) -> None:
     n = len(table)
     pos = np.arange(n)
     colour = _colours()[0]
@@ -79,7 +90,7 @@ def _draw_leniency(ax, table: pd.DataFrame, scale_label: str) -> None:
     ax.errorbar(table["leniency"], pos, xerr=np.clip(err, 0, None), fmt=MARKERS[0],
                 color=colour, ms=4, lw=1, capsize=2)
     ax.axvline(0.0, color="0.35", ls="--", lw=1)
-    ax.set_yticks(pos, [str(r) for r in table["rater"]], fontsize=max(5, 9 - n // 25))
+    ax.set_yticks(pos, [labels[r] for r in table["rater"]], fontsize=max(5, 9 - n // 25))
     ax.set_ylim(-0.7, n - 0.3)
     ax.set_xlabel(f"rater effect ({scale_label} units; > 0 lenient, < 0 severe)")
     ax.set_ylabel("rater")
@@ -93,7 +104,8 @@ def _draw_leniency(ax, table: pd.DataFrame, scale_label: str) -> None:
 
 def plot_pairwise_agreement(data: pd.DataFrame, target: str, rater: str, rating: str, *,
                             max_pairs: int = 12, min_shared: int = 10,
-                            scale_label: str = "rating", ncols: int = 4) -> Figure:
+                            scale_label: str = "rating", ncols: int = 4,
+                            rater_labels: dict | None = None) -> Figure:
     """Scatterplots of the ratings of rater pairs on their shared targets.
 
     One panel per pair, for the ``max_pairs`` pairs with the most shared targets (at least
@@ -117,6 +129,8 @@ def plot_pairwise_agreement(data: pd.DataFrame, target: str, rater: str, rating:
     scale_label : str, default "rating"
     ncols : int, default 4
         Panels per row.
+    rater_labels : dict, optional
+        Rater id -> label; default :func:`coder_labels` of all raters in ``data``.
 
     Returns
     -------
@@ -141,7 +155,7 @@ def plot_pairwise_agreement(data: pd.DataFrame, target: str, rater: str, rating:
     pairs = paired_ratings(data, target, rater, rating)
     fig, axes = _panel_grid(len(chosen), int(ncols))
     try:
-        _draw_pairs(axes, chosen, pairs, scale_label)
+        _draw_pairs(axes, chosen, pairs, scale_label, rater_labels or coder_labels(data[rater]))
     except Exception:
         close(fig)
         raise
@@ -165,7 +179,7 @@ def _panel_grid(n_panels: int, ncols: int):
     return fig, axes
 
 
-def _draw_pairs(axes, chosen: pd.DataFrame, pairs: pd.DataFrame, scale_label: str) -> None:
+def _draw_pairs(axes, chosen: pd.DataFrame, pairs: pd.DataFrame, scale_label: str, labels: dict) -> None:
     ratings = np.concatenate([pairs["rating_a"].to_numpy(), pairs["rating_b"].to_numpy()])
     integer = bool(np.all(ratings == np.round(ratings)))
     lo, hi = float(ratings.min()), float(ratings.max())
@@ -187,9 +201,10 @@ def _draw_pairs(axes, chosen: pd.DataFrame, pairs: pd.DataFrame, scale_label: st
         ax.set_ylim(limits)
         ax.set_aspect("equal", adjustable="box")
         r_text = "n/a" if not np.isfinite(row.pearson_r) else f"{row.pearson_r:.2f}"
-        ax.set_title(f"{row.rater_a} vs {row.rater_b}\nn = {row.n_shared}, r = {r_text}, "
+        a, b = labels[row.rater_a], labels[row.rater_b]
+        ax.set_title(f"{a} vs {b}\nn = {row.n_shared}, r = {r_text}, "
                      f"mean diff = {row.mean_difference:.2f}", fontsize=8)
-        ax.set_xlabel(f"{scale_label}, {row.rater_a}", fontsize=8)
-        ax.set_ylabel(f"{scale_label}, {row.rater_b}", fontsize=8)
+        ax.set_xlabel(f"{scale_label}, {a}", fontsize=8)
+        ax.set_ylabel(f"{scale_label}, {b}", fontsize=8)
         ax.tick_params(labelsize=7)
 

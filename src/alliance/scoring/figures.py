@@ -57,7 +57,10 @@ def _jacobson_panel(ax, rows: pd.DataFrame, params: Mapping[str, Any], entry: st
         ax.axvline(params["cutoff"], color="0.2", lw=1, ls=":")
     import seaborn as sns
 
-    colours = sns.color_palette(figures.PALETTE, len(CATEGORIES))
+    palette = sns.color_palette(figures.PALETTE, 10)
+    # Recovered and improved in two blues, unchanged grey, deteriorated vermilion: the
+    # palette's first four colours made improved (orange) and deteriorated (vermilion) alike.
+    colours = [palette[0], palette[9], palette[7], palette[3]]
     for i, category in enumerate(CATEGORIES):  # fixed colour and marker per category in every panel
         chosen = rows[rows["classification"].eq(category)]
         if not chosen.empty:
