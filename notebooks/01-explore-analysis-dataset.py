@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from alliance.report.style import close, new_figure
+from alliance.report.style import new_figure
 
 RESULTS = Path("results")
 administrations = pd.read_parquet(RESULTS / "interim" / "administrations.parquet")
@@ -57,7 +57,6 @@ for ax, (instrument, rows) in zip(axes, by_session.groupby("instrument")):
     ax.set_title(instrument)
     ax.set_xlabel("Session")
     ax.set_ylabel("Mean total score")
-close(fig)
 
 # %% [markdown]
 # ## Does early alliance go with later symptoms?

@@ -22,3 +22,8 @@ def test_notebook_runs(path: Path, example_run: Path):
     errors = [o for cell in notebook.cells if cell.cell_type == "code"
               for o in cell.get("outputs", []) if o.get("output_type") == "error"]
     assert errors == []
+    if "new_figure(" in path.read_text(encoding="utf-8"):
+        # a cell that draws shows its figure in Jupyter (the style module forces no backend)
+        images = [o for cell in notebook.cells if cell.cell_type == "code" and "new_figure(" in cell.source
+                  for o in cell.get("outputs", []) if "image/png" in o.get("data", {})]
+        assert images, "the plotting cell displayed no figure"

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import seaborn as sns  # noqa: E402
+# No backend is forced: scripts without a display get Agg from matplotlib itself, and Jupyter
+# keeps its inline backend, so that a notebook shows the figures it draws.
+import matplotlib.pyplot as plt
+import seaborn as sns
 
 PALETTE = "colorblind"
 # Markers and line styles carry the same information as colour, for greyscale printing.
