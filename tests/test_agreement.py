@@ -8,12 +8,15 @@ References used here (none is the code under test):
 - hand computations with explicit numbers (in comments);
 - scipy (paired t-test interval, Pearson r with its Fisher-z interval);
 - statsmodels' own linear-contrast t tests, numpy least squares, a hand CR1 sandwich;
-- recovery of known surfaces from simulated data.
+- recovery of known surfaces from simulated data;
+- lme4 1.1-31 + lmerTest 3.1-3 (REML, Satterthwaite df of the contrasts a1..a5 by
+  ``contest``): tests/data/response_surface/ (R script beside the fixture).
 """
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -31,7 +34,10 @@ from alliance.agreement.dyads import (
     per_dyad_table,
     principal_axis,
     response_surface,
+    surface_parameters,
 )
+
+FIXTURES = Path(__file__).resolve().parent / "data" / "response_surface"
 
 # ----------------------------------------------------------------------------------------
 # Pairing
@@ -448,9 +454,6 @@ def test_mixed_model_recovers_surface_with_therapist_intercepts():
 
 
 def test_mixed_model_with_project_engine_matches_statsmodels():
-    lmm = pytest.importorskip("alliance.lmm")
-    if not hasattr(lmm, "fit"):
-        pytest.skip("alliance.lmm has no fit() yet")
     surface, _ = SURFACES["congruence"]
     data = simulate_surface(7, 600, surface, n_therapists=30, therapist_sd=1.0)
     ours = response_surface(data, "x", "y", "z", therapist="therapist", centre=3, method="mixed")
@@ -462,6 +465,70 @@ def test_mixed_model_with_project_engine_matches_statsmodels():
     )
     np.testing.assert_allclose(ours.surface["se"], ref.surface["se"], rtol=1e-2)
     assert np.all(np.isfinite(ours.surface["df"]))
+
+
+def lmertest_reference() -> tuple[pd.DataFrame, pd.DataFrame]:
+    data = pd.read_csv(FIXTURES / "surface_data.csv")
+    reference = pd.read_csv(FIXTURES / "lmertest_reference.csv").set_index("parameter")
+    return data, reference
+
+
+def test_mixed_surface_matches_lme4_and_lmertest_contrasts():
+    # post ~ x + y + x^2 + xy + y^2 + baseline + (1 | therapist), x and y centred at their
+    # pooled grand mean, baseline at its mean; a1..a5 by lmerTest::contest (Satterthwaite).
+    # Tolerances: estimates within 1e-6 SE (lme4's and our optimiser stop at slightly
+    # different theta; measured 5e-8 SE), SEs 1e-6 relative (measured 2e-8), df 1e-4
+    # relative (measured 8e-5: numerical derivatives at those theta), p 5e-3 relative.
+    data, reference = lmertest_reference()
+    result = response_surface(data, "x", "y", "post", therapist="therapist", method="mixed",
+                              covariates=["baseline"])
+    assert result.centre == pytest.approx(reference["centre"].iloc[0], rel=1e-12)
+    assert result.centre == pytest.approx(np.mean(np.r_[data["x"], data["y"]]), rel=1e-12)
+    assert result.covariate_means["baseline"] == pytest.approx(data["baseline"].mean())
+    ours = pd.concat([result.coefficients, result.surface])
+    expected = reference.loc[ours.index]
+    assert list(ours.index) == ["b0", "b1", "b2", "b3", "b4", "b5", "baseline", "a1", "a2", "a3", "a4", "a5"]
+    np.testing.assert_allclose(ours["estimate"], expected["estimate"], rtol=0, atol=1e-6 * expected["se"].min())
+    np.testing.assert_allclose(ours["se"], expected["se"], rtol=1e-6)
+    np.testing.assert_allclose(ours["df"], expected["df"], rtol=1e-4)
+    np.testing.assert_allclose(ours["t"], expected["t"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ours["p"], expected["p"], rtol=5e-3)
+    # The df of each a_k is its own (contrast) df, not the smallest df of the b's it involves.
+    assert result.surface.loc["a2", "df"] > result.coefficients.loc[["b3", "b4", "b5"], "df"].max()
+    assert "reparameterised" in result.df_method
+
+
+def test_covariate_is_a_centred_linear_term():
+    data, _ = lmertest_reference()
+    result = response_surface(data, "x", "y", "post", covariates=["baseline"])
+    c = np.mean(np.r_[data["x"], data["y"]])
+    xc, yc = data["x"] - c, data["y"] - c
+    design = np.column_stack([np.ones(len(data)), xc, yc, xc**2, xc * yc, yc**2,
+                              data["baseline"] - data["baseline"].mean()])
+    b, *_ = np.linalg.lstsq(design, data["post"].to_numpy(), rcond=None)
+    np.testing.assert_allclose(result.coefficients["estimate"], b, rtol=1e-9)
+    assert result.coefficients.index.tolist()[-1] == "baseline"
+    assert (result.coefficients["df"] == len(data) - 7).all() and (result.surface["df"] == len(data) - 7).all()
+    # The surface is drawn at the covariate's mean: predict() is b0..b5 alone.
+    assert result.predict(c, c) == pytest.approx(b[0])
+    with pytest.raises(ValueError, match="covariates must be distinct columns"):
+        response_surface(data, "x", "y", "post", covariates=["x"])
+    with pytest.raises(ValueError, match="sequence of column names"):
+        response_surface(data, "x", "y", "post", covariates="baseline")
+    with pytest.raises(ValueError, match=r"missing column\(s\) \['age'\]"):
+        response_surface(data, "x", "y", "post", covariates=["age"])
+
+
+def test_surface_parameters_take_one_df_per_parameter():
+    b = pd.Series([1.0, 0.5, -0.3, 0.2, -0.4, 0.1], index=[f"b{k}" for k in range(6)])
+    v = pd.DataFrame(np.diag([0.04, 0.01, 0.02, 0.001, 0.002, 0.003]), index=b.index, columns=b.index)
+    df = pd.Series([10.0, 20.0, 30.0, 40.0, 50.0], index=["a1", "a2", "a3", "a4", "a5"])
+    table = surface_parameters(b, v, df)
+    np.testing.assert_array_equal(table["df"], df.to_numpy())
+    # a1 = .2 with var .01 + .02: t = .2 / sqrt(.03), p from t(10)
+    assert table.loc["a1", "p"] == pytest.approx(2 * stats.t.sf(0.2 / math.sqrt(0.03), 10))
+    with pytest.raises(ValueError, match="missing \\['a5'\\]"):
+        surface_parameters(b, v, df.drop("a5"))
 
 
 def test_missing_rows_are_dropped_and_counted():
@@ -519,12 +586,25 @@ def test_response_surface_figure_follows_the_fit():
     from alliance.agreement.figures import plot_response_surface
 
     result = response_surface(WORKED, "x", "y", "z", centre=4)
-    fig = plot_response_surface(result, (1, 7))
-    ax = fig.axes[0]
-    congruence = ax.get_lines()[0]
+    points = WORKED[["x", "y"]].to_numpy(float)
+    fig = plot_response_surface(result, points, tests=["a1 = 1", "a2 = 2"])
+    ax3d, contour = fig.axes[0], fig.axes[1]
+    congruence = ax3d.get_lines()[0]
     xs, ys, zs = congruence.get_data_3d()
     np.testing.assert_allclose(xs, ys)
     np.testing.assert_allclose(zs, result.predict(xs, ys))
-    incongruence = ax.get_lines()[1]
+    incongruence = ax3d.get_lines()[1]
     xs, ys, _ = incongruence.get_data_3d()
     np.testing.assert_allclose(xs - 4, -(ys - 4))
+    # the data: projected on the floor of the 3-D panel, and over the contours
+    floor = ax3d.collections[0]
+    np.testing.assert_allclose(np.column_stack(floor._offsets3d[:2]), points)
+    assert np.ptp(floor._offsets3d[2]) == 0 and floor._offsets3d[2][0] < result.predict(points[:, 0], points[:, 1]).min()
+    scattered = [c for c in contour.collections if len(c.get_offsets()) == len(points)]
+    np.testing.assert_allclose(scattered[0].get_offsets(), points)
+    lines = contour.get_lines()
+    np.testing.assert_allclose(lines[0].get_xdata(), lines[0].get_ydata())
+    np.testing.assert_allclose(lines[1].get_xdata() - 4, -(lines[1].get_ydata() - 4))
+    assert fig.get_supxlabel() == "a1 = 1\na2 = 2"
+    with pytest.raises(ValueError, match="points must be an"):
+        plot_response_surface(result, points[:, 0])

@@ -3,8 +3,8 @@
 References used here (none is the code under test):
 - hand computations with explicit numbers (scale midpoints from the published response ranges,
   dyad means, limits of agreement of dyad means, the first-therapist rule);
-- numpy least squares on the centred polynomial design, with a1..a5 formed by hand from its
-  coefficients (Edwards, 2002);
+- numpy least squares on the centred polynomial design with the centred baseline, with a1..a5
+  formed by hand from its coefficients (Edwards, 2002);
 - recovery of a known response surface from simulated data with therapist effects.
 """
 
@@ -126,7 +126,7 @@ def test_surface_data_first_therapist_sessions_and_outcome():
     by = data.set_index("client")
     assert sorted(by.index) == ["C1", "C2"]  # C3 has no outcome; C2's later therapist left out
     assert by.loc["C2", "client_alliance"] == 33.0 and by.loc["C2", "therapist_alliance"] == 35.0
-    assert by.loc["C1", "change"] == -10.0 and by.loc["C1", "baseline"] == 20.0
+    assert by.loc["C1", "post"] == 10.0 and by.loc["C1", "baseline"] == 20.0
     only_three = copy.deepcopy(SETTINGS)
     only_three["surface"]["sessions"] = [3]
     by = surface_data(pairs, change, clients, only_three).set_index("client")
@@ -148,10 +148,12 @@ def simulated_surface(seed: int, n_therapists: int = 40, per_therapist: int = 10
     xc, yc = x - 36, y - 36
     design = np.column_stack([np.ones(n), xc, yc, xc**2, xc * yc, yc**2])
     u = rng.normal(0, u_sd, n_therapists)[np.repeat(np.arange(n_therapists), per_therapist)]
-    z = design @ B_TRUE + u + rng.normal(0, 2.0, n)
+    baseline = rng.normal(16, 5, n)
+    # post adjusted for baseline (slope 0.6); the surface is at the baseline's sample mean
+    z = design @ B_TRUE + 0.6 * (baseline - baseline.mean()) + u + rng.normal(0, 2.0, n)
     data = pd.DataFrame({"client": [f"C-{i}" for i in range(n)], "therapist": therapist,
-                         "client_alliance": x, "therapist_alliance": y, "change": z})
-    return data, design
+                         "client_alliance": x, "therapist_alliance": y, "baseline": baseline, "post": z})
+    return data, np.column_stack([design, baseline - baseline.mean()])
 
 
 def hand_surface(b: np.ndarray) -> np.ndarray:
@@ -164,10 +166,12 @@ def test_ols_surface_equals_least_squares_and_hand_parameters():
     settings = copy.deepcopy(SETTINGS)
     settings["surface"]["method"] = "ols"
     result, info = fit_surface(data, settings, 36.0)
-    b, *_ = np.linalg.lstsq(design, data["change"].to_numpy(), rcond=None)
+    b, *_ = np.linalg.lstsq(design, data["post"].to_numpy(), rcond=None)
     np.testing.assert_allclose(result.coefficients["estimate"].to_numpy(), b, rtol=1e-9, atol=1e-12)
-    np.testing.assert_allclose(result.surface["estimate"].to_numpy(), hand_surface(b), rtol=1e-9, atol=1e-12)
-    assert info == {"method": "ols", "n_clients": 400, "n_dropped": 0, "n_therapists": 40}
+    assert result.coefficients.index[-1] == "baseline"
+    np.testing.assert_allclose(result.surface["estimate"].to_numpy(), hand_surface(b[:6]), rtol=1e-9, atol=1e-12)
+    assert info == {"method": "ols", "n_clients": 400, "n_dropped": 0, "n_therapists": 40,
+                    "df_method": "t with n - k residual df (OLS)"}
 
 
 def test_auto_method_uses_therapist_random_intercept_and_recovers_surface():
@@ -175,6 +179,10 @@ def test_auto_method_uses_therapist_random_intercept_and_recovers_surface():
     result, info = fit_surface(data, SETTINGS, 36.0)
     assert info["method"] == "mixed" and info["n_therapists"] == 40
     assert info["variance_therapist"] == pytest.approx(1.5**2, rel=0.6)  # 40 therapists: rough
+    assert result.coefficients.loc["baseline", "estimate"] == pytest.approx(0.6, abs=4 * result.coefficients.loc["baseline", "se"])
+    assert "Satterthwaite" in info["df_method"]
+    # each a_k has its own Satterthwaite df (residual-level terms: close to n - 7 = 393)
+    assert result.surface["df"].nunique() == 5 and result.surface["df"].between(300, 400).all()
     truth = hand_surface(B_TRUE)
     for k, name in enumerate(["a1", "a2", "a3", "a4", "a5"]):
         row = result.surface.loc[name]
@@ -270,9 +278,42 @@ def test_write_agreement_outputs_and_surface(tmp_path):
                                     tmp_path / "rs.json", tmp_path / "rs.png")
     table = pd.read_csv(tmp_path / "rs.csv")
     assert list(table.columns) == SURFACE_COLUMNS
-    assert table["parameter"].tolist() == ["b0", "b1", "b2", "b3", "b4", "b5", "a1", "a2", "a3", "a4", "a5"]
+    assert table["parameter"].tolist() == ["b0", "b1", "b2", "b3", "b4", "b5", "baseline",
+                                           "a1", "a2", "a3", "a4", "a5"]
+    assert table.set_index("parameter").loc["baseline", "kind"] == "covariate"
     info = json.loads((tmp_path / "rs.json").read_text())
     assert info["centre"] == 36.0 and info["method"] == "mixed" and info["n_clients"] == 48
-    assert info["n_therapists"] == 8 and result.centre == 36.0
+    assert info["n_therapists"] == 8 and result.centre == 36.0 and info["centre_rule"] == "midpoint"
     with Image.open(tmp_path / "rs.png") as image:
         assert image.format == "PNG"
+    assert not (tmp_path / "rs_caption.rst").exists()
+
+
+def test_surface_at_grand_mean_on_post_with_baseline_and_its_caption(tmp_path):
+    _, scores, clients, change = small_study()
+    scores.to_parquet(tmp_path / "scores.parquet")
+    clients.to_parquet(tmp_path / "clients.parquet")
+    change.to_csv(tmp_path / "change.csv", index=False)
+    settings = copy.deepcopy(SETTINGS)
+    settings["surface"]["centre"] = "grand_mean"
+    result = write_response_surface(tmp_path / "scores.parquet", tmp_path / "change.csv",
+                                    tmp_path / "clients.parquet", settings, INSTRUMENTS, tmp_path / "rs.csv",
+                                    tmp_path / "rs.json", tmp_path / "rs.png", tmp_path / "rs_caption.rst")
+    # By hand: each client's mean total over sessions 1, 3, 6 on both forms, pooled.
+    totals = scores[(scores["scale"] == "total")]
+    means = totals.groupby(["client", "respondent"])["score"].mean()
+    assert result.centre == pytest.approx(means.mean(), rel=1e-12)
+    assert result.covariate_means["baseline"] == pytest.approx(change["pre"].mean())
+    info = json.loads((tmp_path / "rs.json").read_text())
+    assert info["centre_rule"] == "grand_mean" and "pooled grand mean" in info["centring"]
+    assert info["z"].startswith("phq9 post") and "baseline" in info["covariates"]
+    assert set(info["tests"]) == {"a1", "a2", "a3", "a4", "a5"}
+    caption = (tmp_path / "rs_caption.rst").read_text(encoding="utf-8")
+    assert "pooled grand mean" in caption and "adjusted for the baseline" in caption
+    for name, row in result.surface.iterrows():
+        # the test as printed: t with the parameter's own Satterthwaite df
+        assert f"{name} = " in caption and f"t({row['df']:.1f})" in caption, name
+    from docutils.core import publish_parts  # the report renders captions with docutils
+
+    html = publish_parts(caption, writer="html", settings_overrides={"halt_level": 2})["body"]
+    assert html.count("<li>") == 5

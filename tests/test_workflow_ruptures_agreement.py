@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
@@ -104,9 +105,21 @@ def test_agreement_outputs(example_run):
     surface = read(example_run, "agreement/response_surface.csv")
     assert list(surface.columns) == SURFACE_COLUMNS
     assert surface.loc[surface["kind"] == "surface", "parameter"].tolist() == ["a1", "a2", "a3", "a4", "a5"]
+    assert surface.loc[surface["kind"] == "covariate", "parameter"].tolist() == ["baseline"]
     assert (surface["ci_low"] < surface["ci_high"]).all()
     info = json.loads((example_run / "results" / "agreement" / "response_surface.json").read_text())
-    assert info["centre"] == 36.0 and info["method"] == "mixed" and info["n_therapists"] == 40
+    assert info["method"] == "mixed" and info["n_therapists"] == 40 and info["centre_rule"] == "grand_mean"
+    # Centred where the data are (the pooled mean of the client and therapist dyad means, ~46),
+    # not at the scale midpoint 36; the surface's clients are the dyads with an outcome.
+    totals = per_dyad[per_dyad["scale"] == "total"]
+    assert info["centre"] == pytest.approx(pd.concat([totals["mean_client"], totals["mean_therapist"]]).mean(), abs=0.5)
+    # The example's therapist variance of the surface model is estimated at 0 (singular fit):
+    # the Satterthwaite df of every a_k are then the residual df, n - 7 (as lmerTest gives).
+    assert info["singular"] and info["variance_therapist"] == 0
+    a_df = surface.loc[surface["kind"] == "surface", "df"]
+    np.testing.assert_allclose(a_df, info["n_clients"] - 7, rtol=1e-3)
+    caption = (example_run / "results" / "agreement" / "response_surface_caption.rst").read_text(encoding="utf-8")
+    assert "pooled grand mean" in caption and all(f"a{k} = " in caption for k in range(1, 6))
     for name in ("bland_altman_goal", "bland_altman_task", "bland_altman_bond", "bland_altman_total",
                  "response_surface"):
         with Image.open(example_run / "results" / "agreement" / f"{name}.png") as image:
@@ -145,5 +158,6 @@ def test_report_shows_ruptures_agreement_and_reliability(example_run):
     html = (example_run / "report_ruptures_agreement.html").read_text(encoding="utf-8")
     for text in ("Ruptures", "Agreement", "Reliability", "trajectories_c2.png", "bland_altman_total.png",
                  "response_surface.png", "interrater.csv", "rater_leniency.csv", "wai_o_pairs.png",
-                 "Krippendorff", "McLaughlin", "Shanock", "McGraw"):
+                 "Krippendorff", "McLaughlin", "Shanock", "McGraw", "Humberg",
+                 "slope along the line of congruence (x = y): a1 = "):
         assert text in html, text

@@ -1,6 +1,7 @@
 # Client-therapist agreement on the alliance (issue 6): discrepancy per scale, item and dyad with
 # Bland-Altman limits and plots, and response surface analysis of client and therapist alliance
-# predicting outcome change. Settings: the agreement: section of the config (config/README.md).
+# predicting the post-treatment outcome (baseline as covariate). Settings: the agreement: section
+# of the config (config/README.md).
 from alliance.agreement.steps import bland_altman_figure_paths, check_agreement_settings
 
 if config["agreement"]["enabled"]:
@@ -13,6 +14,7 @@ if config["agreement"]["enabled"]:
             "results/agreement/response_surface.csv",
             "results/agreement/response_surface.json",
             "results/agreement/response_surface.png",
+            "results/agreement/response_surface_caption.rst",
         ]
         + [path for path, scale in bland_altman_figure_paths(config["agreement"])]
     )
@@ -78,6 +80,8 @@ rule agreement_surface:
             caption="../report/agreement_surface_figure.rst",
             category="Agreement",
         ),
+        # the figure's caption with the a1-a5 tests, included by agreement_surface_figure.rst
+        caption="results/agreement/response_surface_caption.rst",
     params:
         settings=config["agreement"],
         instruments=config["instruments"],

@@ -25,8 +25,13 @@ analyzing behavior in organizations* (pp. 350–400). Jossey-Bass.
 Shanock, L. R., Baran, B. E., Gentry, W. A., Pattison, S. C., & Heggestad, E. D. (2010).
 Polynomial regression with response surface analysis. *Journal of Business and
 Psychology*, 25, 543–554.
+Humberg, S., Nestler, S., & Back, M. D. (2019). Response surface analysis in personality
+and social psychology: checklist and clarifications for the case of congruence hypotheses.
+*Social Psychological and Personality Science*, 10, 409–419 (surface parameter a5 = b3 − b5).
+Kuznetsova, A., Brockhoff, P. B., & Christensen, R. H. B. (2017). lmerTest package: tests in
+linear mixed effects models. *Journal of Statistical Software*, 82(13).
 Schönbrodt, F. D., & Humberg, S. RSA: an R package for response surface analysis
-(surface parameter a5; first principal axis).
+(first principal axis).
 """
 
 from __future__ import annotations
@@ -34,11 +39,12 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from alliance.errors import describe_value
 from alliance.errors import require_columns as _require_columns
 from scipy import stats
 
@@ -92,7 +98,7 @@ def _numeric_column(data: pd.DataFrame, column: str) -> np.ndarray:
     if bad.any():
         row = data.index[bad.to_numpy()][0]
         raise ValueError(
-            f"column {column!r} must be numeric; row {row!r} has {data[column].loc[row]!r}"
+            f"column {column!r} must be numeric; row {row!r} has {describe_value(data[column].loc[row])}"
         )
     out = values.to_numpy(dtype=float)
     if np.isinf(out).any():
@@ -440,8 +446,9 @@ class ResponseSurface:
     Attributes
     ----------
     coefficients : DataFrame
-        b0..b5 of ``z = b0 + b1 x + b2 y + b3 x^2 + b4 xy + b5 y^2`` (centred x, y) with
-        ``estimate, se, df, t, p, ci_low, ci_high``.
+        b0..b5 of ``z = b0 + b1 x + b2 y + b3 x^2 + b4 xy + b5 y^2 [+ g' covariates]``
+        (centred x, y and covariates), then one row per covariate, with ``estimate, se, df, t,
+        p, ci_low, ci_high``.
     surface : DataFrame
         a1..a5 with the same columns.
     principal_axis : pd.Series
@@ -449,13 +456,18 @@ class ResponseSurface:
         units (point estimates, no SEs; NaN where undefined), and ``p10_raw``, the axis
         intercept on the original scale.
     vcov : DataFrame
-        Covariance matrix of b0..b5 used for the surface parameters.
+        Covariance matrix of all coefficients (b0..b5, then the covariates).
     centre : float
         The value subtracted from both x and y.
     n : int
         Rows used; ``n_dropped`` rows with missing values were left out.
     method : str
         ``"ols"``, ``"cluster"`` or ``"mixed"``.
+    covariate_means : Series
+        The value subtracted from each covariate (its mean over the rows used); the surface is
+        the fitted z at these values. Empty without covariates.
+    df_method : str
+        How the df of a1..a5 were obtained (see :func:`response_surface`).
     """
 
     coefficients: pd.DataFrame
@@ -466,10 +478,12 @@ class ResponseSurface:
     n: int
     n_dropped: int
     method: str
+    covariate_means: pd.Series = field(default_factory=lambda: pd.Series(dtype=float))
+    df_method: str = ""
 
     def predict(self, x: Any, y: Any) -> np.ndarray:
-        """Fitted z at raw (uncentred) x and y."""
-        b = self.coefficients["estimate"].to_numpy()
+        """Fitted z at raw (uncentred) x and y, covariates at their means."""
+        b = self.coefficients.loc[COEFFICIENT_NAMES, "estimate"].to_numpy()
         xc = np.asarray(x, dtype=float) - self.centre
         yc = np.asarray(y, dtype=float) - self.centre
         return b[0] + b[1] * xc + b[2] * yc + b[3] * xc**2 + b[4] * xc * yc + b[5] * yc**2
@@ -498,18 +512,19 @@ def surface_parameters(
     """Surface parameters a1..a5 with SEs from the coefficient covariance.
 
     Each a_k = c_k' b is a linear combination of the polynomial coefficients, so
-    ``var(a_k) = c_k' V c_k`` (Edwards, 2002; contrasts in :data:`SURFACE_CONTRASTS`).
+    ``var(a_k) = c_k' V c_k`` (Edwards, 2002; contrasts in :data:`SURFACE_CONTRASTS`;
+    a5 = b3 − b5 as Humberg, Nestler & Back, 2019).
 
     Parameters
     ----------
     coefficients : Series
-        b0..b5 (index names ``b0``..``b5``).
+        b0..b5 (index names ``b0``..``b5``; further entries, e.g. covariates, are ignored).
     vcov : DataFrame
-        Their covariance matrix (index and columns ``b0``..``b5``).
+        Their covariance matrix (index and columns ``b0``..``b5`` at least).
     df : float or Series
-        Degrees of freedom for t-based inference (``inf``: normal). A Series gives one df per
-        coefficient; a combination then uses the smallest df among the coefficients it
-        involves (conservative).
+        Degrees of freedom for t-based inference (``inf``: normal): one value for all, or a
+        Series indexed ``a1``..``a5`` with each parameter's own df (e.g. the Satterthwaite df
+        of the contrast in a mixed model).
     level : float
         Confidence level.
     """
@@ -519,12 +534,15 @@ def surface_parameters(
     contrasts = SURFACE_CONTRASTS.to_numpy()
     estimate = contrasts @ b
     se = np.sqrt(np.einsum("ij,jk,ik->i", contrasts, v, contrasts))
+    names = list(SURFACE_CONTRASTS.index)
     if isinstance(df, pd.Series):
-        df_b = df.reindex(COEFFICIENT_NAMES).to_numpy(dtype=float)
-        df_a = np.array([df_b[row != 0].min() for row in contrasts])
+        missing = [a for a in names if a not in df.index]
+        if missing:
+            raise ValueError(f"df must be one number or a Series indexed {names}; missing {missing}")
+        df_a = df.reindex(names).to_numpy(dtype=float)
     else:
         df_a = np.full(len(contrasts), float(df))
-    return _inference_table(estimate, se, df_a, list(SURFACE_CONTRASTS.index), level)
+    return _inference_table(estimate, se, df_a, names, level)
 
 
 def principal_axis(coefficients: pd.Series, centre: float = 0.0) -> pd.Series:
@@ -560,13 +578,13 @@ def _centre_value(x: np.ndarray, y: np.ndarray, centre: float | str) -> float:
     return float(centre)
 
 
-def _design(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    return np.column_stack([np.ones_like(x), x, y, x**2, x * y, y**2])
+def _design(x: np.ndarray, y: np.ndarray, covariates: np.ndarray) -> np.ndarray:
+    return np.column_stack([np.ones_like(x), x, y, x**2, x * y, y**2, covariates])
 
 
 def _ols_fit(
-    z: np.ndarray, design: np.ndarray, groups: np.ndarray | None
-) -> tuple[pd.Series, pd.DataFrame, pd.Series]:
+    z: np.ndarray, design: np.ndarray, groups: np.ndarray | None, names: list[str]
+) -> tuple[pd.Series, pd.DataFrame, float]:
     import statsmodels.api as sm
 
     model = sm.OLS(z, design)
@@ -577,13 +595,9 @@ def _ols_fit(
         # CR1 sandwich (small-sample factor G/(G-1) * (N-1)/(N-K)); t with G - 1 df.
         result = model.fit(cov_type="cluster", cov_kwds={"groups": groups}, use_t=True)
         df = float(len(np.unique(groups)) - 1)
-    b = pd.Series(result.params, index=COEFFICIENT_NAMES)
-    vcov = pd.DataFrame(result.cov_params(), index=COEFFICIENT_NAMES, columns=COEFFICIENT_NAMES)
-    return b, vcov, pd.Series(df, index=COEFFICIENT_NAMES)
-
-
-_MIXED_TERMS = ["rs_x", "rs_y", "rs_x2", "rs_xy", "rs_y2"]
-_MIXED_FORMULA = "rs_z ~ rs_x + rs_y + rs_x2 + rs_xy + rs_y2 + (1 | rs_group)"
+    b = pd.Series(result.params, index=names)
+    vcov = pd.DataFrame(result.cov_params(), index=names, columns=names)
+    return b, vcov, df
 
 
 def _result_vcov(result: Any) -> pd.DataFrame:
@@ -599,38 +613,68 @@ def _result_vcov(result: Any) -> pd.DataFrame:
     )
 
 
-def _mixed_fit(
-    z: np.ndarray, design: np.ndarray, groups: np.ndarray, fit: Callable[..., Any] | None
-) -> tuple[pd.Series, pd.DataFrame, pd.Series]:
-    if fit is None:
-        try:
-            from alliance.lmm import fit  # lazy: optional engine
-        except ImportError as exc:  # pragma: no cover - depends on the engine
-            raise ImportError(
-                "alliance.lmm is not available; pass fit=... (fit(formula, data, reml=True))"
-            ) from exc
-    data = pd.DataFrame(design[:, 1:], columns=_MIXED_TERMS)
+def _lmm(
+    z: np.ndarray, design: np.ndarray, groups: np.ndarray, fit: Callable[..., Any]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """REML fit of ``z ~ design[:, 1:] + (1 | group)``: estimates, covariance, df (inf if none)."""
+    terms = [f"rs_{k}" for k in range(1, design.shape[1])]
+    data = pd.DataFrame(design[:, 1:], columns=terms)
     data.insert(0, "rs_z", z)
     data["rs_group"] = groups
-    result = fit(_MIXED_FORMULA, data, reml=True)
+    result = fit(f"rs_z ~ {' + '.join(terms)} + (1 | rs_group)", data, reml=True)
     fixed = result.fixed_effects
-    vcov = _result_vcov(result)
     intercept = next((n for n in ("(Intercept)", "Intercept", "const") if n in fixed.index), None)
     if intercept is None:
         raise ValueError(f"mixed-model fixed effects have no intercept row: {list(fixed.index)}")
-    order = [intercept, *_MIXED_TERMS]
-    b = pd.Series(fixed.loc[order, "estimate"].to_numpy(dtype=float), index=COEFFICIENT_NAMES)
-    v = vcov.loc[order, order].to_numpy(dtype=float)
-    df = (
-        fixed.loc[order, "df"].to_numpy(dtype=float)
-        if "df" in fixed.columns
-        else np.full(6, np.inf)
-    )
+    order = [intercept, *terms]
+    df = fixed.loc[order, "df"] if "df" in fixed.columns else pd.Series(np.inf, index=order)
     return (
-        b,
-        pd.DataFrame(v, index=COEFFICIENT_NAMES, columns=COEFFICIENT_NAMES),
-        pd.Series(df, index=COEFFICIENT_NAMES),
+        fixed.loc[order, "estimate"].to_numpy(dtype=float),
+        _result_vcov(result).loc[order, order].to_numpy(dtype=float),
+        df.to_numpy(dtype=float),
     )
+
+
+def _surface_basis(n_columns: int) -> np.ndarray:
+    """Matrix A with ``A b = (b0, a1..a5, covariates)``: the surface parameters as coefficients."""
+    basis = np.eye(n_columns)
+    basis[1:6, :6] = SURFACE_CONTRASTS.to_numpy()
+    return basis
+
+
+def _mixed_fit(
+    z: np.ndarray, design: np.ndarray, groups: np.ndarray, fit: Callable[..., Any] | None,
+    names: list[str],
+) -> tuple[pd.Series, pd.DataFrame, pd.Series, pd.Series]:
+    """Therapist random-intercept fits: b with their df, and the Satterthwaite df of a1..a5.
+
+    The df of a contrast c'b come from a second fit of the same model with the design
+    reparameterised, ``X* = X A^-1`` (:func:`_surface_basis`), so that a1..a5 are single
+    coefficients: the REML criterion changes only by a constant, so the variance parameters,
+    ``Cov(A b) = A Cov(b) A'`` and hence the Satterthwaite df of ``a_k`` (Kuznetsova et al.,
+    2017) are those of the contrast in the first fit.
+    """
+    if fit is None:
+        from alliance.lmm import fit  # the project's REML engine (lme4/lmerTest semantics)
+    b, v, df_b = _lmm(z, design, groups, fit)
+    basis = _surface_basis(design.shape[1])
+    _, _, df_star = _lmm(z, design @ np.linalg.inv(basis), groups, fit)
+    return (
+        pd.Series(b, index=names),
+        pd.DataFrame(v, index=names, columns=names),
+        pd.Series(df_b, index=names),
+        pd.Series(df_star[1:6], index=list(SURFACE_CONTRASTS.index)),
+    )
+
+
+DF_METHODS = {
+    "ols": "t with n - k residual df (OLS)",
+    "cluster": "t with G - 1 df, G therapists (cluster-robust CR1 SEs)",
+    "mixed": (
+        "Satterthwaite df of each a_k (as lmerTest), from a refit with the design "
+        "reparameterised so that a1..a5 are single coefficients"
+    ),
+}
 
 
 def response_surface(
@@ -643,19 +687,21 @@ def response_surface(
     method: str | None = None,
     fit: Callable[..., Any] | None = None,
     level: float = 0.95,
+    covariates: Sequence[str] = (),
 ) -> ResponseSurface:
     """Polynomial regression with response surface analysis (Edwards, 2002).
 
-    Fits ``z = b0 + b1 x + b2 y + b3 x^2 + b4 xy + b5 y^2`` on centred x and y and returns
-    the surface parameters along the line of congruence (x = y): slope ``a1 = b1 + b2`` and
-    curvature ``a2 = b3 + b4 + b5``; along the line of incongruence (x = -y): slope
-    ``a3 = b1 - b2`` and curvature ``a4 = b3 - b4 + b5``; and ``a5 = b3 - b5`` (RSA
-    package). SEs from the coefficient covariance V, ``var(a) = c' V c``.
+    Fits ``z = b0 + b1 x + b2 y + b3 x^2 + b4 xy + b5 y^2 [+ g' covariates]`` on centred x
+    and y and returns the surface parameters along the line of congruence (x = y): slope
+    ``a1 = b1 + b2`` and curvature ``a2 = b3 + b4 + b5``; along the line of incongruence
+    (x = -y): slope ``a3 = b1 - b2`` and curvature ``a4 = b3 - b4 + b5``; and ``a5 = b3 - b5``
+    (Humberg, Nestler & Back, 2019). SEs from the coefficient covariance V,
+    ``var(a) = c' V c``.
 
     Parameters
     ----------
     data : DataFrame
-        One row per unit (e.g. dyad), with x (client rating), y (therapist rating) on the
+        One row per unit (e.g. client), with x (client rating), y (therapist rating) on the
         same scale, and outcome z.
     x, y, z : str
         Column names.
@@ -663,19 +709,23 @@ def response_surface(
         Cluster column (e.g. therapist). When given, SEs account for clustering.
     centre : float or "grand_mean"
         Value subtracted from both x and y (one value, so the line x = y keeps its meaning).
-        Shanock et al. (2010) recommend the scale midpoint: pass it as a number (e.g. 3 for
-        item means of a 1-5 scale). ``"grand_mean"`` (default) uses the mean of all x and y
-        values pooled. The a-parameters describe the surface at the centre.
+        ``"grand_mean"`` (default) uses the mean of all x and y values pooled, so that a1..a5
+        describe the surface where the data are; a number (e.g. the scale midpoint, as
+        Shanock et al., 2010) describes it there instead.
     method : {"ols", "cluster", "mixed"}, optional
-        ``"ols"`` (statsmodels OLS, t with n - 6 df) is the default without ``therapist``;
+        ``"ols"`` (statsmodels OLS, t with n - k df) is the default without ``therapist``;
         with it the default is ``"cluster"``: OLS with cluster-robust CR1 SEs by therapist
         and t with G - 1 df. ``"mixed"`` fits a therapist random intercept by REML via
-        ``fit`` (default :func:`alliance.lmm.fit`); the fit result must expose the
-        fixed-effect covariance matrix (``vcov``, ``fixed_vcov`` or ``cov_params()``).
+        ``fit`` (default :func:`alliance.lmm.fit`, Satterthwaite df); the fit result must
+        expose the fixed-effect covariance matrix (``vcov``, ``fixed_vcov`` or
+        ``cov_params()``), and ``df`` in its fixed-effects table (else normal inference).
     fit : callable, optional
         ``fit(formula, data, reml=True)`` for ``method="mixed"``.
     level : float
         Confidence level.
+    covariates : sequence of str
+        Numeric columns entered linearly (e.g. the outcome's baseline, so that z is the post
+        score adjusted for it); each is centred at its mean over the rows used.
 
     Returns
     -------
@@ -683,45 +733,69 @@ def response_surface(
 
     Notes
     -----
-    Rows with a missing x, y, z (or therapist) are dropped (listwise); their number is in
-    ``n_dropped``. Tested against a hand computation of a1..a5 from the coefficients on a
-    worked example, statsmodels' own linear-contrast t tests, a hand CR1 sandwich, and
-    recovery of known surfaces from simulated data (tests/test_agreement.py).
+    Rows with a missing x, y, z, covariate (or therapist) are dropped (listwise); their
+    number is in ``n_dropped``. With ``method="mixed"`` the df of a_k are the Satterthwaite df
+    of the contrast c_k'b, obtained by refitting the model with the design reparameterised so
+    that a1..a5 are single coefficients (exact: REML is invariant to a nonsingular
+    reparameterisation of the fixed effects); estimates and SEs are c_k'b and sqrt(c_k'Vc_k)
+    of the first fit. Tested against lme4 + lmerTest (``contest``) in
+    tests/data/response_surface/, hand computations, statsmodels' contrast t tests, a hand CR1
+    sandwich and recovery of known surfaces (tests/test_agreement.py).
     """
     level = _check_level(level, "level")
-    columns = [x, y, z] + ([therapist] if therapist is not None else [])
+    covariates = _check_covariates(covariates, (x, y, z, therapist))
+    columns = [x, y, z, *covariates] + ([therapist] if therapist is not None else [])
     _require_columns(data, columns, "data")
     method = _resolve_method(method, therapist)
-    values = {col: _numeric_column(data, col) for col in (x, y, z)}
-    complete = ~(np.isnan(values[x]) | np.isnan(values[y]) | np.isnan(values[z]))
+    values = {col: _numeric_column(data, col) for col in (x, y, z, *covariates)}
+    complete = ~np.any([np.isnan(v) for v in values.values()], axis=0)
     if therapist is not None:
         complete &= data[therapist].notna().to_numpy()
     xv, yv, zv = values[x][complete], values[y][complete], values[z][complete]
-    _check_design_size(xv, yv, x, y)
+    _check_design_size(xv, yv, x, y, 6 + len(covariates))
     c = _centre_value(xv, yv, centre)
-    design = _design(xv - c, yv - c)
+    cov_values = np.column_stack([values[k][complete] for k in covariates] or [np.empty((len(xv), 0))])
+    cov_means = cov_values.mean(axis=0)
+    design = _design(xv - c, yv - c, cov_values - cov_means)
+    names = [*COEFFICIENT_NAMES, *covariates]
     groups = None
     if method != "ols":
         groups = pd.factorize(data[therapist].to_numpy()[complete])[0]
         if len(np.unique(groups)) < 2:
             raise ValueError(f"column {therapist!r} needs at least 2 clusters, found 1")
     if method == "mixed":
-        b, vcov, df = _mixed_fit(zv, design, groups, fit)
+        b, vcov, df_b, df_a = _mixed_fit(zv, design, groups, fit, names)
     else:
-        b, vcov, df = _ols_fit(zv, design, groups)
+        b, vcov, df = _ols_fit(zv, design, groups, names)
+        df_b, df_a = pd.Series(df, index=names), df
     coefficients = _inference_table(
-        b.to_numpy(), np.sqrt(np.diag(vcov.to_numpy())), df.to_numpy(), COEFFICIENT_NAMES, level
+        b.to_numpy(), np.sqrt(np.diag(vcov.to_numpy())), df_b.to_numpy(), names, level
     )
     return ResponseSurface(
         coefficients=coefficients,
-        surface=surface_parameters(b, vcov, df, level),
+        surface=surface_parameters(b, vcov, df_a, level),
         principal_axis=principal_axis(b, c),
         vcov=vcov,
         centre=c,
         n=int(complete.sum()),
         n_dropped=int((~complete).sum()),
         method=method,
+        covariate_means=pd.Series(cov_means, index=list(covariates), dtype=float),
+        df_method=DF_METHODS[method],
     )
+
+
+def _check_covariates(covariates: Sequence[str], taken: Sequence[str | None]) -> list[str]:
+    if isinstance(covariates, str):
+        raise ValueError(f"covariates must be a sequence of column names, got the string {covariates!r}")
+    covariates = list(covariates)
+    clash = [k for k in covariates if k in taken or k in COEFFICIENT_NAMES]
+    if clash or len(set(covariates)) < len(covariates):
+        raise ValueError(
+            f"covariates must be distinct columns other than x, y, z and therapist, and not named "
+            f"b0..b5; got {covariates}"
+        )
+    return covariates
 
 
 def _resolve_method(method: str | None, therapist: str | None) -> str:
@@ -734,10 +808,10 @@ def _resolve_method(method: str | None, therapist: str | None) -> str:
     return method
 
 
-def _check_design_size(xv: np.ndarray, yv: np.ndarray, x: str, y: str) -> None:
-    if len(xv) <= 6:
+def _check_design_size(xv: np.ndarray, yv: np.ndarray, x: str, y: str, k: int) -> None:
+    if len(xv) <= k:
         raise ValueError(
-            f"response_surface needs more than 6 complete rows for 6 coefficients, got {len(xv)}"
+            f"response_surface needs more than {k} complete rows for {k} coefficients, got {len(xv)}"
         )
     for name, v in ((x, xv), (y, yv)):
         if len(np.unique(v)) < 3:

@@ -6,6 +6,7 @@ backend; figures render with Agg). Colours come from seaborn's colour-blind pale
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -59,47 +60,80 @@ def plot_bland_altman(
     return fig
 
 
+def _span(values: np.ndarray) -> tuple[float, float]:
+    low, high = float(np.min(values)), float(np.max(values))
+    pad = 0.05 * (high - low) if high > low else 1.0
+    return low - pad, high + pad
+
+
 def plot_response_surface(
     result: ResponseSurface,
-    x_range: tuple[float, float],
-    y_range: tuple[float, float] | None = None,
+    points: np.ndarray,
     labels: tuple[str, str, str] = ("client", "therapist", "outcome"),
     grid: int = 30,
+    tests: Sequence[str] = (),
 ) -> Figure:
-    """Fitted response surface with the lines of congruence and incongruence.
+    """Fitted response surface with the data, the lines of congruence and incongruence.
+
+    Left, the surface in 3-D with the observed (x, y) projected on its floor; right, its
+    contours with the observed (x, y). Both show the line of congruence (x = y) and the
+    line of incongruence through the centre c (x − c = −(y − c)). Drawn over the observed
+    range of x and y (5% margin).
 
     Parameters
     ----------
     result : ResponseSurface
         Output of :func:`alliance.agreement.response_surface`.
-    x_range, y_range : (float, float)
-        Raw-scale ranges to draw (usually the observed range, or the scale range);
-        ``y_range`` defaults to ``x_range``.
+    points : array of shape (n, 2)
+        The observed (x, y) on the raw scale, one row per unit used in the fit.
     labels : (str, str, str)
         Axis labels for x, y and z.
     grid : int
         Grid points per axis.
+    tests : sequence of str
+        Lines printed under the panels (e.g. the a1–a5 tests).
     """
-    y_range = x_range if y_range is None else y_range
-    xs = np.linspace(*x_range, grid)
-    ys = np.linspace(*y_range, grid)
-    gx, gy = np.meshgrid(xs, ys)
+    points = np.asarray(points, dtype=float)
+    if points.ndim != 2 or points.shape[1] != 2 or len(points) == 0:
+        raise ValueError(f"points must be an (n, 2) array of observed (x, y), got shape {points.shape}")
+    x_range, y_range = _span(points[:, 0]), _span(points[:, 1])
+    gx, gy = np.meshgrid(np.linspace(*x_range, grid), np.linspace(*y_range, grid))
     gz = result.predict(gx, gy)
-    fig = Figure(figsize=(6, 5), layout="constrained")
-    # computed_zorder=False: draw in call order, so the lines stay visible over the surface.
-    ax = fig.add_subplot(projection="3d", computed_zorder=False)
-    ax.plot_surface(gx, gy, gz, cmap="cividis", alpha=0.75, linewidth=0, antialiased=True)
-    lo, hi = max(x_range[0], y_range[0]), min(x_range[1], y_range[1])
-    line = np.linspace(lo, hi, grid)
-    ax.plot(line, line, result.predict(line, line), color=_PALETTE[1], lw=2.5,
-            label="congruence (x = y)")  # fmt: skip
-    c = result.centre
-    mirrored = 2 * c - line  # x - c = -(y - c)
+    line = np.linspace(max(x_range[0], y_range[0]), min(x_range[1], y_range[1]), grid)
+    mirrored = 2 * result.centre - line  # x - c = -(y - c)
     inside = (mirrored >= y_range[0]) & (mirrored <= y_range[1])
-    ax.plot(line[inside], mirrored[inside], result.predict(line[inside], mirrored[inside]),
-            color=_PALETTE[3], lw=2.5, ls="--", label="incongruence (x = -y)")  # fmt: skip
+    lines = [
+        (line, line, dict(color=_PALETTE[1], lw=2.5, label="congruence (x = y)")),
+        (line[inside], mirrored[inside], dict(color=_PALETTE[3], lw=2.5, ls="--",
+                                              label="incongruence (x − c = −(y − c))")),
+    ]
+    fig = Figure(figsize=(12, 5.2 + 0.18 * len(tests)), layout="constrained")
+    # computed_zorder=False: draw in call order, so lines and points stay visible.
+    ax3d = fig.add_subplot(1, 2, 1, projection="3d", computed_zorder=False)
+    floor = float(np.min(gz)) - 0.1 * float(np.ptp(gz) or 1.0)
+    ax3d.scatter(points[:, 0], points[:, 1], np.full(len(points), floor), s=6, alpha=0.5,
+                 color=_PALETTE[0], depthshade=False, label="clients (x, y)")
+    ax3d.plot_surface(gx, gy, gz, cmap="cividis", alpha=0.75, linewidth=0, antialiased=True)
+    for lx, ly, style in lines:
+        ax3d.plot(lx, ly, result.predict(lx, ly), **style)
+    ax3d.set_zlim(floor, float(np.max(gz)))
+    ax3d.set_box_aspect(None, zoom=0.85)  # room for the z label beside the contour panel
+    ax3d.set_xlabel(labels[0])
+    ax3d.set_ylabel(labels[1])
+    ax3d.set_zlabel(labels[2])
+    ax3d.legend(fontsize=7, loc="upper left")
+    ax = fig.add_subplot(1, 2, 2)
+    contours = ax.contourf(gx, gy, gz, levels=12, cmap="cividis", alpha=0.85)
+    fig.colorbar(contours, ax=ax, label=labels[2])
+    ax.scatter(points[:, 0], points[:, 1], s=8, alpha=0.6, color="white", edgecolors="0.2", linewidths=0.4)
+    for lx, ly, style in lines:
+        ax.plot(lx, ly, **style)
+    ax.plot([result.centre], [result.centre], marker="+", color="black", ms=10, label=f"centre c = {result.centre:.2f}")
+    ax.set_xlim(*x_range)
+    ax.set_ylim(*y_range)
     ax.set_xlabel(labels[0])
     ax.set_ylabel(labels[1])
-    ax.set_zlabel(labels[2])
-    ax.legend(fontsize=8, loc="upper left")
+    ax.legend(fontsize=7, loc="upper left")
+    if tests:
+        fig.supxlabel("\n".join(tests), fontsize=8, ha="left", x=0.02)
     return fig

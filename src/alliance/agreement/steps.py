@@ -3,9 +3,11 @@
 * :func:`write_agreement_outputs`: discrepancy, correlation and Bland–Altman limits of
   agreement per scale (over dyad-sessions and over dyad means), per item, and per dyad, and a
   Bland–Altman plot per scale.
-* :func:`write_response_surface`: polynomial regression of outcome change on the client's and
-  the therapist's alliance with response surface analysis (a1–a5 with CIs), x and y centred at
-  the scale midpoint, with a therapist random intercept (or cluster-robust SEs), and its figure.
+* :func:`write_response_surface`: polynomial regression of the post-treatment outcome on the
+  client's and the therapist's alliance, adjusted for the baseline, with response surface
+  analysis (a1–a5 with Satterthwaite df from a therapist random-intercept model, or
+  cluster-robust SEs), x and y centred at their pooled grand mean; table, fit description,
+  figure and the figure's caption with the a1–a5 tests.
 
 The statistics live in :mod:`alliance.agreement` (tested there against Bland & Altman's
 published example, hand computations and simulated surfaces); these functions select the data
@@ -20,6 +22,9 @@ Bland, J. M., & Altman, D. G. (1999). Measuring agreement in method comparison s
 Edwards, J. R. (2002). Alternatives to difference scores: polynomial regression analysis and
 response surface methodology. In F. Drasgow & N. Schmitt (Eds.), *Measuring and analyzing
 behavior in organizations* (pp. 350–400). Jossey-Bass.
+Humberg, S., Nestler, S., & Back, M. D. (2019). Response surface analysis in personality and
+social psychology: checklist and clarifications for the case of congruence hypotheses. *Social
+Psychological and Personality Science*, 10, 409–419.
 Shanock, L. R., Baran, B. E., Gentry, W. A., Pattison, S. C., & Heggestad, E. D. (2010).
 Polynomial regression with response surface analysis. *Journal of Business and Psychology*,
 25, 543–554.
@@ -45,8 +50,9 @@ from alliance.agreement.dyads import (
     response_surface,
 )
 from alliance.scoring.instruments import InstrumentKey, keys_from_config
-from alliance.outputs import write_csv, write_figure, write_json
+from alliance.outputs import atomic_path, write_csv, write_figure, write_json
 from alliance.outputs import json_safe
+from alliance.report.tables import format_number, format_p
 from alliance.scoring.select import require_instrument, require_scores, select_change
 
 __all__ = [
@@ -59,6 +65,7 @@ __all__ = [
     "surface_data",
     "fit_surface",
     "surface_table",
+    "surface_caption",
     "bland_altman_figure",
     "write_agreement_outputs",
     "write_response_surface",
@@ -66,14 +73,14 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-X, Y, Z = "client_alliance", "therapist_alliance", "change"
+X, Y, Z, BASELINE = "client_alliance", "therapist_alliance", "post", "baseline"
 COEFFICIENT_TERMS = {"b0": "intercept", "b1": "x", "b2": "y", "b3": "x^2", "b4": "x*y", "b5": "y^2"}
 SURFACE_MEANING = {
     "a1": "slope along the line of congruence (x = y)",
     "a2": "curvature along the line of congruence (x = y)",
     "a3": "slope along the line of incongruence (x = -y)",
     "a4": "curvature along the line of incongruence (x = -y)",
-    "a5": "b3 - b5: asymmetry of the x^2 and y^2 terms",
+    "a5": "b3 - b5: asymmetry of the x^2 and y^2 terms (Humberg et al., 2019)",
 }
 SURFACE_COLUMNS = ["kind", "parameter", "meaning", "estimate", "se", "df", "t", "p", "ci_low", "ci_high"]
 
@@ -257,7 +264,7 @@ def write_agreement_outputs(scores_path: str, administrations_path: str, setting
 # --------------------------------------------------------------------------------------
 def surface_data(pairs: pd.DataFrame, change: pd.DataFrame, clients: pd.DataFrame,
                  settings: Mapping[str, Any]) -> pd.DataFrame:
-    """One row per client: mean client and therapist alliance over the paired sessions, change.
+    """One row per client: mean client and therapist alliance over the paired sessions, outcome.
 
     Only the dyad of the client's first therapist (``clients.parquet``) is used, so that each
     client's outcome enters once and belongs to one therapist cluster; with
@@ -267,7 +274,8 @@ def surface_data(pairs: pd.DataFrame, change: pd.DataFrame, clients: pd.DataFram
     -------
     DataFrame
         ``client``, ``therapist``, ``n_sessions`` (paired sessions averaged),
-        ``client_alliance`` (x), ``therapist_alliance`` (y), ``baseline`` and ``change`` (z).
+        ``client_alliance`` (x), ``therapist_alliance`` (y), ``baseline`` (the covariate),
+        ``post`` (z) and ``change`` (post − baseline, for reference; not modelled).
     """
     surface = settings["surface"]
     scale = surface["scale"]
@@ -280,8 +288,9 @@ def surface_data(pairs: pd.DataFrame, change: pd.DataFrame, clients: pd.DataFram
     dyads = per_dyad_table(kept, [scale])
     dyads = dyads.rename(columns={"mean_client": X, "mean_therapist": Y})
     outcome = select_change(change, surface["outcome"], "agreement/surface/outcome")
-    data = dyads.merge(outcome[["client", "baseline", "change"]], on="client", how="inner", validate="one_to_one")
-    return data[["client", "therapist", "n_sessions", X, Y, "baseline", "change"]]
+    data = dyads.merge(outcome[["client", BASELINE, "post", "change"]], on="client", how="inner",
+                       validate="one_to_one")
+    return data[["client", "therapist", "n_sessions", X, Y, BASELINE, Z, "change"]]
 
 
 def _surface_method(data: pd.DataFrame, method: str) -> str:
@@ -293,11 +302,14 @@ def _surface_method(data: pd.DataFrame, method: str) -> str:
 
 
 def _recording_fit(store: dict[str, Any]) -> Callable[..., Any]:
+    """alliance.lmm.fit that keeps the first fit (the surface's model; the second is its
+    reparameterisation for the df of a1–a5)."""
     from alliance.lmm import fit
 
     def recording(formula: str, data: pd.DataFrame, reml: bool = True) -> Any:
-        store["result"] = fit(formula, data, reml=reml)
-        return store["result"]
+        result = fit(formula, data, reml=reml)
+        store.setdefault("result", result)
+        return result
 
     return recording
 
@@ -318,7 +330,8 @@ def _centre(settings: Mapping[str, Any], keys: Mapping[str, InstrumentKey]) -> f
 
 
 def fit_surface(data: pd.DataFrame, settings: Mapping[str, Any], centre: float | str) -> tuple[ResponseSurface, dict]:
-    """Fit the response surface of :func:`alliance.agreement.response_surface` to :func:`surface_data`.
+    """Fit the response surface of :func:`alliance.agreement.response_surface` to :func:`surface_data`:
+    ``post`` on x, y and their squares and product, with ``baseline`` as covariate.
 
     Returns the result and a dict describing the fit (method, numbers of clients and
     therapists, and for the mixed model its variance components and convergence).
@@ -328,9 +341,11 @@ def fit_surface(data: pd.DataFrame, settings: Mapping[str, Any], centre: float |
     therapist = None if method == "ols" else "therapist"
     result = response_surface(data, X, Y, Z, therapist=therapist, centre=centre, method=method,
                               fit=_recording_fit(store) if method == "mixed" else None,
-                              level=settings["level"])
+                              level=settings["level"], covariates=[BASELINE])
+    used = data[[X, Y, Z, BASELINE]].notna().all(axis=1)
     info: dict[str, Any] = {"method": result.method, "n_clients": result.n, "n_dropped": result.n_dropped,
-                            "n_therapists": int(data.loc[data[[X, Y, Z]].notna().all(axis=1), "therapist"].nunique())}
+                            "n_therapists": int(data.loc[used, "therapist"].nunique()),
+                            "df_method": result.df_method}
     if "result" in store:
         mixed = store["result"]
         re = mixed.random_effects
@@ -343,22 +358,67 @@ def fit_surface(data: pd.DataFrame, settings: Mapping[str, Any], centre: float |
 
 
 def surface_table(result: ResponseSurface) -> pd.DataFrame:
-    """Coefficients b0–b5 and surface parameters a1–a5 in one table (see :data:`SURFACE_COLUMNS`)."""
-    coefficients = result.coefficients.assign(kind="coefficient", meaning=list(COEFFICIENT_TERMS.values()))
+    """Coefficients b0–b5, the covariates and surface parameters a1–a5 in one table (see
+    :data:`SURFACE_COLUMNS`; covariate rows have ``kind`` ``"covariate"``)."""
+    meanings = [COEFFICIENT_TERMS.get(name, f"{name} (centred at its mean)") for name in result.coefficients.index]
+    kinds = ["coefficient" if name in COEFFICIENT_TERMS else "covariate" for name in result.coefficients.index]
+    coefficients = result.coefficients.assign(kind=kinds, meaning=meanings)
     surface = result.surface.assign(kind="surface", meaning=[SURFACE_MEANING[a] for a in result.surface.index])
     table = pd.concat([coefficients, surface]).rename_axis("parameter").reset_index()
     return table[SURFACE_COLUMNS]
 
 
+def _df_text(df: float) -> str:
+    return "z" if not math.isfinite(df) else f"t({format_number(df, 1)})"
+
+
+def surface_tests(result: ResponseSurface) -> dict[str, str]:
+    """Each surface parameter's estimate, SE and test, e.g.
+    ``{"a1": "a1 = −0.153, SE 0.062, t(179.7) = −2.47, p = .014", ...}``."""
+    tests = {}
+    for name, row in result.surface.iterrows():
+        p = format_p(row["p"])
+        tests[name] = (f"{name} = {format_number(row['estimate'], 3)}, SE {format_number(row['se'], 3)}, "
+                       f"{_df_text(row['df'])} = {format_number(row['t'], 2)}, p {p if p[0] in '<>' else '= ' + p}")
+    return tests
+
+
+def surface_caption(result: ResponseSurface, info: Mapping[str, Any]) -> str:
+    """The figure's caption (reStructuredText): model, centring and the a1–a5 tests.
+
+    Included by ``workflow/report/agreement_surface_figure.rst`` into the report.
+    """
+    centre = format_number(result.centre, 2)
+    rule = {"grand_mean": "their pooled grand mean (the mean of all client and therapist values)",
+            "midpoint": "the scale midpoint"}.get(info["centre_rule"], "the configured value")
+    baseline = format_number(result.covariate_means[BASELINE], 2)
+    model = {"mixed": "a therapist random intercept (REML)", "cluster": "cluster-robust SEs by therapist",
+             "ols": "OLS"}[result.method]
+    tests = "\n".join(f"* {SURFACE_MEANING[name].split(':')[0]}: {line}"
+                      for name, line in surface_tests(result).items())
+    return (
+        f"Fitted {info['outcome']} post score of {result.n} clients ({info['n_therapists']} therapists) on "
+        f"client (x) and therapist (y) {info['scale']} alliance, adjusted for the baseline score (at its "
+        f"mean, {baseline}); x and y centred at {rule}, {centre}. Model with {model}; df: "
+        f"{result.df_method}. Left: the surface, with the clients' (x, y) projected on its floor; right: "
+        "contours of the same surface with the clients' (x, y). Solid: line of congruence (x = y); dashed: "
+        "line of incongruence through the centre (x − c = −(y − c)). Surface parameters at the centre "
+        "(Shanock et al., 2010; a5 = b3 − b5 as Humberg, Nestler & Back, 2019):\n\n"
+        f"{tests}\n"
+    )
+
+
 def write_response_surface(scores_path: str, change_path: str, clients_path: str, settings: Mapping[str, Any],
                            instruments: Mapping[str, Any], csv_path: str, json_path: str,
-                           png_path: str) -> ResponseSurface:
-    """Workflow step: response surface analysis of agreement and outcome, table, JSON and figure.
+                           png_path: str, caption_path: str | None = None) -> ResponseSurface:
+    """Workflow step: response surface analysis of agreement and outcome: table, JSON, figure and
+    the figure's caption (``caption_path``, reStructuredText, with the a1–a5 tests).
 
     x is the client's and y the therapist's mean alliance on ``surface.scale`` over the paired
-    sessions, z the outcome change (last - first administration of ``surface.outcome``; for a
-    symptom measure negative values are improvement). x and y are centred at the scale midpoint
-    (Shanock et al., 2010) unless ``surface.centre`` says otherwise.
+    sessions, z the post score of ``surface.outcome`` (last administration) with its baseline
+    (first administration) as covariate, not raw change (for a symptom measure lower is
+    better). x and y are centred at their pooled grand mean unless ``surface.centre`` says
+    otherwise (``midpoint``: the scale midpoint of Shanock et al., 2010; or a number).
     """
     from alliance.agreement.figures import plot_response_surface
 
@@ -367,19 +427,30 @@ def write_response_surface(scores_path: str, change_path: str, clients_path: str
     data = surface_data(pairs, pd.read_csv(change_path), pd.read_parquet(clients_path), settings)
     result, info = fit_surface(data, settings, _centre(settings, keys))
     surface = settings["surface"]
+    centre_rule = surface["centre"] if isinstance(surface["centre"], str) else "number"
     info.update(
         scale=surface["scale"], outcome=surface["outcome"], centre=result.centre,
-        centre_rule=surface["centre"], sessions=surface["sessions"], level=settings["level"],
+        centre_rule=centre_rule, sessions=surface["sessions"], level=settings["level"],
+        centring=("x and y centred at one value: "
+                  + {"grand_mean": "their pooled grand mean (mean of all client and therapist values)",
+                     "midpoint": "the scale midpoint", "number": "the configured number"}[centre_rule]),
         x=f"{settings['client_instrument']} {surface['scale']} (client), mean over paired sessions",
         y=f"{settings['therapist_instrument']} {surface['scale']} (therapist), mean over paired sessions",
-        z=f"{surface['outcome']} change (last - first administration)",
+        z=f"{surface['outcome']} post score (last administration)",
+        covariates={BASELINE: f"{surface['outcome']} baseline (first administration), centred at its mean"},
+        covariate_means=result.covariate_means.to_dict(),
         principal_axis=result.principal_axis.to_dict(),
+        tests=surface_tests(result),
     )
     write_csv(surface_table(result), csv_path)
     write_json(json_safe(info), json_path)
-    both = data[[X, Y]].to_numpy(dtype=float)
-    span = (float(np.nanmin(both)), float(np.nanmax(both)))
-    fig = plot_response_surface(result, span, labels=(f"client {surface['scale']}", f"therapist {surface['scale']}",
-                                                      f"{surface['outcome']} change"))
+    fig = plot_response_surface(
+        result, data.loc[data[[X, Y, Z, BASELINE]].notna().all(axis=1), [X, Y]].to_numpy(dtype=float),
+        labels=(f"client {surface['scale']}", f"therapist {surface['scale']}",
+                f"{surface['outcome']} post (baseline at mean)"),
+        tests=list(surface_tests(result).values()))
     write_figure(fig, png_path, dpi=150)
+    if caption_path is not None:
+        with atomic_path(caption_path) as tmp:
+            tmp.write_text(surface_caption(result, info), encoding="utf-8")
     return result
