@@ -36,6 +36,76 @@ class FixedSpec:
     levels: dict[str, list]  # categorical variable -> its levels (first = reference)
     coding: list[list[str]]  # per term, per variable: 'numeric' | 'contrast' | 'full'
     names: list[str] = field(default_factory=list)
+    contrasts: dict[str, str] = field(default_factory=dict)  # categorical variable -> kind
+    keep: list[int] | None = None  # columns kept after dropping aliased ones (None: all)
+
+
+#: contrast kinds of the ``contrasts=`` argument, as R's ``contr.*`` functions
+CONTRASTS = ("treatment", "sum", "helmert", "poly")
+
+
+def contrast_matrix(kind: str, n: int) -> np.ndarray:
+    """R's ``contr.<kind>(n)``: an ``n x (n - 1)`` coding matrix, rows in level order."""
+    if kind == "treatment":
+        return np.eye(n)[:, 1:]
+    if kind == "sum":
+        return np.vstack([np.eye(n - 1), -np.ones((1, n - 1))])
+    if kind == "helmert":
+        m = np.zeros((n, n - 1))
+        for j in range(n - 1):
+            m[: j + 1, j] = -1.0
+            m[j + 1, j] = j + 1
+        return m
+    if kind == "poly":
+        return _contr_poly(n)
+    raise ValueError(f"unknown contrast {kind!r}; expected one of {list(CONTRASTS)}")
+
+
+def _contr_poly(n: int) -> np.ndarray:
+    """R's ``contr.poly(n)``: orthonormal polynomials in the scores 1..n (R's make.poly).
+
+    ``Q diag(R)`` of the QR decomposition of the Vandermonde matrix does not depend on the
+    sign convention of the QR routine, so the columns come out with R's signs.
+    """
+    x = np.arange(1, n + 1, dtype=float)
+    x -= x.mean()
+    vander = x[:, None] ** np.arange(n)[None, :]
+    q, r = np.linalg.qr(vander)
+    z = q * np.diag(r)[None, :]
+    z /= np.sqrt((z**2).sum(axis=0))
+    return z[:, 1:]
+
+
+def contrast_suffixes(kind: str, levels: list) -> list[str]:
+    """R's column-name suffixes: level labels (treatment), ``.L .Q .C ^4`` (poly), 1..n-1."""
+    n = len(levels)
+    if kind == "treatment":
+        return [_r_label(lev) for lev in levels[1:]]
+    if kind == "poly":
+        return [".L", ".Q", ".C"][: n - 1] + [f"^{k}" for k in range(4, n)]
+    return [str(k) for k in range(1, n)]
+
+
+def default_contrast(s: pd.Series) -> str:
+    """R's ``options(contrasts = c("contr.treatment", "contr.poly"))``: poly when ordered."""
+    if isinstance(s.dtype, pd.CategoricalDtype) and s.dtype.ordered:
+        return "poly"
+    return "treatment"
+
+
+def resolve_contrasts(data: pd.DataFrame, categorical: list[str], contrasts) -> dict[str, str]:
+    """The contrast kind of every categorical fixed-effect variable (defaults as R's)."""
+    given = dict(contrasts or {})
+    bad = {k: v for k, v in given.items() if v not in CONTRASTS}
+    if bad:
+        raise ValueError(f"contrasts must be one of {list(CONTRASTS)}; got {bad}")
+    unused = sorted(set(given) - set(categorical))
+    if unused:
+        raise ValueError(
+            f"contrasts given for {unused}, which are not categorical fixed-effect variables of "
+            f"the model (categorical ones: {categorical})"
+        )
+    return {v: given.get(v, default_contrast(data[v])) for v in categorical}
 
 
 def _is_categorical(s: pd.Series) -> bool:
@@ -49,11 +119,13 @@ def _levels_of(s: pd.Series) -> list:
     return sorted(s.dropna().unique().tolist(), key=lambda v: (str(type(v)), v))
 
 
-def fixed_spec(data: pd.DataFrame, parsed: ParsedFormula) -> FixedSpec:
+def fixed_spec(data: pd.DataFrame, parsed: ParsedFormula, contrasts=None) -> FixedSpec:
     """Decide the coding of every fixed term as R's ``model.matrix`` does.
 
-    A categorical variable in a term gets treatment contrasts when the term without it is in
-    the model (the intercept counting as the empty term), otherwise full indicator coding.
+    A categorical variable in a term gets contrasts when the term without it is in the model
+    (the intercept counting as the empty term), otherwise full indicator coding. Contrasts
+    are R's defaults (``contr.treatment`` for unordered, ``contr.poly`` for ordered
+    categoricals) unless ``contrasts`` names another kind for the variable.
     """
     levels: dict[str, list] = {}
     for term in parsed.fixed_terms:
@@ -74,7 +146,8 @@ def fixed_spec(data: pd.DataFrame, parsed: ParsedFormula) -> FixedSpec:
                 margin = frozenset(term) - {var}
                 codes.append("contrast" if margin in present else "full")
         coding.append(codes)
-    spec = FixedSpec(parsed.intercept, list(parsed.fixed_terms), levels, coding)
+    kinds = resolve_contrasts(data, list(levels), contrasts)
+    spec = FixedSpec(parsed.intercept, list(parsed.fixed_terms), levels, coding, contrasts=kinds)
     spec.names = fixed_matrix(spec, data)[1]
     return spec
 
@@ -105,9 +178,12 @@ def _variable_columns(data: pd.DataFrame, var: str, code: str, spec: FixedSpec):
     unknown = set(values.dropna().unique()) - set(levels)
     if unknown:
         raise ValueError(f"column {var!r} has levels {sorted(map(str, unknown))} not seen when fitting; expected one of {levels}")
-    use = levels[1:] if code == "contrast" else levels
-    cols = [(values == lev).to_numpy(dtype=float) for lev in use]
-    return cols, [f"{var}{_r_label(lev)}" for lev in use]
+    index = pd.Index(levels).get_indexer(values)
+    if code == "full":
+        return [(index == k).astype(float) for k in range(len(levels))], [f"{var}{_r_label(lev)}" for lev in levels]
+    kind = spec.contrasts.get(var, "treatment")
+    coded = np.where((index >= 0)[:, None], contrast_matrix(kind, len(levels))[index], np.nan)
+    return list(coded.T), [f"{var}{sfx}" for sfx in contrast_suffixes(kind, levels)]
 
 
 def _r_label(level) -> str:
@@ -135,6 +211,8 @@ def fixed_matrix(spec: FixedSpec, data: pd.DataFrame) -> tuple[np.ndarray, list[
         cols.extend(acc_cols)
         names.extend(acc_names)
     X = np.column_stack(cols) if cols else np.empty((n, 0))
+    if spec.keep is not None:
+        X, names = X[:, spec.keep], [names[j] for j in spec.keep]
     return X, names
 
 

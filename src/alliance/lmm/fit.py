@@ -123,8 +123,9 @@ def _fitted(structure: Structure, frame: pd.DataFrame, X: np.ndarray, beta: np.n
     return fit
 
 
-def fit(formula: str, data: pd.DataFrame, reml: bool = True, *, engine: str = "alliance",
-        satterthwaite_df: bool = True, start: np.ndarray | None = None) -> LmmResult:
+def fit(formula: str, data: pd.DataFrame, reml: bool = True, *, contrasts: dict[str, str] | None = None,
+        engine: str = "alliance", satterthwaite_df: bool = True,
+        start: np.ndarray | None = None) -> LmmResult:
     """Fit a linear mixed model written in lme4's formula syntax.
 
     The profiled REML criterion (or ML deviance) is minimised over the relative covariance
@@ -155,6 +156,13 @@ def fit(formula: str, data: pd.DataFrame, reml: bool = True, *, engine: str = "a
         Rows with a missing value in any model variable are dropped (count in ``warnings``).
     reml : bool, default True
         REML (lme4's default) or maximum likelihood.
+    contrasts : dict, optional
+        ``{column: "treatment" | "sum" | "helmert" | "poly"}`` for categorical fixed-effect
+        variables, as R's ``contr.*`` (lme4's ``contrasts=`` argument). The default is R's:
+        treatment contrasts for unordered, polynomial contrasts for ordered factors (a pandas
+        ordered ``Categorical``). Column names are R's: ``armB`` (treatment),
+        ``temperature.L``, ``temperature.Q``, ``temperature.C``, ``temperature^4`` (poly),
+        ``arm1``, ``arm2`` (sum, helmert).
     engine : {"alliance", "statsmodels"}
         ``"statsmodels"`` fits the model with statsmodels' MixedLM instead (one grouping
         factor, one term only) as a cross-check, returning the same result object: fixed
@@ -183,7 +191,7 @@ def fit(formula: str, data: pd.DataFrame, reml: bool = True, *, engine: str = "a
     if engine not in ("alliance", "statsmodels"):
         raise ValueError(f"engine must be 'alliance' or 'statsmodels', got {engine!r}")
     parsed, frame, messages = _model_frame(formula, data)
-    spec = fixed_spec(frame, parsed)
+    spec = fixed_spec(frame, parsed, contrasts)
     X, names = fixed_matrix(spec, frame)
     check_rank(X, names)
     y = frame[parsed.response].to_numpy(dtype=float)
@@ -317,7 +325,7 @@ def lrt(m0: LmmResult, m1: LmmResult) -> pd.DataFrame:
             raise ValueError(f"lrt expects two LmmResult objects, got {type(m).__name__}")
         if m.reml:
             refitted.append(m.formula)
-            m = fit(m.formula, m._data, reml=False, satterthwaite_df=False)
+            m = fit(m.formula, m._data, reml=False, satterthwaite_df=False, contrasts=m._spec.contrasts)
         models.append(m)
     a, b = models
     responses = {m.formula.split("~")[0].strip() for m in models}
