@@ -11,6 +11,7 @@ differentiates numerically), variance components 1e-4 relative, sigma 1e-5 relat
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -100,3 +101,23 @@ def test_lrt_refit_keeps_contrasts(cake):
     m1 = lmm.fit(formula_of("cake_poly"), cake, contrasts={"recipe": "sum"}, satterthwaite_df=False)
     table = lmm.lrt(m0, m1)
     assert table.loc["m1", "deviance"] == pytest.approx(REF["cake_poly_ml"]["objective"], rel=1e-8)
+
+
+# --------------------------------------------------------------------------- syntax errors
+@pytest.mark.parametrize("formula,position,what", [
+    ("angle ~ temp +", 14, "nothing after '+'"),
+    ("angle ~ temp + (1 + | replicate)", 21, "random-effects expression before '|' is missing"),
+    ("angle ~ temp + (1 | replicate", 16, "'(' is never closed"),
+    ("angle ~ temp + 1 | replicate)", 29, "')' without a matching '('"),
+    ("angle ~ temp + ( | replicate)", 18, "random-effects expression before '|' is missing"),
+    ("angle ~ temp + (1 | )", 19, "nothing after '|'"),
+    ("angle ~ temp + ()", 16, "empty parentheses"),
+    ("angle ~ temp recipe + (1 | replicate)", 14, "follows 'temp' without an operator"),
+    ("angle ~ temp + (1 | replicate) ||", 32, "grouping factor after '||'"),
+])
+def test_malformed_formula_names_the_position(cake, formula, position, what):
+    with pytest.raises(ValueError, match=f"syntax error in formula at position {position}: .*{re.escape(what)}") as err:
+        lmm.fit(formula, cake)
+    # the caret under the offending character
+    lines = str(err.value).splitlines()
+    assert lines[1].strip() == formula and lines[2].index("^") - 2 == position - 1

@@ -179,6 +179,82 @@ def _parse_random(inner: str, formula: str) -> list[RandomTerm]:
     return terms
 
 
+_TOKEN = re.compile(
+    r"\s*(?:(?P<name>`[^`]*`|[A-Za-z_.][A-Za-z0-9_.]*)|(?P<number>\d+\.?\d*(?:[eE][+-]?\d+)?|\.\d+)"
+    r"|(?P<op>\|\||%in%|[~+\-*/:^|(),=])|(?P<other>\S))"
+)
+_BINARY = {"~", "*", "/", ":", "^", "|", "||", "%in%", "=", ","}
+
+
+class FormulaSyntaxError(ValueError):
+    """A malformed formula; the message names the position (1-based character) and shows it."""
+
+
+def _syntax_error(formula: str, pos: int, what: str) -> FormulaSyntaxError:
+    return FormulaSyntaxError(
+        f"syntax error in formula at position {pos + 1}: {what}\n  {formula}\n  {' ' * pos}^"
+    )
+
+
+def _tokens(formula: str) -> list[tuple[str, str, int]]:
+    """(kind, text, start) of every token; kinds 'name', 'number', 'op'."""
+    out, pos = [], 0
+    while pos < len(formula):
+        m = _TOKEN.match(formula, pos)
+        if m is None:  # only trailing whitespace left
+            break
+        kind = m.lastgroup
+        start = m.start(kind)
+        if kind == "other":
+            raise _syntax_error(formula, start, f"unexpected character {formula[start]!r}")
+        out.append((kind, m.group(kind), start))
+        pos = m.end()
+    return out
+
+
+def check_syntax(formula: str) -> None:
+    """Refuse malformed formulas as R's parser would, naming the position.
+
+    Caught: unbalanced parentheses, an operator with nothing after it (a trailing ``+``,
+    ``(1 + | g)``), an operator with nothing before it, two operands without an operator,
+    empty parentheses and a random-effects term with an empty side (``( | g)``, ``(1 | )``).
+    """
+    toks = _tokens(formula)
+    if not toks:
+        raise _syntax_error(formula, 0, "the formula is empty")
+    stack: list[int] = []
+    prev: tuple[str, str, int] | None = None
+    for kind, text, start in toks:
+        operand_end = prev is not None and (prev[0] in ("name", "number") or prev[1] == ")")
+        if kind in ("name", "number") or text == "(":
+            call = text == "(" and prev is not None and prev[0] == "name"
+            if operand_end and not call:
+                raise _syntax_error(formula, start, f"{text!r} follows {prev[1]!r} without an operator between them")
+            if text == "(":
+                stack.append(start)
+        elif text == ")":
+            if not stack:
+                raise _syntax_error(formula, start, "')' without a matching '('")
+            if prev is not None and prev[1] == "(":
+                raise _syntax_error(formula, prev[2], "empty parentheses '()'")
+            if not operand_end:
+                raise _syntax_error(formula, prev[2], f"nothing after {prev[1]!r} before ')'")
+            stack.pop()
+        elif text in ("+", "-"):
+            pass  # binary or unary: R accepts 'a + -1'
+        else:  # binary operators
+            if not operand_end and not (text == "~" and prev is None):
+                where = "at the start" if prev is None else f"after {prev[1]!r}"
+                missing = "the random-effects expression" if text in ("|", "||") else "an operand"
+                raise _syntax_error(formula, start, f"{missing} before {text!r} is missing ({text!r} {where})")
+        prev = (kind, text, start)
+    if prev[1] not in (")",) and prev[0] not in ("name", "number"):
+        what = "the grouping factor after" if prev[1] in ("|", "||") else "nothing after"
+        raise _syntax_error(formula, prev[2], f"{what} {prev[1]!r}: the formula ends there")
+    if stack:
+        raise _syntax_error(formula, stack[-1], "'(' is never closed")
+
+
 def parse_formula(formula: str) -> ParsedFormula:
     """Parse an lme4 formula string into response, fixed and random terms.
 
@@ -198,8 +274,11 @@ def parse_formula(formula: str) -> ParsedFormula:
     ValueError
         If the formula uses syntax outside the supported subset (see module docstring).
     """
-    if not isinstance(formula, str) or formula.count("~") != 1:
-        raise ValueError(f"formula must be a string with exactly one '~', got {formula!r}")
+    if not isinstance(formula, str):
+        raise ValueError(f"formula must be a string, got {type(formula).__name__}")
+    check_syntax(formula)
+    if formula.count("~") != 1:
+        raise ValueError(f"formula must have exactly one '~', got {formula!r}")
     lhs, rhs = (s.strip() for s in formula.split("~"))
     response = _check_name(lhs, formula)
     intercept = True
