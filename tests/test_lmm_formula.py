@@ -121,3 +121,30 @@ def test_malformed_formula_names_the_position(cake, formula, position, what):
     # the caret under the offending character
     lines = str(err.value).splitlines()
     assert lines[1].strip() == formula and lines[2].index("^") - 2 == position - 1
+
+
+# --------------------------------------------------------------------------- aliased columns
+def test_aliased_column_dropped_as_lme4(sleep):
+    m = lmm.fit(formula_of("ss_rank"), sleep)
+    check_against_r(m, "ss_rank")
+    assert m.dropped == list(REF["ss_rank"]["dropped"]) == ["Days2"]
+    assert "fixed-effect model matrix is rank deficient so dropping 1 column / coefficient: ['Days2']" in m.warnings
+    # the predictions use the reduced design
+    np.testing.assert_allclose(m.predict(sleep.iloc[:5]), m.fitted[:5], rtol=1e-10)
+
+
+def test_aliased_interaction_columns_dropped(cake):
+    # temp is constant within temperature: temp's column is aliased with the polynomial ones
+    m = lmm.fit("angle ~ temperature + temp + (1 | replicate)", cake, satterthwaite_df=False)
+    assert m.dropped == ["temp"]
+    assert "dropping 1 column / coefficient" in m.warnings[0]
+
+
+def test_infinite_values_name_their_column(sleep):
+    df = sleep.astype({"Days2": float})
+    df.loc[[3, 7], "Days2"] = np.inf
+    with pytest.raises(ValueError, match=r"non-finite values .* in model column\(s\) 'Days2' \(2 row\(s\)\)"):
+        lmm.fit("Reaction ~ Days2 + (1 | Subject)", df)
+    df.loc[2, "Reaction"] = -np.inf
+    with pytest.raises(ValueError, match=r"'Reaction' \(1 row\(s\)\), 'Days2' \(2 row\(s\)\)"):
+        lmm.fit("Reaction ~ Days2 + (1 | Subject)", df)

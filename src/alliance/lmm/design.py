@@ -38,6 +38,7 @@ class FixedSpec:
     names: list[str] = field(default_factory=list)
     contrasts: dict[str, str] = field(default_factory=dict)  # categorical variable -> kind
     keep: list[int] | None = None  # columns kept after dropping aliased ones (None: all)
+    dropped: list[str] = field(default_factory=list)  # aliased columns dropped, as lme4
 
 
 #: contrast kinds of the ``contrasts=`` argument, as R's ``contr.*`` functions
@@ -216,27 +217,53 @@ def fixed_matrix(spec: FixedSpec, data: pd.DataFrame) -> tuple[np.ndarray, list[
     return X, names
 
 
-def check_rank(X: np.ndarray, names: list[str], tol: float = 1e-7) -> None:
-    """Raise ValueError naming the columns that make X rank deficient (lme4's tolerance 1e-7)."""
-    p = X.shape[1]
-    if p == 0:
-        return
-    # QR of the small cross-product's Cholesky-free equivalent: scale columns first
-    scale = np.sqrt((X**2).sum(axis=0))
-    zero = scale == 0
-    if zero.any():
-        bad = [names[j] for j in np.flatnonzero(zero)]
-        raise ValueError(f"fixed-effects columns {bad} are all zero; the fixed-effects design is rank deficient")
-    R = scipy.linalg.qr(X / scale, mode="r", pivoting=True)
-    r, piv = R[0], R[1]
-    diag = np.abs(np.diag(r))
-    rank = int(np.sum(diag > tol * diag[0]))
-    if rank < p:
-        bad = [names[j] for j in sorted(piv[rank:])]
-        raise ValueError(
-            f"fixed-effects design is rank deficient (rank {rank} < {p} columns): "
-            f"column(s) {bad} are linear combinations of the other columns; drop or recode them"
-        )
+def aliased_columns(X: np.ndarray, tol: float = 1e-7) -> list[int]:
+    """Columns of X that are linear combinations of earlier ones, as R's ``qr(X, tol = 1e-7)``.
+
+    R's LINPACK routine (dqrdc2, used by lme4's ``chkRank.drop``) moves a column to the end
+    when the norm of its part orthogonal to the earlier columns falls below ``tol`` times its
+    own norm, so the later of two aliased columns is the one dropped; an all-zero column is
+    always dropped. Gram-Schmidt, orthogonalising twice, gives the same decisions.
+    """
+    basis: list[np.ndarray] = []
+    dropped = []
+    for j in range(X.shape[1]):
+        v = X[:, j].astype(float)
+        norm0 = float(np.sqrt(v @ v))
+        if norm0 > 0 and basis:
+            Q = np.column_stack(basis)
+            for _ in range(2):
+                v = v - Q @ (Q.T @ v)
+        norm = float(np.sqrt(v @ v))
+        if norm0 == 0 or norm < tol * norm0:
+            dropped.append(j)
+        else:
+            basis.append(v / norm)
+    return dropped
+
+
+def drop_aliased(spec: FixedSpec, X: np.ndarray, names: list[str]) -> tuple[np.ndarray, list[str], list[str]]:
+    """Drop aliased fixed-effects columns as lme4's ``fixef.rank.drop``; record them in ``spec``.
+
+    Returns the reduced matrix, its names and the names dropped.
+    """
+    bad = aliased_columns(X)
+    if not bad:
+        return X, names, []
+    if len(bad) == X.shape[1]:
+        raise ValueError(f"fixed-effects columns {names} are all zero; the fixed-effects design has rank 0")
+    spec.keep = [j for j in range(X.shape[1]) if j not in set(bad)]
+    spec.names = [names[j] for j in spec.keep]
+    spec.dropped = [names[j] for j in bad]
+    return X[:, spec.keep], spec.names, spec.dropped
+
+
+def rank_drop_message(dropped: list[str]) -> str:
+    """lme4's message, with the names of the columns dropped."""
+    k = len(dropped)
+    s = "s" if k > 1 else ""
+    return (f"fixed-effect model matrix is rank deficient so dropping {k} column{s} / "
+            f"coefficient{s}: {dropped}")
 
 
 #: relative residual norm ||y - X b|| / ||y|| below which the response counts as fitted exactly:

@@ -13,7 +13,8 @@ from .design import (
     FixedSpec,
     Structure,
     build_structure,
-    check_rank,
+    drop_aliased,
+    rank_drop_message,
     check_residual_variance,
     fixed_matrix,
     fixed_spec,
@@ -61,9 +62,26 @@ def _model_frame(formula: str, data: pd.DataFrame) -> tuple[ParsedFormula, pd.Da
     y = frame[parsed.response]
     if not pd.api.types.is_numeric_dtype(y) or pd.api.types.is_bool_dtype(y):
         raise ValueError(f"response column {parsed.response!r} must be numeric, got dtype {y.dtype}")
-    if not np.all(np.isfinite(y.to_numpy(dtype=float))):
-        raise ValueError(f"response column {parsed.response!r} has infinite values")
+    _require_finite(frame)
     return parsed, frame, messages
+
+
+def _require_finite(frame: pd.DataFrame) -> None:
+    """Refuse infinite values in any numeric model column, naming every such column."""
+    bad = {}
+    for col in frame.columns:
+        values = frame[col]
+        if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+            inf = ~np.isfinite(values.to_numpy(dtype=float))
+            if inf.any():
+                bad[col] = int(inf.sum())
+    if bad:
+        listed = ", ".join(f"{col!r} ({k} row(s))" for col, k in bad.items())
+        raise ValueError(
+            f"non-finite values (inf or -inf) in model column(s) {listed}; a linear mixed model "
+            "needs finite values: recode or drop those rows (missing values are dropped, "
+            "infinite ones are not)"
+        )
 
 
 def _optimise(dev: ProfiledDeviance, lower: np.ndarray, start: np.ndarray):
@@ -178,12 +196,17 @@ def fit(formula: str, data: pd.DataFrame, reml: bool = True, *, contrasts: dict[
     Returns
     -------
     LmmResult
+        Aliased fixed-effects columns (linear combinations of earlier columns, R's ``qr``
+        tolerance 1e-7) are dropped as lme4's default ``fixef.rank.drop`` does; the message
+        "fixed-effect model matrix is rank deficient so dropping N columns / coefficients"
+        with their names is in ``warnings`` and the names in ``dropped``.
 
     Raises
     ------
     ValueError
-        Unsupported formula syntax, missing columns, non-numeric response, rank-deficient
-        fixed effects (naming the columns), a categorical fixed effect with fewer than two
+        Unsupported or malformed formula syntax (a ``FormulaSyntaxError`` naming the
+        position), missing columns, non-numeric response, a non-finite value in a model
+        column (naming it), a categorical fixed effect with fewer than two
         levels in the rows analysed (as R's ``model.matrix``), a response without residual
         variance (constant, or fitted exactly by the fixed effects, or by fixed and random
         effects), too few levels of a grouping factor.
@@ -193,7 +216,9 @@ def fit(formula: str, data: pd.DataFrame, reml: bool = True, *, contrasts: dict[
     parsed, frame, messages = _model_frame(formula, data)
     spec = fixed_spec(frame, parsed, contrasts)
     X, names = fixed_matrix(spec, frame)
-    check_rank(X, names)
+    X, names, dropped = drop_aliased(spec, X, names)
+    if dropped:
+        messages.append(rank_drop_message(dropped))
     y = frame[parsed.response].to_numpy(dtype=float)
     check_residual_variance(X, y, names, parsed.response)
     with _single_threaded_blas():
@@ -292,6 +317,7 @@ def _finish(formula, parsed, frame, spec: FixedSpec, X, structure: Structure,
         converged=converged,
         singular=singular,
         warnings=messages,
+        dropped=list(spec.dropped),
         ranef=_ranef(structure, b),
         vcov=pd.DataFrame(vcov, index=names, columns=names),
         npar=npar,

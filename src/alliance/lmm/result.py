@@ -33,6 +33,8 @@ class LmmResult:
         Conditional modes per grouping factor (rows: levels, columns: the factor's terms).
     vcov : DataFrame
         Covariance matrix of the fixed effects.
+    dropped : list of str
+        Aliased fixed-effects columns dropped before fitting (lme4's ``fixef.rank.drop``).
     """
 
     formula: str
@@ -55,6 +57,7 @@ class LmmResult:
     vcov: pd.DataFrame
     npar: int
     n_evaluations: int = 0
+    dropped: list[str] = field(default_factory=list)
     max_grad: float = float("nan")
     _spec: FixedSpec | None = field(default=None, repr=False)
     _structure: Structure | None = field(default=None, repr=False)
