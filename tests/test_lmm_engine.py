@@ -143,12 +143,12 @@ def test_formula_parser_expands_lme4_shorthands():
 
 
 @pytest.mark.parametrize("formula", [
-    "y ~ log(x) + (1 | g)",
-    "y ~ x + (1 | g) + offset(z)",
+    "y ~ foo(x) + (1 | g)",
+    "y ~ x + (1 | g) + lag(z, 2)",
     "y ~ x + (x:z | g)",
     "y ~ x + (1 | g | h)",
     "y ~ x",
-    "y ~ x - z + (1 | g)",
+    "y ~ (a + b)^2 + (1 | g)",
     "y ~ x + (1 + | g",
 ])
 def test_unsupported_formulas_are_refused_with_what_is_supported(formula):
@@ -181,8 +181,6 @@ def test_bad_input_errors_name_the_problem():
         lmm.fit("symptoms ~ nothere + (1 | client_id)", df)
     with pytest.raises(ValueError, match="response column 'client_id' must be numeric"):
         lmm.fit("client_id ~ session + (1 | therapist_id)", df)
-    with pytest.raises(ValueError, match="random slope variable 'arm' is categorical"):
-        lmm.fit("symptoms ~ session + (1 + arm | therapist_id)", df)
     one = df.assign(site="S1")
     with pytest.raises(ValueError, match="> 1 sampled level"):
         lmm.fit("symptoms ~ session + (1 | site)", one)

@@ -39,6 +39,7 @@ class FixedSpec:
     contrasts: dict[str, str] = field(default_factory=dict)  # categorical variable -> kind
     keep: list[int] | None = None  # columns kept after dropping aliased ones (None: all)
     dropped: list[str] = field(default_factory=list)  # aliased columns dropped, as lme4
+    matrix_cols: dict[str, list[str]] = field(default_factory=dict)  # poly(x, k) -> its columns
 
 
 #: contrast kinds of the ``contrasts=`` argument, as R's ``contr.*`` functions
@@ -109,8 +110,12 @@ def resolve_contrasts(data: pd.DataFrame, categorical: list[str], contrasts) -> 
     return {v: given.get(v, default_contrast(data[v])) for v in categorical}
 
 
-def _is_categorical(s: pd.Series) -> bool:
+def is_categorical(s: pd.Series) -> bool:
+    """Categorical as R's model.matrix sees it: anything not numeric (logicals included)."""
     return not (pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s))
+
+
+_is_categorical = is_categorical
 
 
 def _levels_of(s: pd.Series) -> list:
@@ -120,7 +125,8 @@ def _levels_of(s: pd.Series) -> list:
     return sorted(s.dropna().unique().tolist(), key=lambda v: (str(type(v)), v))
 
 
-def fixed_spec(data: pd.DataFrame, parsed: ParsedFormula, contrasts=None) -> FixedSpec:
+def fixed_spec(data: pd.DataFrame, parsed: ParsedFormula, contrasts=None,
+               matrix_cols: dict[str, list[str]] | None = None) -> FixedSpec:
     """Decide the coding of every fixed term as R's ``model.matrix`` does.
 
     A categorical variable in a term gets contrasts when the term without it is in the model
@@ -129,9 +135,10 @@ def fixed_spec(data: pd.DataFrame, parsed: ParsedFormula, contrasts=None) -> Fix
     categoricals) unless ``contrasts`` names another kind for the variable.
     """
     levels: dict[str, list] = {}
+    matrix_cols = dict(matrix_cols or {})
     for term in parsed.fixed_terms:
         for var in term:
-            if var not in levels and _is_categorical(data[var]):
+            if var not in levels and var not in matrix_cols and _is_categorical(data[var]):
                 levels[var] = _levels_of(data[var])
                 _require_two_levels(var, levels[var], len(data))
     present = {frozenset(t) for t in parsed.fixed_terms}
@@ -148,7 +155,8 @@ def fixed_spec(data: pd.DataFrame, parsed: ParsedFormula, contrasts=None) -> Fix
                 codes.append("contrast" if margin in present else "full")
         coding.append(codes)
     kinds = resolve_contrasts(data, list(levels), contrasts)
-    spec = FixedSpec(parsed.intercept, list(parsed.fixed_terms), levels, coding, contrasts=kinds)
+    spec = FixedSpec(parsed.intercept, list(parsed.fixed_terms), levels, coding, contrasts=kinds,
+                     matrix_cols=matrix_cols)
     spec.names = fixed_matrix(spec, data)[1]
     return spec
 
@@ -170,6 +178,9 @@ def _require_two_levels(var: str, levels: list, n_rows: int) -> None:
 
 
 def _variable_columns(data: pd.DataFrame, var: str, code: str, spec: FixedSpec):
+    if var in spec.matrix_cols:
+        names = spec.matrix_cols[var]
+        return [data[c].to_numpy(dtype=float) for c in names], names
     values = data[var]
     if code == "numeric":
         if _is_categorical(values):
@@ -395,6 +406,7 @@ class Structure:
     group_order: list[np.ndarray]  # per level: original factor code of each internal group
     # crossed design with one blocked level: Z_0'Z_s as a sparse (n_0 q_0, Q) matrix
     cross_sparse: sp.csr_matrix | None = None
+    ldW: float = 0.0  # sum of log prior weights (lme4 subtracts it from the objective)
 
     @property
     def ntheta(self) -> int:
@@ -462,9 +474,13 @@ def _segment_starts(codes_sorted: np.ndarray) -> np.ndarray:
 
 
 def build_structure(
-    data: pd.DataFrame, random_terms: list[RandomTerm], X: np.ndarray, y: np.ndarray
+    data: pd.DataFrame, random_terms: list[RandomTerm], X: np.ndarray, y: np.ndarray,
+    weights: np.ndarray | None = None,
 ) -> tuple[Structure, np.ndarray]:
     """Order terms as lme4, detect nesting, precompute the blocks of [Z X y]'[Z X y].
+
+    Prior ``weights`` (residual variance sigma^2 / w, as lme4's) scale the rows of Z, X and y
+    by sqrt(w); their log sum is kept for the objective.
 
     Returns the structure and the row permutation applied to the data (rows sorted by the
     finest grouping factor, groups sorted by their parents).
@@ -548,8 +564,9 @@ def build_structure(
         levels.append(Level("dense", rest, 1, off, offsets))
         group_order.append(np.zeros(1, dtype=np.int64))
 
-    XY = np.column_stack([X, y])[perm]
-    z = [term_rows(data, terms, factors[f]) [perm] for f in chain]
+    sqrt_w = np.ones(n) if weights is None else np.sqrt(np.asarray(weights, dtype=float))
+    XY = (np.column_stack([X, y]) * sqrt_w[:, None])[perm]
+    z = [(term_rows(data, terms, factors[f]) * sqrt_w[:, None])[perm] for f in chain]
     K = len(levels)
     A: list[dict[int, np.ndarray]] = [dict() for _ in range(K)]
     AX: list[np.ndarray] = []
@@ -570,6 +587,8 @@ def build_structure(
     if rest:
         s = K - 1
         Zs = _dense_level_matrix(data, terms, factors, levels[-1], perm)
+        if weights is not None:
+            Zs = sp.csr_matrix(sp.diags(sqrt_w[perm]) @ Zs)
         A[s][s] = (Zs.T @ Zs).toarray()[None]
         AX.append(np.asarray(Zs.T @ XY)[None])
         if len(chain) == 1:
@@ -603,6 +622,7 @@ def build_structure(
     structure = Structure(
         terms, term_names, slices, lower, factors, levels, A, AX, XX, starts, parent, n,
         X.shape[1], group_order, cross_sparse,
+        0.0 if weights is None else float(np.sum(np.log(weights))),
     )
     return structure, perm
 

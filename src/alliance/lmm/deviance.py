@@ -160,8 +160,8 @@ class ProfiledDeviance:
         n, p = self.s.n, self.s.p
         if self.reml:
             nmp = n - p
-            return sol.ldL2 + sol.ldRX2 + nmp * (1.0 + np.log(2.0 * np.pi * sol.r2 / nmp))
-        return sol.ldL2 + n * (1.0 + np.log(2.0 * np.pi * sol.r2 / n))
+            return sol.ldL2 - self.s.ldW + sol.ldRX2 + nmp * (1.0 + np.log(2.0 * np.pi * sol.r2 / nmp))
+        return sol.ldL2 - self.s.ldW + n * (1.0 + np.log(2.0 * np.pi * sol.r2 / n))
 
     def __call__(self, theta: np.ndarray) -> float:
         return self.criterion(self.solve(theta))

@@ -63,6 +63,10 @@ class LmmResult:
     _structure: Structure | None = field(default=None, repr=False)
     _data: pd.DataFrame | None = field(default=None, repr=False)
     _fitted: np.ndarray | None = field(default=None, repr=False)
+    _frame: pd.DataFrame | None = field(default=None, repr=False)
+    _model_frame: Any = field(default=None, repr=False)
+    _weights: np.ndarray | None = field(default=None, repr=False)
+    _contrasts: dict | None = field(default=None, repr=False)
 
     def predict(self, newdata: pd.DataFrame | None = None, re_form: Any = None,
                 allow_new_levels: bool = False) -> np.ndarray:
@@ -81,10 +85,22 @@ class LmmResult:
         """
         if re_form not in (None, "~0", "~ 0", "NA", False):
             raise ValueError(f"re_form must be None (all random effects) or '~0'/'NA'/False (none), got {re_form!r}")
-        data = self._data if newdata is None else newdata
+        if newdata is None:
+            data = self._frame
+        else:
+            missing = [v for v in self._model_frame.parsed.variables
+                       if v not in newdata.columns and v != self._model_frame.parsed.response]
+            if missing:
+                raise ValueError(f"newdata lacks the model column(s) {missing}")
+            filled = newdata.copy()
+            response = self._model_frame.parsed.response
+            for v in self._model_frame.parsed.expressions[response].variables:
+                if v not in filled.columns:
+                    filled[v] = np.nan  # the response is not needed to predict
+            data = self._model_frame.build(filled.reset_index(drop=True))
         beta = self.fixed_effects["estimate"].to_numpy()
         X, _ = fixed_matrix(self._spec, data)
-        pred = X @ beta
+        pred = X @ beta + self._model_frame.offset(data)
         if re_form is not None:
             return pred
         s = self._structure
@@ -114,7 +130,7 @@ class LmmResult:
     @property
     def residuals(self) -> np.ndarray:
         """Response minus conditional fitted values."""
-        y = self._data[self.formula.split("~")[0].strip()].to_numpy(dtype=float)
+        y = self._frame[self._model_frame.parsed.response].to_numpy(dtype=float)
         return y - self._fitted
 
     def summary(self) -> str:
