@@ -245,3 +245,15 @@ def test_insteval_crossed_fit_matches_lme4():
     np.testing.assert_allclose(fe["se"], se, rtol=1e-4)
     np.testing.assert_allclose(fe["df"], [v["df"] for v in rows], rtol=1e-3)
     assert m.nobs == ref["nobs"] == 73421
+
+
+def test_partial_re_form_in_predict(cake):
+    ref = REF["cake_re_form"]
+    m = lmm.fit(formula_of("cake_re_form"), cake)
+    check_against_r(m, "cake_re_form")
+    rows = cake.iloc[:12]
+    np.testing.assert_allclose(m.predict(rows), ref["predict_all"], rtol=1e-6)
+    np.testing.assert_allclose(m.predict(rows, re_form="~ (1 | replicate)"), ref["predict_replicate"], rtol=1e-6)
+    np.testing.assert_allclose(m.predict(rows, re_form="NA"), ref["predict_none"], rtol=1e-6)
+    with pytest.raises(ValueError, match=r"re_form term \(\(Intercept\) \| recipe\) is not a random term"):
+        m.predict(rows, re_form="~ (1 | recipe)")

@@ -54,6 +54,12 @@ out <- list(
   ss_weights_ml = summ(lmer(Reaction ~ Days + (1 | Subject), ss, weights = w, REML = FALSE, control = ctrl)),
   ss_dbar_factor = fitm(Reaction ~ Days + (Days + half || Subject), ss)
 )
+# partial re.form in predict: only the replicate intercepts, on the first 12 rows
+m2 <- lmer(angle ~ temp + (1 | replicate) + (1 | recipe:replicate), cake, control = ctrl)
+out$cake_re_form <- c(summ(m2), list(
+  predict_all = unname(predict(m2, newdata = cake[1:12, ])),
+  predict_replicate = unname(predict(m2, newdata = cake[1:12, ], re.form = ~ (1 | replicate))),
+  predict_none = unname(predict(m2, newdata = cake[1:12, ], re.form = NA))))
 # column names as R's contrasts produce them, for the record
 out$cake_poly$contr_poly6 <- unname(contr.poly(6))
 write(toJSON(out, auto_unbox = TRUE, digits = NA, null = "null", na = "null", pretty = TRUE),
