@@ -148,7 +148,7 @@ def test_formula_parser_expands_lme4_shorthands():
     "y ~ x + (x:z | g)",
     "y ~ x + (1 | g | h)",
     "y ~ x",
-    "y ~ (a + b)^2 + (1 | g)",
+    "y ~ a*b/c + (1 | g)",
     "y ~ x + (1 + | g",
 ])
 def test_unsupported_formulas_are_refused_with_what_is_supported(formula):

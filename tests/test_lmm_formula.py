@@ -44,7 +44,8 @@ def formula_of(name: str) -> str:
     return " ".join(REF[name]["formula"].split())
 
 
-def check_against_r(m: lmm.LmmResult, name: str, *, df: bool = True, varcorr: bool = True) -> None:
+def check_against_r(m: lmm.LmmResult, name: str, *, df: bool = True, varcorr: bool = True,
+                    df_rtol: float = 1e-3, vc_atol: float = 1e-5) -> None:
     ref = REF[name]
     assert m.objective <= ref["objective"] + 1e-8 * abs(ref["objective"])
     assert m.objective == pytest.approx(ref["objective"], rel=1e-8)
@@ -54,14 +55,14 @@ def check_against_r(m: lmm.LmmResult, name: str, *, df: bool = True, varcorr: bo
     np.testing.assert_allclose(fe["estimate"], [v["Estimate"] for v in rows], rtol=1e-6, atol=1e-10)
     np.testing.assert_allclose(fe["se"], [v["Std. Error"] for v in rows], rtol=1e-5)
     if df:
-        np.testing.assert_allclose(fe["df"], [v["df"] for v in rows], rtol=1e-3)
+        np.testing.assert_allclose(fe["df"], [v["df"] for v in rows], rtol=df_rtol)
     vc = m.random_effects
     assert list(vc["group"]) == [r["grp"] for r in ref["varcorr"]]
     assert [None if pd.isna(x) else x for x in vc["term1"]] == [r.get("var1") for r in ref["varcorr"]]
     assert [None if pd.isna(x) else x for x in vc["term2"]] == [r.get("var2") for r in ref["varcorr"]]
     if varcorr:
         np.testing.assert_allclose(vc["variance"], [r["vcov"] for r in ref["varcorr"]], rtol=1e-4,
-                                   atol=1e-5 * ref["sigma"] ** 2)
+                                   atol=vc_atol * ref["sigma"] ** 2)
     assert m.sigma == pytest.approx(ref["sigma"], rel=1e-5)
     assert m.nobs == ref["nobs"]
     assert m.singular == ref["singular"]
@@ -154,9 +155,15 @@ def test_infinite_values_name_their_column(sleep):
 
 
 # --------------------------------------------------------------------------- the language
-@pytest.mark.parametrize("name", ["cake_minus", "cake_in"])
-def test_term_removal_and_in(cake, name):
+@pytest.mark.parametrize("name", ["cake_minus", "cake_in", "cake_nest"])
+def test_term_removal_in_and_nesting(cake, name):
     check_against_r(lmm.fit(formula_of(name), cake), name)
+
+
+def test_power_of_a_sum(cake):
+    # temp and I(temp^2) (values near 5e4) make X ill-conditioned: lme4 stops 6e-8 above the
+    # engine's objective and lmerTest's numerical df differ by up to 2.4e-3 relative here
+    check_against_r(lmm.fit(formula_of("cake_power"), cake), "cake_power", df_rtol=5e-3, vc_atol=2e-4)
 
 
 @pytest.mark.parametrize("name", ["ss_transform", "ss_poly", "ss_scale", "ss_offset"])

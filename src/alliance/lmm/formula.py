@@ -4,7 +4,8 @@ Supported (Bates et al. 2015, JSS 67(1), section 2.1; R's ``?formula``):
 
 * a response ``y ~ ...``, possibly transformed (``log(y) ~ ...``);
 * fixed terms: variables, interactions ``a:b``, crossings ``a*b`` (``a + b + a:b``),
-  nesting ``b %in% a`` (the term ``a:b``), removal of terms with ``-`` (``a*b - a:b``),
+  nesting ``b %in% a`` (the term ``a:b``) and ``a/b`` (``a + a:b``), powers ``(a + b + c)^2``
+  (interactions up to order 2), removal of terms with ``-`` (``a*b - a:b``),
   ``1`` / ``0`` / ``- 1`` for the intercept, ``offset(expr)``;
 * transformations anywhere a variable may stand: ``I()``, ``log()``, ``log2()``,
   ``log10()``, ``log1p()``, ``exp()``, ``sqrt()``, ``abs()``, ``scale()`` and ``poly(x, k)``
@@ -201,11 +202,38 @@ def _expand_fixed(piece: str, formula: str, exprs: dict[str, Expression]) -> lis
             elements.extend(_element(p, formula, exprs) for p in _split_depth0(part, ":"))
         return tuple(elements)
 
+    nests = _split_depth0(piece, "/")
+    if len(nests) > 1:
+        # R: a/b = a + b %in% a; a/b/c = a + a:b + a:b:c
+        if len(_split_depth0(piece, "*")) > 1:
+            raise ValueError(f"cannot combine '*' and '/' in {piece!r} of formula {formula!r}; write the terms out; {SUPPORTED}")
+        terms, acc = [], ()
+        for part in nests:
+            acc = acc + interaction(part)
+            terms.append(acc)
+        return terms
     factors = [interaction(p) for p in _split_depth0(piece, "*")]
     terms = []
     for k in range(1, len(factors) + 1):
         for combo in itertools.combinations(factors, k):
             terms.append(tuple(itertools.chain.from_iterable(combo)))
+    return terms
+
+
+def _expand_power(inner: str, k: int, formula: str, exprs: dict[str, Expression]) -> list[tuple[str, ...]]:
+    """R's ``(a + b + c)^k``: all interactions of the terms up to order k."""
+    base: list[tuple[str, ...]] = []
+    for sign, piece in _split_top_level(inner):
+        if sign == "-" or piece in ("", "0", "1"):
+            raise ValueError(f"cannot parse '({inner})^{k}' in formula {formula!r}; {SUPPORTED}")
+        base.extend(_expand_fixed(piece, formula, exprs))
+    terms = list(base)
+    for _ in range(k - 1):
+        for t in list(terms):
+            for u in base:
+                merged = tuple(dict.fromkeys(t + u))
+                if frozenset(merged) not in {frozenset(x) for x in terms}:
+                    terms.append(merged)
     return terms
 
 
@@ -372,6 +400,11 @@ def parse_formula(formula: str) -> ParsedFormula:
         if piece == "":
             if sign == "-":
                 raise ValueError(f"dangling '-' in formula {formula!r}")
+            continue
+        power = re.fullmatch(r"\((.*)\)\s*\^\s*(\d+)", piece, flags=re.S)
+        if power and "|" not in _outside_parentheses(power.group(1)):
+            (removed if sign == "-" else fixed).extend(
+                _expand_power(power.group(1), int(power.group(2)), formula, exprs))
             continue
         if piece.startswith("("):
             if not piece.endswith(")") or sign == "-":

@@ -42,6 +42,8 @@ out <- list(
                            contrasts = list(recipe = "contr.helmert")),
   cake_minus = fitm(angle ~ recipe * temperature - recipe:temperature + (1 | recipe:replicate), cake),
   cake_in = fitm(angle ~ recipe + temp %in% recipe + (1 | recipe:replicate), cake),
+  cake_nest = fitm(angle ~ recipe / temp + (1 | replicate), cake),
+  cake_power = fitm(angle ~ (recipe + temp + I(temp^2))^2 + (1 | replicate), cake),
   cake_factor_slope = fitm(angle ~ recipe + temp + (recipe | replicate), cake),
   cake_factor_slope0 = fitm(angle ~ recipe + temp + (0 + recipe | replicate), cake),
   cake_factor_dbar = fitm(angle ~ recipe + temp + (recipe || replicate), cake),
