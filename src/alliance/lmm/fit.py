@@ -203,13 +203,23 @@ def fit(formula: str, data: pd.DataFrame, reml: bool = True, *, contrasts: dict[
 
     Tested against lme4 1.1-31 / lmerTest 3.1-3 (objective, fixed effects, standard errors,
     Satterthwaite df, variance components, singular flag) on the reference fits in
-    ``tests/data/lme4/``, and against statsmodels MixedLM on a two-level model.
+    ``tests/data/lme4/`` and ``tests/data/lmm_r/`` (lme4's cake, sleepstudy and InstEval: every
+    construct of the formula language), and against statsmodels MixedLM on a two-level model.
 
     Parameters
     ----------
     formula : str
         lme4 formula, e.g. ``"y ~ session + a_cw + a_cm + (1 + session | client) + (1 | therapist)"``.
-        See :mod:`alliance.lmm.formula` for the supported syntax.
+        See :mod:`alliance.lmm.formula` for the supported language: transformations
+        (``I()``, ``log()``, ``exp()``, ``sqrt()``, ``scale()``, orthogonal ``poly(x, k)``), a
+        transformed response, ``offset()``, ``-`` removals, ``%in%``, ``a/b``, ``(a + b)^2``,
+        categorical random slopes ``(f | g)`` and ``||`` (as lme4, ``||`` splits the terms of
+        different variables only: a categorical variable stays one term with correlated
+        indicator columns). Malformed formulas raise a ``ValueError`` naming the position.
+        A transformation is evaluated on the complete rows (R evaluates it before dropping
+        rows with missing values, which changes ``scale``/``poly`` when other model columns
+        have missing values); a NaN it produces (log of a negative number) is an error, where
+        R drops the row.
     data : DataFrame
         Rows with a missing value in any model variable are dropped (count in ``warnings``).
     reml : bool, default True
