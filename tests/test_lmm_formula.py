@@ -264,3 +264,11 @@ def test_partial_re_form_in_predict(cake):
     np.testing.assert_allclose(m.predict(rows, re_form="NA"), ref["predict_none"], rtol=1e-6)
     with pytest.raises(ValueError, match=r"re_form term \(\(Intercept\) \| recipe\) is not a random term"):
         m.predict(rows, re_form="~ (1 | recipe)")
+
+
+def test_predict_needs_no_response_column(sleep):
+    m = lmm.fit(formula_of("ss_transform"), sleep, satterthwaite_df=False)
+    rows = sleep.iloc[[1, 50, 120]]
+    np.testing.assert_allclose(m.predict(rows.drop(columns="Reaction")), m.fitted[rows.index], rtol=1e-10)
+    with pytest.raises(ValueError, match=r"newdata lacks the model column\(s\) \['Days'\]"):
+        m.predict(rows.drop(columns="Days"))

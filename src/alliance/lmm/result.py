@@ -89,13 +89,13 @@ class LmmResult:
         if newdata is None:
             data = self._frame
         else:
-            missing = [v for v in self._model_frame.parsed.variables
-                       if v not in newdata.columns and v != self._model_frame.parsed.response]
+            parsed = self._model_frame.parsed
+            response_vars = parsed.expressions[parsed.response].variables
+            missing = [v for v in parsed.variables if v not in newdata.columns and v not in response_vars]
             if missing:
                 raise ValueError(f"newdata lacks the model column(s) {missing}")
             filled = newdata.copy()
-            response = self._model_frame.parsed.response
-            for v in self._model_frame.parsed.expressions[response].variables:
+            for v in response_vars:
                 if v not in filled.columns:
                     filled[v] = np.nan  # the response is not needed to predict
             data = self._model_frame.build(filled.reset_index(drop=True))
