@@ -143,26 +143,27 @@ def test_formula_parser_expands_lme4_shorthands():
 
 
 @pytest.mark.parametrize("formula", [
-    "y ~ log(x) + (1 | g)",
-    "y ~ x + (1 | g) + offset(z)",
+    "y ~ foo(x) + (1 | g)",
+    "y ~ x + (1 | g) + lag(z, 2)",
     "y ~ x + (x:z | g)",
     "y ~ x + (1 | g | h)",
     "y ~ x",
-    "y ~ x - z + (1 | g)",
+    "y ~ a*b/c + (1 | g)",
     "y ~ x + (1 + | g",
 ])
 def test_unsupported_formulas_are_refused_with_what_is_supported(formula):
     with pytest.raises(ValueError) as err:
         parse_formula(formula)
     msg = str(err.value)
-    assert "supported" in msg or "random-effects term" in msg or "parenthes" in msg
+    assert "supported" in msg or "random-effects term" in msg or "syntax error" in msg
 
 
 def test_rank_deficient_fixed_effects_name_the_columns():
     df = sessions("small")
     df["session2"] = 2.0 * df["session"]
-    with pytest.raises(ValueError, match=r"rank deficient.*session2"):
-        lmm.fit("symptoms ~ session + session2 + (1 | client_id)", df)
+    m = lmm.fit("symptoms ~ session + session2 + (1 | client_id)", df, satterthwaite_df=False)
+    assert m.dropped == ["session2"] and list(m.fixed_effects.index) == ["(Intercept)", "session"]
+    assert any("rank deficient so dropping 1 column / coefficient: ['session2']" in w for w in m.warnings)
 
 
 def test_missing_values_dropped_and_counted():
@@ -180,8 +181,6 @@ def test_bad_input_errors_name_the_problem():
         lmm.fit("symptoms ~ nothere + (1 | client_id)", df)
     with pytest.raises(ValueError, match="response column 'client_id' must be numeric"):
         lmm.fit("client_id ~ session + (1 | therapist_id)", df)
-    with pytest.raises(ValueError, match="random slope variable 'arm' is categorical"):
-        lmm.fit("symptoms ~ session + (1 + arm | therapist_id)", df)
     one = df.assign(site="S1")
     with pytest.raises(ValueError, match="> 1 sampled level"):
         lmm.fit("symptoms ~ session + (1 | site)", one)

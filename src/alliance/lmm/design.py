@@ -36,10 +36,86 @@ class FixedSpec:
     levels: dict[str, list]  # categorical variable -> its levels (first = reference)
     coding: list[list[str]]  # per term, per variable: 'numeric' | 'contrast' | 'full'
     names: list[str] = field(default_factory=list)
+    contrasts: dict[str, str] = field(default_factory=dict)  # categorical variable -> kind
+    keep: list[int] | None = None  # columns kept after dropping aliased ones (None: all)
+    dropped: list[str] = field(default_factory=list)  # aliased columns dropped, as lme4
+    matrix_cols: dict[str, list[str]] = field(default_factory=dict)  # poly(x, k) -> its columns
 
 
-def _is_categorical(s: pd.Series) -> bool:
+#: contrast kinds of the ``contrasts=`` argument, as R's ``contr.*`` functions
+CONTRASTS = ("treatment", "sum", "helmert", "poly")
+
+
+def contrast_matrix(kind: str, n: int) -> np.ndarray:
+    """R's ``contr.<kind>(n)``: an ``n x (n - 1)`` coding matrix, rows in level order."""
+    if kind == "treatment":
+        return np.eye(n)[:, 1:]
+    if kind == "sum":
+        return np.vstack([np.eye(n - 1), -np.ones((1, n - 1))])
+    if kind == "helmert":
+        m = np.zeros((n, n - 1))
+        for j in range(n - 1):
+            m[: j + 1, j] = -1.0
+            m[j + 1, j] = j + 1
+        return m
+    if kind == "poly":
+        return _contr_poly(n)
+    raise ValueError(f"unknown contrast {kind!r}; expected one of {list(CONTRASTS)}")
+
+
+def _contr_poly(n: int) -> np.ndarray:
+    """R's ``contr.poly(n)``: orthonormal polynomials in the scores 1..n (R's make.poly).
+
+    ``Q diag(R)`` of the QR decomposition of the Vandermonde matrix does not depend on the
+    sign convention of the QR routine, so the columns come out with R's signs.
+    """
+    x = np.arange(1, n + 1, dtype=float)
+    x -= x.mean()
+    vander = x[:, None] ** np.arange(n)[None, :]
+    q, r = np.linalg.qr(vander)
+    z = q * np.diag(r)[None, :]
+    z /= np.sqrt((z**2).sum(axis=0))
+    return z[:, 1:]
+
+
+def contrast_suffixes(kind: str, levels: list) -> list[str]:
+    """R's column-name suffixes: level labels (treatment), ``.L .Q .C ^4`` (poly), 1..n-1."""
+    n = len(levels)
+    if kind == "treatment":
+        return [_r_label(lev) for lev in levels[1:]]
+    if kind == "poly":
+        return [".L", ".Q", ".C"][: n - 1] + [f"^{k}" for k in range(4, n)]
+    return [str(k) for k in range(1, n)]
+
+
+def default_contrast(s: pd.Series) -> str:
+    """R's ``options(contrasts = c("contr.treatment", "contr.poly"))``: poly when ordered."""
+    if isinstance(s.dtype, pd.CategoricalDtype) and s.dtype.ordered:
+        return "poly"
+    return "treatment"
+
+
+def resolve_contrasts(data: pd.DataFrame, categorical: list[str], contrasts) -> dict[str, str]:
+    """The contrast kind of every categorical fixed-effect variable (defaults as R's)."""
+    given = dict(contrasts or {})
+    bad = {k: v for k, v in given.items() if v not in CONTRASTS}
+    if bad:
+        raise ValueError(f"contrasts must be one of {list(CONTRASTS)}; got {bad}")
+    unused = sorted(set(given) - set(categorical))
+    if unused:
+        raise ValueError(
+            f"contrasts given for {unused}, which are not categorical fixed-effect variables of "
+            f"the model (categorical ones: {categorical})"
+        )
+    return {v: given.get(v, default_contrast(data[v])) for v in categorical}
+
+
+def is_categorical(s: pd.Series) -> bool:
+    """Categorical as R's model.matrix sees it: anything not numeric (logicals included)."""
     return not (pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s))
+
+
+_is_categorical = is_categorical
 
 
 def _levels_of(s: pd.Series) -> list:
@@ -49,16 +125,20 @@ def _levels_of(s: pd.Series) -> list:
     return sorted(s.dropna().unique().tolist(), key=lambda v: (str(type(v)), v))
 
 
-def fixed_spec(data: pd.DataFrame, parsed: ParsedFormula) -> FixedSpec:
+def fixed_spec(data: pd.DataFrame, parsed: ParsedFormula, contrasts=None,
+               matrix_cols: dict[str, list[str]] | None = None) -> FixedSpec:
     """Decide the coding of every fixed term as R's ``model.matrix`` does.
 
-    A categorical variable in a term gets treatment contrasts when the term without it is in
-    the model (the intercept counting as the empty term), otherwise full indicator coding.
+    A categorical variable in a term gets contrasts when the term without it is in the model
+    (the intercept counting as the empty term), otherwise full indicator coding. Contrasts
+    are R's defaults (``contr.treatment`` for unordered, ``contr.poly`` for ordered
+    categoricals) unless ``contrasts`` names another kind for the variable.
     """
     levels: dict[str, list] = {}
+    matrix_cols = dict(matrix_cols or {})
     for term in parsed.fixed_terms:
         for var in term:
-            if var not in levels and _is_categorical(data[var]):
+            if var not in levels and var not in matrix_cols and _is_categorical(data[var]):
                 levels[var] = _levels_of(data[var])
                 _require_two_levels(var, levels[var], len(data))
     present = {frozenset(t) for t in parsed.fixed_terms}
@@ -74,7 +154,9 @@ def fixed_spec(data: pd.DataFrame, parsed: ParsedFormula) -> FixedSpec:
                 margin = frozenset(term) - {var}
                 codes.append("contrast" if margin in present else "full")
         coding.append(codes)
-    spec = FixedSpec(parsed.intercept, list(parsed.fixed_terms), levels, coding)
+    kinds = resolve_contrasts(data, list(levels), contrasts)
+    spec = FixedSpec(parsed.intercept, list(parsed.fixed_terms), levels, coding, contrasts=kinds,
+                     matrix_cols=matrix_cols)
     spec.names = fixed_matrix(spec, data)[1]
     return spec
 
@@ -96,6 +178,9 @@ def _require_two_levels(var: str, levels: list, n_rows: int) -> None:
 
 
 def _variable_columns(data: pd.DataFrame, var: str, code: str, spec: FixedSpec):
+    if var in spec.matrix_cols:
+        names = spec.matrix_cols[var]
+        return [data[c].to_numpy(dtype=float) for c in names], names
     values = data[var]
     if code == "numeric":
         if _is_categorical(values):
@@ -105,9 +190,12 @@ def _variable_columns(data: pd.DataFrame, var: str, code: str, spec: FixedSpec):
     unknown = set(values.dropna().unique()) - set(levels)
     if unknown:
         raise ValueError(f"column {var!r} has levels {sorted(map(str, unknown))} not seen when fitting; expected one of {levels}")
-    use = levels[1:] if code == "contrast" else levels
-    cols = [(values == lev).to_numpy(dtype=float) for lev in use]
-    return cols, [f"{var}{_r_label(lev)}" for lev in use]
+    index = pd.Index(levels).get_indexer(values)
+    if code == "full":
+        return [(index == k).astype(float) for k in range(len(levels))], [f"{var}{_r_label(lev)}" for lev in levels]
+    kind = spec.contrasts.get(var, "treatment")
+    coded = np.where((index >= 0)[:, None], contrast_matrix(kind, len(levels))[index], np.nan)
+    return list(coded.T), [f"{var}{sfx}" for sfx in contrast_suffixes(kind, levels)]
 
 
 def _r_label(level) -> str:
@@ -135,30 +223,58 @@ def fixed_matrix(spec: FixedSpec, data: pd.DataFrame) -> tuple[np.ndarray, list[
         cols.extend(acc_cols)
         names.extend(acc_names)
     X = np.column_stack(cols) if cols else np.empty((n, 0))
+    if spec.keep is not None:
+        X, names = X[:, spec.keep], [names[j] for j in spec.keep]
     return X, names
 
 
-def check_rank(X: np.ndarray, names: list[str], tol: float = 1e-7) -> None:
-    """Raise ValueError naming the columns that make X rank deficient (lme4's tolerance 1e-7)."""
-    p = X.shape[1]
-    if p == 0:
-        return
-    # QR of the small cross-product's Cholesky-free equivalent: scale columns first
-    scale = np.sqrt((X**2).sum(axis=0))
-    zero = scale == 0
-    if zero.any():
-        bad = [names[j] for j in np.flatnonzero(zero)]
-        raise ValueError(f"fixed-effects columns {bad} are all zero; the fixed-effects design is rank deficient")
-    R = scipy.linalg.qr(X / scale, mode="r", pivoting=True)
-    r, piv = R[0], R[1]
-    diag = np.abs(np.diag(r))
-    rank = int(np.sum(diag > tol * diag[0]))
-    if rank < p:
-        bad = [names[j] for j in sorted(piv[rank:])]
-        raise ValueError(
-            f"fixed-effects design is rank deficient (rank {rank} < {p} columns): "
-            f"column(s) {bad} are linear combinations of the other columns; drop or recode them"
-        )
+def aliased_columns(X: np.ndarray, tol: float = 1e-7) -> list[int]:
+    """Columns of X that are linear combinations of earlier ones, as R's ``qr(X, tol = 1e-7)``.
+
+    R's LINPACK routine (dqrdc2, used by lme4's ``chkRank.drop``) moves a column to the end
+    when the norm of its part orthogonal to the earlier columns falls below ``tol`` times its
+    own norm, so the later of two aliased columns is the one dropped; an all-zero column is
+    always dropped. Gram-Schmidt, orthogonalising twice, gives the same decisions.
+    """
+    basis: list[np.ndarray] = []
+    dropped = []
+    for j in range(X.shape[1]):
+        v = X[:, j].astype(float)
+        norm0 = float(np.sqrt(v @ v))
+        if norm0 > 0 and basis:
+            Q = np.column_stack(basis)
+            for _ in range(2):
+                v = v - Q @ (Q.T @ v)
+        norm = float(np.sqrt(v @ v))
+        if norm0 == 0 or norm < tol * norm0:
+            dropped.append(j)
+        else:
+            basis.append(v / norm)
+    return dropped
+
+
+def drop_aliased(spec: FixedSpec, X: np.ndarray, names: list[str]) -> tuple[np.ndarray, list[str], list[str]]:
+    """Drop aliased fixed-effects columns as lme4's ``fixef.rank.drop``; record them in ``spec``.
+
+    Returns the reduced matrix, its names and the names dropped.
+    """
+    bad = aliased_columns(X)
+    if not bad:
+        return X, names, []
+    if len(bad) == X.shape[1]:
+        raise ValueError(f"fixed-effects columns {names} are all zero; the fixed-effects design has rank 0")
+    spec.keep = [j for j in range(X.shape[1]) if j not in set(bad)]
+    spec.names = [names[j] for j in spec.keep]
+    spec.dropped = [names[j] for j in bad]
+    return X[:, spec.keep], spec.names, spec.dropped
+
+
+def rank_drop_message(dropped: list[str]) -> str:
+    """lme4's message, with the names of the columns dropped."""
+    k = len(dropped)
+    s = "s" if k > 1 else ""
+    return (f"fixed-effect model matrix is rank deficient so dropping {k} column{s} / "
+            f"coefficient{s}: {dropped}")
 
 
 #: relative residual norm ||y - X b|| / ||y|| below which the response counts as fitted exactly:
@@ -290,6 +406,7 @@ class Structure:
     group_order: list[np.ndarray]  # per level: original factor code of each internal group
     # crossed design with one blocked level: Z_0'Z_s as a sparse (n_0 q_0, Q) matrix
     cross_sparse: sp.csr_matrix | None = None
+    ldW: float = 0.0  # sum of log prior weights (lme4 subtracts it from the objective)
 
     @property
     def ntheta(self) -> int:
@@ -357,9 +474,13 @@ def _segment_starts(codes_sorted: np.ndarray) -> np.ndarray:
 
 
 def build_structure(
-    data: pd.DataFrame, random_terms: list[RandomTerm], X: np.ndarray, y: np.ndarray
+    data: pd.DataFrame, random_terms: list[RandomTerm], X: np.ndarray, y: np.ndarray,
+    weights: np.ndarray | None = None,
 ) -> tuple[Structure, np.ndarray]:
     """Order terms as lme4, detect nesting, precompute the blocks of [Z X y]'[Z X y].
+
+    Prior ``weights`` (residual variance sigma^2 / w, as lme4's) scale the rows of Z, X and y
+    by sqrt(w); their log sum is kept for the objective.
 
     Returns the structure and the row permutation applied to the data (rows sorted by the
     finest grouping factor, groups sorted by their parents).
@@ -443,8 +564,9 @@ def build_structure(
         levels.append(Level("dense", rest, 1, off, offsets))
         group_order.append(np.zeros(1, dtype=np.int64))
 
-    XY = np.column_stack([X, y])[perm]
-    z = [term_rows(data, terms, factors[f]) [perm] for f in chain]
+    sqrt_w = np.ones(n) if weights is None else np.sqrt(np.asarray(weights, dtype=float))
+    XY = (np.column_stack([X, y]) * sqrt_w[:, None])[perm]
+    z = [(term_rows(data, terms, factors[f]) * sqrt_w[:, None])[perm] for f in chain]
     K = len(levels)
     A: list[dict[int, np.ndarray]] = [dict() for _ in range(K)]
     AX: list[np.ndarray] = []
@@ -465,6 +587,8 @@ def build_structure(
     if rest:
         s = K - 1
         Zs = _dense_level_matrix(data, terms, factors, levels[-1], perm)
+        if weights is not None:
+            Zs = sp.csr_matrix(sp.diags(sqrt_w[perm]) @ Zs)
         A[s][s] = (Zs.T @ Zs).toarray()[None]
         AX.append(np.asarray(Zs.T @ XY)[None])
         if len(chain) == 1:
@@ -498,6 +622,7 @@ def build_structure(
     structure = Structure(
         terms, term_names, slices, lower, factors, levels, A, AX, XX, starts, parent, n,
         X.shape[1], group_order, cross_sparse,
+        0.0 if weights is None else float(np.sum(np.log(weights))),
     )
     return structure, perm
 

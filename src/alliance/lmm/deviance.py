@@ -126,7 +126,9 @@ class ProfiledDeviance:
         lev0, lev1 = s.levels
         n0, q0 = lev0.n, lev0.q
         lam0 = level_lambda(s, lev0, theta)
-        lam1 = sp.csr_matrix(level_lambda(s, lev1, theta))
+        lam1_dense = level_lambda(s, lev1, theta)
+        # scalar crossed terms (e.g. lecturers, raters): Lambda_1 is diagonal
+        l1 = np.diag(lam1_dense).copy() if self._diagonal(lam1_dense) else None
         M00 = blocks.sandwich(s.A[0][0], lam0, lam0)
         idx = np.arange(q0)
         M00[idx, idx, :] += 1.0
@@ -135,14 +137,22 @@ class ProfiledDeviance:
         D0 = blocks.solve_lower(L0, blocks.sandwich(s.AX[0], lam0, None))
         # block-diagonal L0^{-1} Lambda0' as a sparse matrix, rows/cols g * q0 + a
         T = blocks.solve_lower(L0, np.broadcast_to(lam0.T[:, :, None], (q0, q0, n0)))
-        rows = (np.arange(n0)[:, None, None] * q0 + np.arange(q0)[None, :, None]).repeat(q0, 2)
-        cols = (np.arange(n0)[:, None, None] * q0 + np.arange(q0)[None, None, :]).repeat(q0, 1)
-        B = sp.csr_matrix((np.moveaxis(T, 2, 0).ravel(), (rows.ravel(), cols.ravel())), shape=(n0 * q0,) * 2)
-        C = (B @ s.cross_sparse @ lam1).tocsr()
         D_rows = np.moveaxis(D0, 2, 0).reshape(n0 * q0, -1)
         A11 = s.A[1][1][:, :, 0]
-        M11 = (lam1.T @ (lam1.T @ A11).T).T + np.eye(lev1.q) - (C.T @ C).toarray()
-        MX1 = lam1.T @ s.AX[1][:, :, 0] - C.T @ D_rows
+        if l1 is not None and q0 == 1:
+            # both levels scalar: B and Lambda_1 are diagonal, so C is a scaling of the
+            # cross block and the sandwiches are elementwise
+            C = s.cross_sparse.multiply(T[0, 0, :][:, None]).multiply(l1[None, :]).tocsr()
+            M11 = A11 * l1[:, None] * l1[None, :] + np.eye(lev1.q) - (C.T @ C).toarray()
+            MX1 = l1[:, None] * s.AX[1][:, :, 0] - C.T @ D_rows
+        else:
+            lam1 = sp.csr_matrix(lam1_dense)
+            rows = (np.arange(n0)[:, None, None] * q0 + np.arange(q0)[None, :, None]).repeat(q0, 2)
+            cols = (np.arange(n0)[:, None, None] * q0 + np.arange(q0)[None, None, :]).repeat(q0, 1)
+            B = sp.csr_matrix((np.moveaxis(T, 2, 0).ravel(), (rows.ravel(), cols.ravel())), shape=(n0 * q0,) * 2)
+            C = (B @ s.cross_sparse @ lam1).tocsr()
+            M11 = (lam1.T @ (lam1.T @ A11).T).T + np.eye(lev1.q) - (C.T @ C).toarray()
+            MX1 = lam1.T @ s.AX[1][:, :, 0] - C.T @ D_rows
         L1 = np.linalg.cholesky(M11)
         ld += 2.0 * float(np.sum(np.log(np.diag(L1))))
         D1 = scipy.linalg.solve_triangular(L1, MX1, lower=True)
@@ -155,13 +165,19 @@ class ProfiledDeviance:
         return PLSSolution(np.array(theta, dtype=float), ld, 2.0 * float(np.sum(np.log(dX[:-1]))),
                            float(dX[-1] ** 2), LX, kept)
 
+    def _diagonal(self, lam: np.ndarray) -> bool:
+        """Whether the dense level's Lambda is diagonal (all its terms scalar), cached."""
+        if not hasattr(self, "_lam1_diagonal"):
+            self._lam1_diagonal = all(self.s.factors[f].q == 1 for f in self.s.levels[-1].factors)
+        return self._lam1_diagonal
+
     def criterion(self, sol: PLSSolution) -> float:
         """lme4's REML criterion or ML deviance from a PLS solution."""
         n, p = self.s.n, self.s.p
         if self.reml:
             nmp = n - p
-            return sol.ldL2 + sol.ldRX2 + nmp * (1.0 + np.log(2.0 * np.pi * sol.r2 / nmp))
-        return sol.ldL2 + n * (1.0 + np.log(2.0 * np.pi * sol.r2 / n))
+            return sol.ldL2 - self.s.ldW + sol.ldRX2 + nmp * (1.0 + np.log(2.0 * np.pi * sol.r2 / nmp))
+        return sol.ldL2 - self.s.ldW + n * (1.0 + np.log(2.0 * np.pi * sol.r2 / n))
 
     def __call__(self, theta: np.ndarray) -> float:
         return self.criterion(self.solve(theta))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -13,14 +14,16 @@ from .design import (
     FixedSpec,
     Structure,
     build_structure,
-    check_rank,
+    drop_aliased,
+    rank_drop_message,
     check_residual_variance,
     fixed_matrix,
     fixed_spec,
     lower_tri_from_theta,
     term_rows,
 )
-from .formula import ParsedFormula, parse_formula
+from .formula import parse_formula
+from .frame import ModelFrame
 from .inference import coef_table, gradient_check, satterthwaite
 from .result import LmmResult
 
@@ -40,30 +43,80 @@ def _single_threaded_blas():
         yield
 
 
-def _model_frame(formula: str, data: pd.DataFrame) -> tuple[ParsedFormula, pd.DataFrame, list[str]]:
-    """Parse the formula, check the columns and drop rows with missing model variables."""
+def _model_frame(formula: str, data: pd.DataFrame, weights=None):
+    """Parse the formula, drop rows with missing model variables, evaluate the model frame.
+
+    Returns the parsed formula, the :class:`ModelFrame`, the complete rows of the data
+    columns used, the evaluated frame, the prior weights (or None) and the messages.
+    """
     if not isinstance(data, pd.DataFrame):
         raise ValueError(f"data must be a pandas DataFrame, got {type(data).__name__}")
     parsed = parse_formula(formula)
     missing = [v for v in parsed.variables if v not in data.columns]
     if missing:
         raise ValueError(f"column(s) {missing} used in formula {formula!r} are not in the data")
-    frame = data[parsed.variables]
-    na = frame.isna().any(axis=1).to_numpy()
+    raw = data[parsed.variables]
+    w = _prior_weights(weights, data)
+    na = raw.isna().any(axis=1).to_numpy()
     messages = []
     if na.any():
-        cols = [c for c in parsed.variables if frame[c].isna().any()]
+        cols = [c for c in parsed.variables if raw[c].isna().any()]
         messages.append(f"dropped {int(na.sum())} row(s) with missing values in model variables {cols}")
-        frame = frame.loc[~na]
-    frame = frame.reset_index(drop=True)
-    if len(frame) == 0:
+        raw = raw.loc[~na]
+        w = None if w is None else w[~na]
+    raw = raw.reset_index(drop=True)
+    if len(raw) == 0:
         raise ValueError("no rows left after dropping rows with missing values in model variables")
+    _require_finite(raw)
+    mf = ModelFrame(parsed)
+    frame = mf.build(raw, learn=True)
     y = frame[parsed.response]
     if not pd.api.types.is_numeric_dtype(y) or pd.api.types.is_bool_dtype(y):
         raise ValueError(f"response column {parsed.response!r} must be numeric, got dtype {y.dtype}")
-    if not np.all(np.isfinite(y.to_numpy(dtype=float))):
-        raise ValueError(f"response column {parsed.response!r} has infinite values")
-    return parsed, frame, messages
+    _require_finite(frame.drop(columns=[v for v in parsed.variables if v in frame.columns]))
+    return parsed, mf, raw, frame, w, messages
+
+
+def _prior_weights(weights, data: pd.DataFrame) -> np.ndarray | None:
+    """Prior weights from a column name or a vector of one value per row of ``data``."""
+    if weights is None:
+        return None
+    if isinstance(weights, str):
+        if weights not in data.columns:
+            raise ValueError(f"weights column {weights!r} is not in the data")
+        values = data[weights]
+        where = f"weights column {weights!r}"
+    else:
+        values = pd.Series(np.asarray(weights))
+        where = "weights"
+        if len(values) != len(data):
+            raise ValueError(f"weights has {len(values)} values for {len(data)} rows of data")
+    if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+        raise ValueError(f"{where} must be numeric, got dtype {values.dtype}")
+    w = values.to_numpy(dtype=float)
+    bad = ~(np.isfinite(w) & (w > 0))
+    if bad.any():
+        raise ValueError(f"{where} must be positive and finite; {int(bad.sum())} row(s) are not "
+                         f"(first at row {int(np.flatnonzero(bad)[0])})")
+    return w
+
+
+def _require_finite(frame: pd.DataFrame) -> None:
+    """Refuse infinite values in any numeric model column, naming every such column."""
+    bad = {}
+    for col in frame.columns:
+        values = frame[col]
+        if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+            inf = ~np.isfinite(values.to_numpy(dtype=float))
+            if inf.any():
+                bad[col.split(":", 1)[-1] if col.startswith("\x00") else col] = int(inf.sum())
+    if bad:
+        listed = ", ".join(f"{col!r} ({k} row(s))" for col, k in bad.items())
+        raise ValueError(
+            f"non-finite values (inf, -inf or a NaN from a transformation such as log of a "
+            f"negative number) in model column(s) {listed}; a linear mixed model needs finite "
+            "values: recode or drop those rows (missing values are dropped, infinite ones are not)"
+        )
 
 
 def _optimise(dev: ProfiledDeviance, lower: np.ndarray, start: np.ndarray):
@@ -123,8 +176,14 @@ def _fitted(structure: Structure, frame: pd.DataFrame, X: np.ndarray, beta: np.n
     return fit
 
 
-def fit(formula: str, data: pd.DataFrame, reml: bool = True, *, engine: str = "alliance",
-        satterthwaite_df: bool = True, start: np.ndarray | None = None) -> LmmResult:
+def contrasts_given(spec: FixedSpec) -> dict[str, str]:
+    """The contrasts of a fit, to refit it the same way."""
+    return dict(spec.contrasts)
+
+
+def fit(formula: str, data: pd.DataFrame, reml: bool = True, *, contrasts: dict[str, str] | None = None,
+        weights=None, engine: str = "alliance", satterthwaite_df: bool = True,
+        start: np.ndarray | None = None) -> LmmResult:
     """Fit a linear mixed model written in lme4's formula syntax.
 
     The profiled REML criterion (or ML deviance) is minimised over the relative covariance
@@ -144,17 +203,38 @@ def fit(formula: str, data: pd.DataFrame, reml: bool = True, *, engine: str = "a
 
     Tested against lme4 1.1-31 / lmerTest 3.1-3 (objective, fixed effects, standard errors,
     Satterthwaite df, variance components, singular flag) on the reference fits in
-    ``tests/data/lme4/``, and against statsmodels MixedLM on a two-level model.
+    ``tests/data/lme4/`` and ``tests/data/lmm_r/`` (lme4's cake, sleepstudy and InstEval: every
+    construct of the formula language), and against statsmodels MixedLM on a two-level model.
 
     Parameters
     ----------
     formula : str
         lme4 formula, e.g. ``"y ~ session + a_cw + a_cm + (1 + session | client) + (1 | therapist)"``.
-        See :mod:`alliance.lmm.formula` for the supported syntax.
+        See :mod:`alliance.lmm.formula` for the supported language: transformations
+        (``I()``, ``log()``, ``exp()``, ``sqrt()``, ``scale()``, orthogonal ``poly(x, k)``), a
+        transformed response, ``offset()``, ``-`` removals, ``%in%``, ``a/b``, ``(a + b)^2``,
+        categorical random slopes ``(f | g)`` and ``||`` (as lme4, ``||`` splits the terms of
+        different variables only: a categorical variable stays one term with correlated
+        indicator columns). Malformed formulas raise a ``ValueError`` naming the position.
+        A transformation is evaluated on the complete rows (R evaluates it before dropping
+        rows with missing values, which changes ``scale``/``poly`` when other model columns
+        have missing values); a NaN it produces (log of a negative number) is an error, where
+        R drops the row.
     data : DataFrame
         Rows with a missing value in any model variable are dropped (count in ``warnings``).
     reml : bool, default True
         REML (lme4's default) or maximum likelihood.
+    contrasts : dict, optional
+        ``{column: "treatment" | "sum" | "helmert" | "poly"}`` for categorical fixed-effect
+        variables, as R's ``contr.*`` (lme4's ``contrasts=`` argument). The default is R's:
+        treatment contrasts for unordered, polynomial contrasts for ordered factors (a pandas
+        ordered ``Categorical``). Column names are R's: ``armB`` (treatment),
+        ``temperature.L``, ``temperature.Q``, ``temperature.C``, ``temperature^4`` (poly),
+        ``arm1``, ``arm2`` (sum, helmert).
+    weights : str or array-like, optional
+        Prior weights, as lme4's ``weights``: a column of ``data`` or one positive value per
+        row; the residual variance of a row is sigma^2 / w, and the objective includes
+        -sum(log w) as lme4's.
     engine : {"alliance", "statsmodels"}
         ``"statsmodels"`` fits the model with statsmodels' MixedLM instead (one grouping
         factor, one term only) as a cross-check, returning the same result object: fixed
@@ -170,36 +250,48 @@ def fit(formula: str, data: pd.DataFrame, reml: bool = True, *, engine: str = "a
     Returns
     -------
     LmmResult
+        Aliased fixed-effects columns (linear combinations of earlier columns, R's ``qr``
+        tolerance 1e-7) are dropped as lme4's default ``fixef.rank.drop`` does; the message
+        "fixed-effect model matrix is rank deficient so dropping N columns / coefficients"
+        with their names is in ``warnings`` and the names in ``dropped``.
 
     Raises
     ------
     ValueError
-        Unsupported formula syntax, missing columns, non-numeric response, rank-deficient
-        fixed effects (naming the columns), a categorical fixed effect with fewer than two
+        Unsupported or malformed formula syntax (a ``FormulaSyntaxError`` naming the
+        position), missing columns, non-numeric response, a non-finite value in a model
+        column (naming it), a categorical fixed effect with fewer than two
         levels in the rows analysed (as R's ``model.matrix``), a response without residual
         variance (constant, or fitted exactly by the fixed effects, or by fixed and random
         effects), too few levels of a grouping factor.
     """
     if engine not in ("alliance", "statsmodels"):
         raise ValueError(f"engine must be 'alliance' or 'statsmodels', got {engine!r}")
-    parsed, frame, messages = _model_frame(formula, data)
-    spec = fixed_spec(frame, parsed)
+    parsed, mf, raw, frame, w, messages = _model_frame(formula, data, weights)
+    if engine == "statsmodels" and (w is not None or parsed.offsets):
+        raise ValueError("engine='statsmodels' fits neither prior weights nor offsets; use engine='alliance'")
+    spec = fixed_spec(frame, parsed, contrasts, mf.matrix_cols)
     X, names = fixed_matrix(spec, frame)
-    check_rank(X, names)
-    y = frame[parsed.response].to_numpy(dtype=float)
-    check_residual_variance(X, y, names, parsed.response)
+    X, names, dropped = drop_aliased(spec, X, names)
+    if dropped:
+        messages.append(rank_drop_message(dropped))
+    offset = mf.offset(frame)
+    y = frame[parsed.response].to_numpy(dtype=float) - offset
+    sqrt_w = np.ones(len(y)) if w is None else np.sqrt(w)
+    check_residual_variance(X * sqrt_w[:, None], y * sqrt_w, names, parsed.response)
+    context = SimpleNamespace(model_frame=mf, raw=raw, weights=w, offset=offset)
     with _single_threaded_blas():
-        structure, _ = build_structure(frame, parsed.random_terms, X, y)
+        structure, _ = build_structure(frame, mf.random_terms, X, y, w)
         dev = ProfiledDeviance(structure, reml)
         try:
             return _fit_theta(formula, parsed, frame, spec, X, y, structure, dev, reml, messages,
-                              engine, satterthwaite_df, start)
+                              engine, satterthwaite_df, start, context)
         except np.linalg.LinAlgError as err:
             raise _no_residual_variance(parsed.response, structure) from err
 
 
 def _fit_theta(formula, parsed, frame, spec, X, y, structure: Structure, dev: ProfiledDeviance,
-               reml, messages, engine, satterthwaite_df, start) -> LmmResult:
+               reml, messages, engine, satterthwaite_df, start, context) -> LmmResult:
     """Estimate theta with the chosen engine and assemble the result."""
     if engine == "statsmodels":
         from .statsmodels_engine import statsmodels_theta
@@ -214,7 +306,7 @@ def _fit_theta(formula, parsed, frame, spec, X, y, structure: Structure, dev: Pr
         if not res.success:
             messages.append(f"optimiser did not report success: {res.message}")
     return _finish(formula, parsed, frame, spec, X, structure, dev, theta, reml, messages,
-                   engine, satterthwaite_df, sm_extra)
+                   engine, satterthwaite_df, sm_extra, context)
 
 
 def _no_residual_variance(response: str, structure: Structure) -> ValueError:
@@ -234,7 +326,8 @@ def _no_residual_variance(response: str, structure: Structure) -> ValueError:
 
 
 def _finish(formula, parsed, frame, spec: FixedSpec, X, structure: Structure,
-            dev: ProfiledDeviance, theta, reml, messages, engine, want_df, sm_extra) -> LmmResult:
+            dev: ProfiledDeviance, theta, reml, messages, engine, want_df, sm_extra,
+            context) -> LmmResult:
     sol = dev.solve(theta, keep=True)
     objective = dev.criterion(sol)
     sigma = dev.sigma(sol)
@@ -284,6 +377,7 @@ def _finish(formula, parsed, frame, spec: FixedSpec, X, structure: Structure,
         converged=converged,
         singular=singular,
         warnings=messages,
+        dropped=list(spec.dropped),
         ranef=_ranef(structure, b),
         vcov=pd.DataFrame(vcov, index=names, columns=names),
         npar=npar,
@@ -291,8 +385,12 @@ def _finish(formula, parsed, frame, spec: FixedSpec, X, structure: Structure,
         max_grad=worst,
         _spec=spec,
         _structure=structure,
-        _data=frame,
-        _fitted=_fitted(structure, frame, X, sol.beta(), b),
+        _data=context.raw,
+        _fitted=_fitted(structure, frame, X, sol.beta(), b) + context.offset,
+        _frame=frame,
+        _model_frame=context.model_frame,
+        _weights=context.weights,
+        _contrasts=contrasts_given(spec),
     )
 
 
@@ -317,7 +415,8 @@ def lrt(m0: LmmResult, m1: LmmResult) -> pd.DataFrame:
             raise ValueError(f"lrt expects two LmmResult objects, got {type(m).__name__}")
         if m.reml:
             refitted.append(m.formula)
-            m = fit(m.formula, m._data, reml=False, satterthwaite_df=False)
+            m = fit(m.formula, m._data, reml=False, satterthwaite_df=False, contrasts=m._contrasts,
+                    weights=m._weights)
         models.append(m)
     a, b = models
     responses = {m.formula.split("~")[0].strip() for m in models}

@@ -33,6 +33,8 @@ class LmmResult:
         Conditional modes per grouping factor (rows: levels, columns: the factor's terms).
     vcov : DataFrame
         Covariance matrix of the fixed effects.
+    dropped : list of str
+        Aliased fixed-effects columns dropped before fitting (lme4's ``fixef.rank.drop``).
     """
 
     formula: str
@@ -55,11 +57,16 @@ class LmmResult:
     vcov: pd.DataFrame
     npar: int
     n_evaluations: int = 0
+    dropped: list[str] = field(default_factory=list)
     max_grad: float = float("nan")
     _spec: FixedSpec | None = field(default=None, repr=False)
     _structure: Structure | None = field(default=None, repr=False)
     _data: pd.DataFrame | None = field(default=None, repr=False)
     _fitted: np.ndarray | None = field(default=None, repr=False)
+    _frame: pd.DataFrame | None = field(default=None, repr=False)
+    _model_frame: Any = field(default=None, repr=False)
+    _weights: np.ndarray | None = field(default=None, repr=False)
+    _contrasts: dict | None = field(default=None, repr=False)
 
     def predict(self, newdata: pd.DataFrame | None = None, re_form: Any = None,
                 allow_new_levels: bool = False) -> np.ndarray:
@@ -69,23 +76,41 @@ class LmmResult:
         ----------
         newdata : DataFrame, optional
             Rows to predict; default the rows used in the fit (after dropping missing values).
-        re_form : None, "~0", "NA" or False
+        re_form : None, "~0", "NA", False or a formula of random terms
             ``None`` includes all random effects (conditional prediction); ``"~0"``, ``"NA"``
-            or ``False`` gives population-level predictions from the fixed effects only.
+            or ``False`` gives population-level predictions from the fixed effects only; a
+            formula such as ``"~ (1 | therapist)"`` includes only the random terms it lists,
+            each written as in the model formula (as lme4's ``re.form``).
         allow_new_levels : bool
             If True, levels not seen in the fit get random effects 0 (as lme4's
             ``allow.new.levels=TRUE``); otherwise they raise ValueError.
         """
-        if re_form not in (None, "~0", "~ 0", "NA", False):
-            raise ValueError(f"re_form must be None (all random effects) or '~0'/'NA'/False (none), got {re_form!r}")
-        data = self._data if newdata is None else newdata
+        selected = self._selected_terms(re_form)
+        if newdata is None:
+            data = self._frame
+        else:
+            parsed = self._model_frame.parsed
+            response_vars = parsed.expressions[parsed.response].variables
+            missing = [v for v in parsed.variables if v not in newdata.columns and v not in response_vars]
+            if missing:
+                raise ValueError(f"newdata lacks the model column(s) {missing}")
+            filled = newdata.copy()
+            for v in response_vars:
+                if v not in filled.columns:
+                    filled[v] = np.nan  # the response is not needed to predict
+            data = self._model_frame.build(filled.reset_index(drop=True))
         beta = self.fixed_effects["estimate"].to_numpy()
         X, _ = fixed_matrix(self._spec, data)
-        pred = X @ beta
-        if re_form is not None:
+        pred = X @ beta + self._model_frame.offset(data)
+        if not selected:
             return pred
         s = self._structure
         for fac in s.factors:
+            use = np.zeros(fac.q, dtype=bool)
+            for ti, off in zip(fac.terms, fac.offsets):
+                use[off : off + s.terms[ti].q] = ti in selected
+            if not use.any():
+                continue
             terms = [s.terms[i] for i in fac.terms]
             codes, labels = group_codes(data, terms[0].group)
             lookup = pd.Index(fac.labels).get_indexer(labels)
@@ -97,11 +122,41 @@ class LmmResult:
                     f"grouping factor {fac.name!r} has levels not in the fitted data (e.g. {bad}); "
                     f"pass allow_new_levels=True to predict them at the population level"
                 )
-            b = self.ranef[fac.name].to_numpy()
+            b = self.ranef[fac.name].to_numpy() * use[None, :]
             z = term_rows(data, s.terms, fac)
             contrib = np.einsum("nj,nj->n", z, b[np.where(unseen, 0, row_level)])
             pred = pred + np.where(unseen, 0.0, contrib)
         return pred
+
+    def _selected_terms(self, re_form) -> set[int]:
+        """Indices (in the fitted, lme4-ordered terms) of the random terms ``re_form`` keeps."""
+        terms = self._structure.terms
+        if re_form is None:
+            return set(range(len(terms)))
+        if re_form is False or (isinstance(re_form, str) and re_form.replace(" ", "") in ("~0", "NA", "~-1")):
+            return set()
+        if not (isinstance(re_form, str) and re_form.strip().startswith("~")):
+            raise ValueError(
+                f"re_form must be None (all random effects), '~0'/'NA'/False (none) or a formula of "
+                f"random terms such as '~ (1 | group)', got {re_form!r}"
+            )
+        from .formula import parse_formula
+
+        wanted = parse_formula("re_form_ " + re_form.strip()).random_terms
+        mf = self._model_frame
+        original = mf.parsed.random_terms
+        chosen = set()
+        for rt in wanted:
+            key = (rt.intercept, rt.slopes, rt.group)
+            match = [i for i, t in enumerate(original) if (t.intercept, t.slopes, t.group) == key]
+            if not match:
+                fitted = ", ".join(f"({' + '.join(t.column_names)} | {t.group_name})" for t in original)
+                raise ValueError(
+                    f"re_form term ({' + '.join(rt.column_names)} | {rt.group_name}) is not a random "
+                    f"term of the model; its random terms are {fitted}"
+                )
+            chosen.add(terms.index(mf.random_terms[match[0]]))
+        return chosen
 
     @property
     def fitted(self) -> np.ndarray:
@@ -111,7 +166,7 @@ class LmmResult:
     @property
     def residuals(self) -> np.ndarray:
         """Response minus conditional fitted values."""
-        y = self._data[self.formula.split("~")[0].strip()].to_numpy(dtype=float)
+        y = self._frame[self._model_frame.parsed.response].to_numpy(dtype=float)
         return y - self._fitted
 
     def summary(self) -> str:
