@@ -30,6 +30,7 @@ import pandas as pd
 import pytest
 
 from alliance.interrater import intraclass as rel
+from alliance.lmm.crossed import CrossedREML, single_threaded_blas
 from alliance.interrater.ratings import prepare_ratings
 from alliance.interrater.intraclass import (
     ICC_COLUMNS,
@@ -241,10 +242,10 @@ def test_wald_covariance_equals_closed_form_on_balanced_data():
     Y = rel._wide(d)
     n, k = Y.shape
     ms = anova_mean_squares(Y)
-    engine = rel._CrossedREML(d.t, d.r, d.n_targets, d.n_raters)
-    fit = rel._components(engine, d.y)
-    v = np.array([fit.target, fit.rater, fit.residual])
-    cov = rel._reml_covariance(engine, engine.responses(d.y), v, np.array([True, True, True]))
+    engine = CrossedREML(d.t, d.r, d.n_targets, d.n_raters)
+    fit = engine.fit_components(d.y)
+    v = np.array([fit.var_a, fit.var_b, fit.residual])
+    cov = engine.covariance(engine.responses(d.y), v, np.array([True, True, True]))
     J = np.array([[1 / k, 0, -1 / k], [0, 1 / n, -1 / n], [0, 0, 1]])
     V = np.diag([2 * ms["MSR"] ** 2 / (n - 1), 2 * ms["MSC"] ** 2 / (k - 1),
                  2 * ms["MSE"] ** 2 / ((n - 1) * (k - 1))])
@@ -352,7 +353,7 @@ def test_cross_check_with_alliance_lmm():
 # --------------------------------------------------------------------------------------------
 def _engine(name: str, one_way: bool = False):
     d = prepare_ratings(ratings(name), "target", "rater", "rating")
-    return rel._CrossedREML(d.t, d.r, d.n_targets, d.n_raters, one_way), d
+    return CrossedREML(d.t, d.r, d.n_targets, d.n_raters, one_way), d
 
 
 def test_gradient_matches_finite_differences():
@@ -379,10 +380,10 @@ def test_gradient_matches_finite_differences():
 @pytest.mark.parametrize("one_way", [False, True])
 def test_batched_newton_matches_lbfgsb(one_way):
     engine, d = _engine("observer_unbalanced", one_way)
-    fit = rel._components(engine, d.y)
-    Y = rel._simulate(engine, fit, 15, np.random.default_rng(5))
+    fit = engine.fit_components(d.y)
+    Y = engine.simulate(fit, 15, np.random.default_rng(5))
     resp = engine.responses(Y)
-    with rel._single_threaded_blas():
+    with single_threaded_blas():
         theta, ok = engine.fit_batch(resp, fit.theta)
         singles = [engine.fit(resp.take([b]), fit.theta)[0] for b in range(len(ok))]
     assert ok.all()

@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from alliance.errors import require_columns as _require_columns
+from alliance.lmm import fit as lmm_fit
 from scipy import stats
 
 __all__ = [
@@ -603,12 +604,7 @@ def _mixed_fit(
     z: np.ndarray, design: np.ndarray, groups: np.ndarray, fit: Callable[..., Any] | None
 ) -> tuple[pd.Series, pd.DataFrame, pd.Series]:
     if fit is None:
-        try:
-            from alliance.lmm import fit  # lazy: optional engine
-        except ImportError as exc:  # pragma: no cover - depends on the engine
-            raise ImportError(
-                "alliance.lmm is not available; pass fit=... (fit(formula, data, reml=True))"
-            ) from exc
+        fit = lmm_fit
     data = pd.DataFrame(design[:, 1:], columns=_MIXED_TERMS)
     data.insert(0, "rs_z", z)
     data["rs_group"] = groups

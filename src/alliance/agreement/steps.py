@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from alliance.lmm import fit as lmm_fit
 from alliance.agreement.dyads import (
     SUMMARY_COLUMNS,
     ResponseSurface,
@@ -293,10 +294,8 @@ def _surface_method(data: pd.DataFrame, method: str) -> str:
 
 
 def _recording_fit(store: dict[str, Any]) -> Callable[..., Any]:
-    from alliance.lmm import fit
-
     def recording(formula: str, data: pd.DataFrame, reml: bool = True) -> Any:
-        store["result"] = fit(formula, data, reml=reml)
+        store["result"] = lmm_fit(formula, data, reml=reml)
         return store["result"]
 
     return recording
