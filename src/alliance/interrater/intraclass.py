@@ -9,10 +9,12 @@ Two routes to the same quantities, chosen by the rating design:
   ``psych::ICC`` (which the tests reproduce).
 * **Incomplete designs** (each target rated by a subset of raters, as when coders share the
   sessions of a study): variance components of ``rating ~ 1 + (1|target) + (1|rater)``
-  estimated by REML, as lme4's ``lmer`` does, and the agreement and consistency ICCs built
-  from them, with Wald (delta-method, logit scale) or parametric-bootstrap confidence
-  intervals. A one-way model ``rating ~ 1 + (1|target)`` gives the one-way ICC of the same
-  design. The average-measure forms use the harmonic mean number of raters per target.
+  estimated by REML (:mod:`alliance.lmm.crossed`, the engine's fast path for two crossed
+  random intercepts), as lme4's ``lmer`` does, and the agreement and consistency ICCs built
+  from them, with profile-likelihood (default below 6 raters), Wald (delta-method, logit
+  scale; default from 6 raters) or parametric-bootstrap confidence intervals. A one-way
+  model ``rating ~ 1 + (1|target)`` gives the one-way ICC of the same design. The
+  average-measure forms use the harmonic mean number of raters per target.
 
 Labels follow McGraw & Wong (1996): ``ICC(1)`` one-way random, ``ICC(A,1)`` absolute agreement
 and ``ICC(C,1)`` consistency, ``k`` for the mean of k raters. Reliability is interpreted after
@@ -37,7 +39,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import optimize, stats
 
 from alliance.interrater.ratings import LongRatings, drop_single_rated, prepare_ratings
 from alliance.lmm.crossed import CrossedComponents, CrossedREML, single_threaded_blas
@@ -544,11 +546,91 @@ def _wald_intervals(engines, fits, est: np.ndarray, y: np.ndarray, level: float)
     return lower, upper, note
 
 
-CI_METHODS = ("wald", "bootstrap")
+# --------------------------------------------------------------------------------------------
+# Profile-likelihood intervals: the restricted likelihood ratio of each single-rater ICC
+# --------------------------------------------------------------------------------------------
+#: limits of the ICC searched for the profile interval, and the tolerances of the searches
+_PROFILE_EDGE, _PROFILE_XTOL, _NUISANCE_XTOL = 1e-6, 1e-7, 1e-9
+
+
+def _profile_criterion(engine: CrossedREML, resp, gammas) -> float:
+    """Profiled REML criterion at the variance ratios ``gammas(u)``, minimised over u in [0, 1).
+
+    ``u`` is the nuisance share (of the rater variance in the error variance, or the rater
+    ratio mapped to [0, 1)); bounded Brent search, so u = 0 (a zero rater variance) is reached.
+    """
+    def crit(u: float) -> float:
+        return float(engine.evaluate(np.array(gammas(u)), resp)[0][0])
+
+    res = optimize.minimize_scalar(crit, bounds=(0.0, 1.0 - _PROFILE_EDGE), method="bounded",
+                                   options={"xatol": _NUISANCE_XTOL})
+    return min(float(res.fun), crit(0.0))
+
+
+def _agreement_gammas(rho: float):
+    """gamma (target, rater) with ICC(A,1) = rho and the rater share u of the error variance."""
+    return lambda u: (rho / ((1.0 - rho) * (1.0 - u)), u / (1.0 - u))
+
+
+def _consistency_gammas(rho: float):
+    """gamma (target, rater) with ICC(C,1) = rho and the rater ratio gamma_r = u / (1 - u)."""
+    return lambda u: (rho / (1.0 - rho), u / (1.0 - u))
+
+
+def _profile_limits(deviance, estimate: float, minimum: float, level: float) -> tuple[float, float]:
+    """Where the profiled criterion rises by the chi-square(1) quantile on each side of the estimate.
+
+    A side whose criterion stays below the cut up to the edge of [0, 1] gets that edge.
+    """
+    cut = minimum + stats.chi2.ppf(level, 1)
+
+    def excess(rho: float) -> float:
+        return deviance(rho) - cut
+
+    lo_edge, hi_edge = _PROFILE_EDGE, 1.0 - _PROFILE_EDGE
+    centre = min(max(estimate, lo_edge), hi_edge)
+    lower = 0.0 if centre <= lo_edge or excess(lo_edge) <= 0 else optimize.brentq(
+        excess, lo_edge, centre, xtol=_PROFILE_XTOL)
+    upper = 1.0 if centre >= hi_edge or excess(hi_edge) <= 0 else optimize.brentq(
+        excess, centre, hi_edge, xtol=_PROFILE_XTOL)
+    return lower, upper
+
+
+def _profile_intervals(engines, fits, est: np.ndarray, y: np.ndarray, k: float, level: float):
+    """Profile-likelihood intervals of the six ICCs (REML likelihood ratio, chi-square 1 df).
+
+    ICC(1) comes from the one-way model, whose criterion depends on the ICC alone; ICC(A,1) and
+    ICC(C,1) from the two-way model, profiling out the rater variance. The average-measure
+    forms are increasing functions of their single-rater form (k rho / (1 + (k - 1) rho)), and
+    a likelihood-ratio interval is carried through such a map unchanged.
+    """
+    (e1, e2), (fit1, fit2) = engines, fits
+    r1, r2 = e1.responses(y), e2.responses(y)
+
+    def one_way(rho: float) -> float:
+        return float(e1.evaluate(np.array([rho / (1.0 - rho), 0.0]), r1)[0][0])
+
+    single = [
+        _profile_limits(one_way, est[0], fit1.reml_criterion, level),
+        _profile_limits(lambda rho: _profile_criterion(e2, r2, _agreement_gammas(rho)), est[1],
+                        fit2.reml_criterion, level),
+        _profile_limits(lambda rho: _profile_criterion(e2, r2, _consistency_gammas(rho)), est[2],
+                        fit2.reml_criterion, level),
+    ]
+    lower = np.array([lo for lo, _ in single])
+    upper = np.array([hi for _, hi in single])
+    average = lambda rho: k * rho / (1.0 + (k - 1.0) * rho)  # noqa: E731
+    return np.concatenate([lower, average(lower)]), np.concatenate([upper, average(upper)])
+
+
+CI_METHODS = ("auto", "wald", "profile", "bootstrap")
+
+#: ``ci_method="auto"`` uses the profile-likelihood interval below this many raters, Wald from it
+AUTO_PROFILE_BELOW_RATERS = 6
 
 
 def icc_incomplete(data: pd.DataFrame, target: str, rater: str, rating: str, *,
-                   ci_level: float = 0.95, ci_method: str = "wald", n_boot: int = 1000,
+                   ci_level: float = 0.95, ci_method: str = "auto", n_boot: int = 1000,
                    seed: int | np.random.Generator | None = 0) -> pd.DataFrame:
     """ICCs of an incomplete rating design from REML variance components.
 
@@ -563,9 +645,11 @@ def icc_incomplete(data: pd.DataFrame, target: str, rater: str, rating: str, *,
     so the estimates then match :func:`icc_complete`. Variance components are tested against
     lme4 1.1-31.
 
-    Two kinds of confidence interval:
+    Three kinds of confidence interval; the default ``ci_method="auto"`` takes the profile
+    likelihood with fewer than 6 raters (:data:`AUTO_PROFILE_BELOW_RATERS`, counted after
+    dropping targets rated once) and Wald from 6 raters on:
 
-    * ``ci_method="wald"`` (default): delta method on the logit scale, with the covariance
+    * ``ci_method="wald"``: delta method on the logit scale, with the covariance
       of the variance components from the observed REML information (central differences
       of the restricted likelihood). Intervals stay inside (0, 1) and cost a few likelihood
       evaluations, at any size. A variance estimated as 0 (on the bound) is held fixed, as
@@ -575,14 +659,33 @@ def icc_incomplete(data: pd.DataFrame, target: str, rater: str, rating: str, *,
       intervals covered the true ICC(A,1) in 94.5% and ICC(C,1) in 94.2% (the bootstrap's
       percentile intervals: 92.7% and 92.0% in 150 studies). The one-way ICC(1) interval
       covers less (about 85% with 8 raters, 79% with 4): the one-way model ignores that
-      raters recur across targets, so prefer ICC(A,1) for incomplete designs.
+      raters recur across targets, so prefer ICC(A,1) for incomplete designs. With few raters
+      the rater variance's sampling distribution is skewed and the Wald interval of the
+      agreement forms misses on one side (its lower limit above the truth): 93.2% coverage
+      of ICC(A,1) (Monte Carlo SE 1.3) in 400 studies of 120 targets coded by 2-4 of 4 raters
+      (``benchmarks/icc_coverage.py``), 6.5 of its 6.8 points of misses on that side.
+    * ``ci_method="profile"``: profile likelihood, the values of each single-rater ICC whose
+      profiled REML criterion lies within the chi-square(1) quantile of its minimum
+      (likelihood-ratio test inversion). ICC(1) from the one-way model (no nuisance
+      parameter); ICC(A,1) with the rater share of the error variance, ICC(C,1) with the
+      rater variance ratio profiled out (bounded Brent search, so a zero rater variance is
+      reached); the average-measure forms are increasing functions of their single-rater
+      form, k rho / (1 + (k - 1) rho), and take its limits through it. Deterministic; about
+      0.2-0.3 s at a few hundred ratings. An ICC estimated as 0 gets the lower limit 0 and an
+      upper limit. In the same 400 studies: ICC(A,1) coverage 96.8% (MC SE 0.9), misses 1.5%
+      below and 1.8% above; ICC(C,1) 95.5%, as Wald. Tested: the ICC(1) limits solve the
+      closed-form likelihood-ratio equation of a balanced one-way design; the ICC(A,1) limits
+      against :func:`alliance.lmm.fit`'s criterion; consistency limits within 0.002 of the
+      exact F intervals on balanced data.
     * ``ci_method="bootstrap"``: parametric bootstrap. ``n_boot`` data sets are simulated from
       each fitted model with the observed design (the same targets, raters and who rated
       what), refitted by REML (batched projected Newton, warm-started at the estimates), and
       the percentile interval of the ICCs reported. Draws use
-      ``np.random.default_rng(seed)``. Better with few raters (the rater variance's
-      sampling distribution is skewed) but costs ``n_boot`` refits: on a loaded 2-core
+      ``np.random.default_rng(seed)``. Costs ``n_boot`` refits: on a loaded 2-core
       machine 1,000 replicates took about 3 s for 285 ratings and about 30 s for 5,000.
+      The percentile interval inherits the skew of the fitted model and, like Wald, misses
+      ICC(A,1) on one side with 4 raters: 93.5% coverage (MC SE 1.2; 500 replicates) in the
+      same 400 studies, 6.0 of its 6.5 points of misses with the lower limit above the truth.
 
     No F tests exist for this design: ``f``, ``df1``, ``df2`` and ``p`` are NaN. REML keeps
     variances non-negative, so these ICCs lie in [0, 1], whereas ANOVA estimates can be
@@ -595,7 +698,8 @@ def icc_incomplete(data: pd.DataFrame, target: str, rater: str, rating: str, *,
     target, rater, rating : str
         Column names.
     ci_level : float, default 0.95
-    ci_method : {"wald", "bootstrap"}, default "wald"
+    ci_method : {"auto", "wald", "profile", "bootstrap"}, default "auto"
+        ``"auto"``: ``"profile"`` below 6 raters, ``"wald"`` from 6.
     n_boot : int, default 1000
         Bootstrap replicates (``ci_method="bootstrap"``); 0 skips the intervals (NaN).
     seed : int, Generator or None, default 0
@@ -641,9 +745,14 @@ def _icc_reml_inner(d: LongRatings, target: str, rater: str, rating: str, ci_lev
     est = _icc_vector((fit1.var_a, fit1.residual), (fit2.var_a, fit2.var_b, fit2.residual), k)
     lower = upper = np.full(6, np.nan)
     text = ""
+    if ci_method == "auto":
+        ci_method = "profile" if d.n_raters < AUTO_PROFILE_BELOW_RATERS else "wald"
     if ci_method == "wald":
         lower, upper, note = _wald_intervals((e1, e2), (fit1, fit2), est, d.y, ci_level)
         text = "Wald, delta method on the logit scale (REML observed information)" + note
+    elif ci_method == "profile":
+        lower, upper = _profile_intervals((e1, e2), (fit1, fit2), est, d.y, k, ci_level)
+        text = "profile likelihood (REML likelihood ratio, chi-square 1 df)"
     elif n_boot > 0:
         rng = np.random.default_rng(seed)
         boot = _bootstrap_iccs(e1, e2, fit1, fit2, k, n_boot, rng)
@@ -667,7 +776,7 @@ def _warn_unconverged(*fits: CrossedComponents) -> None:
 # Front door
 # --------------------------------------------------------------------------------------------
 def icc(data: pd.DataFrame, target: str, rater: str, rating: str, *, design: str = "auto",
-        ci_level: float = 0.95, ci_method: str = "wald", n_boot: int = 1000,
+        ci_level: float = 0.95, ci_method: str = "auto", n_boot: int = 1000,
         seed: int | np.random.Generator | None = 0) -> pd.DataFrame:
     """Intraclass correlations for inter-rater reliability (Shrout & Fleiss 1979).
 
@@ -680,8 +789,10 @@ def icc(data: pd.DataFrame, target: str, rater: str, rating: str, *, design: str
     with F tests and F-based intervals (``method="anova"``; :func:`icc_complete`, tested
     against R ``psych::ICC`` and the published values of Shrout & Fleiss 1979); an
     incomplete one by REML variance components of ``rating ~ 1 + (1|target) + (1|rater)``
-    with Wald (delta-method) or parametric-bootstrap intervals
-    (``method="variance_components"``; :func:`icc_incomplete`, tested against lme4).
+    with profile-likelihood (the default below 6 raters, where it covers: 96.8% for ICC(A,1)
+    with 4 raters against Wald's 93.2%), Wald (delta-method; the default from 6 raters) or
+    parametric-bootstrap intervals (``method="variance_components"``; :func:`icc_incomplete`,
+    tested against lme4).
 
     Parameters
     ----------
@@ -695,7 +806,8 @@ def icc(data: pd.DataFrame, target: str, rater: str, rating: str, *, design: str
         ``"incomplete"`` fits REML even to complete data.
     ci_level : float, default 0.95
     ci_method, n_boot, seed
-        Interval of the incomplete-design route: ``"wald"`` or ``"bootstrap"`` with
+        Interval of the incomplete-design route: ``"auto"`` (default: ``"profile"`` below 6
+        raters, ``"wald"`` from 6), ``"wald"``, ``"profile"`` or ``"bootstrap"`` with
         ``n_boot`` replicates drawn with ``seed`` (:func:`icc_incomplete`).
 
     Returns
