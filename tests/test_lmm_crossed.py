@@ -47,6 +47,11 @@ def crossed_design(seed: int, n_a: int = 300, n_b: int = 6, var_a: float = 0.5,
     return out
 
 
+def general_fit(data: pd.DataFrame) -> lmm.LmmResult:
+    """The general path: an explicit start (lme4's default theta) bypasses the fast path."""
+    return lmm.fit(TWO, data, satterthwaite_df=False, start=np.array([1.0, 1.0]))
+
+
 def general_variances(m: lmm.LmmResult) -> pd.Series:
     return m.random_effects.set_index("group")["variance"]
 
@@ -55,7 +60,7 @@ def general_variances(m: lmm.LmmResult) -> pd.Series:
 def test_two_factor_fit_matches_the_general_engine(seed):
     data = crossed_design(seed)
     fast = fit_crossed(data["a"], data["b"], data["y"])
-    m = lmm.fit(TWO, data, satterthwaite_df=False)
+    m = general_fit(data)
     v = general_variances(m)
     assert fast.converged and m.converged
     # the fast path's optimum is at least as good as the general one (within rounding)
@@ -85,7 +90,7 @@ def test_one_factor_fit_matches_the_general_engine(seed):
 def test_same_criterion_as_the_general_engine_at_a_given_theta(theta):
     # No optimiser involved: the two factorisations of lme4's penalised least squares agree.
     data = crossed_design(4, n_a=150, n_b=5)
-    m = lmm.fit(TWO, data, satterthwaite_df=False)
+    m = general_fit(data)
     dev = ProfiledDeviance(m._structure, reml=True)
     sol = dev.solve(np.array(theta))
     codes_a, n_a = pd.factorize(data["a"], sort=True)[0], data["a"].nunique()
@@ -170,3 +175,21 @@ def test_batched_refits_equal_single_fits():
         single = engine.fit_components(Y[:, j])
         np.testing.assert_allclose(batch[:, j], [single.var_a, single.var_b, single.residual],
                                    rtol=1e-4, atol=1e-8)
+
+
+def test_fit_dispatches_the_crossed_model_to_the_fast_path():
+    # lmm.fit("y ~ 1 + (1|a) + (1|b)") by REML takes theta from the fast path (the rest of the
+    # result from the general engine at that theta); ML, other formulas and a given start do not.
+    data = crossed_design(6, n_a=200, n_b=6)
+    fast = fit_crossed(data["a"], data["b"], data["y"])
+    m = lmm.fit(TWO, data)
+    np.testing.assert_array_equal(m.theta, fast.theta)
+    assert m.objective == pytest.approx(fast.reml_criterion, rel=1e-12) and m.converged
+    general = general_fit(data)
+    assert m.objective <= general.objective + 1e-9 * abs(general.objective)
+    # written the other way round: theta still in lme4's term order (more levels first)
+    swapped = lmm.fit("y ~ 1 + (1|b) + (1|a)", data, satterthwaite_df=False)
+    assert list(swapped.ngroups) == ["a", "b"]
+    np.testing.assert_array_equal(swapped.theta, fast.theta)
+    ml = lmm.fit(TWO, data, reml=False, satterthwaite_df=False)
+    assert not np.array_equal(ml.theta, fast.theta)

@@ -339,9 +339,12 @@ def test_parameter_recovery_large_incomplete_design():
 
 
 def test_cross_check_with_alliance_lmm():
-    lmm = pytest.importorskip("alliance.lmm")  # extra check; lme4 above is the reference
+    # extra check (lme4 above is the reference): the engine's general path, which an explicit
+    # start selects (without one, alliance.lmm.fit hands this model to the same fast path)
+    from alliance import lmm
+
     data = ratings("observer_unbalanced")
-    fit = lmm.fit("rating ~ 1 + (1|target) + (1|rater)", data, reml=True)
+    fit = lmm.fit("rating ~ 1 + (1|target) + (1|rater)", data, reml=True, start=np.array([1.0, 1.0]))
     v = fit.random_effects.set_index("group")["variance"]
     vc = crossed_variance_components(data, "target", "rater", "rating")
     assert vc.target == pytest.approx(v["target"], rel=1e-4)

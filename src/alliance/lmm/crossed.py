@@ -498,3 +498,28 @@ def fit_crossed(a, b, y, *, one_way: bool = False,
         raise ValueError(f"y has {int(np.sum(~np.isfinite(y)))} missing or infinite value(s)")
     with single_threaded_blas():
         return CrossedREML(ca, cb, n_a, n_b, one_way).fit_components(y, start)
+
+
+def crossed_intercepts_theta(parsed, frame: pd.DataFrame, y: np.ndarray, reml: bool,
+                             structure) -> np.ndarray | None:
+    """theta of ``y ~ 1 + (1|a) + (1|b)`` by the fast path, in ``structure``'s term order.
+
+    The hook through which :func:`alliance.lmm.fit` hands this one model to the fast path:
+    REML, an intercept as the only fixed effect, two random intercepts on two different
+    single grouping variables. Returns None for every other model, and when the fast fit does
+    not meet lme4's convergence check (the general optimiser then runs as usual). The factor
+    with more levels plays ``a`` (its blocks are diagonal), as in the general engine.
+    """
+    terms = parsed.random_terms
+    if (not reml or not parsed.intercept or parsed.fixed_terms or len(terms) != 2
+            or any(t.slopes or not t.intercept or len(t.group) != 1 for t in terms)
+            or terms[0].group == terms[1].group):
+        return None
+    groups = [t.group[0] for t in terms]
+    levels = [frame[g].nunique() for g in groups]
+    order = [0, 1] if levels[0] >= levels[1] else [1, 0]
+    fit = fit_crossed(frame[groups[order[0]]], frame[groups[order[1]]], y)
+    if not fit.converged:
+        return None
+    by_group = {groups[order[0]]: fit.theta[0], groups[order[1]]: fit.theta[1]}
+    return np.array([by_group[t.group[0]] for t in structure.terms], dtype=float)
