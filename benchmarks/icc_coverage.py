@@ -10,6 +10,11 @@ coded by 2-4 of them, 120 sessions, rating = 4.2 + session + coder + residual wi
 Carlo standard error sqrt(c (1 - c) / studies), the shares missed on each side (the interval
 entirely below, or entirely above the truth) and the mean width.
 
+Recorded (2026-12-05, seed 16, 400 studies, ``--n-boot 500``): ICC(A,1) coverage Wald 93.2%
+(MC SE 1.3; 6.5 of 6.8 points of misses with the interval above the truth), bootstrap 93.5%
+(1.2), profile 96.8% (0.9); ICC(C,1) 95.5/94.8/95.5%. With ``--coders 5 --variances 0.5 0.15
+0.15 --studies 300``: ICC(A,1) Wald 88.7% (1.8), profile 93.7% (1.4).
+
 Prints a Markdown table and writes every number, the seed and the machine to
 ``benchmarks/results/icc_coverage.json`` (``--out``).
 

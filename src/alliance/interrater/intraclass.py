@@ -673,7 +673,9 @@ def icc_incomplete(data: pd.DataFrame, target: str, rater: str, rating: str, *,
       form, k rho / (1 + (k - 1) rho), and take its limits through it. Deterministic; about
       0.2-0.3 s at a few hundred ratings. An ICC estimated as 0 gets the lower limit 0 and an
       upper limit. In the same 400 studies: ICC(A,1) coverage 96.8% (MC SE 0.9), misses 1.5%
-      below and 1.8% above; ICC(C,1) 95.5%, as Wald. Tested: the ICC(1) limits solve the
+      below and 1.8% above; ICC(C,1) 95.5%, as Wald. With 5 raters and a larger rater
+      variance (v_t .5, v_r .15, v_e .15; ICC(A,1) = .625; 300 studies): profile 93.7% (MC SE
+      1.4), Wald 88.7% (every miss above the truth). Tested: the ICC(1) limits solve the
       closed-form likelihood-ratio equation of a balanced one-way design; the ICC(A,1) limits
       against :func:`alliance.lmm.fit`'s criterion; consistency limits within 0.002 of the
       exact F intervals on balanced data.
