@@ -51,6 +51,7 @@ import pandas as pd
 
 from alliance.interrater import intraclass as reliability
 from alliance.interrater.ratings import prepare_ratings
+from alliance.lmm.crossed import CrossedREML
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "interrater_icc.json"
@@ -319,12 +320,12 @@ def run_lme4(csv_path: str, theta_ours: np.ndarray, repeats: int, timeout: float
 def criterion_in_our_engine(df: pd.DataFrame, theta: tuple[float, float]) -> dict:
     """Our profiled REML criterion and gradient at a given theta (e.g. lme4's).
 
-    Uses the module's private engine (``_prepare``, ``_CrossedREML``) read-only; returns a note
-    instead when a refactor has moved them.
+    Uses the engine's crossed fast path (:class:`alliance.lmm.crossed.CrossedREML`, what the
+    ICC code fits with); returns a note instead when its interface has changed.
     """
     try:
         d = prepare_ratings(df, "target", "rater", "rating")
-        engine = reliability._CrossedREML(d.t, d.r, d.n_targets, d.n_raters)
+        engine = CrossedREML(d.t, d.r, d.n_targets, d.n_raters)
         gamma = np.array([[theta[0] ** 2, theta[1] ** 2]])
         crit, grad, _, s2 = engine.evaluate(gamma, engine.responses(d.y))
     except (AttributeError, TypeError) as e:  # private API changed

@@ -46,6 +46,7 @@ import numpy as np
 import pandas as pd
 from alliance.errors import describe_value
 from alliance.errors import require_columns as _require_columns
+from alliance.lmm import fit as lmm_fit
 from scipy import stats
 
 __all__ = [
@@ -655,7 +656,7 @@ def _mixed_fit(
     2017) are those of the contrast in the first fit.
     """
     if fit is None:
-        from alliance.lmm import fit  # the project's REML engine (lme4/lmerTest semantics)
+        fit = lmm_fit  # the project's REML engine (lme4/lmerTest semantics)
     b, v, df_b = _lmm(z, design, groups, fit)
     basis = _surface_basis(design.shape[1])
     _, _, df_star = _lmm(z, design @ np.linalg.inv(basis), groups, fit)

@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from alliance.lmm import fit as lmm_fit
 from alliance.agreement.dyads import (
     SUMMARY_COLUMNS,
     ResponseSurface,
@@ -304,10 +305,9 @@ def _surface_method(data: pd.DataFrame, method: str) -> str:
 def _recording_fit(store: dict[str, Any]) -> Callable[..., Any]:
     """alliance.lmm.fit that keeps the first fit (the surface's model; the second is its
     reparameterisation for the df of a1–a5)."""
-    from alliance.lmm import fit
 
     def recording(formula: str, data: pd.DataFrame, reml: bool = True) -> Any:
-        result = fit(formula, data, reml=reml)
+        result = lmm_fit(formula, data, reml=reml)
         store.setdefault("result", result)
         return result
 

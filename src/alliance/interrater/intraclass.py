@@ -9,10 +9,12 @@ Two routes to the same quantities, chosen by the rating design:
   ``psych::ICC`` (which the tests reproduce).
 * **Incomplete designs** (each target rated by a subset of raters, as when coders share the
   sessions of a study): variance components of ``rating ~ 1 + (1|target) + (1|rater)``
-  estimated by REML, as lme4's ``lmer`` does, and the agreement and consistency ICCs built
-  from them, with Wald (delta-method, logit scale) or parametric-bootstrap confidence
-  intervals. A one-way model ``rating ~ 1 + (1|target)`` gives the one-way ICC of the same
-  design. The average-measure forms use the harmonic mean number of raters per target.
+  estimated by REML (:mod:`alliance.lmm.crossed`, the engine's fast path for two crossed
+  random intercepts), as lme4's ``lmer`` does, and the agreement and consistency ICCs built
+  from them, with profile-likelihood (default below 6 raters), Wald (delta-method, logit
+  scale; default from 6 raters) or parametric-bootstrap confidence intervals. A one-way
+  model ``rating ~ 1 + (1|target)`` gives the one-way ICC of the same design. The
+  average-measure forms use the harmonic mean number of raters per target.
 
 Labels follow McGraw & Wong (1996): ``ICC(1)`` one-way random, ``ICC(A,1)`` absolute agreement
 and ``ICC(C,1)`` consistency, ``k`` for the mean of k raters. Reliability is interpreted after
@@ -32,22 +34,15 @@ using lme4. *Journal of Statistical Software*, 67(1).
 
 from __future__ import annotations
 
-import contextlib
-import copy
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 from scipy import optimize, stats
 
 from alliance.interrater.ratings import LongRatings, drop_single_rated, prepare_ratings
-
-try:  # pinned in requirements.lock (via scikit-learn); optional here
-    from threadpoolctl import threadpool_limits
-except ImportError:  # pragma: no cover
-    threadpool_limits = None
+from alliance.lmm.crossed import CrossedComponents, CrossedREML, single_threaded_blas
 
 __all__ = [
     "ICC_COLUMNS",
@@ -411,295 +406,12 @@ class CrossedVarianceComponents:
         return self.target / (self.target + self.residual)
 
 
-@dataclass(frozen=True)
-class _Responses:
-    """Sufficient statistics of B centred responses for :class:`_CrossedREML`.
-
-    ``C0t`` = [Z_t'y_1..Z_t'y_B, Z_t'1 (B times)] (targets × 2B), ``C0r`` likewise for raters,
-    ``yy`` = y'y and ``mean`` the mean removed by centring (length B).
-    """
-
-    C0t: np.ndarray
-    C0r: np.ndarray
-    yy: np.ndarray
-    mean: np.ndarray
-
-    def take(self, idx) -> _Responses:
-        idx = np.arange(len(self.yy))[idx]
-        cols = np.concatenate([idx, idx + len(self.yy)])
-        return _Responses(self.C0t[:, cols], self.C0r[:, cols], self.yy[idx], self.mean[idx])
-
-
-def _pair_matrix(N: sp.csr_matrix, weight: np.ndarray) -> sp.csr_matrix:
-    """Sparse targets × raters^2 matrix E with E[i, j*R + k] = N_ij N_ik weight_k.
-
-    Quadratic forms n_i' X n_i (weighted) of every target's rater counts n_i become E @ vec(X),
-    at a cost of sum_i (raters of target i)^2 instead of targets × raters^2.
-    """
-    R = N.shape[1]
-    coo = N.tocoo()
-    by_row = pd.DataFrame({"i": coo.row, "j": coo.col, "v": coo.data})
-    pairs = by_row.merge(by_row, on="i", suffixes=("_a", "_b"))
-    values = pairs["v_a"].to_numpy() * pairs["v_b"].to_numpy() * weight[pairs["j_b"].to_numpy()]
-    cols = pairs["j_a"].to_numpy() * R + pairs["j_b"].to_numpy()
-    return sp.csr_matrix((values, (pairs["i"].to_numpy(), cols)), shape=(N.shape[0], R * R))
-
-
-class _CrossedREML:
-    """Profiled REML criterion of y = mu + Z_t b_t + Z_r b_r + e, vectorised over responses.
-
-    Works on sufficient statistics only: per-target and per-rater sums and counts and the
-    sparse targets × raters count matrix N. In lme4's notation (Bates et al. 2015)
-    M = Lambda' Z' Z Lambda + I has a diagonal target block A = theta_t^2 D_t + I, a diagonal
-    rater block and the off-diagonal block B = theta_t theta_r N; the Schur complement of the
-    rater block, S = C - B' A^-1 B, is small and dense (raters are few). One evaluation costs
-    O(sum_i k_i^2 + n_raters^3) per response, k_i the raters of target i, with no loop over
-    targets; a batch of bootstrap responses (columns) is evaluated in one pass.
-
-    The criterion is optimised over the variance ratios gamma = theta^2 >= 0 rather than
-    over theta as lme4 does: d/dtheta vanishes at theta = 0 (the criterion depends on
-    theta^2), which would leave a gradient method stuck on the boundary; d/dgamma does not.
-    """
-
-    def __init__(self, t: np.ndarray, r: np.ndarray, n_targets: int, n_raters: int,
-                 one_way: bool = False):
-        self.n = len(t)
-        self.nt, self.nr = n_targets, n_raters
-        self.t, self.r = t, r
-        ones = np.ones(self.n)
-        self.Zt = sp.csr_matrix((ones, (t, np.arange(self.n))), shape=(n_targets, self.n))
-        self.Zr = sp.csr_matrix((ones, (r, np.arange(self.n))), shape=(n_raters, self.n))
-        self.dt = np.asarray(self.Zt.sum(axis=1)).ravel()
-        self.dr = np.asarray(self.Zr.sum(axis=1)).ravel()
-        self.N = (self.Zt @ self.Zr.T).tocsr()
-        self.NT = self.N.T.tocsr()
-        self.E = _pair_matrix(self.N, np.ones(n_raters))
-        self.E_dr = _pair_matrix(self.N, self.dr)
-        self.N2_rows = np.asarray(self.N.multiply(self.N).sum(axis=1)).ravel()
-        self.one_way = one_way
-
-    def one_way_model(self) -> _CrossedREML:
-        """The same design under ``rating ~ 1 + (1|target)`` (shares the design matrices)."""
-        other = copy.copy(self)
-        other.one_way = True
-        return other
-
-    def responses(self, Y: np.ndarray) -> _Responses:
-        """Sufficient statistics of the columns of Y, centred.
-
-        Centring leaves REML unchanged (the intercept absorbs it) and keeps y'H^-1 y free
-        of cancellation.
-        """
-        Y = np.asarray(Y, dtype=float).reshape(self.n, -1)
-        mean = Y.mean(axis=0)
-        Yc = Y - mean
-        B = Y.shape[1]
-        C0t = np.hstack([self.Zt @ Yc, np.repeat(self.dt[:, None], B, axis=1)])
-        C0r = np.hstack([self.Zr @ Yc, np.repeat(self.dr[:, None], B, axis=1)])
-        return _Responses(C0t, C0r, np.sum(Yc**2, axis=0), mean)
-
-    def _batched_solve(self, Sinv: np.ndarray, R2: np.ndarray) -> np.ndarray:
-        """Apply each response's S^-1 to its [y, 1] columns of R2 (raters × 2B)."""
-        B = Sinv.shape[0]
-        R3 = R2.reshape(self.nr, 2, B).transpose(2, 0, 1)
-        return (Sinv @ R3).transpose(1, 2, 0).reshape(self.nr, 2 * B)
-
-    def evaluate(self, gamma: np.ndarray, resp: _Responses):
-        """REML criterion, gradient in gamma, intercept shift and sigma^2 of B responses.
-
-        ``gamma`` is B × 2 (target, rater variance ratios); returns arrays of length B and the
-        gradient as B × 2. Columns of the 2B-wide work arrays are [y_1..y_B, 1_1..1_B].
-        """
-        gamma = np.maximum(np.asarray(gamma, dtype=float).reshape(-1, 2), 0.0)
-        B = gamma.shape[0]
-        gt = gamma[:, 0]
-        gr = np.zeros(B) if self.one_way else gamma[:, 1]
-        tt, tr = np.sqrt(gt), np.sqrt(gr)
-        c = tt * tr
-        a = 1.0 + self.dt[:, None] * gt  # targets × B
-        w = c / a  # A^-1 B = diag(w) N
-        NtG = (self.E.T @ w).T.reshape(B, self.nr, self.nr)  # N' diag(w) N
-        S = -c[:, None, None] * NtG
-        S[:, np.arange(self.nr), np.arange(self.nr)] += gr[:, None] * self.dr + 1.0
-        # S is the Schur complement of M >= I, so S >= I: an explicit inverse is safe.
-        Sinv = np.linalg.inv(S)
-        C0t, C0r = resp.C0t, resp.C0r
-        tt2, tr2, w2, a2 = np.tile(tt, 2), np.tile(tr, 2), np.tile(w, 2), np.tile(a, 2)
-        Ct, Cr = C0t * tt2, C0r * tr2
-        Wr = self._batched_solve(Sinv, Cr - self.NT @ (w2 * Ct))
-        NWr = self.N @ Wr
-        Wt = Ct / a2 - w2 * NWr
-        CW = np.sum(Ct * Wt, axis=0) + np.sum(Cr * Wr, axis=0)
-        C1W = np.sum(Ct[:, B:] * Wt[:, :B], axis=0) + np.sum(Cr[:, B:] * Wr[:, :B], axis=0)
-        logdet = np.sum(np.log(a), axis=0) + np.linalg.slogdet(S)[1]
-        dfr = self.n - 1
-        oho, ohy, yhy = self.n - CW[B:], -C1W, resp.yy - CW[:B]
-        beta = ohy / oho
-        pwrss = yhy - ohy * beta
-        crit = logdet + np.log(oho) + dfr * (1.0 + np.log(2.0 * np.pi * pwrss / dfr))
-        work = dict(gt=gt, gr=gr, tt2=tt2, tr2=tr2, a=a, w=w, NtG=NtG, Sinv=Sinv, Wt=Wt,
-                    Wr=Wr, NWr=NWr, C0t=C0t, C0r=C0r, oho=oho, beta=beta, pwrss=pwrss)
-        return crit, self._gradient(work), beta, pwrss / dfr
-
-    def _gradient(self, k: dict) -> np.ndarray:
-        # d crit / d gamma_j = tr(P Z_j Z_j') - (n - 1) |Z_j' P y|^2 / y'Py, P the REML
-        # projector of H = I + gamma_t Z_t Z_t' + gamma_r Z_r Z_r'; H^-1 by Woodbury via M,
-        # whose inverse has blocks A^-1 + G S^-1 G' (targets), -G S^-1, S^-1 (raters),
-        # G = diag(w) N. Target-level traces need only q_i = n_i' S^-1 n_i.
-        gt, gr, a, w, Sinv, NtG = k["gt"], k["gr"], k["a"], k["w"], k["Sinv"], k["NtG"]
-        B = len(gt)
-        c = np.sqrt(gt * gr)
-        dt, dr = self.dt, self.dr
-        Sinv_flat = Sinv.reshape(B, -1).T
-        q = self.E @ Sinv_flat
-        q_dr = self.E_dr @ Sinv_flat
-        diag_tt = 1.0 / a + w**2 * q
-        kmk_t = gt * (dt**2 @ diag_tt) - 2 * c * (dt @ (w * q)) + gr * q.sum(axis=0)
-        kmk_r = (gt * (self.N2_rows @ (1.0 / a) + np.sum((NtG @ Sinv) * NtG, axis=(1, 2)))
-                 - 2 * c * np.sum(w * q_dr, axis=0)
-                 + gr * (np.diagonal(Sinv, axis1=1, axis2=2) @ dr**2))
-        Ut = k["C0t"] - k["tt2"] * dt[:, None] * k["Wt"] - k["tr2"] * k["NWr"]
-        Ur = k["C0r"] - k["tt2"] * (self.NT @ k["Wt"]) - k["tr2"] * dr[:, None] * k["Wr"]
-        oho, beta, pwrss = k["oho"], k["beta"], k["pwrss"]
-        grad = np.empty((B, 2))
-        for j, (kmk, U) in enumerate(((kmk_t, Ut), (kmk_r, Ur))):
-            trace_p = self.n - kmk - np.sum(U[:, B:] ** 2, axis=0) / oho
-            zpy = U[:, :B] - beta * U[:, B:]
-            grad[:, j] = trace_p - (self.n - 1) * np.sum(zpy**2, axis=0) / pwrss
-        if self.one_way:
-            grad[:, 1] = 0.0
-        return grad
-
-    def converged(self, gamma: np.ndarray, grad: np.ndarray, tol: float = 2e-3) -> np.ndarray:
-        """lme4's check on the theta scale, |d crit / d theta| = |2 theta d/dgamma| < tol;
-        on the bound gamma = 0 the slope must point outwards."""
-        interior = gamma > 0
-        bad = np.where(interior, np.abs(2 * np.sqrt(np.maximum(gamma, 0)) * grad) >= tol,
-                       grad <= -tol)
-        if self.one_way:
-            bad[:, 1] = False
-        return ~bad.any(axis=1)
-
-    def moment_start(self, resp: _Responses) -> np.ndarray:
-        """Starting theta from moments of one response: variance of target means, of rater
-        means of deviations from the target means, and the within-target variance. Halves
-        the optimiser's evaluations against a start at theta = 1 (20,000 targets, 8 raters).
-        """
-        target_mean = resp.C0t[:, 0] / self.dt
-        within = max((resp.yy[0] - self.dt @ target_mean**2) / max(self.n - self.nt, 1), 1e-12)
-        v_t = np.var(target_mean, ddof=1) - within / np.mean(self.dt)
-        v_r = np.var((resp.C0r[:, 0] - self.NT @ target_mean) / self.dr, ddof=1) if self.nr > 1 else 0.0
-        floor = 1e-3 * within
-        return np.sqrt(np.maximum([v_t, v_r], floor) / within)
-
-    def fit(self, resp: _Responses, start: np.ndarray | None = None):
-        """Minimise the REML criterion of one response by L-BFGS-B over gamma >= 0."""
-        dim = 1 if self.one_way else 2
-        start = self.moment_start(resp) if start is None else np.asarray(start, dtype=float)
-        start = start[:dim] ** 2
-
-        def objective(g):
-            crit, grad, _, _ = self.evaluate(np.append(g, 0.0)[:2], resp)
-            return float(crit[0]), grad[0, :dim]
-
-        res = optimize.minimize(objective, start, jac=True, method="L-BFGS-B",
-                                bounds=[(0.0, None)] * dim,
-                                options={"ftol": 1e-15, "gtol": 1e-10, "maxiter": 1000})
-        gamma = np.append(res.x, 0.0)[:2]
-        _, grad, _, _ = self.evaluate(gamma, resp)
-        return np.sqrt(gamma), bool(self.converged(gamma[None], grad)[0])
-
-    def fit_batch(self, resp: _Responses, start: np.ndarray, max_iter: int = 100,
-                  tol: float = 1e-10):
-        """Minimise the criteria of B responses at once by projected Newton over gamma >= 0.
-
-        Newton steps use a forward-difference Hessian of the analytic gradient; coordinates on
-        the bound with an outward slope are held; an Armijo backtracking line search keeps
-        every step a descent. Returns theta (B × 2) and the convergence flags.
-        """
-        B = len(resp.yy)
-        gamma = np.tile(np.asarray(start, dtype=float)[:2] ** 2, (B, 1))
-        if self.one_way:
-            gamma[:, 1] = 0.0
-        f, grad, _, _ = self.evaluate(gamma, resp)
-        todo = np.arange(B)
-        for _ in range(max_iter):
-            if todo.size == 0:
-                break
-            sub = resp.take(todo)
-            g0, f0, d0 = gamma[todo], f[todo], grad[todo]
-            step = self._newton_step(g0, d0, self._hessian(g0, d0, sub))
-            # Newton decrement: the predicted fall of the criterion (-2 log-likelihood).
-            # Below 1e-10 the gradient meets lme4's tolerance even for large designs and
-            # the remaining change of gamma is near the rounding of the gradient.
-            decrement = -np.sum(d0 * step, axis=1)
-            go = decrement > tol
-            g1, f1, d1 = self._line_search(g0[go], f0[go], d0[go], step[go], sub.take(go))
-            idx = todo[go]
-            gamma[idx], f[idx], grad[idx] = g1, f1, d1
-            todo = idx[np.any(g1 != g0[go], axis=1)]  # a stalled line search ends it too
-        return np.sqrt(gamma), self.converged(gamma, grad)
-
-    def _fixed(self, gamma: np.ndarray, grad: np.ndarray) -> np.ndarray:
-        fixed = (gamma <= 0) & (grad > 0)
-        if self.one_way:
-            fixed[:, 1] = True
-        return fixed
-
-    def _hessian(self, gamma, grad, resp: _Responses) -> np.ndarray:
-        H = np.empty((len(gamma), 2, 2))
-        for j in range(2):
-            h = 1e-6 * (1.0 + gamma[:, j])
-            shifted = gamma.copy()
-            shifted[:, j] += h
-            H[:, :, j] = (self.evaluate(shifted, resp)[1] - grad) / h[:, None]
-        return 0.5 * (H + H.transpose(0, 2, 1))
-
-    def _newton_step(self, gamma, grad, H) -> np.ndarray:
-        fixed = self._fixed(gamma, grad)
-        g = np.where(fixed, 0.0, grad)
-        H = np.where(fixed[:, :, None] | fixed[:, None, :], 0.0, H)
-        H[:, [0, 1], [0, 1]] = np.where(fixed, 1.0, H[:, [0, 1], [0, 1]])
-        det = H[:, 0, 0] * H[:, 1, 1] - H[:, 0, 1] ** 2
-        pd_ = (H[:, 0, 0] > 0) & (det > 0)
-        newton = -np.linalg.solve(np.where(pd_[:, None, None], H, np.eye(2)), g[:, :, None])[..., 0]
-        # Where the Hessian is not positive definite: a scaled steepest-descent step.
-        scaled = (1.0 + gamma) * g
-        norm = np.maximum(np.linalg.norm(scaled, axis=1), 1e-300)
-        descent = -(1.0 + gamma) * scaled / norm[:, None]
-        return np.where(pd_[:, None], newton, descent)
-
-    def _line_search(self, gamma, f, grad, step, resp: _Responses, max_halvings: int = 40):
-        """Armijo backtracking; a response whose step shrinks below rounding keeps gamma."""
-        g_new, f_new, d_new = gamma.copy(), f.copy(), grad.copy()
-        alpha = np.ones(len(gamma))
-        left = np.arange(len(gamma))
-        for _ in range(max_halvings):
-            moves = np.any(np.abs(alpha[left, None] * step[left]) > 1e-12 * (1 + gamma[left]), 1)
-            left = left[moves]
-            if left.size == 0:
-                break
-            cand = np.maximum(gamma[left] + alpha[left, None] * step[left], 0.0)
-            fc, dc, _, _ = self.evaluate(cand, resp.take(left))
-            armijo = f[left] + 1e-4 * np.sum(grad[left] * (cand - gamma[left]), axis=1)
-            ok = np.isfinite(fc) & (fc <= armijo)
-            idx = left[ok]
-            g_new[idx], f_new[idx], d_new[idx] = cand[ok], fc[ok], dc[ok]
-            alpha[left[~ok]] *= 0.5
-            left = left[~ok]
-        return g_new, f_new, d_new
-
-
-def _components(engine: _CrossedREML, y: np.ndarray, start=None) -> CrossedVarianceComponents:
-    resp = engine.responses(y)
-    theta, ok = engine.fit(resp, start)
-    crit, _, shift, s2 = engine.evaluate(theta**2, resp)
-    s2 = float(s2[0])
+def _as_rater_components(fit: CrossedComponents) -> CrossedVarianceComponents:
+    """The engine's generic fit (factor a = targets, b = raters) under the ICC's names."""
     return CrossedVarianceComponents(
-        target=float(s2 * theta[0] ** 2), rater=float(s2 * theta[1] ** 2), residual=s2,
-        intercept=float(resp.mean[0] + shift[0]), reml_criterion=float(crit[0]),
-        theta=np.asarray(theta, dtype=float), n_obs=engine.n, n_targets=engine.nt,
-        n_raters=engine.nr, converged=ok,
+        target=fit.var_a, rater=fit.var_b, residual=fit.residual, intercept=fit.intercept,
+        reml_criterion=fit.reml_criterion, theta=fit.theta, n_obs=fit.n_obs,
+        n_targets=fit.n_a, n_raters=fit.n_b, converged=fit.converged,
     )
 
 
@@ -710,7 +422,8 @@ def crossed_variance_components(data: pd.DataFrame, target: str, rater: str, rat
     The profiled REML criterion of Bates et al. (2015) is minimised over the variance ratios
     gamma = (v_target, v_rater) / v_residual >= 0 (lme4's theta squared) by bound-constrained
     L-BFGS-B with the analytic gradient, so boundary fits (a zero variance, lme4's singular
-    fit) are reached as in lme4. Linear algebra uses the target block of lme4's M
+    fit) are reached as in lme4 (:func:`alliance.lmm.fit_crossed`, the engine's fast path for
+    two crossed random intercepts). Linear algebra uses the target block of lme4's M
     (diagonal) and the small dense Schur complement of the rater block, so the cost grows
     with the number of ratings, not with targets × raters. Tested against lme4 1.1-31
     ``lmer(..., REML = TRUE)`` (variances, REML criterion, intercept) on incomplete observer
@@ -731,8 +444,9 @@ def crossed_variance_components(data: pd.DataFrame, target: str, rater: str, rat
     """
     d = prepare_ratings(data, target, rater, rating)
     _check_counts(d, target, rater, rating)
-    with _single_threaded_blas():
-        return _components(_CrossedREML(d.t, d.r, d.n_targets, d.n_raters, one_way), d.y)
+    with single_threaded_blas():
+        engine = CrossedREML(d.t, d.r, d.n_targets, d.n_raters, one_way)
+        return _as_rater_components(engine.fit_components(d.y))
 
 
 def _icc_vector(one: np.ndarray, two: np.ndarray, k: float) -> np.ndarray:
@@ -753,45 +467,20 @@ def _icc_vector(one: np.ndarray, two: np.ndarray, k: float) -> np.ndarray:
     ])
 
 
-def _simulate(engine: _CrossedREML, fit: CrossedVarianceComponents, n_rep: int,
-              rng: np.random.Generator) -> np.ndarray:
-    """n_rep responses (columns) drawn from the fitted model on the observed design."""
-    bt = rng.standard_normal((engine.nt, n_rep)) * np.sqrt(fit.target)
-    br = rng.standard_normal((engine.nr, n_rep)) * np.sqrt(fit.rater)
-    e = rng.standard_normal((engine.n, n_rep)) * np.sqrt(fit.residual)
-    return fit.intercept + bt[engine.t] + br[engine.r] + e
-
-
-def _refit_all(engine: _CrossedREML, Y: np.ndarray, start: np.ndarray):
-    """Variance components (target, rater, residual; 3 × B) of the columns of Y, warm-started,
-    and the convergence flags."""
-    resp = engine.responses(Y)
-    theta, ok = engine.fit_batch(resp, start)
-    _, _, _, s2 = engine.evaluate(theta**2, resp)
-    return np.vstack([s2 * theta[:, 0] ** 2, s2 * theta[:, 1] ** 2, s2]), ok
-
-
-def _single_threaded_blas():
-    """Tiny matrices: multi-threaded BLAS only spins (5x slower on a loaded 2-core machine)."""
-    if threadpool_limits is None:  # pragma: no cover
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
-
-
-def _bootstrap_iccs(engine1: _CrossedREML, engine2: _CrossedREML, fit1, fit2, k: float,
+def _bootstrap_iccs(engine1: CrossedREML, engine2: CrossedREML, fit1, fit2, k: float,
                     n_boot: int, rng: np.random.Generator) -> np.ndarray:
     """Parametric bootstrap: simulate each model at its REML estimates, refit, recompute ICCs.
 
     Replicates are refitted in batches whose work arrays stay near 10^5 numbers each: the
     evaluation is memory-bound, and cache-sized batches are fastest per replicate.
     """
-    chunk = int(max(1, min(256, 1e5 // (engine2.nt + engine2.nr**2))))
+    chunk = int(max(1, min(256, 1e5 // (engine2.na + engine2.nb**2))))
     out = np.empty((6, n_boot))
     failed = 0
     for lo in range(0, n_boot, chunk):
         m = min(chunk, n_boot - lo)
-        two, ok2 = _refit_all(engine2, _simulate(engine2, fit2, m, rng), fit2.theta)
-        one, ok1 = _refit_all(engine1, _simulate(engine1, fit1, m, rng), fit1.theta)
+        two, ok2 = engine2.refit_batch(engine2.simulate(fit2, m, rng), fit2.theta)
+        one, ok1 = engine1.refit_batch(engine1.simulate(fit1, m, rng), fit1.theta)
         out[:, lo:lo + m] = _icc_vector(one[[0, 2]], two, k)
         failed += int(np.sum(~(ok1 & ok2)))
     if failed:
@@ -803,56 +492,12 @@ def _bootstrap_iccs(engine1: _CrossedREML, engine2: _CrossedREML, fit1, fit2, k:
 # --------------------------------------------------------------------------------------------
 # Wald intervals: delta method on the logit scale with the REML observed information
 # --------------------------------------------------------------------------------------------
-def _reml_deviance(engine: _CrossedREML, resp: _Responses, v: np.ndarray) -> np.ndarray:
-    """-2 restricted log-likelihood at variances v = (target, rater, residual), one row each.
-
-    The engine profiles sigma^2 out; the full criterion adds it back:
-    D(gamma, s^2) = crit(gamma) - (n-1)(1 + log 2 pi s2hat) + (n-1)(log 2 pi s^2 + s2hat / s^2).
-    """
-    v = np.atleast_2d(v)
-    reps = resp.take(np.zeros(len(v), dtype=int))
-    crit, _, _, s2hat = engine.evaluate(v[:, :2] / v[:, 2:3], reps)
-    dfr = engine.n - 1
-    return (crit - dfr * (1.0 + np.log(2 * np.pi * s2hat))
-            + dfr * (np.log(2 * np.pi * v[:, 2]) + s2hat / v[:, 2]))
-
-
-def _reml_covariance(engine: _CrossedREML, resp: _Responses, v: np.ndarray,
-                     free: np.ndarray) -> np.ndarray:
-    """Inverse observed information of the free variances (2 H^-1, H the Hessian of -2 l_R).
-
-    Central differences with steps of 1e-4 of each variance; all points in one batch.
-    Returns a 3 × 3 matrix, zero in the rows and columns of fixed (boundary) variances.
-    """
-    idx = np.flatnonzero(free)
-    h = 1e-4 * v[idx]
-    points, signs = [v], []
-    for a_, i in enumerate(idx):
-        for b_, j in enumerate(idx[a_:], start=a_):
-            for si, sj in (((1, 1), (-1, -1)) if i == j else ((1, 1), (1, -1), (-1, 1), (-1, -1))):
-                x = v.copy()
-                x[i] += si * h[a_]
-                x[j] += sj * h[b_]
-                points.append(x)
-                signs.append((a_, b_, si * sj))
-    f = _reml_deviance(engine, resp, np.array(points))
-    H = np.zeros((len(idx), len(idx)))
-    for n_, (a_, b_, sign) in enumerate(signs, start=1):
-        H[a_, b_] += sign * f[n_] / (4 * h[a_] * h[b_])
-    # diagonal: (f(x + 2h) - 2 f(x) + f(x - 2h)) / 4h^2
-    H[np.diag_indices(len(idx))] -= 2 * f[0] / (4 * h**2)
-    H = np.triu(H) + np.triu(H, 1).T
-    cov = np.zeros((3, 3))
-    cov[np.ix_(idx, idx)] = 2.0 * np.linalg.inv(H) if np.all(np.linalg.eigvalsh(H) > 0) else np.nan
-    return cov
-
-
 # Gradients of logit(ICC) in (target, rater, residual). logit ICC_k = logit ICC_1 + log k, so
 # the average-measure forms share the single-rater gradient.
-def _logit_gradients(one: CrossedVarianceComponents, two: CrossedVarianceComponents) -> list:
+def _logit_gradients(one: CrossedComponents, two: CrossedComponents) -> list:
     # np.float64 division: a zero target variance gives inf (handled by the caller), not an error
-    t1, w1 = np.float64(one.target), np.float64(one.residual)
-    t2, r2, e2 = np.float64(two.target), np.float64(two.rater), np.float64(two.residual)
+    t1, w1 = np.float64(one.var_a), np.float64(one.residual)
+    t2, r2, e2 = np.float64(two.var_a), np.float64(two.var_b), np.float64(two.residual)
     return [
         ("one", np.array([1 / t1, 0.0, -1 / w1])),
         ("two", np.array([1 / t2, -1 / (r2 + e2), -1 / (r2 + e2)])),
@@ -860,9 +505,9 @@ def _logit_gradients(one: CrossedVarianceComponents, two: CrossedVarianceCompone
     ] * 2
 
 
-def _free_variances(fit: CrossedVarianceComponents, one_way: bool) -> np.ndarray:
+def _free_variances(fit: CrossedComponents, one_way: bool) -> np.ndarray:
     """Variances estimated inside the parameter space (a zero estimate sits on the bound)."""
-    return np.array([fit.target > 0, (not one_way) and fit.rater > 0, True])
+    return np.array([fit.var_a > 0, (not one_way) and fit.var_b > 0, True])
 
 
 def _wald_intervals(engines, fits, est: np.ndarray, y: np.ndarray, level: float):
@@ -874,9 +519,9 @@ def _wald_intervals(engines, fits, est: np.ndarray, y: np.ndarray, level: float)
     covs, fixed = {}, []
     for name, engine, fit, one_way in (("one", engines[0], fits[0], True),
                                        ("two", engines[1], fits[1], False)):
-        v = np.array([fit.target, fit.rater, fit.residual])
+        v = np.array([fit.var_a, fit.var_b, fit.residual])
         free = _free_variances(fit, one_way)
-        covs[name] = (_reml_covariance(engine, engine.responses(y), v, free), free)
+        covs[name] = (engine.covariance(engine.responses(y), v, free), free)
         if not one_way and not free[1]:
             fixed.append("rater")
         if not free[0]:
@@ -901,11 +546,91 @@ def _wald_intervals(engines, fits, est: np.ndarray, y: np.ndarray, level: float)
     return lower, upper, note
 
 
-CI_METHODS = ("wald", "bootstrap")
+# --------------------------------------------------------------------------------------------
+# Profile-likelihood intervals: the restricted likelihood ratio of each single-rater ICC
+# --------------------------------------------------------------------------------------------
+#: limits of the ICC searched for the profile interval, and the tolerances of the searches
+_PROFILE_EDGE, _PROFILE_XTOL, _NUISANCE_XTOL = 1e-6, 1e-7, 1e-9
+
+
+def _profile_criterion(engine: CrossedREML, resp, gammas) -> float:
+    """Profiled REML criterion at the variance ratios ``gammas(u)``, minimised over u in [0, 1).
+
+    ``u`` is the nuisance share (of the rater variance in the error variance, or the rater
+    ratio mapped to [0, 1)); bounded Brent search, so u = 0 (a zero rater variance) is reached.
+    """
+    def crit(u: float) -> float:
+        return float(engine.evaluate(np.array(gammas(u)), resp)[0][0])
+
+    res = optimize.minimize_scalar(crit, bounds=(0.0, 1.0 - _PROFILE_EDGE), method="bounded",
+                                   options={"xatol": _NUISANCE_XTOL})
+    return min(float(res.fun), crit(0.0))
+
+
+def _agreement_gammas(rho: float):
+    """gamma (target, rater) with ICC(A,1) = rho and the rater share u of the error variance."""
+    return lambda u: (rho / ((1.0 - rho) * (1.0 - u)), u / (1.0 - u))
+
+
+def _consistency_gammas(rho: float):
+    """gamma (target, rater) with ICC(C,1) = rho and the rater ratio gamma_r = u / (1 - u)."""
+    return lambda u: (rho / (1.0 - rho), u / (1.0 - u))
+
+
+def _profile_limits(deviance, estimate: float, minimum: float, level: float) -> tuple[float, float]:
+    """Where the profiled criterion rises by the chi-square(1) quantile on each side of the estimate.
+
+    A side whose criterion stays below the cut up to the edge of [0, 1] gets that edge.
+    """
+    cut = minimum + stats.chi2.ppf(level, 1)
+
+    def excess(rho: float) -> float:
+        return deviance(rho) - cut
+
+    lo_edge, hi_edge = _PROFILE_EDGE, 1.0 - _PROFILE_EDGE
+    centre = min(max(estimate, lo_edge), hi_edge)
+    lower = 0.0 if centre <= lo_edge or excess(lo_edge) <= 0 else optimize.brentq(
+        excess, lo_edge, centre, xtol=_PROFILE_XTOL)
+    upper = 1.0 if centre >= hi_edge or excess(hi_edge) <= 0 else optimize.brentq(
+        excess, centre, hi_edge, xtol=_PROFILE_XTOL)
+    return lower, upper
+
+
+def _profile_intervals(engines, fits, est: np.ndarray, y: np.ndarray, k: float, level: float):
+    """Profile-likelihood intervals of the six ICCs (REML likelihood ratio, chi-square 1 df).
+
+    ICC(1) comes from the one-way model, whose criterion depends on the ICC alone; ICC(A,1) and
+    ICC(C,1) from the two-way model, profiling out the rater variance. The average-measure
+    forms are increasing functions of their single-rater form (k rho / (1 + (k - 1) rho)), and
+    a likelihood-ratio interval is carried through such a map unchanged.
+    """
+    (e1, e2), (fit1, fit2) = engines, fits
+    r1, r2 = e1.responses(y), e2.responses(y)
+
+    def one_way(rho: float) -> float:
+        return float(e1.evaluate(np.array([rho / (1.0 - rho), 0.0]), r1)[0][0])
+
+    single = [
+        _profile_limits(one_way, est[0], fit1.reml_criterion, level),
+        _profile_limits(lambda rho: _profile_criterion(e2, r2, _agreement_gammas(rho)), est[1],
+                        fit2.reml_criterion, level),
+        _profile_limits(lambda rho: _profile_criterion(e2, r2, _consistency_gammas(rho)), est[2],
+                        fit2.reml_criterion, level),
+    ]
+    lower = np.array([lo for lo, _ in single])
+    upper = np.array([hi for _, hi in single])
+    average = lambda rho: k * rho / (1.0 + (k - 1.0) * rho)  # noqa: E731
+    return np.concatenate([lower, average(lower)]), np.concatenate([upper, average(upper)])
+
+
+CI_METHODS = ("auto", "wald", "profile", "bootstrap")
+
+#: ``ci_method="auto"`` uses the profile-likelihood interval below this many raters, Wald from it
+AUTO_PROFILE_BELOW_RATERS = 6
 
 
 def icc_incomplete(data: pd.DataFrame, target: str, rater: str, rating: str, *,
-                   ci_level: float = 0.95, ci_method: str = "wald", n_boot: int = 1000,
+                   ci_level: float = 0.95, ci_method: str = "auto", n_boot: int = 1000,
                    seed: int | np.random.Generator | None = 0) -> pd.DataFrame:
     """ICCs of an incomplete rating design from REML variance components.
 
@@ -920,9 +645,11 @@ def icc_incomplete(data: pd.DataFrame, target: str, rater: str, rating: str, *,
     so the estimates then match :func:`icc_complete`. Variance components are tested against
     lme4 1.1-31.
 
-    Two kinds of confidence interval:
+    Three kinds of confidence interval; the default ``ci_method="auto"`` takes the profile
+    likelihood with fewer than 6 raters (:data:`AUTO_PROFILE_BELOW_RATERS`, counted after
+    dropping targets rated once) and Wald from 6 raters on:
 
-    * ``ci_method="wald"`` (default): delta method on the logit scale, with the covariance
+    * ``ci_method="wald"``: delta method on the logit scale, with the covariance
       of the variance components from the observed REML information (central differences
       of the restricted likelihood). Intervals stay inside (0, 1) and cost a few likelihood
       evaluations, at any size. A variance estimated as 0 (on the bound) is held fixed, as
@@ -932,14 +659,35 @@ def icc_incomplete(data: pd.DataFrame, target: str, rater: str, rating: str, *,
       intervals covered the true ICC(A,1) in 94.5% and ICC(C,1) in 94.2% (the bootstrap's
       percentile intervals: 92.7% and 92.0% in 150 studies). The one-way ICC(1) interval
       covers less (about 85% with 8 raters, 79% with 4): the one-way model ignores that
-      raters recur across targets, so prefer ICC(A,1) for incomplete designs.
+      raters recur across targets, so prefer ICC(A,1) for incomplete designs. With few raters
+      the rater variance's sampling distribution is skewed and the Wald interval of the
+      agreement forms misses on one side (its lower limit above the truth): 93.2% coverage
+      of ICC(A,1) (Monte Carlo SE 1.3) in 400 studies of 120 targets coded by 2-4 of 4 raters
+      (``benchmarks/icc_coverage.py``), 6.5 of its 6.8 points of misses on that side.
+    * ``ci_method="profile"``: profile likelihood, the values of each single-rater ICC whose
+      profiled REML criterion lies within the chi-square(1) quantile of its minimum
+      (likelihood-ratio test inversion). ICC(1) from the one-way model (no nuisance
+      parameter); ICC(A,1) with the rater share of the error variance, ICC(C,1) with the
+      rater variance ratio profiled out (bounded Brent search, so a zero rater variance is
+      reached); the average-measure forms are increasing functions of their single-rater
+      form, k rho / (1 + (k - 1) rho), and take its limits through it. Deterministic; about
+      0.2-0.3 s at a few hundred ratings. An ICC estimated as 0 gets the lower limit 0 and an
+      upper limit. In the same 400 studies: ICC(A,1) coverage 96.8% (MC SE 0.9), misses 1.5%
+      below and 1.8% above; ICC(C,1) 95.5%, as Wald. With 5 raters and a larger rater
+      variance (v_t .5, v_r .15, v_e .15; ICC(A,1) = .625; 300 studies): profile 93.7% (MC SE
+      1.4), Wald 88.7% (every miss above the truth). Tested: the ICC(1) limits solve the
+      closed-form likelihood-ratio equation of a balanced one-way design; the ICC(A,1) limits
+      against :func:`alliance.lmm.fit`'s criterion; consistency limits within 0.002 of the
+      exact F intervals on balanced data.
     * ``ci_method="bootstrap"``: parametric bootstrap. ``n_boot`` data sets are simulated from
       each fitted model with the observed design (the same targets, raters and who rated
       what), refitted by REML (batched projected Newton, warm-started at the estimates), and
       the percentile interval of the ICCs reported. Draws use
-      ``np.random.default_rng(seed)``. Better with few raters (the rater variance's
-      sampling distribution is skewed) but costs ``n_boot`` refits: on a loaded 2-core
+      ``np.random.default_rng(seed)``. Costs ``n_boot`` refits: on a loaded 2-core
       machine 1,000 replicates took about 3 s for 285 ratings and about 30 s for 5,000.
+      The percentile interval inherits the skew of the fitted model and, like Wald, misses
+      ICC(A,1) on one side with 4 raters: 93.5% coverage (MC SE 1.2; 500 replicates) in the
+      same 400 studies, 6.0 of its 6.5 points of misses with the lower limit above the truth.
 
     No F tests exist for this design: ``f``, ``df1``, ``df2`` and ``p`` are NaN. REML keeps
     variances non-negative, so these ICCs lie in [0, 1], whereas ANOVA estimates can be
@@ -952,7 +700,8 @@ def icc_incomplete(data: pd.DataFrame, target: str, rater: str, rating: str, *,
     target, rater, rating : str
         Column names.
     ci_level : float, default 0.95
-    ci_method : {"wald", "bootstrap"}, default "wald"
+    ci_method : {"auto", "wald", "profile", "bootstrap"}, default "auto"
+        ``"auto"``: ``"profile"`` below 6 raters, ``"wald"`` from 6.
     n_boot : int, default 1000
         Bootstrap replicates (``ci_method="bootstrap"``); 0 skips the intervals (NaN).
     seed : int, Generator or None, default 0
@@ -981,7 +730,7 @@ def _check_options(level: float, ci_method: str, n_boot: int) -> None:
 
 def _icc_reml(d: LongRatings, target: str, rater: str, rating: str, ci_level: float, ci_method: str,
               n_boot: int, seed) -> pd.DataFrame:
-    with _single_threaded_blas():
+    with single_threaded_blas():
         return _icc_reml_inner(d, target, rater, rating, ci_level, ci_method, n_boot, seed)
 
 
@@ -991,16 +740,21 @@ def _icc_reml_inner(d: LongRatings, target: str, rater: str, rating: str, ci_lev
     _check_counts(d, target, rater, rating)
     per_target = d.ratings_per_target()
     k = len(per_target) / np.sum(1.0 / per_target)
-    e2 = _CrossedREML(d.t, d.r, d.n_targets, d.n_raters)
+    e2 = CrossedREML(d.t, d.r, d.n_targets, d.n_raters)
     e1 = e2.one_way_model()
-    fit2, fit1 = _components(e2, d.y), _components(e1, d.y)
+    fit2, fit1 = e2.fit_components(d.y), e1.fit_components(d.y)
     _warn_unconverged(fit1, fit2)
-    est = _icc_vector((fit1.target, fit1.residual), (fit2.target, fit2.rater, fit2.residual), k)
+    est = _icc_vector((fit1.var_a, fit1.residual), (fit2.var_a, fit2.var_b, fit2.residual), k)
     lower = upper = np.full(6, np.nan)
     text = ""
+    if ci_method == "auto":
+        ci_method = "profile" if d.n_raters < AUTO_PROFILE_BELOW_RATERS else "wald"
     if ci_method == "wald":
         lower, upper, note = _wald_intervals((e1, e2), (fit1, fit2), est, d.y, ci_level)
         text = "Wald, delta method on the logit scale (REML observed information)" + note
+    elif ci_method == "profile":
+        lower, upper = _profile_intervals((e1, e2), (fit1, fit2), est, d.y, k, ci_level)
+        text = "profile likelihood (REML likelihood ratio, chi-square 1 df)"
     elif n_boot > 0:
         rng = np.random.default_rng(seed)
         boot = _bootstrap_iccs(e1, e2, fit1, fit2, k, n_boot, rng)
@@ -1010,11 +764,11 @@ def _icc_reml_inner(d: LongRatings, target: str, rater: str, rating: str, ci_lev
         text = f"parametric bootstrap percentile ({n_boot} replicates, seed {seed_text})"
     nan = np.full(6, np.nan)
     out = _table(est, nan, nan, nan, nan, lower, upper, ci_level, text, VARIANCE_COMPONENTS, d, k)
-    out.attrs["variance_components"] = {"target": fit2.target, "rater": fit2.rater, "residual": fit2.residual}
+    out.attrs["variance_components"] = {"target": fit2.var_a, "rater": fit2.var_b, "residual": fit2.residual}
     return out
 
 
-def _warn_unconverged(*fits: CrossedVarianceComponents) -> None:
+def _warn_unconverged(*fits: CrossedComponents) -> None:
     if not all(f.converged for f in fits):
         warnings.warn("REML optimiser did not report convergence; check the estimates",
                       stacklevel=3)
@@ -1024,7 +778,7 @@ def _warn_unconverged(*fits: CrossedVarianceComponents) -> None:
 # Front door
 # --------------------------------------------------------------------------------------------
 def icc(data: pd.DataFrame, target: str, rater: str, rating: str, *, design: str = "auto",
-        ci_level: float = 0.95, ci_method: str = "wald", n_boot: int = 1000,
+        ci_level: float = 0.95, ci_method: str = "auto", n_boot: int = 1000,
         seed: int | np.random.Generator | None = 0) -> pd.DataFrame:
     """Intraclass correlations for inter-rater reliability (Shrout & Fleiss 1979).
 
@@ -1037,8 +791,10 @@ def icc(data: pd.DataFrame, target: str, rater: str, rating: str, *, design: str
     with F tests and F-based intervals (``method="anova"``; :func:`icc_complete`, tested
     against R ``psych::ICC`` and the published values of Shrout & Fleiss 1979); an
     incomplete one by REML variance components of ``rating ~ 1 + (1|target) + (1|rater)``
-    with Wald (delta-method) or parametric-bootstrap intervals
-    (``method="variance_components"``; :func:`icc_incomplete`, tested against lme4).
+    with profile-likelihood (the default below 6 raters, where it covers: 96.8% for ICC(A,1)
+    with 4 raters against Wald's 93.2%), Wald (delta-method; the default from 6 raters) or
+    parametric-bootstrap intervals (``method="variance_components"``; :func:`icc_incomplete`,
+    tested against lme4).
 
     Parameters
     ----------
@@ -1052,7 +808,8 @@ def icc(data: pd.DataFrame, target: str, rater: str, rating: str, *, design: str
         ``"incomplete"`` fits REML even to complete data.
     ci_level : float, default 0.95
     ci_method, n_boot, seed
-        Interval of the incomplete-design route: ``"wald"`` or ``"bootstrap"`` with
+        Interval of the incomplete-design route: ``"auto"`` (default: ``"profile"`` below 6
+        raters, ``"wald"`` from 6), ``"wald"``, ``"profile"`` or ``"bootstrap"`` with
         ``n_boot`` replicates drawn with ``seed`` (:func:`icc_incomplete`).
 
     Returns

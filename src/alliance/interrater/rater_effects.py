@@ -40,6 +40,7 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy import stats
 
+from alliance.interrater.intraclass import crossed_variance_components
 from alliance.interrater.ratings import LongRatings, prepare_ratings
 
 __all__ = [
@@ -224,8 +225,6 @@ def rater_leniency(data: pd.DataFrame, target: str, rater: str, rating: str, *,
     _check_level(ci_level)
     d = _prepare(data, target, rater, rating)
     if components is None:
-        from alliance.interrater.intraclass import crossed_variance_components
-
         frame = pd.DataFrame({"target": d.t, "rater": d.r, "rating": d.y})
         components = crossed_variance_components(frame, "target", "rater", "rating")
     vt, vr, ve = _variances(components)

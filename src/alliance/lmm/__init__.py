@@ -5,8 +5,9 @@ REML/ML (Bates et al. 2015, JSS 67(1)); ``lrt(m0, m1)`` (alias ``anova``) compar
 by likelihood ratio. Satterthwaite df as lmerTest (Kuznetsova et al. 2017, JSS 82(13)).
 """
 
+from .crossed import CrossedComponents, fit_crossed
 from .fit import anova, fit, lrt
 from .formula import parse_formula
 from .result import LmmResult
 
-__all__ = ["fit", "lrt", "anova", "parse_formula", "LmmResult"]
+__all__ = ["fit", "lrt", "anova", "parse_formula", "LmmResult", "fit_crossed", "CrossedComponents"]

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize
 
+from .crossed import crossed_intercepts_theta
 from .deviance import ProfiledDeviance
 from .design import (
     FixedSpec,
@@ -301,10 +302,13 @@ def _fit_theta(formula, parsed, frame, spec, X, y, structure: Structure, dev: Pr
         theta0 = _start_theta(structure) if start is None else np.asarray(start, dtype=float)
         if theta0.shape != structure.lower.shape:
             raise ValueError(f"start must have {structure.ntheta} elements (lme4's theta), got {theta0.shape}")
-        theta, res = _optimise(dev, structure.lower, theta0)
         sm_extra = None
-        if not res.success:
-            messages.append(f"optimiser did not report success: {res.message}")
+        # y ~ 1 + (1|a) + (1|b) by REML: the fast path of alliance.lmm.crossed (none if start given)
+        theta = None if start is not None else crossed_intercepts_theta(parsed, frame, y, reml, structure)
+        if theta is None:
+            theta, res = _optimise(dev, structure.lower, theta0)
+            if not res.success:
+                messages.append(f"optimiser did not report success: {res.message}")
     return _finish(formula, parsed, frame, spec, X, structure, dev, theta, reml, messages,
                    engine, satterthwaite_df, sm_extra, context)
 

@@ -26,6 +26,8 @@ from typing import Any
 
 import pandas as pd
 from alliance.errors import require_columns as _require_columns
+from alliance.lmm import fit as lmm_fit
+from alliance.lmm.formula import parse_formula
 from scipy import stats
 from alliance.models.data import NotEstimableError, _check_identifier, detrend_within_client, lag_within_client, person_mean_centre, therapist_mean_decomposition
 from alliance.models.data import CLIENT, SESSION, THERAPIST
@@ -75,8 +77,6 @@ def fit_model(formula: str, data: pd.DataFrame, reml: bool = True, engine: str =
     check_estimable(formula, data)
     if engine not in ("alliance", "statsmodels"):
         raise ValueError(f"engine must be 'alliance' or 'statsmodels', got {engine!r}")
-    from alliance.lmm import fit as lmm_fit  # lazy: data preparation works without the engine
-
     return lmm_fit(formula, data, reml=reml, engine=engine, **dict(options or {}))
 
 
@@ -96,8 +96,6 @@ def check_estimable(formula: str, data: pd.DataFrame) -> int:
     NotEstimableError
         Naming the variables that were missing and the counts, never an id.
     """
-    from alliance.lmm.formula import parse_formula  # lazy: data preparation works without the engine
-
     parsed = parse_formula(formula)
     variables = [v for v in parsed.variables if v in data.columns]
     if len(variables) < len(parsed.variables):

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from alliance.errors import require_columns as _require_columns
+from alliance.lmm import parse_formula
 from scipy import stats
 from alliance.models.data import CLIENT, THERAPIST
 
@@ -66,8 +67,6 @@ _CONSTANT_RTOL = 1e-10
 # --------------------------------------------------------------------------------------
 def _model_rows(result: Any, data: pd.DataFrame) -> pd.DataFrame:
     """The rows the model was fitted to: complete on every formula variable."""
-    from alliance.lmm import parse_formula
-
     variables = parse_formula(result.formula).variables
     _require_columns(data, variables, "data")
     rows = data.loc[data[variables].notna().all(axis=1)].reset_index(drop=True)

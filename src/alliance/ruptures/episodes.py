@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from alliance.errors import require_columns as _require_columns
+from alliance.lmm import fit as lmm_fit
 
 __all__ = [
     "EPISODE_COLUMNS",
@@ -646,17 +647,6 @@ def rupture_outcome_formula(
     return f"{outcome} ~ {fixed} + (1 | {group})"
 
 
-def _default_fit() -> Callable[..., Any]:
-    try:
-        from alliance.lmm import fit  # lazy: the engine is optional for detection
-    except ImportError as exc:  # pragma: no cover - depends on the engine being installed
-        raise ImportError(
-            "alliance.lmm is not available; pass a fit function "
-            "fit(formula, data, reml=True) explicitly"
-        ) from exc
-    return fit
-
-
 def rupture_outcome_model(
     client_data: pd.DataFrame,
     outcome: str,
@@ -710,5 +700,5 @@ def rupture_outcome_model(
         data = data.loc[~incomplete]
     if data.empty:
         raise ValueError("client_data has no complete rows for the model columns")
-    fit = _default_fit() if fit is None else fit
+    fit = lmm_fit if fit is None else fit
     return fit(formula, data.reset_index(drop=True), reml=True)

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from alliance.lmm import fit as lmm_fit
 from alliance.outputs import write_csv, write_figure, write_json
 from alliance.ruptures.episodes import (
     COUNT_COLUMNS,
@@ -189,10 +190,8 @@ def _outcome_data(counts: pd.DataFrame, change: pd.DataFrame, clients: pd.DataFr
 
 def _recording_fit(store: dict[str, Any]) -> Callable[..., Any]:
     """``alliance.lmm.fit`` that also keeps the fitted result (for variance components)."""
-    from alliance.lmm import fit
-
     def recording(formula: str, data: pd.DataFrame, reml: bool = True) -> Any:
-        store["result"] = fit(formula, data, reml=reml)
+        store["result"] = lmm_fit(formula, data, reml=reml)
         store["data"] = data
         return store["result"]
 
