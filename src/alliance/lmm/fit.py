@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 from scipy import optimize
 
-from .crossed import crossed_intercepts_theta
+from .crossed import crossed_intercepts_theta, single_threaded_blas
 from .deviance import ProfiledDeviance
 from .design import (
     FixedSpec,
@@ -29,19 +28,6 @@ from .inference import coef_table, gradient_check, satterthwaite
 from .result import LmmResult
 
 SINGULAR_TOL = 1e-4
-
-
-@contextlib.contextmanager
-def _single_threaded_blas():
-    """Run BLAS single-threaded: the per-group products are skinny GEMMs (4 x 66,000) for
-    which OpenBLAS's threading costs up to 20x, worst when other processes share the cores."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # optional: only speed depends on it
-        yield
-        return
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
 
 
 def _model_frame(formula: str, data: pd.DataFrame, weights=None):
@@ -281,7 +267,7 @@ def fit(formula: str, data: pd.DataFrame, reml: bool = True, *, contrasts: dict[
     sqrt_w = np.ones(len(y)) if w is None else np.sqrt(w)
     check_residual_variance(X * sqrt_w[:, None], y * sqrt_w, names, parsed.response)
     context = SimpleNamespace(model_frame=mf, raw=raw, weights=w, offset=offset)
-    with _single_threaded_blas():
+    with single_threaded_blas():  # skinny per-group GEMMs: threading only spins
         structure, _ = build_structure(frame, mf.random_terms, X, y, w)
         dev = ProfiledDeviance(structure, reml)
         try:
