@@ -280,3 +280,18 @@ def test_rows_with_no_more_administrations_than_items_are_left_out_with_a_reason
     assert table.loc["total", ["alpha", "ci_low", "ci_high", "omega_total"]].isna().all()
     assert (table.loc[["task", "bond", "goal"], "status"] == "ok").all()   # 6 > 4 items
     assert table.loc[["task", "bond", "goal"], "ci_method"].eq("Feldt").all()   # one row per client
+
+
+def test_between_alpha_never_exceeds_one_when_the_between_covariance_is_not_positive():
+    # One between-client factor with no unique between variance, 40 clients x 2 sessions: the
+    # moment estimate (S_B - S_PW) / c has negative eigenvalues; unclipped, alpha_between
+    # exceeds 1 (checked below), clipped it is at most 1.
+    from alliance.scoring.psychometrics import _alpha_of, level_covariances, multilevel_reliability
+
+    rng = np.random.default_rng(12)
+    clients = np.repeat(np.arange(40), 2)
+    x = rng.standard_normal(40)[clients, None] * 0.3 + rng.standard_normal((80, 6))
+    raw = _alpha_of(level_covariances(x, clients)["sigma_b"])
+    got = multilevel_reliability(x, clients)["alpha_between"]
+    assert np.linalg.eigvalsh(level_covariances(x, clients)["sigma_b"]).min() < 0
+    assert raw > 1 and 0 < got <= 1

@@ -8,6 +8,14 @@ dysfunctional range), b = M_func + 2 SD_func (into the functional range) and
 c = (SD_dys M_func + SD_func M_dys) / (SD_dys + SD_func) (nearer the functional than the
 dysfunctional mean, in SD units). A client is *recovered* who starts in the clinical range,
 ends outside it and changed reliably for the better.
+
+Criterion c needs the functional population's mean and SD. The shipped keys publish them
+for no instrument: the OQ-45 ships its published total cut-off (63/64, Lambert et al.) and
+RCI (14); the PHQ-9 and GAD-7 ship their caseness cut-offs (10, 8) and NHS Talking
+Therapies' reliable change (6, 4), because no functional-population norms were verified for
+this project. So the default classification uses each key's published cut-off (the
+``criterion`` recorded is ``published``), and asking for ``c`` raises an error naming the
+missing norms; a key_file with ``functional:``/``dysfunctional:`` norms enables it.
 """
 from __future__ import annotations
 

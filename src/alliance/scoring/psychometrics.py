@@ -446,7 +446,8 @@ def multilevel_reliability(items, clusters) -> dict[str, float]:
     """Within- and between-person alpha and omega (Geldhof, Preacher & Zyphur, 2014).
 
     Alpha at each level is Cronbach's formula applied to that level's covariance matrix
-    (Sigma_W = S_PW; Sigma_B = (S_B - S_PW) / c, :func:`level_covariances`). Omega at each
+    (Sigma_W = S_PW; Sigma_B = (S_B - S_PW) / c, :func:`level_covariances`, with negative
+    eigenvalues clipped at 0 as an ML estimate would be). Omega at each
     level comes from a two-level one-factor CFA, one factor per level, fitted by maximum
     likelihood to S_PW and S_B jointly (Muthen's MUML, the exact ML for balanced data):
     omega = (sum lambda)^2 / ((sum lambda)^2 + sum theta). Between-level residual variances
@@ -483,7 +484,7 @@ def _multilevel_from_cov(cov: Mapping[str, Any], start: np.ndarray | None = None
     k = cov["s_pw"].shape[0]
     if cov["n_clusters"] <= k or cov["n"] - cov["n_clusters"] <= k or not np.isfinite(cov["c"]):
         return dict.fromkeys(MULTILEVEL_STATISTICS, np.nan), None
-    out = {"alpha_within": _alpha_of(cov["s_pw"]), "alpha_between": _alpha_of(cov["sigma_b"])}
+    out = {"alpha_within": _alpha_of(cov["s_pw"]), "alpha_between": _alpha_of(_psd(cov["sigma_b"]))}
     theta = _two_level_one_factor(cov, start, ftol)
     lam_w, psi_w, lam_b, psi_b = np.split(theta, 4)
     out["omega_within"] = float(lam_w.sum() ** 2 / (lam_w.sum() ** 2 + psi_w.sum()))
@@ -528,6 +529,16 @@ def cluster_bootstrap_reliability(items, clusters, n_boot: int = 200, seed: int 
         low, high = np.percentile(finite, [tail, 100 - tail]) if finite.size else (np.nan, np.nan)
         out |= {f"{name}_ci_low": float(low), f"{name}_ci_high": float(high)}
     return out
+
+
+def _psd(cov: np.ndarray) -> np.ndarray:
+    """The moment estimate of Sigma_B can have negative eigenvalues (between-client variance
+    small next to its sampling error); an ML estimate cannot, so clip them at 0 (without
+    this, alpha_between can exceed 1)."""
+    values, vectors = np.linalg.eigh((cov + cov.T) / 2)
+    if values.min() >= 0:
+        return cov
+    return (vectors * np.clip(values, 0, None)) @ vectors.T
 
 
 def _alpha_of(cov: np.ndarray) -> float:
