@@ -742,8 +742,7 @@ def reliability_table(consistency: pd.DataFrame, number: int = 3, title: str = "
                 Column("omega_total", "\u03c9", "bounded", decimals)]
     standard = (f"n = complete administrations; k = items; \u03b1 = Cronbach's alpha with Feldt's (1965) {ci}"
                 " (a cluster bootstrap over clients where clients repeat); \u03c9 = McDonald's omega total from a"
-                " one-factor model (a bifactor model of the declared subscales for a scale that has them)."
-                " Blank: fewer complete administrations than items + 1.")
+                " one-factor model (a bifactor model of the declared subscales for a scale that has them).")
     return ApaTable(number, title, columns, rows, _joined_note(standard, note))
 
 
