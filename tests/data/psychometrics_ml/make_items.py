@@ -31,3 +31,8 @@ for items in groups.values():
         y[:, i - 1] = .6 * g + .4 * s + rng.normal(0, np.sqrt(1 - .52), N)
 y = np.clip(np.round(3 + y * 1.1), 1, 5)
 pd.DataFrame(y.astype(int), columns=[f"w{i + 1}" for i in range(12)]).to_csv("bifactor.csv", index=False)
+
+# twolevel_unbalanced.csv: the two-level data with sessions dropped at random (2-5 per client),
+# where MUML only approximates lavaan's full ML.
+keep = np.concatenate([rng.permutation(n)[:rng.integers(2, n + 1)] + j * n for j in range(J)])
+pd.read_csv("twolevel.csv").iloc[np.sort(keep)].to_csv("twolevel_unbalanced.csv", index=False)

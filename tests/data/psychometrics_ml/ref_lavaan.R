@@ -22,6 +22,12 @@ fit_sat <- sem(sat, data = d, cluster = "client")
 h1 <- lavInspect(fit_sat, "implied")
 alpha_of <- function(S) { k <- nrow(S); k / (k - 1) * (1 - sum(diag(S)) / sum(S)) }
 
+# 1b. The same on unbalanced clusters (2-5 sessions per client): lavaan's full ML, which
+# MUML (the Python implementation) only approximates there.
+du <- read.csv("twolevel_unbalanced.csv")
+fit_u <- cfa(model, data = du, cluster = "client", std.lv = TRUE)
+est_u <- lavInspect(fit_u, "est")
+
 # 2. Bifactor CFA with the declared groups (WAI task/bond/goal), on the item correlations.
 b <- read.csv("bifactor.csv")
 R <- cor(b)
@@ -38,6 +44,8 @@ ref <- list(
   twolevel = list(omega_within = omega_of(est$within), omega_between = omega_of(est$client),
                   alpha_within = alpha_of(h1$within$cov), alpha_between = alpha_of(h1$client$cov),
                   converged = lavInspect(fit, "converged")),
+  twolevel_unbalanced = list(omega_within = omega_of(est_u$within), omega_between = omega_of(est_u$client),
+                             converged = lavInspect(fit_u, "converged")),
   bifactor = list(omega_total = sum(sums) / V, omega_hierarchical = sums[["g"]] / V,
                   omega_total_observed = sum(sums) / sum(R),
                   omega_hierarchical_observed = sums[["g"]] / sum(R),
