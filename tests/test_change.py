@@ -187,9 +187,38 @@ def test_change_table_with_published_oq45_norms():
     table = change_table(scores, "oq", key=load_key("oq45")).set_index("client")
     assert list(table.index) == ["a", "b", "c"]
     assert table.loc["a", ["pre_session", "post_session", "pre", "post"]].tolist() == [1, 9, 90, 60]
-    assert table["classification"].tolist() == ["reliably improved", "unchanged", "reliably deteriorated"]
+    # a: 90 -> 60 crosses the shipped total cut-off (64 or more clinical; Lambert et al. 63/64)
+    assert table["classification"].tolist() == ["recovered", "unchanged", "reliably deteriorated"]
+    assert table["pre_clinical"].tolist() == [True, True, False]
+    assert table["post_clinical"].tolist() == [False, True, True]
     params = table.attrs["change_parameters"]
-    assert params["reliable_change"] == 14 and params["cutoff"] is None   # total cut-off not shipped
+    assert params["reliable_change"] == 14 and params["cutoff"] == 64 and params["cutoff_rule"] == ">="
+    assert params["criterion"] == "published" and "Lambert" in params["cutoff_source"]
+
+
+def test_oq45_cutoff_boundary_63_is_functional_64_clinical():
+    scores = _scores("oq", [("a", 1, 80), ("a", 2, 63), ("b", 1, 80), ("b", 2, 64)])
+    table = change_table(scores, "oq", key=load_key("oq45")).set_index("client")
+    assert table["classification"].tolist() == ["recovered", "reliably improved"]
+
+
+def test_programme_pairs_sessions_where_both_measures_were_given():
+    from alliance.scoring.change import programme_table
+
+    # Client a: PHQ-9 at 1, 2, 5; GAD-7 at 2, 4, 5 -> paired sessions 2 and 5 (each measure's
+    # own first/last would take the PHQ-9 from session 1). Client b: only session 3 in common.
+    phq = _scores("phq", [("a", 1, 20), ("a", 2, 16), ("a", 5, 8), ("b", 1, 12), ("b", 3, 12)])
+    gad = _scores("gad", [("a", 2, 12), ("a", 4, 3), ("a", 5, 7), ("b", 3, 9), ("b", 4, 2)])
+    keys = {"phq": load_key("phq9"), "gad": load_key("gad7")}
+    out = programme_table(pd.concat([phq, gad], ignore_index=True), keys)
+    assert out["client"].tolist() == ["a"]
+    row = out.iloc[0]
+    assert [row["pre_session"], row["post_session"]] == [2, 5]
+    assert [row["phq9_pre"], row["phq9_post"], row["gad7_pre"], row["gad7_post"]] == [16, 8, 12, 7]
+    # by hand: caseness before (16 >= 10), not after (8 < 10, 7 < 8): recovery; PHQ drop 8 >= 6,
+    # GAD drop 5 >= 4, no reliable rise: reliable improvement and reliable recovery
+    assert row[["caseness_pre", "caseness_post", "recovery", "reliable_improvement",
+                "reliable_deterioration", "reliable_recovery"]].tolist() == [True, False, True, True, False, True]
 
 
 def test_change_table_with_published_core_om_norms():

@@ -159,3 +159,151 @@ def test_omega_is_undefined_with_no_more_complete_rows_than_items():
     x = rng.integers(0, 5, size=(6, 45)).astype(float)
     assert np.isnan(omega_total(x))
     assert np.isfinite(omega_total(rng.normal(size=(200, 6)) + rng.normal(size=(200, 1))))
+
+
+# --- multilevel and declared-structure omega (tests/data/psychometrics_ml, lavaan 0.6-14) -----
+
+ML_DATA = Path(__file__).parent / "data" / "psychometrics_ml"
+WAI_GROUPS = ["task", "task", "bond", "goal", "bond", "goal", "bond", "goal", "bond", "task", "goal", "task"]
+
+
+def _ml_reference():
+    return json.loads((ML_DATA / "reference.json").read_text())
+
+
+def test_multilevel_alpha_and_omega_match_a_lavaan_two_level_cfa():
+    # Balanced fixture (150 clients x 5 sessions), where MUML is the ML of lavaan's two-level
+    # fit; 1e-5 is the convergence tolerance of the two optimisers.
+    from alliance.scoring.psychometrics import multilevel_reliability
+
+    data = pd.read_csv(ML_DATA / "twolevel.csv")
+    ref = _ml_reference()["twolevel"]
+    got = multilevel_reliability(data.filter(like="y"), data["client"])
+    for name in ("alpha_within", "alpha_between", "omega_within", "omega_between"):
+        assert got[name] == pytest.approx(ref[name], abs=1e-5), name
+
+
+def test_bifactor_omega_matches_a_lavaan_bifactor_cfa():
+    from alliance.scoring.psychometrics import bifactor_omega
+
+    data = pd.read_csv(ML_DATA / "bifactor.csv")
+    ref = _ml_reference()["bifactor"]
+    model = bifactor_omega(data, WAI_GROUPS)
+    observed = bifactor_omega(data, WAI_GROUPS, variance="observed")
+    assert model["omega_total"] == pytest.approx(ref["omega_total"], abs=1e-5)
+    assert model["omega_hierarchical"] == pytest.approx(ref["omega_hierarchical"], abs=1e-5)
+    assert observed["omega_total"] == pytest.approx(ref["omega_total_observed"], abs=1e-5)
+    assert observed["omega_hierarchical"] == pytest.approx(ref["omega_hierarchical_observed"], abs=1e-5)
+    assert model["omega_hierarchical"] < model["omega_total"]
+
+
+def test_bifactor_omega_on_a_population_with_known_loadings():
+    # Hand-worked: 12 items, general loading .6, group loading .4 (3 groups of 4), unique
+    # variance .48. Sum of general loadings 7.2, of each group 1.6: V = 51.84 + 3 * 2.56 +
+    # 12 * .48 = 65.28; omega_h = 51.84 / 65.28 = .794118; omega_t = 59.52 / 65.28 = .911765.
+    from alliance.scoring.psychometrics import bifactor_omega
+
+    loadings = np.zeros((12, 4))
+    loadings[:, 0] = 0.6
+    for j, g in enumerate(("task", "bond", "goal")):
+        loadings[[i for i, x in enumerate(WAI_GROUPS) if x == g], j + 1] = 0.4
+    sigma = loadings @ loadings.T + np.diag(np.full(12, 0.48))
+    x = _exact_sample(sigma, 400)
+    got = bifactor_omega(x, WAI_GROUPS)
+    assert got["omega_hierarchical"] == pytest.approx(51.84 / 65.28, abs=1e-6)
+    assert got["omega_total"] == pytest.approx(59.52 / 65.28, abs=1e-6)
+
+
+def _exact_sample(sigma, n, seed=5):
+    # Data whose sample covariance (n - 1 divisor) equals sigma exactly.
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((n, sigma.shape[0]))
+    z -= z.mean(axis=0)
+    z = z @ np.linalg.inv(np.linalg.cholesky(np.cov(z, rowvar=False)).T)
+    return z @ np.linalg.cholesky(sigma).T
+
+
+def test_cluster_bootstrap_is_seeded_and_wider_than_feldt_when_clients_repeat():
+    from alliance.scoring.psychometrics import cluster_bootstrap_reliability
+
+    data = pd.read_csv(ML_DATA / "twolevel.csv")
+    x, clients = data.filter(like="y"), data["client"]
+    first = cluster_bootstrap_reliability(x, clients, n_boot=100, seed=11)
+    assert first == cluster_bootstrap_reliability(x, clients, n_boot=100, seed=11)
+    alpha, feldt_low, feldt_high = cronbach_alpha(x)
+    assert first["alpha_ci_low"] < alpha < first["alpha_ci_high"]
+    # 5 administrations per client that share a between-client part: independence understates
+    # the uncertainty (design effect 1 + (m - 1) ICC); the cluster interval is wider.
+    assert first["alpha_ci_high"] - first["alpha_ci_low"] > 1.5 * (feldt_high - feldt_low)
+    ref = _ml_reference()["twolevel"]
+    for name in ("alpha_within", "alpha_between", "omega_within", "omega_between"):
+        assert first[f"{name}_ci_low"] < ref[name] < first[f"{name}_ci_high"], name
+
+
+def test_declared_groups_come_from_the_keys_subscales():
+    from alliance.scoring.psychometrics import declared_groups
+
+    wai = load_key("wai_sr")
+    assert declared_groups(wai, "total") == WAI_GROUPS
+    assert declared_groups(wai, "bond") is None
+    oq = load_key("oq45")
+    groups = declared_groups(oq, "total")
+    assert groups is not None and sorted(set(groups)) == ["ir", "sd", "sr"]
+    assert groups.count("sd") == 25
+
+
+def test_internal_consistency_table_uses_the_structure_and_the_nesting():
+    data = pd.read_csv(ML_DATA / "bifactor.csv")
+    admin = _admin("wai", data.to_numpy(float))
+    admin["client"] = [f"C-{i // 5:04d}" for i in range(len(admin))]   # 100 clients x 5 sessions
+    table = internal_consistency(admin, {"wai": load_key("wai_sr")}, seed=3, n_boot=50).set_index("scale")
+    total = table.loc["total"]
+    assert total["omega_model"] == "bifactor: task, bond, goal"
+    from alliance.scoring.psychometrics import bifactor_omega, multilevel_reliability
+    expected = bifactor_omega(data, WAI_GROUPS)
+    assert total["omega_total"] == pytest.approx(expected["omega_total"], abs=1e-12)
+    assert total["omega_hierarchical"] == pytest.approx(expected["omega_hierarchical"], abs=1e-12)
+    assert total["n_clients"] == 100 and total["n_boot"] == 50
+    assert total["ci_method"].startswith("cluster bootstrap")
+    multilevel = multilevel_reliability(data, admin["client"])
+    assert total["omega_within"] == pytest.approx(multilevel["omega_within"], abs=1e-12)
+    assert table.loc["bond", "omega_model"] == "one factor"
+    assert np.isnan(table.loc["bond", "omega_hierarchical"])
+
+
+def test_rows_with_no_more_administrations_than_items_are_left_out_with_a_reason():
+    rng = np.random.default_rng(8)
+    key = load_key("wai_sr")
+    table = internal_consistency(_admin("wai", _likert(rng, 6, loadings=np.full(12, 0.7))), {"wai": key})
+    table = table.set_index("scale")
+    assert table.loc["total", "status"].startswith("not estimated: 6 complete administrations for 12 items")
+    assert table.loc["total", ["alpha", "ci_low", "ci_high", "omega_total"]].isna().all()
+    assert (table.loc[["task", "bond", "goal"], "status"] == "ok").all()   # 6 > 4 items
+    assert table.loc[["task", "bond", "goal"], "ci_method"].eq("Feldt").all()   # one row per client
+
+
+def test_between_alpha_never_exceeds_one_when_the_between_covariance_is_not_positive():
+    # One between-client factor with no unique between variance, 40 clients x 2 sessions: the
+    # moment estimate (S_B - S_PW) / c has negative eigenvalues; unclipped, alpha_between
+    # exceeds 1 (checked below), clipped it is at most 1.
+    from alliance.scoring.psychometrics import _alpha_of, level_covariances, multilevel_reliability
+
+    rng = np.random.default_rng(12)
+    clients = np.repeat(np.arange(40), 2)
+    x = rng.standard_normal(40)[clients, None] * 0.3 + rng.standard_normal((80, 6))
+    raw = _alpha_of(level_covariances(x, clients)["sigma_b"])
+    got = multilevel_reliability(x, clients)["alpha_between"]
+    assert np.linalg.eigvalsh(level_covariances(x, clients)["sigma_b"]).min() < 0
+    assert raw > 1 and 0 < got <= 1
+
+
+def test_multilevel_omega_on_unbalanced_clusters_is_close_to_lavaans_full_ml():
+    # 2-5 sessions per client: MUML uses one average cluster size, so it only approximates
+    # lavaan's full-information ML; measured differences 2e-4 (within) and 4e-4 (between).
+    from alliance.scoring.psychometrics import multilevel_reliability
+
+    data = pd.read_csv(ML_DATA / "twolevel_unbalanced.csv")
+    ref = _ml_reference()["twolevel_unbalanced"]
+    got = multilevel_reliability(data.filter(like="y"), data["client"])
+    assert got["omega_within"] == pytest.approx(ref["omega_within"], abs=1e-3)
+    assert got["omega_between"] == pytest.approx(ref["omega_between"], abs=1e-3)

@@ -268,13 +268,27 @@ def _reliability(consistency: pd.DataFrame, keys: Mapping[str, Any], abbreviatio
     pooled over all administrations show "All" as their session."""
     scale_labels = {s: k.scales[s].label for k in keys.values() for s in k.scales}
     rows = consistency.copy()
-    note = None
+    notes = []
     if "session" in rows.columns and rows["session"].notna().any():
         rows["session"] = rows["session"].astype(object).where(rows["session"].notna(), "All")
-        note = "Session: All = every administration pooled; a number = that session's administrations only."
+        notes.append("Session: All = every administration pooled; a number = that session's administrations only.")
+    if "status" in rows.columns:  # rows not estimated are left out and named, not printed as numbers
+        left_out = rows[rows["status"].fillna("ok").ne("ok")]
+        rows = rows[rows["status"].fillna("ok").eq("ok")]
+        if not left_out.empty:
+            named = [f"{abbreviations.get(r.instrument, r.instrument)} {scale_labels.get(r.scale, r.scale)}"
+                     f" ({_session_label(r.session)}, n = {r.n}, k = {r.k})" for r in left_out.itertuples()]
+            notes.append("Not estimated (no more complete administrations than items): " + "; ".join(named) + ".")
     return reliability_table(rows, number=number, title="Internal Consistency of the Scales",
                              labels={**scale_labels, **abbreviations, "client": "Client",
-                                     "therapist": "Therapist", "observer": "Observer"}, note=note)
+                                     "therapist": "Therapist", "observer": "Observer"},
+                             note=" ".join(notes) or None)
+
+
+def _session_label(session: Any) -> str:
+    if isinstance(session, str) or pd.isna(session):
+        return "all sessions"
+    return f"session {int(session)}"
 
 
 def manuscript_tables(config: Mapping[str, Any], scores: pd.DataFrame, clients: pd.DataFrame | None,

@@ -740,8 +740,9 @@ def reliability_table(consistency: pd.DataFrame, number: int = 3, title: str = "
                 Column("alpha", "\u03b1", "bounded", decimals),
                 Column("ci_low", ci, "bounded", decimals, upper="ci_high"),
                 Column("omega_total", "\u03c9", "bounded", decimals)]
-    standard = (f"n = complete administrations; k = items; \u03b1 = Cronbach's alpha with Feldt's (1965) {ci}; "
-                "\u03c9 = McDonald's omega total from a one-factor model.")
+    standard = (f"n = complete administrations; k = items; \u03b1 = Cronbach's alpha with Feldt's (1965) {ci}"
+                " (a cluster bootstrap over clients where clients repeat); \u03c9 = McDonald's omega total from a"
+                " one-factor model (a bifactor model of the declared subscales for a scale that has them).")
     return ApaTable(number, title, columns, rows, _joined_note(standard, note))
 
 

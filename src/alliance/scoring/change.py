@@ -8,6 +8,14 @@ dysfunctional range), b = M_func + 2 SD_func (into the functional range) and
 c = (SD_dys M_func + SD_func M_dys) / (SD_dys + SD_func) (nearer the functional than the
 dysfunctional mean, in SD units). A client is *recovered* who starts in the clinical range,
 ends outside it and changed reliably for the better.
+
+Criterion c needs the functional population's mean and SD. The shipped keys publish them
+for no instrument: the OQ-45 ships its published total cut-off (63/64, Lambert et al.) and
+RCI (14); the PHQ-9 and GAD-7 ship their caseness cut-offs (10, 8) and NHS Talking
+Therapies' reliable change (6, 4), because no functional-population norms were verified for
+this project. So the default classification uses each key's published cut-off (the
+``criterion`` recorded is ``published``), and asking for ``c`` raises an error naming the
+missing norms; a key_file with ``functional:``/``dysfunctional:`` norms enables it.
 """
 from __future__ import annotations
 
@@ -372,24 +380,57 @@ def has_change_norms(key: InstrumentKey, scale: str) -> bool:
     return bool(key.norm(scale, "rci") or key.norm(scale, "programme") or key.norm(scale, "reliability"))
 
 
+def paired_first_and_last(scores: pd.DataFrame, instruments: Mapping[str, str], scale: str = "total") -> pd.DataFrame:
+    """Per client, the first and the last session at which EVERY one of ``instruments`` was
+    scored (paired pre and post, as NHS Talking Therapies pairs PHQ-9 and GAD-7 scores from
+    the same appointment), rather than each measure's own first and last.
+
+    Parameters
+    ----------
+    instruments
+        Short name -> config entry, e.g. ``{"phq9": "phq", "gad7": "gad"}``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        client, pre_session, post_session and ``{name}_pre``, ``{name}_post`` per short name
+        (several raters of one session averaged); clients with fewer than two such sessions
+        are left out.
+    """
+    wide = []
+    for name, entry in instruments.items():
+        rows = scores[scores["instrument"].eq(entry) & scores["scale"].eq(scale) & scores["score"].notna()]
+        wide.append(rows.groupby(["client", "session"], sort=True)["score"].mean().rename(name))
+    both = pd.concat(wide, axis=1, join="inner").sort_index().reset_index()
+    columns = (["client", "pre_session", "post_session"]
+               + [f"{name}_{when}" for name in instruments for when in ("pre", "post")])
+    if both.empty:
+        return pd.DataFrame(columns=columns)
+    grouped = both.groupby("client", sort=True)
+    first, last = grouped.head(1).set_index("client"), grouped.tail(1).set_index("client")
+    out = pd.DataFrame({"pre_session": first["session"], "post_session": last["session"]})
+    for name in instruments:
+        out[f"{name}_pre"], out[f"{name}_post"] = first[name], last[name]
+    out = out[out["post_session"] > out["pre_session"]]
+    return out.reset_index()[columns]
+
+
 def programme_table(scores: pd.DataFrame, keys: Mapping[str, InstrumentKey]) -> pd.DataFrame:
-    """NHS Talking Therapies outcomes per client from the configured PHQ-9 and GAD-7 (first and
-    last administration of each); empty when either is not configured."""
+    """NHS Talking Therapies outcomes per client from the configured PHQ-9 and GAD-7, on the
+    first and last sessions at which both were given (:func:`paired_first_and_last`); empty
+    when either is not configured. ``pre_session``/``post_session`` name those sessions."""
     entries = {key.name: entry for entry, key in keys.items()}
     columns = ["client", "phq9_pre", "phq9_post", "gad7_pre", "gad7_post", "caseness_pre", "caseness_post",
-               "recovery", "reliable_improvement", "reliable_deterioration", "reliable_recovery"]
+               "recovery", "reliable_improvement", "reliable_deterioration", "reliable_recovery",
+               "pre_session", "post_session"]
     if "phq9" not in entries or "gad7" not in entries:
         return pd.DataFrame(columns=columns)
-    phq, gad = (first_and_last(scores, entries[name]).set_index("client")[["pre", "post"]] for name in ("phq9", "gad7"))
-    both = phq.join(gad, how="inner", lsuffix="_phq", rsuffix="_gad")
+    both = paired_first_and_last(scores, {"phq9": entries["phq9"], "gad7": entries["gad7"]})
     definitions = {}
     for name in ("phq9", "gad7"):
         programme = keys[entries[name]].norm("total", "programme")
         definitions[f"{name}_reliable_change"] = programme["reliable_change"]
         definitions[f"{name}_caseness"] = programme["caseness"]
-    outcomes = nhs_talking_therapies(both["pre_phq"], both["post_phq"], both["pre_gad"], both["post_gad"],
+    outcomes = nhs_talking_therapies(both["phq9_pre"], both["phq9_post"], both["gad7_pre"], both["gad7_post"],
                                      **definitions)
-    out = pd.DataFrame({"client": both.index, "phq9_pre": both["pre_phq"].to_numpy(),
-                        "phq9_post": both["post_phq"].to_numpy(), "gad7_pre": both["pre_gad"].to_numpy(),
-                        "gad7_post": both["post_gad"].to_numpy()})
-    return pd.concat([out, outcomes.reset_index(drop=True)], axis=1)[columns]
+    return pd.concat([both.reset_index(drop=True), outcomes.reset_index(drop=True)], axis=1)[columns]

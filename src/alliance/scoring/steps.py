@@ -45,15 +45,18 @@ def score_study(administrations_path: str, config: Mapping[str, Any], parquet_pa
 def write_internal_consistency(administrations_path: str, config: Mapping, csv_path: str,
                                sessions: tuple[int, ...] = ()) -> pd.DataFrame:
     """Workflow step: the internal-consistency table across all administrations and at each of
-    ``sessions``, written to ``csv_path`` (full precision). Returns the table."""
+    ``sessions``, written to ``csv_path`` (full precision); the cluster bootstrap is seeded by
+    ``study: seed``. Returns the table."""
     from alliance.scoring.instruments import keys_from_config
 
     administrations = pd.read_parquet(administrations_path)
     keys = keys_from_config(config)
-    tables = [internal_consistency(administrations, keys)]
-    tables += [internal_consistency(administrations, keys, session=s) for s in sessions]
+    seed = int(config.get("study", {}).get("seed", 0))
+    tables = [internal_consistency(administrations, keys, seed=seed)]
+    tables += [internal_consistency(administrations, keys, session=s, seed=seed) for s in sessions]
     table = pd.concat(tables, ignore_index=True)
-    table["session"] = table["session"].astype("Int64")
+    for column in ("session", "n_clients", "n_boot"):
+        table[column] = table[column].astype("Int64")
     write_csv(table, csv_path)
     return table
 
