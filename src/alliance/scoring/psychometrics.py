@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
-from alliance.lmm.fit import _single_threaded_blas
+from alliance.lmm.crossed import single_threaded_blas
 from alliance.scoring.instruments import InstrumentKey
 from alliance.scoring.scores import keyed_items
 
@@ -243,7 +243,7 @@ def internal_consistency(administrations: pd.DataFrame, instruments: Mapping[str
     """
     rows = []
     data = administrations if session is None else administrations[administrations["session"].eq(session)]
-    with _single_threaded_blas():
+    with single_threaded_blas():
         for entry, key in instruments.items():
             columns = [f"{entry}_{n}" for n in range(1, key.n_items + 1)]
             missing = [c for c in columns if c not in data.columns]
