@@ -33,6 +33,7 @@ observer design.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -377,19 +378,31 @@ def _ar1_fluctuations(rng: np.random.Generator, s: _Sessions, phi: float, sd: fl
     return series[s.client, s.session - 1]
 
 
+@functools.lru_cache(maxsize=16)
 def observed_within_sd(effects: SimulationEffects) -> float:
-    """The SD of a client's observed WAI-SR score (mean of the 12 items) around its own level:
-    what the rupture detector's default yardstick (the client's own SD) estimates for a client
-    without a rupture.
+    """The SD of a client's observed WAI-SR score (mean of the 12 items) around its own mean,
+    for a client without a rupture: the quantity the rupture detector's default yardstick (the
+    client's own SD) estimates, and the unit of the injected dips' depth.
 
-    ``sqrt(alliance_sd_within**2 + wai_subscale_sd**2 / 3 + (wai_item_sd**2 + 1/12) / 12)``:
-    the latent AR(1) fluctuation, the session-level subscale factors (three subscales of four
-    items each), item noise and rounding (variance 1/12 per item), averaged over 12 items.
-    Clipping to 1-5 and the slow growth are ignored (they change it by a few percent;
-    tests/test_simulate_ruptures.py compares it with the realised SD).
+    Computed by simulation, not by formula, because rounding the items and clipping them to 1-5
+    shrink it (by about 10% at the defaults, where many clients are near the ceiling): 2,000
+    rupture-free clients of 14 sessions are drawn with the generator's own alliance and item
+    model (trait with therapist part, growth, AR(1) fluctuation, subscale factors, item offsets
+    and noise, rounding and clipping) from a fixed seed of their own, so the value is
+    deterministic and no stream of a simulated study is touched. Returns the pooled
+    within-client SD, sqrt(sum of within-client squares / (N - K)).
     """
-    return math.sqrt(effects.alliance_sd_within**2 + effects.wai_subscale_sd**2 / len(WAI_SUBSCALES)
-                     + (effects.wai_item_sd**2 + 1 / 12) / N_WAI)
+    rng = np.random.default_rng(20261205)
+    n_clients, n_sessions = 2000, 14
+    s = _Sessions.from_counts(np.full(n_clients, n_sessions))
+    level_sd = math.sqrt(effects.alliance_sd_between**2 + effects.alliance_sd_therapist**2)
+    trait = rng.normal(effects.alliance_mean, level_sd, n_clients)
+    latent = (trait[s.client] + effects.alliance_growth * (s.session - 1)
+              + _ar1_fluctuations(rng, s, effects.alliance_ar1, effects.alliance_sd_within))
+    offsets = rng.normal(0.0, effects.wai_item_offset_sd, N_WAI)
+    score = _ordinal_items(rng, latent, offsets, effects.wai_item_sd, 1, 5, effects.wai_subscale_sd).mean(axis=1)
+    means = s.client_mean(score)
+    return float(math.sqrt(np.sum((score - means[s.client]) ** 2) / (len(score) - n_clients)))
 
 
 def _draw_ruptures(rng: np.random.Generator, design: SimulationDesign, effects: SimulationEffects,
@@ -767,10 +780,9 @@ DEFINITIONS = {
                         "(stationary SD alliance_sd_within) + rupture offset"),
     "wai_items": ("round(alliance_latent + item offset + subscale factor (SD wai_subscale_sd, per session and subscale) "
                   "+ item noise (SD wai_item_sd)), clipped to 1-5; subscales Task 1,2,10,12; Bond 3,5,7,9; Goal 4,6,8,11"),
-    "rupture": ("latent dip of depth_sd*observed_within_sd at the rupture session (observed_within_sd: the SD of a "
-                "client's observed WAI-SR mean around its own level, sqrt(alliance_sd_within^2 + wai_subscale_sd^2/3 + "
-                "(wai_item_sd^2 + 1/12)/12), the yardstick of the rupture detector; value in "
-                "rupture_sd_unit); repaired: V-shaped linear return to "
+    "rupture": ("latent dip of depth_sd*rupture_sd_unit at the rupture session (rupture_sd_unit: the pooled "
+                "within-client SD of the observed WAI-SR mean of rupture-free clients, simulated with this item model, "
+                "the yardstick of the rupture detector); repaired: V-shaped linear return to "
                 "the no-rupture trajectory, reached at repair_session = rupture_session + sessions_to_repair; "
                 "not repaired: the dip persists at unrepaired_residual of its depth for the rest of treatment"),
     "gad7_total": "clip(round(gad_intercept + gad_slope*phq9_total_latent + N(0, gad_sd_resid)), 0, 21), split into 7 items (0-3)",
