@@ -18,7 +18,7 @@ literature (Falkenström, Granström & Holmqvist, 2013; centring as in Curran & 
 where A is the *observed* WAI-SR score (mean of the answered items, 1–5), so that the truth is
 defined on the scale the pipeline measures. ``truth.json`` records every parameter, these
 definitions, the injected rupture episodes (after Gumz et al., 2012: a drop of at least 2
-within-client SDs of the observed score, a V-shaped return when repaired), the observer variance components (so the
+within-client SDs, a V-shaped return when repaired), the observer variance components (so the
 ICCs of Shrout & Fleiss, 1979 are known) and the therapist switches.
 
 Everything is vectorised over sessions (no Python loop over clients): one million sessions take
