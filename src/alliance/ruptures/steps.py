@@ -424,6 +424,10 @@ def write_rupture_detection(scores_path: str, truth_path: str, config: Mapping[s
     with open(truth_path, encoding="utf-8") as handle:
         truth = json.load(handle)
     injected = injected_episodes(truth, study_key(dict(config)), truth_path)
+    absent = int((~injected["client"].isin(set(series["client"]))).sum())
+    if absent:
+        log.warning("%s: %d of %d injected episodes are of clients without an alliance series (left out); "
+                    "is this the truth file of these data?", truth_path, absent, len(injected))
     table = rupture_detection(series, injected, settings)
     for row in table.itertuples():
         log.info("detection at %g SD: precision %.3f, recall %.3f (%d of %d injected, %d detected)",
