@@ -263,7 +263,10 @@ def rupture_sd(series: pd.DataFrame) -> dict[str, float]:
         ``within``: pooled within-client SD, ``sqrt(sum_i sum_t (x_it - mean_i)^2 / (N - K))``
         with N scores in K clients (clients with one session add no degrees of freedom);
         ``between``: SD (ddof = 1) of the K client means; ``stricter``: the larger of the two
-        (Gumz et al., 2012). NaN where undefined (no within-client replication, one client).
+        (a pooled reading of Gumz et al., 2012, who take the stricter value per client: see
+        ``sd_basis="gumz"`` of :func:`detect_ruptures`). These pooled values judge a client
+        against other clients' variation; the default detection uses each client's own SD.
+        NaN where undefined (no within-client replication, one client).
 
     Notes
     -----
