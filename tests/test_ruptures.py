@@ -1,8 +1,10 @@
 """Tests for alliance.ruptures: rupture–repair detection, counts, summary, outcome link.
 
 References used here (none is the code under test):
-- a hand-worked example with explicit numbers (three clients, every episode worked out
-  below in comments);
+- hand-worked examples with explicit numbers (every episode worked out below in comments):
+  one with a fixed SD, a one-session pre-level and no repair band (the drop / consecutive-drop /
+  gap / window rules), and one with the default rule (each client's own SD, pre-level the
+  mean of 3 sessions, repair band 0.5 SD, censoring);
 - a plain-Python, one-client-at-a-time re-implementation of the documented definition,
   compared with the vectorised code on random series with gaps and ties;
 - simulated series with injected rupture–repair episodes of known position, depth and
@@ -22,8 +24,11 @@ import pytest
 import statsmodels.formula.api as smf
 
 from alliance.ruptures.episodes import (
+    DETECTION_COLUMNS,
     EPISODE_COLUMNS,
     detect_ruptures,
+    detection_table,
+    match_episodes,
     rupture_counts,
     rupture_outcome_data,
     rupture_outcome_formula,
@@ -45,10 +50,12 @@ def series_from(spec: dict[str, tuple[list[int], list[float]]]) -> pd.DataFrame:
 # ----------------------------------------------------------------------------------------
 # Hand-worked example
 # ----------------------------------------------------------------------------------------
-# SD fixed at 1.0 so the threshold for c = 2 is exactly 2 score points; repair window 2.
+# SD fixed at 1.0 so the threshold for c = 2 is exactly 2 score points; repair window 2;
+# pre-level = the one score before the drop and no repair band (HAND_RULE), so a repair is a
+# return to at least that score.
 # A: 5 5 2 4 5 5 2.5   s2->s3 drops 3 (rupture, pre 5); s4 = 4 < 5, s5 = 5 >= 5 -> repaired
-#                      at s5 (2 sessions). s6->s7 drops 2.5: rupture, no later session ->
-#                      unrepaired and censored.
+#                      at s5 (2 sessions). s6->s7 drops 2.5: rupture at the last session ->
+#                      censored (neither repaired nor unrepaired).
 # B: sessions 1 2 4 5 6 7 8 (3 missing), scores 6 6 3 3.5 5 6.5 4.51
 #                      s2->s4 drops 3 across the gap: rupture at s4, pre 6. Window s5..s6:
 #                      3.5, 5 < 6; s7 = 6.5 is outside (7 - 4 = 3 > 2) -> unrepaired, not
@@ -75,12 +82,14 @@ HAND_EXPECTED = pd.DataFrame(
         "repair_session": pd.array([5, None, None, 4, 6], dtype="Int64"),
         "sessions_to_repair": pd.array([2, None, None, 1, 1], dtype="Int64"),
         "censored": [False, True, False, False, False],
+        "status": ["repaired", "censored", "unrepaired", "repaired", "repaired"],
     }
 )
+HAND_RULE = {"sd_basis": 1.0, "pre_sessions": 1, "repair_tolerance": 0.0}
 
 
 def test_hand_worked_example_gives_exact_episodes():
-    episodes = detect_ruptures(series_from(HAND), c=2, repair_window=2, sd_basis=1.0)
+    episodes = detect_ruptures(series_from(HAND), c=2, repair_window=2, **HAND_RULE)
     assert list(episodes.columns) == EPISODE_COLUMNS
     pd.testing.assert_frame_equal(
         episodes[HAND_EXPECTED.columns].reset_index(drop=True), HAND_EXPECTED, check_dtype=False
@@ -91,14 +100,14 @@ def test_hand_worked_example_gives_exact_episodes():
 
 
 def test_hand_worked_counts_include_clients_without_ruptures():
-    episodes = detect_ruptures(series_from(HAND), c=2, repair_window=2, sd_basis=1.0)
+    episodes = detect_ruptures(series_from(HAND), c=2, repair_window=2, **HAND_RULE)
     counts = rupture_counts(episodes, ["A", "B", "C", "D"])
     expected = pd.DataFrame(
         {
             "client": ["A", "B", "C", "D"],
             "n_ruptures": [2, 1, 2, 0],
             "n_repaired": [1, 0, 2, 0],
-            "n_unrepaired": [1, 1, 0, 0],
+            "n_unrepaired": [0, 1, 0, 0],
             "n_censored": [1, 0, 0, 0],
         }
     )
@@ -106,14 +115,14 @@ def test_hand_worked_counts_include_clients_without_ruptures():
 
 
 def test_max_gap_stops_drops_across_missing_sessions():
-    episodes = detect_ruptures(series_from(HAND), c=2, repair_window=2, sd_basis=1.0, max_gap=1)
+    episodes = detect_ruptures(series_from(HAND), c=2, repair_window=2, **HAND_RULE, max_gap=1)
     # B's only rupture bridged the missing session 3; A and C are unchanged.
     assert "B" not in set(episodes["client"])
     assert len(episodes) == 4
 
 
 def test_wider_repair_window_repairs_b():
-    episodes = detect_ruptures(series_from(HAND), c=2, repair_window=3, sd_basis=1.0)
+    episodes = detect_ruptures(series_from(HAND), c=2, repair_window=3, **HAND_RULE)
     b = episodes[episodes["client"] == "B"].iloc[0]
     assert b["repaired"] and b["repair_session"] == 7 and b["sessions_to_repair"] == 3
 
@@ -121,12 +130,90 @@ def test_wider_repair_window_repairs_b():
 def test_row_order_and_integer_client_ids_do_not_matter():
     series = series_from(HAND)
     shuffled = series.sample(frac=1.0, random_state=5)
-    a = detect_ruptures(series, 2, 2, sd_basis=1.0)
-    b = detect_ruptures(shuffled, 2, 2, sd_basis=1.0)
+    a = detect_ruptures(series, 2, 2, **HAND_RULE)
+    b = detect_ruptures(shuffled, 2, 2, **HAND_RULE)
     pd.testing.assert_frame_equal(a, b)
     numeric = series.assign(client=series["client"].map({"A": 10, "B": 20, "C": 30}))
-    c = detect_ruptures(numeric, 2, 2, sd_basis=1.0)
+    c = detect_ruptures(numeric, 2, 2, **HAND_RULE)
     assert list(c["client"]) == [10, 10, 20, 30, 30]
+
+
+# ----------------------------------------------------------------------------------------
+# Hand-worked example of the default rule: own SD, pre-level mean, repair band, censoring
+# ----------------------------------------------------------------------------------------
+# c = 2, repair window 3, pre-level = mean of the last 3 sessions before the drop, band 0.5 SD.
+# E: 6 5 7 2 5 6 6 7. Mean 5.5, SS = .25+.25+2.25+12.25+.25+.25+.25+2.25 = 18, SD = sqrt(18/7)
+#    = 1.603567; 2 SD = 3.207. Only s3->s4 (7 -> 2, drop 5) qualifies. Pre-level (6+5+7)/3 = 6,
+#    depth 4, band 6 - 0.5 SD = 5.198: s5 = 5 is below, s6 = 6 inside -> repaired at s6 (2
+#    sessions). (The old rule, a return to the one score 7, would call it unrepaired.)
+# F: 5 5.5 5 5.5 1. Mean 4.4, SS 14.7, SD sqrt(3.675) = 1.917029; 2 SD = 3.834. s4->s5 drops
+#    4.5: a dip at the last session -> censored. Pre-level (5.5+5+5.5)/3 = 16/3.
+# G: 6 6 6 2 3 3 3. SS = 139 - 29^2/7 = 132/7, SD = sqrt(22/7) = 1.772811; drop 4 >= 3.546 at
+#    s4. Band 6 - 0.886 = 5.114; s5..s7 = 3 -> unrepaired, and s7 = 4 + 3 closes the window:
+#    not censored.
+# H: 6 6 6 2 3. SS = 121 - 23^2/5 = 15.2, SD = sqrt(3.8) = 1.949359; drop 4 >= 3.899 at s4.
+#    s5 = 3 is below the band 5.025 and the series ends at s5 < 4 + 3 -> censored.
+DEFAULT_HAND = {
+    "E": ([1, 2, 3, 4, 5, 6, 7, 8], [6, 5, 7, 2, 5, 6, 6, 7]),
+    "F": ([1, 2, 3, 4, 5], [5, 5.5, 5, 5.5, 1]),
+    "G": ([1, 2, 3, 4, 5, 6, 7], [6, 6, 6, 2, 3, 3, 3]),
+    "H": ([1, 2, 3, 4, 5], [6, 6, 6, 2, 3]),
+}
+
+
+def test_default_rule_hand_worked():
+    episodes = detect_ruptures(series_from(DEFAULT_HAND), c=2, repair_window=3)
+    sds = [math.sqrt(18 / 7), math.sqrt(3.675), math.sqrt(22 / 7), math.sqrt(3.8)]
+    assert list(episodes["client"]) == ["E", "F", "G", "H"]
+    assert list(episodes["rupture_session"]) == [4, 5, 4, 4]
+    np.testing.assert_allclose(episodes["sd"], sds, rtol=1e-12)
+    np.testing.assert_allclose(episodes["pre_level"], [6, 16 / 3, 6, 6], rtol=1e-12)
+    np.testing.assert_allclose(episodes["depth_sd"], np.array([4, 16 / 3 - 1, 4, 4]) / sds, rtol=1e-12)
+    np.testing.assert_allclose(episodes["depth"], [4, 16 / 3 - 1, 4, 4], rtol=1e-12)
+    levels = [6, 16 / 3, 6, 6]
+    np.testing.assert_allclose(episodes["repair_band"], [lv - 0.5 * sd for lv, sd in zip(levels, sds)],
+                               rtol=1e-12)
+    assert list(episodes["status"]) == ["repaired", "censored", "unrepaired", "censored"]
+    assert list(episodes["repaired"]) == [True, False, False, False]
+    assert list(episodes["censored"]) == [False, True, False, True]
+    assert episodes["repair_session"].iloc[0] == 6 and episodes["sessions_to_repair"].iloc[0] == 2
+    counts = rupture_counts(episodes, ["E", "F", "G", "H", "K"])
+    assert counts["n_repaired"].tolist() == [1, 0, 0, 0, 0]
+    assert counts["n_unrepaired"].tolist() == [0, 0, 1, 0, 0]
+    assert counts["n_censored"].tolist() == [0, 1, 0, 1, 0]
+    summary = rupture_summary(series_from(DEFAULT_HAND), cs=(2,), repair_window=3).iloc[0]
+    assert (summary["n_repaired"], summary["n_unrepaired"], summary["n_censored"]) == (1, 1, 2)
+    assert summary["prop_repaired"] == 0.5  # of the 2 episodes that are not censored
+    assert math.isnan(summary["sd"])  # each client has its own
+
+
+def test_repair_band_width_and_pre_sessions():
+    series = series_from(DEFAULT_HAND)
+    # No band: E needs 6 (the pre-level): s6 = 6 repairs (equality counts).
+    e = detect_ruptures(series, 2, 3, repair_tolerance=0.0).iloc[0]
+    assert e["repair_session"] == 6
+    # One-session pre-level (7) and no band: s5..s7 = 5, 6, 6 never reach 7 -> unrepaired.
+    e = detect_ruptures(series, 2, 3, pre_sessions=1, repair_tolerance=0.0).iloc[0]
+    assert e["pre_level"] == 7 and e["status"] == "unrepaired"
+    # A band of 1.3 SD (6 - 2.08 = 3.92) takes s5 = 5.
+    e = detect_ruptures(series, 2, 3, repair_tolerance=1.3).iloc[0]
+    assert e["repair_session"] == 5
+
+
+def test_successive_difference_sd():
+    # E's successive differences -1, 2, -5, 3, 1, 0, 1: sum of squares 41 on 7 differences,
+    # sqrt(MSSD / 2) = sqrt(41 / 14) = 1.711309.
+    episodes = detect_ruptures(series_from({"E": DEFAULT_HAND["E"]}), 2, 3, sd_basis="client_successive")
+    assert episodes["sd"].iloc[0] == pytest.approx(math.sqrt(41 / 14), rel=1e-12)
+    assert list(episodes["rupture_session"]) == [4]
+
+
+def test_own_sd_needs_three_sessions():
+    two = series_from({"A": ([1, 2], [5, 1]), "B": ([1, 2, 3], [5, 5, 1])})
+    episodes = detect_ruptures(two, 1, 3)
+    # A has 2 sessions: no own SD, no rupture. B: SD sqrt(16/3) = 2.309, drop 4 >= 2.309.
+    assert list(episodes["client"]) == ["B"]
+    assert episodes["sd"].iloc[0] == pytest.approx(math.sqrt(16 / 3))
 
 
 # ----------------------------------------------------------------------------------------
@@ -162,11 +249,11 @@ def test_sd_basis_choices_set_the_threshold():
     assert list(within["client"]) == ["D"]
     assert within["threshold"].iloc[0] == pytest.approx(2 * sd["within"])
     assert stricter.empty and between.empty
-    summary = rupture_summary(series, cs=(2,), repair_window=2)
+    summary = rupture_summary(series, cs=(2,), repair_window=2, sd_basis="stricter")
     assert summary["sd"].iloc[0] == pytest.approx(sd["stricter"])
 
 
-def test_stricter_per_client_uses_each_clients_own_sd():
+def test_gumz_per_client_rule_uses_the_stricter_of_own_and_between_sd():
     # Client F fluctuates strongly (own SD large), G is nearly flat; between SD is small.
     spec = {
         "F": ([1, 2, 3, 4, 5, 6], [10, 0, 10, 0, 10, 0]),
@@ -187,6 +274,8 @@ def test_stricter_per_client_uses_each_clients_own_sd():
     assert g["sd"].iloc[0] == pytest.approx(max(own_g, between))
     assert list(g["rupture_session"]) == [4]
     assert rupture_summary(series, cs=(1,), sd_basis="stricter_per_client")["sd"].isna().all()
+    # "gumz" is the same rule under its name.
+    pd.testing.assert_frame_equal(detect_ruptures(series, 1, 2, sd_basis="gumz"), episodes)
 
 
 # ----------------------------------------------------------------------------------------
@@ -204,7 +293,7 @@ def test_single_session_client_alongside_others():
     series = pd.concat(
         [series_from(HAND), series_from({"S": ([4], [1.0])})], ignore_index=True
     )
-    episodes = detect_ruptures(series, 2, 2, sd_basis=1.0)
+    episodes = detect_ruptures(series, 2, 2, **HAND_RULE)
     pd.testing.assert_frame_equal(
         episodes[HAND_EXPECTED.columns].reset_index(drop=True), HAND_EXPECTED, check_dtype=False
     )
@@ -226,11 +315,11 @@ def test_missing_scores_are_treated_as_missing_sessions():
     series = series_from(HAND)
     # Blank out B's session 1: B's rupture still compares s4 with s2.
     series.loc[(series["client"] == "B") & (series["session"] == 1), "score"] = np.nan
-    episodes = detect_ruptures(series, 2, 2, sd_basis=1.0)
+    episodes = detect_ruptures(series, 2, 2, **HAND_RULE)
     assert len(episodes) == 5
     # Blank out C's trough: s1 (7) -> s2 (4.5) is one drop; s2 -> s4 (7) is a rise.
     series.loc[(series["client"] == "C") & (series["session"] == 3), "score"] = np.nan
-    c = detect_ruptures(series, 2, 2, sd_basis=1.0).query("client == 'C'")
+    c = detect_ruptures(series, 2, 2, **HAND_RULE).query("client == 'C'")
     assert list(c["rupture_session"]) == [2, 5] and list(c["n_drops"]) == [1, 1]
     assert list(c["sessions_to_repair"]) == [2, 1]
 
@@ -276,7 +365,7 @@ def test_invalid_series_raise():
         detect_ruptures(series.assign(score=series["score"].where(series.index != 3, np.inf)), 2, 2)
     with pytest.raises(ValueError, match="missing id"):
         detect_ruptures(series.assign(client=series["client"].where(series.index != 0, None)), 2, 2)
-    episodes = detect_ruptures(series, 2, 2, sd_basis=1.0)
+    episodes = detect_ruptures(series, 2, 2, **HAND_RULE)
     with pytest.raises(ValueError, match="client 'C' that is not in `clients`"):
         rupture_counts(episodes, ["A", "B"])
 
@@ -284,29 +373,40 @@ def test_invalid_series_raise():
 # ----------------------------------------------------------------------------------------
 # Independent re-implementation of the documented definition
 # ----------------------------------------------------------------------------------------
-def reference_episodes(series: pd.DataFrame, threshold: float, window: int) -> list[tuple]:
-    """One client at a time, one session at a time: the docstring's rules, literally."""
+def reference_episodes(series: pd.DataFrame, c: float, window: int, sd: float | None = None,
+                       pre_sessions: int = 1, tolerance: float = 0.0) -> list[tuple]:
+    """One client at a time, one session at a time: the docstring's rules, literally.
+    ``sd`` None: the client's own SD (statistics.stdev, needs 3 sessions)."""
+    import statistics
+
     out = []
     data = series.dropna(subset=["score"]).sort_values(["client", "session"])
     for client, group in data.groupby("client", sort=True):
         s, x = group["session"].tolist(), group["score"].tolist()
+        if sd is None and len(x) < 3:
+            continue
+        own = statistics.stdev(x) if sd is None else sd
+        threshold = c * own
         last = s[-1]
         i = 1
         while i < len(x):
-            if x[i - 1] - x[i] > 0 and x[i - 1] - x[i] >= threshold:
+            if x[i - 1] - x[i] > 0 and x[i - 1] - x[i] >= threshold - 1e-9 * max(1.0, abs(threshold)):
                 first = i
-                while i + 1 < len(x) and x[i] - x[i + 1] > 0 and x[i] - x[i + 1] >= threshold:
+                while (i + 1 < len(x) and x[i] - x[i + 1] > 0
+                       and x[i] - x[i + 1] >= threshold - 1e-9 * max(1.0, abs(threshold))):
                     i += 1
-                pre = x[first - 1]
+                before = x[max(0, first - pre_sessions):first]
+                level = sum(before) / len(before)
+                band = level - tolerance * own
                 repair = None
                 for j in range(i + 1, len(x)):
                     if s[j] - s[i] > window:
                         break
-                    if x[j] >= pre:
+                    if x[j] >= band - 1e-9 * max(1.0, abs(band)):
                         repair = s[j]
                         break
                 censored = repair is None and last < s[i] + window
-                out.append((client, s[first - 1], s[i], i - first + 1, pre, x[i], repair, censored))
+                out.append((client, s[first - 1], s[i], i - first + 1, x[first - 1], x[i], repair, censored))
             i += 1
     return out
 
@@ -322,16 +422,21 @@ def test_vectorised_detection_matches_plain_reference(seed):
         scores = np.round(rng.normal(5, 1.2, size=n) * 2) / 2
         frames.append(pd.DataFrame({"client": client, "session": sessions, "score": scores}))
     series = pd.concat(frames, ignore_index=True)
-    for c, window in ((1.0, 1), (2.0, 3), (1.5, 2)):
-        got = detect_ruptures(series, c, window, sd_basis=1.0)
-        ref = reference_episodes(series, c * 1.0, window)
+    rules = [(1.0, 1, 1.0, 1, 0.0), (2.0, 3, 1.0, 1, 0.0), (1.5, 2, 1.0, 3, 0.5),
+             (1.0, 3, None, 3, 0.5), (2.0, 2, None, 2, 0.0), (1.5, 3, None, 4, 1.0)]
+    for c, window, sd, pre, tol in rules:
+        basis = "client" if sd is None else sd
+        got = detect_ruptures(series, c, window, sd_basis=basis, pre_sessions=pre, repair_tolerance=tol)
+        ref = reference_episodes(series, c, window, sd, pre, tol)
         got_rows = [
             (r.client, r.pre_session, r.rupture_session, r.n_drops, r.pre_score, r.rupture_score,
              None if pd.isna(r.repair_session) else int(r.repair_session), bool(r.censored))
             for r in got.itertuples()
         ]  # fmt: skip
-        assert got_rows == ref
-        assert len(ref) > 20  # the comparison is not vacuous
+        assert got_rows == ref, (c, window, sd, pre, tol)
+        assert len(ref) > 10  # the comparison is not vacuous
+        assert (got["status"] == np.where(got["repaired"], "repaired",
+                                          np.where(got["censored"], "censored", "unrepaired"))).all()
 
 
 # ----------------------------------------------------------------------------------------
@@ -378,10 +483,11 @@ def simulate_injected(seed: int, n_clients: int = 400) -> tuple[pd.DataFrame, pd
 @pytest.mark.parametrize("seed", [11, 12])
 def test_injected_two_sd_episodes_are_recovered(seed):
     series, truth = simulate_injected(seed)
-    episodes = detect_ruptures(series, c=2, repair_window=WINDOW)
-    # The estimated SD must be near the generating between-client SD, so that the injected
-    # drops (>= 2.4 TAU) are 2-SD episodes by the detector's own yardstick.
-    assert TAU * 0.85 < episodes["sd"].iloc[0] < TAU * 1.3
+    # Gumz et al.'s per-client rule: the larger of the client's own and the between-client SD.
+    # Without a rupture that is the between SD (TAU >> SIGMA), with one at least that, so the
+    # injected drops (>= 2.4 TAU) are 2-SD episodes by the detector's own yardstick.
+    episodes = detect_ruptures(series, c=2, repair_window=WINDOW, sd_basis="gumz")
+    assert TAU * 0.85 < episodes["sd"].min() and episodes["sd"].median() < TAU * 1.6
     matched = episodes.merge(truth, on=["client", "rupture_session"], how="inner")
     precision = len(matched) / len(episodes)
     recall = len(matched) / len(truth)
@@ -397,15 +503,15 @@ def test_injected_two_sd_episodes_are_recovered(seed):
 
 def test_lower_threshold_finds_a_superset():
     series, _ = simulate_injected(13, n_clients=150)
-    two = detect_ruptures(series, 2, WINDOW)
-    one = detect_ruptures(series, 1, WINDOW)
+    two = detect_ruptures(series, 2, WINDOW, sd_basis="stricter")
+    one = detect_ruptures(series, 1, WINDOW, sd_basis="stricter")
     assert len(one) >= len(two) > 0
     # Same SD, lower threshold: every 2-SD rupture session is a drop at 1 SD as well, so it
     # lies inside some 1-SD episode (pre_session < session <= rupture_session).
     for client, session in zip(two["client"], two["rupture_session"]):
         mine = one[one["client"] == client]
         assert ((mine["pre_session"] < session) & (session <= mine["rupture_session"])).any()
-    summary = rupture_summary(series, cs=(1, 2), repair_window=WINDOW)
+    summary = rupture_summary(series, cs=(1, 2), repair_window=WINDOW, sd_basis="stricter")
     assert list(summary["threshold_sd"]) == [1.0, 2.0]
     assert list(summary["n_episodes"]) == [len(one), len(two)]
     assert summary["n_repaired"].iloc[1] == int(two["repaired"].sum())
@@ -415,6 +521,11 @@ def test_lower_threshold_finds_a_superset():
     assert summary["sd"].iloc[1] == pytest.approx(two["sd"].iloc[0])
     assert summary["threshold"].iloc[1] == pytest.approx(2 * summary["sd"].iloc[1])
     assert summary["mean_depth"].iloc[1] == pytest.approx(two["depth"].mean())
+    # The same holds with each client's own SD (the default).
+    own_two, own_one = detect_ruptures(series, 2, WINDOW), detect_ruptures(series, 1, WINDOW)
+    for client, session in zip(own_two["client"], own_two["rupture_session"]):
+        mine = own_one[own_one["client"] == client]
+        assert ((mine["pre_session"] < session) & (session <= mine["rupture_session"])).any()
 
 
 def test_one_million_sessions_in_seconds():
@@ -515,14 +626,14 @@ def test_outcome_model_with_project_engine_if_available():
 
 
 def test_outcome_data_and_model_validation():
-    episodes = detect_ruptures(series_from(HAND), 2, 2, sd_basis=1.0)
+    episodes = detect_ruptures(series_from(HAND), 2, 2, **HAND_RULE)
     outcomes = pd.DataFrame(
         {"client": ["A", "B", "C", "Z"], "therapist": [1, 1, 2, 2], "post": [1.0, 2.0, np.nan, 4.0]}
     )
     data = rupture_outcome_data(episodes, ["A", "B", "C"], outcomes)
     # Z has no alliance series: left out rather than given zero ruptures.
     assert list(data["client"]) == ["A", "B", "C"]
-    assert list(data["n_unrepaired"]) == [1, 1, 0]
+    assert list(data["n_unrepaired"]) == [0, 1, 0]  # A's second rupture is censored
     with pytest.raises(ValueError, match="one row per client"):
         rupture_outcome_data(episodes, ["A", "B", "C"], pd.concat([outcomes, outcomes]))
     with pytest.raises(ValueError, match=r"missing column\(s\) \['therapist'\]"):
@@ -550,7 +661,7 @@ def test_trajectory_figure_marks_each_episode():
     from alliance.ruptures.figures import plot_rupture_trajectories
 
     series = series_from(HAND)
-    episodes = detect_ruptures(series, 2, 2, sd_basis=1.0)
+    episodes = detect_ruptures(series, 2, 2, **HAND_RULE)
     fig = plot_rupture_trajectories(series, episodes, clients=["A", "B", "C"], ncols=2)
     assert isinstance(fig, Figure)
     visible = [ax for ax in fig.axes if ax.get_visible()]
@@ -570,3 +681,69 @@ def test_trajectory_figure_marks_each_episode():
     assert sum(ax.get_visible() for ax in default.axes) == 2
     with pytest.raises(ValueError, match="no clients to plot"):
         plot_rupture_trajectories(series, episodes.iloc[:0])
+
+
+# ----------------------------------------------------------------------------------------
+# Detection against injected episodes
+# ----------------------------------------------------------------------------------------
+def test_match_episodes_hand_worked():
+    # Injected A4, A8, B5; detected A3, A4, A9, B7; tolerance 1. Candidate pairs: A4-A3 (1),
+    # A4-A4 (0), A8-A9 (1); B5-B7 is 2 apart. Closest first: A4-A4, then A4-A3 is skipped (A4
+    # is used), then A8-A9. Two matches: precision 2/4, recall 2/3.
+    injected = pd.DataFrame({"client": ["A", "A", "B"], "rupture_session": [4, 8, 5]})
+    detected = pd.DataFrame({"client": ["A", "A", "A", "B"], "rupture_session": [3, 4, 9, 7]})
+    matched = match_episodes(detected, injected, tolerance=1)
+    assert matched.values.tolist() == [["A", 4, 4], ["A", 8, 9]]
+    assert match_episodes(detected, injected, tolerance=2).shape[0] == 3  # B5-B7 as well
+    assert match_episodes(detected, injected, tolerance=0).values.tolist() == [["A", 4, 4]]
+    with pytest.raises(ValueError, match="tolerance must be an integer"):
+        match_episodes(detected, injected, tolerance=-1)
+
+
+def test_detection_table_hand_worked():
+    # At c = 2 the HAND rule finds A3, A7, B4, C3, C5. Injected: those five, A at session 10
+    # (not found) and client Z, who has no series (left out). Precision 5/5, recall 5/6.
+    injected = pd.DataFrame({"client": ["A", "A", "B", "C", "C", "A", "Z"],
+                             "rupture_session": [3, 7, 4, 3, 5, 10, 2]})
+    table = detection_table(series_from(HAND), injected, cs=(2, 3), repair_window=2, **HAND_RULE)
+    assert list(table.columns) == DETECTION_COLUMNS
+    two = table.iloc[0]
+    assert (two["n_injected"], two["n_detected"], two["n_matched"]) == (6, 5, 5)
+    assert two["precision"] == 1.0 and two["recall"] == pytest.approx(5 / 6)
+    # At c = 3 only drops of >= 3 remain: A3 (3), B4 (3); C's drops are 2.5 each (C1->C2->C3).
+    three = table.iloc[1]
+    assert (three["n_detected"], three["n_matched"]) == (2, 2)
+
+
+def _recovery():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "ruptures_recovery.py"
+    spec = importlib.util.spec_from_file_location("ruptures_recovery", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_recovery_on_a_few_simulated_studies():
+    """The benchmark's recovery run on 3 studies of the project's generator (the full run of 200
+    is benchmarks/ruptures_recovery.py). Dips of 5-6 observed within-client SDs are found by
+    the 2-SD rule (recall >= .8) where dips of 2-3 SD (the default) are found about half the
+    time. Precision is low either way: with each client's own SD, session-to-session noise
+    alone makes a 2-SD drop at about 4% of sessions, while ruptures are injected at about 1.5%
+    of them; a higher threshold trades recall for precision."""
+    from dataclasses import replace
+
+    from alliance.simulate import SimulationEffects
+
+    recovery = _recovery()
+    deep = replace(SimulationEffects(), rupture_depth_sd=(5.0, 6.0))
+    _, summary = recovery.recovery_run(3, seed=77, effects=deep)
+    at_two = summary.set_index("threshold_sd").loc[2.0]
+    assert at_two["n_injected"] > 150
+    assert at_two["recall"] >= 0.8, at_two.to_dict()
+    _, default = recovery.recovery_run(3, seed=77)
+    for table in (summary, default):
+        assert table["recall"].is_monotonic_decreasing and table["precision"].is_monotonic_increasing
+    assert default.set_index("threshold_sd").loc[2.0, "recall"] < at_two["recall"] - 0.2

@@ -22,6 +22,8 @@ from alliance.ruptures.steps import (
     COUNTS_COLUMNS,
     EFFECT_COLUMNS,
     check_rupture_settings,
+    injected_episodes,
+    rupture_detection,
     rupture_outcome_tables,
     rupture_series,
     rupture_tables,
@@ -36,10 +38,13 @@ from alliance.ruptures.episodes import EPISODE_COLUMNS
 SETTINGS = {
     "enabled": True, "instrument": "wai_sr", "respondent": "client", "scale": "total",
     "thresholds": [1, 2], "repair_window": 3, "sd_basis": 1.0, "max_gap": None,
+    "pre_sessions": 1, "repair_tolerance": 0.0,
     "example_clients": 4, "outcome": {"instrument": "phq9", "covariates": []},
+    "detection": {"truth": None, "thresholds": [1, 2], "tolerance": 1},
 }  # fmt: skip
 
-# SD fixed at 1: c = 1 needs a drop of >= 1 point, c = 2 a drop of >= 2; repair window 3.
+# SD fixed at 1: c = 1 needs a drop of >= 1 point, c = 2 a drop of >= 2; repair window 3;
+# pre-level = the one score before the drop, no band (a repair is a return to that score).
 # A: 5 3 5 5      s1->s2 drops 2 (c = 1 and 2); s3 = 5 >= 5 -> repaired after 1 session.
 # B: 5 4 4 4      s1->s2 drops 1 (c = 1 only); 4 < 5 to the end -> unrepaired; last session 4
 #                 < 2 + 3, so the window ran past the data -> censored.
@@ -112,7 +117,7 @@ def test_hand_worked_tables_at_both_thresholds():
             mine = [e for e in expected if e[1] == client]
             assert one.loc[client, "n_ruptures"] == len(mine)
             assert one.loc[client, "n_repaired"] == sum(e[3] for e in mine)
-            assert one.loc[client, "n_unrepaired"] == sum(not e[3] for e in mine)
+            assert one.loc[client, "n_unrepaired"] == sum(not e[3] and not e[4] for e in mine)
             assert one.loc[client, "n_censored"] == sum(e[4] for e in mine)
             assert one.loc[client, "n_sessions"] == HAND_SESSIONS[client]
 
@@ -202,12 +207,16 @@ def test_outcome_model_matches_statsmodels_and_recovers_truth():
 def test_outcome_model_covariates():
     counts, change, clients = simulated_client_tables(8, n_clients=120, n_therapists=12)
     settings = copy.deepcopy(SETTINGS)
-    settings["outcome"]["covariates"] = ["n_sessions", "arm"]
+    settings["outcome"]["covariates"] = ["arm"]
     table, infos = rupture_outcome_tables(counts, change, clients, settings)
-    assert {"n_sessions", "armPDT"} <= set(table["term"])
-    assert infos[0]["formula"].endswith("baseline + n_sessions + arm + (1 | therapist)")
+    assert "armPDT" in set(table["term"]) and "n_sessions" not in set(table["term"])
+    assert infos[0]["formula"].endswith("baseline + arm + (1 | therapist)")
     settings["outcome"]["covariates"] = ["age"]
-    with pytest.raises(ValueError, match=r"covariates: \['age'\].*\['arm'\].*n_sessions"):
+    with pytest.raises(ValueError, match=r"covariates: \['age'\].*\['arm'\]"):
+        rupture_outcome_tables(counts, change, clients, settings)
+    # The number of sessions is post-treatment (affected by ruptures and outcome): refused.
+    settings["outcome"]["covariates"] = ["n_sessions", "arm"]
+    with pytest.raises(ValueError, match="'n_sessions'.*post-treatment"):
         rupture_outcome_tables(counts, change, clients, settings)
 
 
@@ -266,3 +275,27 @@ def test_trajectory_figure_without_episodes_says_so():
     fig = trajectory_figure(series, empty, SETTINGS, 2)
     assert "no episode found" in fig.get_suptitle()
     assert sum(ax.get_visible() for ax in fig.axes) == 2
+
+
+def test_detection_against_a_truth_file():
+    """Injected episodes in the simulator's truth format, mapped to pseudonyms with the key;
+    the HAND rule finds A2 and D3 at 2 SD, and A2, B2, D3 at 1 SD."""
+    from alliance.data.deid import pseudonymise
+
+    key = b"a test key that is long enough for the project 0123456789"
+    raw = pd.Series(["P01", "P02", "P04", "P09"])
+    pseudo = dict(zip(raw, pseudonymise(raw, "client", key)))
+    series = rupture_series(long_scores(HAND), SETTINGS)
+    series["client"] = series["client"].map(dict(zip("ABCD", [pseudo["P01"], pseudo["P02"], "C-other", pseudo["P04"]])))
+    truth = {"ruptures": [{"client_id": "P01", "rupture_session": 2, "depth_sd": 2.5},
+                          {"client_id": "P04", "rupture_session": 4},  # detected at 3: within 1
+                          {"client_id": "P09", "rupture_session": 3}]}  # no series: left out
+    injected = injected_episodes(truth, key)
+    assert injected["client"].tolist() == [pseudo["P01"], pseudo["P04"], pseudo["P09"]]
+    table = rupture_detection(series, injected, SETTINGS).set_index("threshold_sd")
+    assert table.loc[2.0, ["n_injected", "n_detected", "n_matched"]].tolist() == [2, 2, 2]
+    assert table.loc[1.0, ["n_detected", "n_matched", "precision", "recall"]].tolist() == [3, 2, 2 / 3, 1.0]
+    with pytest.raises(ValueError, match="truth.json: expected a key 'ruptures'"):
+        injected_episodes({"episodes": []}, key, "truth.json")
+    with pytest.raises(ValueError, match=r"lack field\(s\) \['rupture_session'\]"):
+        injected_episodes({"ruptures": [{"client_id": "P01"}]}, key, "truth.json")

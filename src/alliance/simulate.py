@@ -33,6 +33,7 @@ observer design.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -122,7 +123,7 @@ class SimulationEffects:
     wai_item_sd: float = 0.55
     wai_item_offset_sd: float = 0.15
     # rupture-repair
-    rupture_depth_sd: tuple[float, float] = (2.0, 3.0)  # uniform, in alliance_sd_within units
+    rupture_depth_sd: tuple[float, float] = (2.0, 3.0)  # uniform, in observed within-client SDs (observed_within_sd)
     repair_probability: float = 0.6
     sessions_to_repair: tuple[int, int] = (1, 3)  # inclusive range
     unrepaired_residual: float = 0.7  # share of the dip that persists when not repaired
@@ -377,9 +378,37 @@ def _ar1_fluctuations(rng: np.random.Generator, s: _Sessions, phi: float, sd: fl
     return series[s.client, s.session - 1]
 
 
+@functools.lru_cache(maxsize=16)
+def observed_within_sd(effects: SimulationEffects) -> float:
+    """The SD of a client's observed WAI-SR score (mean of the 12 items) around its own mean,
+    for a client without a rupture: the quantity the rupture detector's default yardstick (the
+    client's own SD) estimates, and the unit of the injected dips' depth.
+
+    Computed by simulation, not by formula, because rounding the items and clipping them to 1-5
+    shrink it (by about 10% at the defaults, where many clients are near the ceiling): 2,000
+    rupture-free clients of 14 sessions are drawn with the generator's own alliance and item
+    model (trait with therapist part, growth, AR(1) fluctuation, subscale factors, item offsets
+    and noise, rounding and clipping) from a fixed seed of their own, so the value is
+    deterministic and no stream of a simulated study is touched. Returns the pooled
+    within-client SD, sqrt(sum of within-client squares / (N - K)).
+    """
+    rng = np.random.default_rng(20261205)
+    n_clients, n_sessions = 2000, 14
+    s = _Sessions.from_counts(np.full(n_clients, n_sessions))
+    level_sd = math.sqrt(effects.alliance_sd_between**2 + effects.alliance_sd_therapist**2)
+    trait = rng.normal(effects.alliance_mean, level_sd, n_clients)
+    latent = (trait[s.client] + effects.alliance_growth * (s.session - 1)
+              + _ar1_fluctuations(rng, s, effects.alliance_ar1, effects.alliance_sd_within))
+    offsets = rng.normal(0.0, effects.wai_item_offset_sd, N_WAI)
+    score = _ordinal_items(rng, latent, offsets, effects.wai_item_sd, 1, 5, effects.wai_subscale_sd).mean(axis=1)
+    means = s.client_mean(score)
+    return float(math.sqrt(np.sum((score - means[s.client]) ** 2) / (len(score) - n_clients)))
+
+
 def _draw_ruptures(rng: np.random.Generator, design: SimulationDesign, effects: SimulationEffects,
                    s: _Sessions) -> dict[str, np.ndarray]:
-    """Rupture episodes: client, session, depth (SD units), repaired, sessions to repair."""
+    """Rupture episodes: client, session, depth (in observed within-client SDs), repaired,
+    sessions to repair."""
     eligible = np.flatnonzero(s.n_sessions >= RUPTURE_MIN_SESSIONS)
     k = int(round(design.rupture_client_share * len(eligible)))
     client = np.sort(rng.choice(eligible, size=k, replace=False))
@@ -394,15 +423,16 @@ def _draw_ruptures(rng: np.random.Generator, design: SimulationDesign, effects: 
 
 
 def _rupture_offsets(ruptures: dict[str, np.ndarray], effects: SimulationEffects, s: _Sessions) -> np.ndarray:
-    """Dip in latent alliance: V-shaped return over ``sessions_to_repair`` when repaired,
-    a lasting partial dip (``unrepaired_residual``) when not."""
+    """Dip in latent alliance of ``depth_sd`` observed within-client SDs
+    (:func:`observed_within_sd`, the yardstick the detector uses): V-shaped return over
+    ``sessions_to_repair`` when repaired, a lasting partial dip (``unrepaired_residual``) when not."""
     n_clients = len(s.n_sessions)
     at = np.full(n_clients, np.nan)
     depth = np.zeros(n_clients)
     repaired = np.zeros(n_clients, bool)
     span = np.ones(n_clients)
     c = ruptures["client"]
-    at[c], depth[c] = ruptures["session"], ruptures["depth_sd"] * effects.alliance_sd_within
+    at[c], depth[c] = ruptures["session"], ruptures["depth_sd"] * observed_within_sd(effects)
     repaired[c], span[c] = ruptures["repaired"], ruptures["sessions_to_repair"]
     j = s.session - at[s.client]  # sessions since the rupture; NaN for clients without one
     d, k = depth[s.client], span[s.client]
@@ -750,7 +780,9 @@ DEFINITIONS = {
                         "(stationary SD alliance_sd_within) + rupture offset"),
     "wai_items": ("round(alliance_latent + item offset + subscale factor (SD wai_subscale_sd, per session and subscale) "
                   "+ item noise (SD wai_item_sd)), clipped to 1-5; subscales Task 1,2,10,12; Bond 3,5,7,9; Goal 4,6,8,11"),
-    "rupture": ("latent dip of depth_sd*alliance_sd_within at the rupture session; repaired: V-shaped linear return to "
+    "rupture": ("latent dip of depth_sd*rupture_sd_unit at the rupture session (rupture_sd_unit: the pooled "
+                "within-client SD of the observed WAI-SR mean of rupture-free clients, simulated with this item model, "
+                "the yardstick of the rupture detector); repaired: V-shaped linear return to "
                 "the no-rupture trajectory, reached at repair_session = rupture_session + sessions_to_repair; "
                 "not repaired: the dip persists at unrepaired_residual of its depth for the rest of treatment"),
     "gad7_total": "clip(round(gad_intercept + gad_slope*phq9_total_latent + N(0, gad_sd_resid)), 0, 21), split into 7 items (0-3)",
@@ -791,7 +823,7 @@ def _truth(seed, design, effects, client_ids, therapist_ids, coder_ids, ruptures
            tables, realised) -> dict:
     episodes = [
         {"client_id": str(client_ids[c]), "rupture_session": int(r), "depth_sd": float(d),
-         "depth_points": float(d * effects.alliance_sd_within), "repaired": bool(ok),
+         "depth_points": float(d * observed_within_sd(effects)), "repaired": bool(ok),
          "sessions_to_repair": int(k) if ok else None, "repair_session": int(r + k) if ok else None}
         for c, r, d, ok, k in zip(ruptures["client"], ruptures["session"], ruptures["depth_sd"],
                                   ruptures["repaired"], ruptures["sessions_to_repair"])
@@ -821,6 +853,7 @@ def _truth(seed, design, effects, client_ids, therapist_ids, coder_ids, ruptures
         },
         "observer": _observer_truth(effects, coder_ids, realised_observer),
         "ruptures": episodes,
+        "rupture_sd_unit": observed_within_sd(effects),
         "therapist_switches": moves,
         "counts": counts,
         "per_wai_total_point": {name: getattr(effects, name) / N_WAI for name in ("b_within", "b_between")},

@@ -379,7 +379,7 @@ def _analysis_sections(entries: dict, tables: dict, keys: dict) -> tuple[dict, d
                         if alliance and outcomes else "none: needs a client alliance and an outcome instrument"]
     if alliance and outcome:
         sections["ruptures"] = {"enabled": True, "instrument": alliance, "respondent": "client",
-                                "scale": "total", "outcome": {"instrument": outcome, "covariates": ["n_sessions"]}}
+                                "scale": "total", "outcome": {"instrument": outcome, "covariates": []}}
     else:
         sections["ruptures"] = {"enabled": False}
     if alliance and therapist_alliance:

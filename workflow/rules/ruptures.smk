@@ -1,5 +1,6 @@
-# Rupture-repair episodes (issue 6): session-by-session alliance -> episodes at c = 1 and 2 SD,
-# per-client counts, example trajectories, and the link to outcome in a multilevel model.
+# Rupture-repair episodes (issues 6, 16): session-by-session alliance -> episodes at each threshold
+# (the client's own SD), per-client counts, example trajectories, the link to outcome in a
+# multilevel model and, for a simulated study with known episodes, a detection table.
 # Settings: the ruptures: section of the config (config/README.md).
 from alliance.ruptures.steps import check_rupture_settings, trajectory_figure_paths
 
@@ -15,6 +16,8 @@ if config["ruptures"]["enabled"]:
         ]
         + [path for path, label in trajectory_figure_paths(config["ruptures"])]
     )
+    if config["ruptures"]["detection"]["truth"]:
+        FINAL_OUTPUTS.append("results/ruptures/detection.csv")
 
 
 rule ruptures:
@@ -72,3 +75,25 @@ rule ruptures_outcome:
         "logs/ruptures_outcome.log",
     script:
         "../scripts/ruptures_outcome.py"
+
+
+rule ruptures_detection:
+    input:
+        scores="results/scores/analysis_scores.parquet",
+        truth=config["ruptures"]["detection"]["truth"] or [],
+        # a new key changes the pseudonyms the injected episodes are mapped to
+        fingerprint="results/data/key_fingerprint.txt",
+    output:
+        table=report(
+            "results/ruptures/detection.csv",
+            caption="../report/ruptures_detection.rst",
+            category="Ruptures",
+        ),
+    params:
+        settings=config["ruptures"],
+    conda:
+        "../envs/alliance.yaml"
+    log:
+        "logs/ruptures_detection.log",
+    script:
+        "../scripts/ruptures_detection.py"

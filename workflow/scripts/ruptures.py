@@ -1,5 +1,5 @@
 """Rupture-repair episodes, per-client counts, summary and example trajectories at every threshold
-(see alliance.rupture_steps)."""
+(see alliance.ruptures.steps)."""
 
 from alliance.logs import log_to_file
 

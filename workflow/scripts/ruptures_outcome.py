@@ -1,4 +1,4 @@
-"""Outcome change on repaired and unrepaired rupture counts, therapist random intercept (see alliance.rupture_steps)."""
+"""Outcome change on repaired and unrepaired rupture counts, therapist random intercept (see alliance.ruptures.steps)."""
 
 from alliance.logs import log_to_file
 

@@ -12,6 +12,9 @@ from alliance.ruptures.episodes import (
     rupture_outcome_data,
     rupture_outcome_formula,
     rupture_outcome_model,
+    DETECTION_COLUMNS,
+    match_episodes,
+    detection_table,
 )
 
 __all__ = [
@@ -24,4 +27,7 @@ __all__ = [
     "rupture_outcome_data",
     "rupture_outcome_formula",
     "rupture_outcome_model",
+    "DETECTION_COLUMNS",
+    "match_episodes",
+    "detection_table",
 ]

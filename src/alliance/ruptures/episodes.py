@@ -1,10 +1,13 @@
 """Rupture–repair episodes in session-by-session alliance ratings.
 
 A *rupture* is a drop of the alliance from one observed session to the next by at least
-``c`` standard deviations; a *repair* is a return to at least the pre-rupture level within a
-fixed number of sessions (the V-shape of Stiles et al., 2004). Following Gumz et al. (2012)
-the SD is the stricter (larger) of the within-client and the between-client SD, and results
-are reported for ``c = 1`` and ``c = 2`` side by side.
+``c`` standard deviations of the client's own session-to-session variation (Stiles et al.,
+2004: the SD of that client's sessions); a *repair* is a return into a tolerance band around
+the pre-rupture level (the mean of the client's last sessions before the drop) within a fixed
+number of sessions (the V-shape of Stiles et al., 2004). Episodes whose repair window runs past
+the client's last observed session without a repair, among them every dip at the last session,
+are *censored*: whether they were repaired is unknown, so they are counted apart from repaired
+and unrepaired ones. Results are reported for several ``c`` side by side (Gumz et al., 2012).
 
 Input is the alliance series of one instrument / respondent / scale taken from the long
 scores table of ``docs/data_contract.md``: a DataFrame with columns ``client``, ``session``
@@ -21,6 +24,8 @@ and the rupture-repair hypothesis. *Journal of Counseling Psychology*, 51, 81–
 McLaughlin, A. A., Keller, S. M., Feeny, N. C., Youngstrom, E. A., & Zoellner, L. A.
 (2014). Patterns of therapeutic alliance: rupture-repair episodes in prolonged exposure for
 PTSD. *Journal of Consulting and Clinical Psychology*, 82, 112–121.
+von Neumann, J., Kent, R. H., Bellinson, H. R., & Hart, B. I. (1941). The mean square
+successive difference. *Annals of Mathematical Statistics*, 12, 153–162.
 """
 
 from __future__ import annotations
@@ -46,6 +51,9 @@ __all__ = [
     "rupture_outcome_data",
     "rupture_outcome_formula",
     "rupture_outcome_model",
+    "DETECTION_COLUMNS",
+    "match_episodes",
+    "detection_table",
 ]
 
 EPISODE_COLUMNS = [
@@ -54,12 +62,15 @@ EPISODE_COLUMNS = [
     "rupture_session",
     "n_drops",
     "pre_score",
+    "pre_level",
     "rupture_score",
     "depth",
     "depth_sd",
     "sd",
     "threshold_sd",
     "threshold",
+    "repair_band",
+    "status",
     "repaired",
     "repair_session",
     "repair_score",
@@ -69,7 +80,13 @@ EPISODE_COLUMNS = [
 
 COUNT_COLUMNS = ["client", "n_ruptures", "n_repaired", "n_unrepaired", "n_censored"]
 
-SD_BASES = ("stricter", "stricter_per_client", "within", "between")
+# "client" (the default) and "client_successive" are each client's own variation; "gumz" is
+# the per-client rule of Gumz et al. (2012); the pooled ones are kept for comparison only.
+SD_BASES = ("client", "client_successive", "gumz", "stricter_per_client", "stricter", "within", "between")
+PER_CLIENT_BASES = ("client", "client_successive", "gumz", "stricter_per_client")
+# A client's own SD needs at least this many observed sessions (with two, any fall between
+# them is 1.41 of their SD: every decline would be a 1-SD rupture).
+MIN_SESSIONS_OWN_SD = 3
 
 # Relative tolerance for "at least": a drop that equals the threshold up to floating-point
 # rounding (e.g. 7 - 5 against 2 * 1.0) counts, as the definition says "at least".
@@ -164,12 +181,17 @@ def _client_codes(prepared: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _variance_parts(codes: np.ndarray, score: np.ndarray, n_clients: int) -> dict[str, Any]:
+    """Per-client counts, means, sums of squares and of squared successive differences
+    (rows sorted by client and session)."""
     counts = np.bincount(codes, minlength=n_clients).astype(float)
     sums = np.bincount(codes, weights=score, minlength=n_clients)
     means = sums / counts
     residual = score - means[codes]
     ss = np.bincount(codes, weights=residual**2, minlength=n_clients)
-    return {"counts": counts, "means": means, "ss": ss}
+    same = codes[1:] == codes[:-1]
+    diff2 = np.where(same, (score[1:] - score[:-1]) ** 2, 0.0)
+    ssd = np.bincount(codes[1:], weights=diff2, minlength=n_clients)
+    return {"counts": counts, "means": means, "ss": ss, "ssd": ssd}
 
 
 def _pooled_within_sd(parts: dict[str, Any]) -> float:
@@ -183,9 +205,20 @@ def _between_sd(parts: dict[str, Any]) -> float:
 
 
 def _per_client_sd(parts: dict[str, Any]) -> np.ndarray:
-    df = parts["counts"] - 1
+    """Each client's SD of its observed scores (ddof = 1); NaN below MIN_SESSIONS_OWN_SD."""
+    n = parts["counts"]
+    enough = n >= MIN_SESSIONS_OWN_SD
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(df > 0, np.sqrt(parts["ss"] / np.where(df > 0, df, 1)), np.nan)
+        return np.where(enough, np.sqrt(parts["ss"] / np.where(enough, n - 1, 1)), np.nan)
+
+
+def _per_client_successive_sd(parts: dict[str, Any]) -> np.ndarray:
+    """Each client's SD from successive differences, sqrt(MSSD / 2) (von Neumann et al., 1941):
+    the SD of the session-to-session noise, not inflated by a slow trend."""
+    n = parts["counts"]
+    enough = n >= MIN_SESSIONS_OWN_SD
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(enough, np.sqrt(parts["ssd"] / np.where(enough, 2 * (n - 1), 1)), np.nan)
 
 
 def _sd_by_client(parts: dict[str, Any], sd_basis: str | float) -> np.ndarray:
@@ -197,6 +230,10 @@ def _sd_by_client(parts: dict[str, Any], sd_basis: str | float) -> np.ndarray:
         raise ValueError(
             f"sd_basis must be one of {SD_BASES} or a positive number, got {sd_basis!r}"
         )
+    if sd_basis == "client":
+        return _per_client_sd(parts)
+    if sd_basis == "client_successive":
+        return _per_client_successive_sd(parts)
     within, between = _pooled_within_sd(parts), _between_sd(parts)
     if sd_basis == "within":
         return np.full(n_clients, within)
@@ -204,8 +241,8 @@ def _sd_by_client(parts: dict[str, Any], sd_basis: str | float) -> np.ndarray:
         return np.full(n_clients, between)
     if sd_basis == "stricter":
         return np.full(n_clients, _nanmax(within, between))
-    own = _per_client_sd(parts)
-    return np.fmax(own, between)
+    # "gumz" / "stricter_per_client": the stricter of own and between-client SD, per client
+    return np.fmax(_per_client_sd(parts), between)
 
 
 def _nanmax(a: float, b: float) -> float:
@@ -227,7 +264,10 @@ def rupture_sd(series: pd.DataFrame) -> dict[str, float]:
         ``within``: pooled within-client SD, ``sqrt(sum_i sum_t (x_it - mean_i)^2 / (N - K))``
         with N scores in K clients (clients with one session add no degrees of freedom);
         ``between``: SD (ddof = 1) of the K client means; ``stricter``: the larger of the two
-        (Gumz et al., 2012). NaN where undefined (no within-client replication, one client).
+        (a pooled reading of Gumz et al., 2012, who take the stricter value per client: see
+        ``sd_basis="gumz"`` of :func:`detect_ruptures`). These pooled values judge a client
+        against other clients' variation; the default detection uses each client's own SD.
+        NaN where undefined (no within-client replication, one client).
 
     Notes
     -----
@@ -274,22 +314,36 @@ def _episode_bounds(flags: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return starts, ends
 
 
+def _pre_level(codes: np.ndarray, score: np.ndarray, pre: np.ndarray, pre_sessions: int) -> np.ndarray:
+    """Mean score of the last ``pre_sessions`` observed sessions of the same client up to and
+    including row ``pre`` (the session before the first drop)."""
+    total = np.zeros(len(pre))
+    count = np.zeros(len(pre))
+    for k in range(pre_sessions):
+        rows = pre - k
+        safe = np.maximum(rows, 0)
+        ok = (rows >= 0) & (codes[safe] == codes[pre])
+        total += np.where(ok, score[safe], 0.0)
+        count += ok
+    return total / count
+
+
 def _find_repairs(
     codes: np.ndarray,
     session: np.ndarray,
     score: np.ndarray,
     ends: np.ndarray,
-    pre_score: np.ndarray,
+    floor: np.ndarray,
     repair_window: int,
 ) -> np.ndarray:
-    """Row index of the first session within the window at or above the pre-rupture level.
+    """Row index of the first session within the window at or above ``floor`` (-1: none).
 
     Sessions are unique and increasing within a client, so at most ``repair_window`` rows
     follow the rupture inside the window: a look-ahead of that many rows is exhaustive.
     """
     n = len(score)
     repair_row = np.full(len(ends), -1, dtype=np.int64)
-    tol = _REL_TOL * np.maximum(1.0, np.abs(pre_score))
+    tol = _REL_TOL * np.maximum(1.0, np.abs(floor))
     for k in range(1, repair_window + 1):
         rows = ends + k
         inside = rows < n
@@ -299,15 +353,14 @@ def _find_repairs(
             & (repair_row < 0)
             & (codes[rows_c] == codes[ends])
             & (session[rows_c] - session[ends] <= repair_window)
-            & (score[rows_c] >= pre_score - tol)
+            & (score[rows_c] >= floor - tol)
         )
         repair_row[candidate] = rows_c[candidate]
     return repair_row
-
-
 def _empty_episodes() -> pd.DataFrame:
     frame = pd.DataFrame({name: pd.Series(dtype=float) for name in EPISODE_COLUMNS})
     frame["client"] = frame["client"].astype(object)
+    frame["status"] = frame["status"].astype(object)
     for name in ("pre_session", "rupture_session", "n_drops"):
         frame[name] = frame[name].astype(np.int64)
     frame["repaired"] = frame["repaired"].astype(bool)
@@ -321,8 +374,10 @@ def detect_ruptures(
     series: pd.DataFrame,
     c: float,
     repair_window: int,
-    sd_basis: str | float = "stricter",
+    sd_basis: str | float = "client",
     max_gap: int | None = None,
+    pre_sessions: int = 3,
+    repair_tolerance: float = 0.5,
 ) -> pd.DataFrame:
     """Find rupture–repair episodes in session-by-session alliance scores.
 
@@ -336,30 +391,53 @@ def detect_ruptures(
         Threshold in SD units: a rupture is a drop of at least ``c * SD``.
     repair_window : int
         A repair must happen within this many *session numbers* after the rupture session.
-    sd_basis : {"stricter", "stricter_per_client", "within", "between"} or float
-        The SD that scales the threshold. ``"stricter"`` (default): the larger of the pooled
-        within-client SD and the between-client SD of client means (see :func:`rupture_sd`).
-        ``"stricter_per_client"``: per client, the larger of that client's own SD and the
-        between-client SD (the reading of Gumz et al., 2012, who choose the stricter value
-        "in each case"). ``"within"``/``"between"``: that SD alone. A number: a fixed SD in
-        score units (e.g. taken from a reference sample).
+    sd_basis : str or float
+        The SD that scales the threshold (and the repair band), per client:
+
+        * ``"client"`` (default): the SD (ddof = 1) of the client's own observed scores. This
+          is the within-person yardstick of Stiles et al. (2004), who judged each client's
+          session-to-session drops against that client's own variation (Gumz et al., 2012,
+          call it the intraindividual criterion). Chosen over the successive-difference SD
+          because it is the quantity the 2-SD rule was stated in and what readers of the
+          rupture literature expect; it includes any slow trend and the dips themselves, which
+          makes it a little conservative. Needs at least 3 observed sessions (NaN below: no
+          rupture can be found in that client).
+        * ``"client_successive"``: ``sqrt(MSSD / 2)`` of the client's successive differences
+          (von Neumann et al., 1941), the SD of session-to-session noise free of slow trends.
+        * ``"gumz"`` (alias ``"stricter_per_client"``): per client, the larger of the client's
+          own SD and the between-client SD of client means (Gumz et al., 2012, choose the
+          stricter value "in each case").
+        * ``"stricter"``, ``"within"``, ``"between"``: pooled values shared by all clients
+          (the larger of pooled within and between; pooled within-client; between-client SD;
+          see :func:`rupture_sd`), kept for comparison with earlier results only: they judge
+          a client against other clients' variation, not their own.
+        * a number: a fixed SD in score units (e.g. from a reference sample).
     max_gap : int, optional
         If given, a drop is only evaluated between observed sessions at most ``max_gap``
         session numbers apart; by default any gap is bridged.
+    pre_sessions : int
+        The pre-rupture level is the mean of up to this many observed sessions of the client
+        ending at the session before the first drop (fewer at the start of treatment).
+    repair_tolerance : float
+        Half-width of the repair band in SDs: a repair is a score of at least
+        ``pre_level - repair_tolerance * SD``. 0 asks for a full return to the pre-level.
 
     Returns
     -------
     DataFrame
         One row per episode, sorted by client and rupture session, with columns
         ``client``; ``pre_session``, ``pre_score``: the last observed session before the
-        (first) drop; ``rupture_session``, ``rupture_score``: the session ending the drop(s);
+        (first) drop; ``pre_level``: the mean of the ``pre_sessions`` sessions ending there;
+        ``rupture_session``, ``rupture_score``: the session ending the drop(s);
         ``n_drops``: number of consecutive qualifying drops merged into the episode;
-        ``depth`` = ``pre_score - rupture_score`` (score units) and ``depth_sd`` (in SDs);
+        ``depth`` = ``pre_level - rupture_score`` (score units) and ``depth_sd`` (in SDs);
         ``sd``: the SD used, ``threshold_sd`` (= ``c``), ``threshold`` (= ``c * sd``, score
-        units); ``repaired``; ``repair_session``, ``repair_score`` and
-        ``sessions_to_repair`` (= ``repair_session - rupture_session``; missing when not
-        repaired); ``censored``: not repaired *and* the client's observations end before the
-        repair window closes, so a repair could not have been seen.
+        units); ``repair_band``: the lowest score that counts as a repair;
+        ``status``: ``"repaired"``, ``"unrepaired"`` or ``"censored"``; ``repaired``,
+        ``repair_session``, ``repair_score``, ``sessions_to_repair``
+        (= ``repair_session - rupture_session``); ``censored``: not repaired *and* the
+        client's observations end before the repair window closes (so a repair could not be
+        seen; every drop at the client's last session is censored).
 
     Notes
     -----
@@ -371,24 +449,34 @@ def detect_ruptures(
       comparison is with the last observed session (unless ``max_gap`` forbids it), and the
       gap is visible as ``rupture_session - pre_session``.
     * **Consecutive drops** (a drop whose previous observed session was itself a drop) form
-      one episode, a staircase decline: its pre-rupture level is the score before the first
-      drop, its rupture session the last drop, its depth the total fall, ``n_drops`` > 1.
+      one episode, a staircase decline: its pre-rupture session is the one before the first
+      drop, its rupture session the last drop, ``n_drops`` > 1.
+    * **Pre-rupture level.** The mean of the last ``pre_sessions`` observed scores up to the
+      pre-rupture session: one observed score is often a high outlier (which is partly why
+      it was followed by a large drop), so a return to it is too strict a test of repair.
     * **Repair.** The first observed session ``s`` with
-      ``rupture_session < s <= rupture_session + repair_window`` whose score is at least
-      ``pre_score`` (the V-shape; Stiles et al., 2004). The window counts session numbers,
-      so missing sessions use up the window.
+      ``rupture_session < s <= rupture_session + repair_window`` whose score lies in the band
+      ``score >= pre_level - repair_tolerance * SD`` (a return into the band, or above it).
+      The window counts session numbers, so missing sessions use up the window.
+    * **Censored.** Not repaired and the client's last observed session comes before
+      ``rupture_session + repair_window``: the follow-up was too short to tell. Censored
+      episodes are neither repaired nor unrepaired (:func:`rupture_counts` counts them
+      apart); a drop at the last session is always censored, as it also coincides with the
+      end-of-treatment outcome.
     * Every episode is judged on its own: a new rupture may start before an earlier one is
       repaired, and one later session can repair both.
-    * A client with one observed session, or whose scores never fall by the threshold
-      (e.g. a constant series), has no episodes. If the SD is zero or undefined (all scores
-      equal, or too little data), no drop qualifies.
+    * A client with fewer than 3 observed sessions (own-SD bases), or whose scores never fall
+      by the threshold (e.g. a constant series), has no episodes. If the SD is zero or
+      undefined, no drop qualifies.
 
-    The SD rule follows Gumz et al. (2012); 2 SD is the criterion of Stiles et al. (2004).
-    Tested on a hand-worked three-client example and on simulated series with injected
-    2-SD rupture–repair episodes (precision and recall >= 0.9; tests/test_ruptures.py).
+    Tested on hand-worked examples and on simulated series with injected rupture–repair
+    episodes (tests/test_ruptures.py); :func:`detection_table` scores detection against
+    known episodes.
     """
     c = _check_positive_number(c, "c")
     repair_window = _check_positive_int(repair_window, "repair_window")
+    pre_sessions = _check_positive_int(pre_sessions, "pre_sessions")
+    repair_tolerance = _check_nonnegative_number(repair_tolerance, "repair_tolerance")
     if max_gap is not None:
         max_gap = _check_positive_int(max_gap, "max_gap")
     prepared = _prepare_series(series)
@@ -405,9 +493,17 @@ def detect_ruptures(
     if len(starts) == 0:
         return _empty_episodes()
     labels = prepared["client"].to_numpy()
-    return _episode_table(
-        labels, codes, session, score, starts, ends, sd_client, c, repair_window
-    )
+    rule = {"c": c, "repair_window": repair_window, "pre_sessions": pre_sessions,
+            "repair_tolerance": repair_tolerance}
+    return _episode_table(labels, codes, session, score, starts, ends, sd_client, rule)
+
+
+def _check_nonnegative_number(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+    if not math.isfinite(float(value)) or float(value) < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return float(value)
 
 
 def _episode_table(
@@ -418,19 +514,21 @@ def _episode_table(
     starts: np.ndarray,
     ends: np.ndarray,
     sd_client: np.ndarray,
-    c: float,
-    repair_window: int,
+    rule: dict[str, Any],
 ) -> pd.DataFrame:
+    c, window = rule["c"], rule["repair_window"]
     pre = starts - 1
-    pre_score = score[pre]
-    repair_row = _find_repairs(codes, session, score, ends, pre_score, repair_window)
+    ep_codes = codes[ends]
+    sd = sd_client[ep_codes]
+    pre_level = _pre_level(codes, score, pre, rule["pre_sessions"])
+    band = pre_level - rule["repair_tolerance"] * sd
+    repair_row = _find_repairs(codes, session, score, ends, band, window)
     repaired = repair_row >= 0
     last_session = np.zeros(len(sd_client), dtype=np.int64)
     np.maximum.at(last_session, codes, session)
-    ep_codes = codes[ends]
-    censored = ~repaired & (last_session[ep_codes] < session[ends] + repair_window)
-    sd = sd_client[ep_codes]
-    depth = pre_score - score[ends]
+    censored = ~repaired & (last_session[ep_codes] < session[ends] + window)
+    status = np.where(repaired, "repaired", np.where(censored, "censored", "unrepaired")).astype(object)
+    depth = pre_level - score[ends]
     safe_row = np.where(repaired, repair_row, 0)
     repair_session = pd.array(np.where(repaired, session[safe_row], 0), dtype="Int64")
     repair_session[~repaired] = pd.NA
@@ -440,13 +538,16 @@ def _episode_table(
             "pre_session": session[pre],
             "rupture_session": session[ends],
             "n_drops": (ends - starts + 1).astype(np.int64),
-            "pre_score": pre_score,
+            "pre_score": score[pre],
+            "pre_level": pre_level,
             "rupture_score": score[ends],
             "depth": depth,
             "depth_sd": depth / sd,
             "sd": sd,
             "threshold_sd": np.full(len(ends), c),
             "threshold": c * sd,
+            "repair_band": band,
+            "status": status,
             "repaired": repaired,
             "repair_session": repair_session,
             "repair_score": np.where(repaired, score[safe_row], np.nan),
@@ -473,10 +574,10 @@ def rupture_counts(episodes: pd.DataFrame, clients: Iterable[Any]) -> pd.DataFra
     Returns
     -------
     DataFrame
-        ``client``, ``n_ruptures``, ``n_repaired``, ``n_unrepaired``
-        (= ``n_ruptures - n_repaired``) and ``n_censored`` (the unrepaired episodes whose
-        repair window ran past the client's last observed session; a subset of
-        ``n_unrepaired``), in the order of ``clients``.
+        ``client``, ``n_ruptures``, ``n_repaired``, ``n_unrepaired`` and ``n_censored``
+        (episodes whose repair window ran past the client's last observed session without a
+        repair: neither repaired nor unrepaired), in the order of ``clients``;
+        ``n_ruptures = n_repaired + n_unrepaired + n_censored``.
     """
     _require_columns(episodes, ["client", "repaired", "censored"], "episodes")
     client_index = pd.Index(pd.unique(pd.Series(list(clients), dtype=object)))
@@ -497,7 +598,7 @@ def rupture_counts(episodes: pd.DataFrame, clients: Iterable[Any]) -> pd.DataFra
             "client": client_index.to_numpy(dtype=object),
             "n_ruptures": grouped["r"].to_numpy(),
             "n_repaired": grouped["rep"].to_numpy(),
-            "n_unrepaired": (grouped["r"] - grouped["rep"]).to_numpy(),
+            "n_unrepaired": (grouped["r"] - grouped["rep"] - grouped["cen"]).to_numpy(),
             "n_censored": grouped["cen"].to_numpy(),
         }
     )
@@ -507,8 +608,10 @@ def rupture_summary(
     series: pd.DataFrame,
     cs: Sequence[float] = (1, 2),
     repair_window: int = 3,
-    sd_basis: str | float = "stricter",
+    sd_basis: str | float = "client",
     max_gap: int | None = None,
+    pre_sessions: int = 3,
+    repair_tolerance: float = 0.5,
 ) -> pd.DataFrame:
     """Study-level rupture–repair summary for several thresholds, side by side.
 
@@ -521,16 +624,17 @@ def rupture_summary(
         ``client``, ``session``, ``score`` (see :func:`detect_ruptures`).
     cs : sequence of float
         Thresholds in SD units, one row each.
-    repair_window, sd_basis, max_gap
+    repair_window, sd_basis, max_gap, pre_sessions, repair_tolerance
         As in :func:`detect_ruptures`.
 
     Returns
     -------
     DataFrame
         One row per ``c``: ``threshold_sd``, ``sd``, ``threshold`` (score units; NaN with
-        ``"stricter_per_client"``, where it varies), ``n_clients``, ``n_episodes``,
+        the per-client bases, where it varies), ``n_clients``, ``n_episodes``,
         ``n_clients_with_rupture``, ``prop_clients_with_rupture``, ``n_repaired``,
-        ``n_unrepaired``, ``n_censored``, ``prop_repaired`` (of episodes), ``mean_depth``,
+        ``n_unrepaired``, ``n_censored``, ``prop_repaired`` (of the episodes that are not
+        censored), ``mean_depth``,
         ``mean_depth_sd``, ``mean_sessions_to_repair`` (repaired episodes),
         ``mean_n_drops``.
     """
@@ -540,7 +644,8 @@ def rupture_summary(
     clients = prepared["client"].unique()
     sd = _common_sd(prepared, sd_basis)
     rows = [
-        _summary_row(detect_ruptures(series, c, repair_window, sd_basis, max_gap), c, clients, sd)
+        _summary_row(detect_ruptures(series, c, repair_window, sd_basis, max_gap, pre_sessions,
+                                     repair_tolerance), c, clients, sd)
         for c in cs
     ]
     return pd.DataFrame(rows)
@@ -553,7 +658,7 @@ def _common_sd(prepared: pd.DataFrame, sd_basis: str | float) -> float:
     codes, uniques = _client_codes(prepared)
     parts = _variance_parts(codes, prepared["score"].to_numpy(), len(uniques))
     per_client = _sd_by_client(parts, sd_basis)
-    if sd_basis == "stricter_per_client" and len(np.unique(per_client)) > 1:
+    if isinstance(sd_basis, str) and sd_basis in PER_CLIENT_BASES:
         return float("nan")
     return float(per_client[0])
 
@@ -564,6 +669,8 @@ def _summary_row(
     counts = rupture_counts(episodes, clients)
     n_episodes = len(episodes)
     repaired = episodes["repaired"].to_numpy(dtype=bool)
+    censored = episodes["censored"].to_numpy(dtype=bool) & ~repaired
+    decided = int((~censored).sum())
     return {
         "threshold_sd": float(c),
         "sd": sd,
@@ -575,9 +682,9 @@ def _summary_row(
         if len(clients)
         else float("nan"),
         "n_repaired": int(repaired.sum()),
-        "n_unrepaired": int((~repaired).sum()),
-        "n_censored": int(counts["n_censored"].sum()),
-        "prop_repaired": float(repaired.mean()) if n_episodes else float("nan"),
+        "n_unrepaired": int((~repaired & ~censored).sum()),
+        "n_censored": int(censored.sum()),
+        "prop_repaired": float(repaired.sum() / decided) if decided else float("nan"),
         "mean_depth": float(episodes["depth"].mean()) if n_episodes else float("nan"),
         "mean_depth_sd": float(episodes["depth_sd"].mean()) if n_episodes else float("nan"),
         "mean_sessions_to_repair": float(
@@ -658,7 +765,8 @@ def rupture_outcome_model(
 
     Fits ``outcome ~ n_repaired + n_unrepaired + covariates + (1 | therapist)`` with a
     therapist random intercept, by REML (McLaughlin et al., 2014, found unrepaired
-    ruptures predicted worse outcome).
+    ruptures predicted worse outcome). Censored episodes (repair unknown) enter neither
+    count. The model has no post-treatment covariates by design (see ``covariates``).
 
     Parameters
     ----------
@@ -667,8 +775,11 @@ def rupture_outcome_model(
     outcome : str
         Outcome column (e.g. pre–post change on the outcome measure).
     covariates : sequence of str
-        Further fixed-effect columns (e.g. baseline severity, number of sessions attended:
-        longer treatments give more opportunity for ruptures).
+        Further fixed-effect columns measured before treatment (e.g. baseline severity).
+        Do not add the number of sessions attended: it is a post-treatment variable, itself
+        affected by ruptures (an unrepaired rupture may end treatment early) and by the
+        outcome (clients who improve may stop), so adjusting for it conditions on a
+        consequence of both and biases the rupture effects (collider / mediator bias).
     fit : callable, optional
         ``fit(formula, data, reml=True)`` returning a result with a ``fixed_effects``
         DataFrame. Defaults to :func:`alliance.lmm.fit`, imported when first needed.
@@ -702,3 +813,103 @@ def rupture_outcome_model(
         raise ValueError("client_data has no complete rows for the model columns")
     fit = lmm_fit if fit is None else fit
     return fit(formula, data.reset_index(drop=True), reml=True)
+
+
+# --------------------------------------------------------------------------------------
+# Detection against known episodes
+# --------------------------------------------------------------------------------------
+DETECTION_COLUMNS = ["threshold_sd", "n_injected", "n_detected", "n_matched", "precision", "recall",
+                     "match_tolerance"]
+
+
+def match_episodes(detected: pd.DataFrame, injected: pd.DataFrame, tolerance: int = 1) -> pd.DataFrame:
+    """One-to-one matches of detected to injected episodes of the same client.
+
+    Matching rule: a detected episode matches an injected one of the same client when its
+    ``rupture_session`` lies within ``tolerance`` session numbers of the injected rupture
+    session. Pairs are taken closest first (ties: by client, earlier injected, then earlier
+    detected session), and each episode is used at most once, so neither precision nor
+    recall can exceed 1.
+
+    Parameters
+    ----------
+    detected, injected : DataFrame
+        ``client`` and ``rupture_session`` each (other columns are ignored).
+    tolerance : int
+        Largest allowed distance in session numbers (0: the same session).
+
+    Returns
+    -------
+    DataFrame
+        ``client``, ``rupture_session_injected``, ``rupture_session_detected``, one row per
+        matched pair.
+    """
+    _require_columns(detected, ["client", "rupture_session"], "detected")
+    _require_columns(injected, ["client", "rupture_session"], "injected")
+    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, np.integer)) or tolerance < 0:
+        raise ValueError(f"tolerance must be an integer >= 0, got {tolerance!r}")
+    pairs = injected[["client", "rupture_session"]].merge(
+        detected[["client", "rupture_session"]], on="client", suffixes=("_injected", "_detected"))
+    distance = (pairs["rupture_session_injected"] - pairs["rupture_session_detected"]).abs()
+    pairs = pairs.assign(distance=distance)[distance <= tolerance]
+    pairs = pairs.sort_values(["distance", "client", "rupture_session_injected", "rupture_session_detected"],
+                              kind="mergesort")
+    used_injected: set = set()
+    used_detected: set = set()
+    keep = []
+    for row in pairs.itertuples(index=False):
+        one = (row.client, row.rupture_session_injected)
+        other = (row.client, row.rupture_session_detected)
+        if one in used_injected or other in used_detected:
+            continue
+        used_injected.add(one)
+        used_detected.add(other)
+        keep.append((row.client, row.rupture_session_injected, row.rupture_session_detected))
+    return pd.DataFrame(keep, columns=["client", "rupture_session_injected", "rupture_session_detected"])
+
+
+def detection_table(
+    series: pd.DataFrame,
+    injected: pd.DataFrame,
+    cs: Sequence[float] = (1, 1.5, 2, 2.5),
+    tolerance: int = 1,
+    **detect: Any,
+) -> pd.DataFrame:
+    """Precision and recall of :func:`detect_ruptures` against known (injected) episodes.
+
+    Parameters
+    ----------
+    series : DataFrame
+        ``client``, ``session``, ``score``.
+    injected : DataFrame
+        The known episodes: ``client``, ``rupture_session``. Episodes of clients without a
+        series are left out (they cannot be found).
+    cs : sequence of float
+        Thresholds, one row each.
+    tolerance : int
+        Matching tolerance in session numbers (see :func:`match_episodes`).
+    **detect
+        Further arguments of :func:`detect_ruptures` (``repair_window`` (default 3),
+        ``sd_basis``, ``max_gap``, ``pre_sessions``, ``repair_tolerance``).
+
+    Returns
+    -------
+    DataFrame
+        :data:`DETECTION_COLUMNS`, one row per threshold: ``precision`` = matched / detected
+        episodes, ``recall`` = matched / injected episodes (NaN when the denominator is 0).
+    """
+    detect = {"repair_window": 3, **detect}
+    _require_columns(injected, ["client", "rupture_session"], "injected")
+    known = injected[injected["client"].isin(set(pd.unique(series["client"])))]
+    rows = []
+    for c in cs:
+        found = detect_ruptures(series, c, **detect)
+        n_matched = len(match_episodes(found, known, tolerance))
+        rows.append({
+            "threshold_sd": float(c), "n_injected": len(known), "n_detected": len(found),
+            "n_matched": n_matched,
+            "precision": n_matched / len(found) if len(found) else float("nan"),
+            "recall": n_matched / len(known) if len(known) else float("nan"),
+            "match_tolerance": int(tolerance),
+        })
+    return pd.DataFrame(rows, columns=DETECTION_COLUMNS)

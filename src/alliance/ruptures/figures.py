@@ -23,7 +23,7 @@ __all__ = [
 ]
 
 _PALETTE = sns.color_palette("colorblind")
-LINE, REPAIRED, UNREPAIRED, REPAIR = _PALETTE[0], _PALETTE[2], _PALETTE[3], _PALETTE[1]
+LINE, REPAIRED, UNREPAIRED, REPAIR, CENSORED = _PALETTE[0], _PALETTE[2], _PALETTE[3], _PALETTE[1], _PALETTE[7]
 
 
 def _require(data: pd.DataFrame, columns: Sequence[str], what: str) -> None:
@@ -75,9 +75,9 @@ def plot_rupture_trajectories(
     -------
     Figure
         One panel per client: the series (line), each drop from the pre-rupture session to
-        the rupture session (thick segment; green repaired, red unrepaired), the
-        pre-rupture level as a dotted line up to the end of the episode, and the repair
-        session (marker).
+        the rupture session (thick segment; green repaired, red unrepaired, grey censored),
+        the lower edge of the repair band (``repair_band``, else the pre-rupture score) as a
+        dotted line up to the end of the episode, and the repair session (marker).
     """
     _require(series, ["client", "session", "score"], "series")
     _require(episodes, ["client", "pre_session", "rupture_session", "pre_score", "rupture_score",
@@ -103,16 +103,18 @@ def plot_rupture_trajectories(
     for ax in axes.flat[len(chosen):]:
         ax.set_visible(False)
     axes[0, 0].set_ylabel("alliance")
-    fig.legend(handles=_episode_legend(), loc="outside lower center", ncols=3, fontsize=8)
+    fig.legend(handles=_episode_legend(), loc="outside lower center", ncols=4, fontsize=8)
     return fig
 
 
 def _mark_episode(ax: Any, ep: Any) -> None:
-    colour = REPAIRED if ep.repaired else UNREPAIRED
+    censored = bool(getattr(ep, "censored", False)) and not ep.repaired
+    colour = REPAIRED if ep.repaired else (CENSORED if censored else UNREPAIRED)
     ax.plot([ep.pre_session, ep.rupture_session], [ep.pre_score, ep.rupture_score],
             color=colour, lw=3, solid_capstyle="round")  # fmt: skip
     end = ep.repair_session if ep.repaired else ep.rupture_session
-    ax.hlines(ep.pre_score, ep.pre_session, end, colors=colour, linestyles=":", lw=1)
+    band = getattr(ep, "repair_band", ep.pre_score)
+    ax.hlines(band, ep.pre_session, end, colors=colour, linestyles=":", lw=1)
     if ep.repaired:
         ax.plot([ep.repair_session], [ep.repair_score], marker="^", color=REPAIR, ms=7)
 
@@ -121,5 +123,6 @@ def _episode_legend() -> list[Line2D]:
     return [
         Line2D([], [], color=REPAIRED, lw=3, label="rupture, repaired"),
         Line2D([], [], color=UNREPAIRED, lw=3, label="rupture, not repaired"),
+        Line2D([], [], color=CENSORED, lw=3, label="rupture, censored"),
         Line2D([], [], color=REPAIR, marker="^", lw=0, label="repair session"),
     ]

@@ -8,7 +8,10 @@ Three steps, each reading the workflow's files and writing its results atomicall
   episodes marked.
 * :func:`write_rupture_outcome`: outcome change on repaired and unrepaired rupture counts and
   baseline severity with a therapist random intercept, one model per threshold
-  (McLaughlin et al., 2014), via :func:`alliance.ruptures.rupture_outcome_model`.
+  (McLaughlin et al., 2014), via :func:`alliance.ruptures.rupture_outcome_model`; no
+  post-treatment covariates (the number of sessions is refused, see there).
+* :func:`write_rupture_detection`: precision and recall of the detector against known
+  (injected) episodes, for a simulated study whose truth file the config names.
 
 The statistics live in :mod:`alliance.ruptures` and are tested there; these functions select
 the data the config names, combine tables and write them (tests/test_ruptures_workflow.py).
@@ -39,8 +42,10 @@ from alliance.lmm import fit as lmm_fit
 from alliance.outputs import write_csv, write_figure, write_json
 from alliance.ruptures.episodes import (
     COUNT_COLUMNS,
+    DETECTION_COLUMNS,
     EPISODE_COLUMNS,
     detect_ruptures,
+    detection_table,
     rupture_counts,
     rupture_outcome_formula,
     rupture_outcome_model,
@@ -59,6 +64,8 @@ __all__ = [
     "write_rupture_outcome",
     "trajectory_figure",
     "write_rupture_outputs",
+    "injected_episodes",
+    "write_rupture_detection",
 ]
 
 log = logging.getLogger(__name__)
@@ -118,8 +125,15 @@ def rupture_series(scores: pd.DataFrame, settings: Mapping[str, Any]) -> pd.Data
     return series.sort_values(["client", "session"], kind="mergesort", ignore_index=True)
 
 
+def _rule(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The detection arguments of :func:`alliance.ruptures.detect_ruptures` from the config."""
+    return {"repair_window": settings["repair_window"], "sd_basis": settings["sd_basis"],
+            "max_gap": settings["max_gap"], "pre_sessions": settings.get("pre_sessions", 3),
+            "repair_tolerance": settings.get("repair_tolerance", 0.5)}
+
+
 def _detect(series: pd.DataFrame, c: float, settings: Mapping[str, Any]) -> pd.DataFrame:
-    return detect_ruptures(series, c, settings["repair_window"], settings["sd_basis"], settings["max_gap"])
+    return detect_ruptures(series, c, **_rule(settings))
 
 
 def rupture_tables(series: pd.DataFrame, settings: Mapping[str, Any]) -> dict[str, pd.DataFrame]:
@@ -144,8 +158,7 @@ def rupture_tables(series: pd.DataFrame, settings: Mapping[str, Any]) -> dict[st
         one.insert(0, "threshold_sd", float(c))
         one.insert(2, "n_sessions", n_sessions.reindex(one["client"]).to_numpy(dtype=np.int64))
         counts.append(one)
-    summary = rupture_summary(series, list(settings["thresholds"]), settings["repair_window"],
-                              settings["sd_basis"], settings["max_gap"])
+    summary = rupture_summary(series, list(settings["thresholds"]), **_rule(settings))
     for name in ("scale", "respondent", "instrument"):
         summary.insert(0, name, settings[name])
     nonempty = [e for e in episodes if not e.empty]
@@ -159,24 +172,29 @@ def rupture_tables(series: pd.DataFrame, settings: Mapping[str, Any]) -> dict[st
 
 def _log_summary(summary: pd.DataFrame) -> None:
     for row in summary.itertuples():
-        log.info("ruptures at %g SD (SD %.4g): %d episodes in %d of %d clients, %d repaired",
-                 row.threshold_sd, row.sd, row.n_episodes, row.n_clients_with_rupture, row.n_clients,
-                 row.n_repaired)
+        log.info("ruptures at %g SD: %d episodes in %d of %d clients, %d repaired, %d unrepaired, "
+                 "%d censored", row.threshold_sd, row.n_episodes, row.n_clients_with_rupture, row.n_clients,
+                 row.n_repaired, row.n_unrepaired, row.n_censored)
 
 
 # --------------------------------------------------------------------------------------
 # Link to outcome
 # --------------------------------------------------------------------------------------
 def _client_covariates(clients: pd.DataFrame, covariates: Sequence[str]) -> pd.DataFrame:
-    wanted = [c for c in covariates if c != SESSIONS_COVARIATE]
-    unknown = [c for c in wanted if c not in clients.columns or c in ("client", "therapist")]
+    if SESSIONS_COVARIATE in covariates:
+        raise ValueError(
+            f"at ruptures/outcome/covariates: {SESSIONS_COVARIATE!r} is the number of sessions a client "
+            "attended, a post-treatment variable affected by ruptures (early dropout) and by the outcome; "
+            "adjusting for it biases the rupture effects. Remove it (use pre-treatment covariates only)."
+        )
+    unknown = [c for c in covariates if c not in clients.columns or c in ("client", "therapist")]
     if unknown:
         known = [c for c in clients.columns if c not in ("client", "therapist")]
         raise ValueError(
             f"at ruptures/outcome/covariates: {unknown} not among the client covariates "
-            f"(clients.parquet: {known}) or {SESSIONS_COVARIATE!r}"
+            f"(clients.parquet: {known})"
         )
-    return clients[["client", "therapist", *wanted]]
+    return clients[["client", "therapist", *covariates]]
 
 
 def _outcome_data(counts: pd.DataFrame, change: pd.DataFrame, clients: pd.DataFrame,
@@ -184,7 +202,7 @@ def _outcome_data(counts: pd.DataFrame, change: pd.DataFrame, clients: pd.DataFr
     """One row per client with an alliance series: outcome, baseline, therapist, counts."""
     outcomes = change.merge(_client_covariates(clients, covariates), on="client", how="inner",
                             validate="one_to_one")
-    return outcomes.merge(counts.drop(columns="threshold_sd"), on="client", how="inner",
+    return outcomes.merge(counts.drop(columns=["threshold_sd", "n_sessions"]), on="client", how="inner",
                           validate="one_to_one")
 
 
@@ -238,7 +256,10 @@ def rupture_outcome_tables(counts: pd.DataFrame, change: pd.DataFrame, clients: 
     ``change ~ n_repaired + n_unrepaired + baseline + covariates + (1 | therapist)`` by REML
     (:func:`alliance.ruptures.rupture_outcome_model`; McLaughlin et al., 2014), where
     ``change`` is the last minus the first administration of the outcome measure and
-    ``baseline`` its first administration. A threshold at which every client has the same
+    ``baseline`` its first administration. Censored episodes (repair unknown) are in neither
+    count. No post-treatment covariate enters: the number of sessions attended is refused, as
+    it is affected by ruptures and by the outcome (conditioning on it biases both counts'
+    effects). A threshold at which every client has the same
     number of repaired (or unrepaired) ruptures (e.g. none) leaves the model unidentified: it
     is reported as not estimable instead of fitted.
 
@@ -254,7 +275,7 @@ def rupture_outcome_tables(counts: pd.DataFrame, change: pd.DataFrame, clients: 
         therapist, covariates).
     settings : mapping
         The ``ruptures:`` config section (``thresholds``, ``outcome.instrument``,
-        ``outcome.covariates``; ``n_sessions`` is allowed as a covariate).
+        ``outcome.covariates``: pre-treatment client covariates).
 
     Returns
     -------
@@ -322,7 +343,8 @@ def trajectory_figure(series: pd.DataFrame, episodes: pd.DataFrame, settings: Ma
     clients = None if len(own) else _clients_without_episodes(series, n)
     fig = plot_rupture_trajectories(series, own, clients=clients, max_clients=n)
     what = f"{settings['instrument']} {settings['scale']} ({settings['respondent']})"
-    rule = f"drop of at least {float(c):g} SD, repair within {settings['repair_window']} sessions"
+    rule = (f"drop of at least {float(c):g} SD (own SD), repair to within "
+            f"{float(settings.get('repair_tolerance', 0.5)):g} SD of the pre-level in {settings['repair_window']} sessions")
     fig.suptitle(f"{what}: {rule}" + ("" if len(own) else " - no episode found"), fontsize=10)
     return fig
 
@@ -351,3 +373,63 @@ def write_rupture_outputs(scores_path: str, settings: Mapping[str, Any], episode
     for c, path in zip(settings["thresholds"], figure_paths):
         write_figure(trajectory_figure(series, tables["episodes"], settings, c), path, dpi=150)
     return tables
+
+
+# --------------------------------------------------------------------------------------
+# Detection against known episodes (simulated studies)
+# --------------------------------------------------------------------------------------
+def injected_episodes(truth: Mapping[str, Any], key: bytes, truth_path: str = "truth file") -> pd.DataFrame:
+    """The injected episodes of a simulated study's truth (``ruptures``: a list of
+    ``{"client_id", "rupture_session", ...}``), with client ids replaced by the pipeline's
+    pseudonyms (so that they match the scores table; raw ids are not kept).
+
+    Raises
+    ------
+    ValueError
+        Naming the truth file and what is missing (never an id).
+    """
+    from alliance.data.deid import pseudonymise
+
+    episodes = truth.get("ruptures") if isinstance(truth, Mapping) else None
+    if not isinstance(episodes, list):
+        raise ValueError(f"{truth_path}: expected a key 'ruptures' with a list of injected episodes")
+    frame = pd.DataFrame(episodes)
+    missing = [c for c in ("client_id", "rupture_session") if c not in frame.columns]
+    if episodes and missing:
+        raise ValueError(f"{truth_path}: the injected episodes lack field(s) {missing}")
+    if not episodes:
+        return pd.DataFrame({"client": pd.Series(dtype=object), "rupture_session": pd.Series(dtype=np.int64)})
+    return pd.DataFrame({"client": pseudonymise(frame["client_id"].astype(str), "client", key).to_numpy(),
+                         "rupture_session": frame["rupture_session"].astype(np.int64).to_numpy()})
+
+
+def rupture_detection(series: pd.DataFrame, injected: pd.DataFrame, settings: Mapping[str, Any]) -> pd.DataFrame:
+    """:func:`alliance.ruptures.detection_table` with the config's detection rule and the
+    ``ruptures: detection:`` thresholds and matching tolerance."""
+    detection = settings["detection"]
+    return detection_table(series, injected, cs=list(detection["thresholds"]), tolerance=int(detection["tolerance"]),
+                           **_rule(settings))
+
+
+def write_rupture_detection(scores_path: str, truth_path: str, config: Mapping[str, Any], table_path: str) -> pd.DataFrame:
+    """Workflow step: precision and recall of the rupture detector against the injected episodes
+    of a simulated study (``ruptures: detection: truth:``), one row per threshold."""
+    import json
+
+    from alliance.data.keys import study_key
+
+    settings = config["ruptures"]
+    series = rupture_series(pd.read_parquet(scores_path), settings)
+    with open(truth_path, encoding="utf-8") as handle:
+        truth = json.load(handle)
+    injected = injected_episodes(truth, study_key(dict(config)), truth_path)
+    absent = int((~injected["client"].isin(set(series["client"]))).sum())
+    if absent:
+        log.warning("%s: %d of %d injected episodes are of clients without an alliance series (left out); "
+                    "is this the truth file of these data?", truth_path, absent, len(injected))
+    table = rupture_detection(series, injected, settings)
+    for row in table.itertuples():
+        log.info("detection at %g SD: precision %.3f, recall %.3f (%d of %d injected, %d detected)",
+                 row.threshold_sd, row.precision, row.recall, row.n_matched, row.n_injected, row.n_detected)
+    write_csv(table[DETECTION_COLUMNS], table_path)
+    return table
