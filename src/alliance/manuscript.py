@@ -380,7 +380,8 @@ def methods_models(fit_paths: Sequence[str | Path]) -> list[dict[str, Any]]:
             continue
         models.append({
             "label": f"Model {number} ({label})", "formula": f"`{' '.join(str(info['formula']).split())}`",
-            **{k: info[k] for k in ("reml", "engine", "nobs", "ngroups", "singular", "converged", "df_method")
+            **{k: info[k] for k in ("reml", "engine", "nobs", "ngroups", "singular", "converged", "df_method",
+                                    "kind", "settings", "therapist_icc", "df_notes")
                if k in info},
         })
     return models
