@@ -421,6 +421,29 @@ def test_example_run_writes_every_model_file(example_run):
     assert fit_table["model"].tolist() == W.declared_models(config)
 
 
+def test_example_forest_puts_only_client_level_effects_beside_the_benchmark(example_run):
+    """Issue 15: client rows (df from the clients) beside the benchmark; within-client and
+    therapist rows in their own panels; every row names the N its interval rests on; the
+    therapist ICC table has one row per estimated model; no SE shown as 0.00."""
+    results = example_run / "results"
+    effects = pd.read_csv(results / "tables" / "alliance_effects.csv")
+    assert set(effects["level"]) <= set(M.EFFECT_LEVELS) and (effects["level"] == "client").any()
+    beside = effects.loc[effects["benchmark_r"].notna()]
+    assert (beside["level"] == "client").all() and (beside["n_unit"] == "clients").all()
+    assert effects.loc[effects["level"] != "client", "benchmark_r"].isna().all()
+    fit = pd.read_csv(results / "tables" / "model_fit.csv").set_index("model")
+    for row in beside.itertuples():
+        fixed = pd.read_csv(results / "models" / row.model / "fixed_effects.csv")
+        assert row.n == fit.loc[row.model, "n_clients"] and row.df == row.n - len(fixed)
+    assert (effects.loc[effects["level"] == "within", "n_unit"] == "observations").all()
+    assert (effects.loc[effects["level"] == "therapist", "n_unit"] == "therapists").all()
+    icc = pd.read_csv(results / "tables" / "therapist_icc.csv")
+    assert icc["model"].tolist() == [m for m in fit.index if fit.loc[m, "formula"] == fit.loc[m, "formula"]]
+    assert ((icc["ci_low"] <= icc["icc"]) & (icc["icc"] <= icc["ci_high"])).all()
+    assert fit["therapist_icc"].notna().all()
+    assert " (0.00)" not in (results / "tables" / "model_tables.md").read_text()
+
+
 def test_example_alliance_effects_cover_the_generator_truth(example_run):
     """Parameter recovery on the bundled example: truth.json's effects per WAI-SR total point."""
     config = validate_config(example_config())
