@@ -62,9 +62,10 @@ def forest_plot(effects: pd.DataFrame, benchmark: Mapping[str, float] = BENCHMAR
     if unknown:
         raise ValueError(f"effects: level {unknown} is not one of {list(PANEL_TITLES)}")
     panels = [(lv, effects.loc[effects[level] == lv]) for lv in PANEL_TITLES if (effects[level] == lv).any()]
-    heights = [0.45 * len(rows) + 1.3 for _, rows in panels]
-    fig, axes = new_figure(6.5, sum(heights) + 0.4, nrows=len(panels), squeeze=False,
-                           gridspec_kw={"height_ratios": heights})
+    heights = [0.45 * len(rows) + 0.5 for _, rows in panels]
+    # Each panel's title and x label take about 1.2 in. beside its rows.
+    fig, axes = new_figure(6.5, sum(heights) + 1.3 * len(panels) + 0.5, nrows=len(panels), squeeze=False,
+                           gridspec_kw={"height_ratios": heights, "hspace": 0.9 if len(panels) > 1 else 0.2})
     for ax, (lv, rows) in zip(axes[:, 0], panels):
         y = np.arange(len(rows))[::-1]
         if lv == "client":
@@ -72,11 +73,12 @@ def forest_plot(effects: pd.DataFrame, benchmark: Mapping[str, float] = BENCHMAR
                        label=f"Flückiger et al. 2018: r = {benchmark['r']:.3f} "
                              f"[{benchmark['ci_low']:.3f}, {benchmark['ci_high']:.3f}]")
             ax.axvline(benchmark["r"], color="0.4", linestyle="--", linewidth=1, zorder=1)
-            ax.legend(loc="best", frameon=False, fontsize="small")
+            ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.08), frameon=False, fontsize="small")
         ax.axvline(0, color="black", linewidth=0.8, zorder=1)
         est, lo, hi = (rows[c].to_numpy(float) for c in (estimate, ci_low, ci_high))
         ax.errorbar(est, y, xerr=np.vstack([est - lo, hi - est]), fmt=MARKERS[1], color="black", capsize=3, zorder=3)
         ax.set_yticks(y, rows[label].astype(str))
+        ax.set_ylim(-0.6, len(rows) - 0.4)
         ax.set_title(PANEL_TITLES[lv], fontsize="medium", loc="left")
         ax.set_xlabel(PANEL_AXES[lv])
     return fig
