@@ -656,13 +656,23 @@ def test_figures_draw_the_benchmark_and_no_ids(small, tmp_path):
 
     clients = M.client_level_data(small.scores, OUTCOME, ALLIANCE)
     result, _ = M.fit_early_outcome(clients)
-    r = M.model_summary(result, clients, alliance_terms=["early_alliance"]).r_equivalents.assign(label="early alliance -> post")
-    fig = F.forest_plot(r)
-    ax = fig.axes[0]
-    spans = [(p.get_x(), p.get_x() + p.get_width()) if isinstance(p, Rectangle) else
-             (np.min(p.get_xy()[:, 0]), np.max(p.get_xy()[:, 0])) for p in ax.patches if isinstance(p, (Polygon, Rectangle))]
-    assert any(lo == pytest.approx(0.256) and hi == pytest.approx(0.299) for lo, hi in spans)
+    summary = M.model_summary(result, clients, alliance_terms=["early_alliance"])
+    client = M.level_effects(summary, clients, {"early_alliance": "client"}, "post").assign(label="early alliance -> post")
+    within = client.assign(level="within", label="a within-client effect")
+    fig = F.forest_plot(pd.concat([client, within], ignore_index=True))
+
+    def spans(ax):
+        return [(p.get_x(), p.get_x() + p.get_width()) if isinstance(p, Rectangle) else
+                (np.min(p.get_xy()[:, 0]), np.max(p.get_xy()[:, 0])) for p in ax.patches
+                if isinstance(p, (Polygon, Rectangle))]
+    ax, other = fig.axes[0], fig.axes[1]
+    assert any(lo == pytest.approx(0.256) and hi == pytest.approx(0.299) for lo, hi in spans(ax))
     assert any(abs(line.get_xdata()[0] - 0.278) < 1e-12 for line in ax.lines)
+    # The benchmark is drawn beside client-level effects only.
+    assert not any(lo == pytest.approx(0.256) for lo, _ in spans(other))
+    assert not any(abs(line.get_xdata()[0] - 0.278) < 1e-12 for line in other.lines)
+    with pytest.raises(ValueError, match="level"):
+        F.forest_plot(client.assign(level="session"))
     write_figure(fig, tmp_path / "forest.svg")
     sessions = M.session_level_data(small.scores, OUTCOME, ALLIANCE)
     figs = [F.caterpillar_plot(result.ranef["therapist"]), F.early_outcome_scatter(clients),
