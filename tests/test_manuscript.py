@@ -19,6 +19,7 @@ that are not the code under test:
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 
@@ -144,7 +145,9 @@ def test_docx_fixed_effects_hold_the_csv_numbers(run):
         for cells, (_, row) in zip(body, fixed.iterrows()):
             what = f"{model} {row['term']}"
             places = assert_shows(cells[columns["b"]], row["estimate"], what=what)
-            assert places >= 2, what
+            # b, SE and CI to the decimals two significant digits of the row's SE need (hand rule:
+            # 1 - position of the SE's leading digit), never "0.00 (0.01)".
+            assert places == max(0, 1 - math.floor(math.log10(abs(row["se"])))), what
             assert_shows(cells[columns["SE"]], row["se"], places, what)
             assert_shows(cells[columns["df"]], row["df"], 1, what)
             assert_shows(cells[columns["t"]], row["t"], 2, what)
@@ -154,10 +157,8 @@ def test_docx_fixed_effects_hold_the_csv_numbers(run):
                 assert cells[columns["β"]] == "", what
             else:
                 assert_shows(cells[columns["β"]], row["std_estimate"], 2, what)
-        # Enough decimals that the smallest SE keeps two significant digits (up to 4 decimals).
-        smallest = min(body, key=lambda cells: shown(cells[columns["SE"]])[0])[columns["SE"]]
-        digits = shown(smallest)[1]
-        assert digits == 4 or len(smallest.replace(".", "").lstrip("0")) >= 2, f"{model}: SE {smallest!r}"
+            se_digits = cells[columns["SE"]].replace(",", "").replace(".", "").lstrip("0")
+            assert len(se_digits) >= 2, f"{what}: SE {cells[columns['SE']]!r}"
 
 
 def test_docx_random_effects_hold_the_csv_numbers(run):

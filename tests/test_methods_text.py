@@ -164,3 +164,39 @@ def test_interrater_sentence_reports_agreement_icc_design_and_combination():
     assert [r.split(",")[0] for r in refs] == ["Koo", "McGraw"]
     with pytest.raises(ValueError, match="inter-rater entry lacks 'coders'"):
         methods_paragraph(SUMMARY, [], [], VERSIONS, [{k: v for k, v in INTERRATER.items() if k != "coders"}])
+
+
+# --------------------------------------------------------------------------- definitions (issue 15)
+PIPELINE_MODELS = [
+    {"label": "Model 1 (early)", "formula": "`post ~ early_alliance + baseline + (1 | therapist)`", "reml": True,
+     "kind": "early_outcome", "settings": {"early": {"method": "mean_1_to_k", "k": 3, "min_sessions": 2},
+                                           "variant": "post", "lagged": True, "detrend": False},
+     "therapist_icc": {"icc": 0.0521, "ci_low": 0.0061, "ci_high": 0.1257, "singular": False}},
+    {"label": "Model 2 (split)", "formula": "`post ~ early_alliance_tm + early_alliance_cd + (1 | therapist)`",
+     "reml": True, "kind": "therapist_client", "settings": {"early": {"method": "session_k", "k": 2}},
+     "df_notes": ["df of early_alliance_tm bounded by the number of therapists: 38"],
+     "therapist_icc": {"icc": 0.0, "ci_low": 0.0, "ci_high": 0.08, "singular": True}},
+    {"label": "Model 3 (within)", "formula": "`symptoms ~ session + a_cw_lag + a_cm + (1 | client)`", "reml": True,
+     "kind": "within_between", "settings": {"lagged": True, "lagged_response": False, "detrend": False}},
+]
+
+
+def test_definitions_state_early_alliance_centring_lags_r2_share_and_icc():
+    text = methods_paragraph(SUMMARY, PIPELINE_MODELS, [], {})
+    assert ("Early alliance was the mean of the alliance scores of sessions 1\u20133, from clients with at least 2 "
+            "alliance scores in that window and the alliance score at session 2, as configured.") in text
+    assert "The client-level outcome was the client's last outcome score (post-treatment), adjusted for the first" in text
+    assert "therapist's mean over their clients (centred on the mean of the therapist means)" in text
+    assert "deviation from the client's mean (within-client part, person-mean centring)" in text
+    assert "previous observed session (lag 1;" in text and "linear trend" not in text
+    assert "(Nakagawa & Schielzeth, 2013; random slopes as Johnson, 2014)" in text
+    assert "conditional on the fixed effects (the adjusted ICC of Nakagawa et al., 2017)" in text
+    assert "5.2% (95% CI 0.6\u201312.6%) in Model 1 (early)" in text
+    assert "0.0% (95% CI 0.0\u20138.0%) in Model 2 (split), its therapist variance estimated at 0" in text
+    assert "df = clients \u2212 fixed-effect coefficients" in text and "bounded by the number of therapists" in text
+    references = methods_references(PIPELINE_MODELS, [], {})
+    assert any(r.startswith("Nakagawa, S., & Schielzeth, H. (2013)") for r in references)
+    assert any(r.startswith("Baldwin, S. A., & Imel, Z. E. (2013)") for r in references)
+    # A model not from the pipeline (no kind) gets none of these sentences.
+    plain = methods_paragraph(SUMMARY, [{k: v for k, v in m.items() if k != "kind"} for m in PIPELINE_MODELS], [], {})
+    assert "Early alliance was" not in plain and "R\u00b2" not in plain

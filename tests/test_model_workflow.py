@@ -238,12 +238,66 @@ def test_tables_and_forest_plot(fitted_dir, tmp_path):
     for row in fit_table.itertuples():
         info = json.loads((root / "models" / row.model / "fit.json").read_text())
         assert row.n_warnings == len(info["warnings"])
-    assert "Table 1" in (tmp_path / "tables.md").read_text()
+    markdown = (tmp_path / "tables.md").read_text()
+    assert "Table 1" in markdown
+    assert "Unconditional therapist ICC of the outcome (post ~ 1 + (1 \\| therapist))" in markdown
     effects = W.write_forest_plot([*fits, reverse], tmp_path / "forest.png", tmp_path / "effects.csv")
     assert effects["term"].tolist() == ["early_alliance", "early_alliance_tm", "early_alliance_cd"]
     assert effects["level"].tolist() == ["client", "therapist", "client"]
+    assert effects["n"].tolist() == [480, 40, 480]
+    assert effects["n_unit"].tolist() == ["clients", "therapists", "clients"]
     assert (tmp_path / "forest.png").stat().st_size > 10_000
-    assert pd.read_csv(tmp_path / "effects.csv")["benchmark_r"].eq(0.278).all()
+    table = pd.read_csv(tmp_path / "effects.csv")
+    client = table["level"] == "client"
+    assert table.loc[client, "benchmark_r"].eq(0.278).all() and table.loc[~client, "benchmark_r"].isna().all()
+    # Client level: r = t / sqrt(t^2 + df), df = 480 clients - coefficients (3 and 4), Fisher-z CI.
+    for row, n_coef in zip(table.loc[client].itertuples(), (3, 4)):
+        fixed = pd.read_csv(root / "models" / row.model / "fixed_effects.csv").set_index("term")
+        t, df = fixed.loc[row.term, "t"], 480 - n_coef
+        r = t / math.sqrt(t * t + df)
+        half = 1.959963984540054 / math.sqrt(df - 1)
+        assert row.df == df and row.estimate == pytest.approx(-r, rel=1e-12)  # PHQ-9: lower is better
+        assert (row.ci_low, row.ci_high) == pytest.approx(sorted((-math.tanh(math.atanh(r) - half),
+                                                                  -math.tanh(math.atanh(r) + half))), rel=1e-12)
+
+
+def test_levels_of_the_effects_and_the_therapist_icc_match_r(small, fitted_dir, tmp_path):
+    """Within-client effect size from the reference data, therapist df against lmerTest, ICCs
+    against lme4's profiled REML criterion (tests/data/models_r/ref_icc.R)."""
+    scores, _ = small
+    root, config = fitted_dir
+    ref = json.loads((Path(__file__).parent / "data" / "models_r" / "icc_reference.json").read_text())
+    scores.to_parquet(tmp_path / "scores.parquet")
+    W.run_model(tmp_path / "scores.parquet", None, "session", config, tmp_path / "session", tmp_path / "session.parquet")
+    session = json.loads((tmp_path / "session" / "fit.json").read_text())
+    effects = {e["term"]: e for e in session["alliance_effects"]}
+    assert {t: e["level"] for t, e in effects.items()} == {"a_cw": "within", "a_cm": "client"}
+    sessions = pd.read_csv(DATA / "small" / "sessions.csv")
+    centred = sessions[["alliance", "symptoms"]] - sessions.groupby("client_id")[["alliance", "symptoms"]].transform("mean")
+    k = centred["alliance"].std(ddof=1) / centred["symptoms"].std(ddof=1)
+    fixed = pd.read_csv(tmp_path / "session" / "fixed_effects.csv").set_index("term")
+    within = effects["a_cw"]
+    assert within["effect_size"] == "within_std_b" and within["n"] == 4396 and within["n_unit"] == "observations"
+    assert within["estimate"] == pytest.approx(-fixed.loc["a_cw", "estimate"] * k, rel=1e-9)
+    assert (within["ci_low"], within["ci_high"]) == pytest.approx(
+        sorted((-fixed.loc["a_cw", "ci_low"] * k, -fixed.loc["a_cw", "ci_high"] * k)), rel=1e-9)
+    assert effects["a_cm"]["df"] == 480 - 4 and effects["a_cm"]["n"] == 480
+    # Therapist level: lmerTest's df (37.3) is below 40 - 1 - 1 = 38, so it is kept.
+    split = json.loads((root / "models" / "split" / "fit.json").read_text())
+    tm = {e["term"]: e for e in split["alliance_effects"]}["early_alliance_tm"]
+    assert tm["df"] == pytest.approx(ref["therapist_client"]["fixed"]["early_alliance_tm"]["df"], rel=1e-3)
+    assert split["therapist_df_bounds"] == [] and split["df_notes"] == []
+    # Unconditional therapist ICC: two levels (client-level model), three levels (session model).
+    early = json.loads((root / "models" / "early" / "fit.json").read_text())["therapist_icc"]
+    for got, want in ((early, ref["two_level"]), (session["therapist_icc"], ref["three_level"])):
+        assert got["icc"] == pytest.approx(want["icc"], rel=1e-4)
+        assert got["ci_low"] == pytest.approx(want["ci_low"], rel=1e-4)
+        assert got["ci_high"] == pytest.approx(want["ci_high"], rel=1e-4)
+        assert got["n_therapists"] == 40 and got["nobs"] == want["nobs"]
+    assert early["levels"] == 2 and session["therapist_icc"]["levels"] == 3
+    out = W.write_therapist_icc([root / "models" / "early" / "fit.json", tmp_path / "session" / "fit.json"],
+                                tmp_path / "icc.csv")
+    assert out["icc"].tolist() == pytest.approx([ref["two_level"]["icc"], ref["three_level"]["icc"]], rel=1e-4)
 
 
 # --------------------------------------------------------------------------------------
@@ -365,6 +419,29 @@ def test_example_run_writes_every_model_file(example_run):
     assert (boot["n_replicates"] == config["models"]["bootstrap"]["replicates"]).all()
     fit_table = pd.read_csv(results / "tables" / "model_fit.csv")
     assert fit_table["model"].tolist() == W.declared_models(config)
+
+
+def test_example_forest_puts_only_client_level_effects_beside_the_benchmark(example_run):
+    """Issue 15: client rows (df from the clients) beside the benchmark; within-client and
+    therapist rows in their own panels; every row names the N its interval rests on; the
+    therapist ICC table has one row per estimated model; no SE shown as 0.00."""
+    results = example_run / "results"
+    effects = pd.read_csv(results / "tables" / "alliance_effects.csv")
+    assert set(effects["level"]) <= set(M.EFFECT_LEVELS) and (effects["level"] == "client").any()
+    beside = effects.loc[effects["benchmark_r"].notna()]
+    assert (beside["level"] == "client").all() and (beside["n_unit"] == "clients").all()
+    assert effects.loc[effects["level"] != "client", "benchmark_r"].isna().all()
+    fit = pd.read_csv(results / "tables" / "model_fit.csv").set_index("model")
+    for row in beside.itertuples():
+        fixed = pd.read_csv(results / "models" / row.model / "fixed_effects.csv")
+        assert row.n == fit.loc[row.model, "n_clients"] and row.df == row.n - len(fixed)
+    assert (effects.loc[effects["level"] == "within", "n_unit"] == "observations").all()
+    assert (effects.loc[effects["level"] == "therapist", "n_unit"] == "therapists").all()
+    icc = pd.read_csv(results / "tables" / "therapist_icc.csv")
+    assert icc["model"].tolist() == [m for m in fit.index if fit.loc[m, "formula"] == fit.loc[m, "formula"]]
+    assert ((icc["ci_low"] <= icc["icc"]) & (icc["icc"] <= icc["ci_high"])).all()
+    assert fit["therapist_icc"].notna().all()
+    assert " (0.00)" not in (results / "tables" / "model_tables.md").read_text()
 
 
 def test_example_alliance_effects_cover_the_generator_truth(example_run):

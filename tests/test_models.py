@@ -358,6 +358,78 @@ def test_r_from_t_worked_numbers():
         M.r_from_t(1.0, 1.0)
 
 
+# --------------------------------------------------------------------------------------
+# Levels: client df, therapist df bound, within-client effect size, therapist ICC (issue 15)
+# --------------------------------------------------------------------------------------
+R_ICC = Path(__file__).parent / "data" / "models_r" / "icc_reference.json"  # ref_icc.R beside it
+
+
+def test_client_and_therapist_df_worked_numbers():
+    assert M.client_df(390, 4) == 386.0 and M.therapist_df(40, 1) == 38.0
+    with pytest.raises(ValueError, match="need > 1"):
+        M.client_df(4, 3)
+
+
+def test_therapist_df_is_bounded_and_p_and_ci_follow():
+    """A therapist-mean term with Satterthwaite df 387 and 40 therapists: df 38, p and CI from
+    t(38) (scipy), the other terms untouched."""
+    fixed = pd.DataFrame({"term": ["(Intercept)", "tm", "cd"], "estimate": [1.0, -0.5, -0.2], "se": [0.5, 0.25, 0.1],
+                          "df": [30.0, 387.0, 400.0], "t": [2.0, -2.0, -2.0], "p": [0.05, 0.046, 0.046],
+                          "ci_low": [0.0, -1.0, -0.4], "ci_high": [2.0, 0.0, 0.0], "std_estimate": [np.nan] * 3})
+    out, bounds = M.bound_therapist_df(fixed, ["tm"], 40)
+    assert bounds == [{"term": "tm", "df_satterthwaite": 387.0, "df": 38.0}]
+    tm = out.set_index("term").loc["tm"]
+    assert tm["df"] == 38.0 and tm["p"] == pytest.approx(2 * stats.t.sf(2.0, 38), rel=1e-12)
+    half = stats.t.ppf(0.975, 38) * 0.25
+    assert (tm["ci_low"], tm["ci_high"]) == pytest.approx((-0.5 - half, -0.5 + half), rel=1e-12)
+    pd.testing.assert_frame_equal(out.drop(index=1), fixed.drop(index=1))
+    # Satterthwaite's df below the bound is kept.
+    assert M.bound_therapist_df(fixed.assign(df=[30.0, 20.0, 400.0]), ["tm"], 40)[1] == []
+
+
+def test_within_standardised_scales_b_and_its_ci():
+    out = M.within_standardised(-0.4, -0.6, -0.2, sd_x_within=2.0, sd_y_within=4.0)
+    assert out == pytest.approx({"estimate": -0.2, "ci_low": -0.3, "ci_high": -0.1})
+    rows = pd.DataFrame({"client": ["a", "a", "b", "b"], "x": [1.0, 3.0, 10.0, 14.0]})
+    # deviations -1, 1, -2, 2: SD (n - 1) = sqrt(10 / 3)
+    assert M.within_sd(rows, "x") == pytest.approx(math.sqrt(10 / 3), rel=1e-12)
+
+
+def test_therapist_icc_matches_lme4_profile_and_performance():
+    """Two- and three-level null models on the small reference study against lme4's REML
+    criterion (devFunOnly, uniroot/optimize in ref_icc.R) and performance::icc."""
+    ref = json.loads(R_ICC.read_text())
+    names = {"client_id": "client", "therapist_id": "therapist"}
+    clients = pd.read_csv(DATA / "small" / "clients_derived.csv").rename(columns=names)
+    sessions = pd.read_csv(DATA / "small" / "sessions.csv").rename(columns=names)
+    two = M.therapist_icc(clients, "post")
+    three = M.therapist_icc(sessions, "symptoms", client="client")
+    for got, want in ((two, ref["two_level"]), (three, ref["three_level"])):
+        assert got["formula"] == want["formula"] and got["nobs"] == want["nobs"]
+        assert got["var_therapist"] == pytest.approx(want["var_therapist"], rel=1e-4)
+        assert got["var_residual"] == pytest.approx(want["var_residual"], rel=1e-5)
+        assert got["icc"] == pytest.approx(want["icc"], rel=1e-4)
+        assert got["ci_low"] == pytest.approx(want["ci_low"], rel=1e-4)
+        assert got["ci_high"] == pytest.approx(want["ci_high"], rel=1e-4)
+        assert not got["singular"]
+    assert two["icc"] == pytest.approx(ref["two_level"]["performance_icc"], rel=1e-4)
+    assert three["icc"] == pytest.approx(ref["three_level"]["performance_icc_by_group"]["therapist_id"], rel=1e-4)
+    assert three["var_client"] == pytest.approx(ref["three_level"]["var_client"], rel=1e-4)
+    # One row per client: the client column gives the two-level model.
+    assert M.therapist_icc(clients, "post", client="client")["levels"] == 2
+
+
+def test_therapist_icc_at_the_boundary_starts_its_ci_at_zero():
+    """Therapist means that vary less than chance: the variance is estimated at 0, the
+    profile interval starts at 0 and the result says singular."""
+    rng = np.random.default_rng(3)
+    data = pd.DataFrame({"therapist": np.repeat([f"t{i}" for i in range(10)], 8), "post": rng.normal(size=80)})
+    data["post"] -= data.groupby("therapist")["post"].transform("mean")  # no between-therapist spread
+    data["post"] += np.tile(np.linspace(-1, 1, 8), 10)
+    out = M.therapist_icc(data, "post")
+    assert out["singular"] and out["icc"] == 0.0 and out["ci_low"] == 0.0 and 0 < out["ci_high"] < 0.5
+
+
 def test_r_equivalent_is_oriented_like_the_benchmark():
     fe = pd.DataFrame({"t": [-3.0], "df": [16.0]}, index=["early_alliance"])
     worse = M.r_equivalents(fe, ["early_alliance"], "higher_is_worse").iloc[0]
@@ -584,13 +656,23 @@ def test_figures_draw_the_benchmark_and_no_ids(small, tmp_path):
 
     clients = M.client_level_data(small.scores, OUTCOME, ALLIANCE)
     result, _ = M.fit_early_outcome(clients)
-    r = M.model_summary(result, clients, alliance_terms=["early_alliance"]).r_equivalents.assign(label="early alliance -> post")
-    fig = F.forest_plot(r)
-    ax = fig.axes[0]
-    spans = [(p.get_x(), p.get_x() + p.get_width()) if isinstance(p, Rectangle) else
-             (np.min(p.get_xy()[:, 0]), np.max(p.get_xy()[:, 0])) for p in ax.patches if isinstance(p, (Polygon, Rectangle))]
-    assert any(lo == pytest.approx(0.256) and hi == pytest.approx(0.299) for lo, hi in spans)
+    summary = M.model_summary(result, clients, alliance_terms=["early_alliance"])
+    client = M.level_effects(summary, clients, {"early_alliance": "client"}, "post").assign(label="early alliance -> post")
+    within = client.assign(level="within", label="a within-client effect")
+    fig = F.forest_plot(pd.concat([client, within], ignore_index=True))
+
+    def spans(ax):
+        return [(p.get_x(), p.get_x() + p.get_width()) if isinstance(p, Rectangle) else
+                (np.min(p.get_xy()[:, 0]), np.max(p.get_xy()[:, 0])) for p in ax.patches
+                if isinstance(p, (Polygon, Rectangle))]
+    ax, other = fig.axes[0], fig.axes[1]
+    assert any(lo == pytest.approx(0.256) and hi == pytest.approx(0.299) for lo, hi in spans(ax))
     assert any(abs(line.get_xdata()[0] - 0.278) < 1e-12 for line in ax.lines)
+    # The benchmark is drawn beside client-level effects only.
+    assert not any(lo == pytest.approx(0.256) for lo, _ in spans(other))
+    assert not any(abs(line.get_xdata()[0] - 0.278) < 1e-12 for line in other.lines)
+    with pytest.raises(ValueError, match="level"):
+        F.forest_plot(client.assign(level="session"))
     write_figure(fig, tmp_path / "forest.svg")
     sessions = M.session_level_data(small.scores, OUTCOME, ALLIANCE)
     figs = [F.caterpillar_plot(result.ranef["therapist"]), F.early_outcome_scatter(clients),

@@ -17,6 +17,7 @@ source value (plus 1e-12 for binary rounding); descriptives agree with numpy/sci
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 import zipfile
@@ -308,7 +309,7 @@ def test_all_formats_hold_the_same_cells(written, number):
 def test_fixed_effects_show_the_lme4_numbers(written):
     source = reference_fixed_effects()
     _, body = docx_cells(written[1]["docx"])
-    _check_fixed_effects(body, source, decimals=2)
+    _check_fixed_effects(body, source, decimals=None)
 
 
 def test_fixed_effects_edge_values_are_rounded_not_truncated(written):
@@ -327,11 +328,51 @@ def _check_fixed_effects(body, source, decimals):
         for j, column in ((1, "estimate"), (2, "se"), (3, "df"), (4, "t"), (7, "std_estimate")):
             assert_shows(row[j], src[column], f"{src['term']} {column}")
             if row[j]:
-                assert decimals_of(row[j]) == (1 if column == "df" else decimals)
+                assert decimals_of(row[j]) == (1 if column == "df" else _expected_decimals(column, src, decimals))
         assert_shows_p(row[5], src["p"], f"{src['term']} p")
         low, high = re.fullmatch(r"\[(.+), (.+)\]", row[6]).groups()
         assert_shows(low, src["ci_low"], "ci_low")
         assert_shows(high, src["ci_high"], "ci_high")
+        if decimals is None:
+            assert decimals_of(low) == decimals_of(high) == _expected_decimals("ci_low", src, None)
+
+
+def _expected_decimals(column, src, decimals):
+    """Fixed decimals when given; otherwise b, SE and CI show two significant digits of the
+    row's SE (worked by hand: the SE's leading digit position), t and beta two decimals."""
+    if decimals is not None:
+        return decimals
+    if column in ("t", "std_estimate"):
+        return 2
+    leading = math.floor(math.log10(abs(src["se"])))  # 0.019 -> -2, 0.24 -> -1, 1.2 -> 0
+    return max(0, 1 - leading)
+
+
+@pytest.mark.parametrize("se, shown", [(0.0057, "0.0057"), (0.45, "0.45"), (0.019, "0.019"), (1.19, "1.2"),
+                                       (23.4, "23"), (0.0996, "0.100")])
+def test_se_shows_two_significant_digits(se, shown):
+    frame = pd.DataFrame({"term": ["x"], "estimate": [0.0012], "se": [se], "df": [30.0], "t": [0.2], "p": [0.8],
+                          "ci_low": [-0.5], "ci_high": [0.5]})
+    row = T.fixed_effects_table(frame).body[0]
+    assert row[2] == shown
+    assert decimals_of(row[1]) == decimals_of(row[2]) == T.significant_decimals(se)
+    assert "0.00 (0.01)" not in T.fixed_effects_table(frame).to_markdown()
+
+
+def test_rate_of_change_effect_is_not_shown_as_zero():
+    """Issue 15: a slope effect of -0.0031 (SE 0.0057) read "0.00 (0.01)" at two decimals."""
+    frame = pd.DataFrame({"term": ["early_alliance"], "estimate": [-0.0031], "se": [0.0057], "df": [386.0],
+                          "t": [-0.54], "p": [0.59], "ci_low": [-0.0143], "ci_high": [0.0081]})
+    row = T.fixed_effects_table(frame).body[0]
+    assert row[1:3] == [f"{T.MINUS}0.0031", "0.0057"] and row[6] == f"[{T.MINUS}0.0143, 0.0081]"
+
+
+def test_variance_at_zero_gets_a_note():
+    frame = pd.DataFrame({"group": ["therapist", "Residual"], "term1": ["(Intercept)", None], "term2": [None, None],
+                          "variance": [0.0, 24.6], "sd": [0.0, 4.96], "corr": [np.nan, np.nan]})
+    note = T.random_effects_table(frame, labels={"therapist": "Therapist"}).note
+    assert "Estimated at 0" in note and "Therapist: Intercept" in note
+    assert "Estimated at 0" not in (T.random_effects_table(frame.assign(variance=[1.3, 24.6])).note or "")
 
 
 def test_random_effects_show_variances_sds_and_correlations(written):

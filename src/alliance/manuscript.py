@@ -59,6 +59,7 @@ from alliance.report.tables import (
     fixed_effects_table,
     random_effects_table,
     reliability_table,
+    model_table_notes,
     write_docx,
 )
 
@@ -237,7 +238,7 @@ def _model_note(info: Mapping[str, Any]) -> str:
         note += " A variance component was estimated at zero (singular fit)."
     if info.get("converged") is False:
         note += " The optimiser did not report convergence."
-    return note
+    return note + model_table_notes(info)
 
 
 def _with_decimals(table: ApaTable, decimals: Mapping[str, int]) -> ApaTable:
@@ -252,10 +253,9 @@ def _model_tables(info: Mapping[str, Any], fixed: pd.DataFrame, random: pd.DataF
     label = info.get("label") or info.get("model")
     covariates = (info.get("settings") or {}).get("covariates") or []
     labels = term_labels(covariates, list(fixed["term"]))
-    fixed_table = _with_decimals(
-        fixed_effects_table(fixed, number=number, title=f"Fixed Effects: {label}", labels=labels,
-                            decimals=shown_decimals(fixed["se"]), note=_model_note(info)),
-        {"t": MIN_DECIMALS, "std_estimate": MIN_DECIMALS})
+    # b, SE and CI per row to two significant digits of the SE (alliance.report.tables).
+    fixed_table = fixed_effects_table(fixed, number=number, title=f"Fixed Effects: {label}", labels=labels,
+                                      note=_model_note(info))
     random_table = random_effects_table(random, number=number + 1, title=f"Random Effects: {label}",
                                         labels={**labels, **GROUP_LABELS},
                                         decimals=shown_decimals(random["variance"]))
@@ -394,7 +394,8 @@ def methods_models(fit_paths: Sequence[str | Path]) -> list[dict[str, Any]]:
             continue
         models.append({
             "label": f"Model {number} ({label})", "formula": f"`{' '.join(str(info['formula']).split())}`",
-            **{k: info[k] for k in ("reml", "engine", "nobs", "ngroups", "singular", "converged", "df_method")
+            **{k: info[k] for k in ("reml", "engine", "nobs", "ngroups", "singular", "converged", "df_method",
+                                    "kind", "settings", "therapist_icc", "df_notes")
                if k in info},
         })
     return models

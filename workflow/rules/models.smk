@@ -127,6 +127,25 @@ rule alliance_forest_plot:
         "../scripts/model_forest.py"
 
 
+rule therapist_icc:
+    input:
+        fits=expand("results/models/{model}/fit.json", model=MODELS),
+    output:
+        table=report(
+            "results/tables/therapist_icc.csv",
+            caption="../report/models_therapist_icc.rst",
+            category="Models",
+            subcategory="All models",
+            labels={"model": "all", "file": "therapist ICC"},
+        ),
+    conda:
+        "../envs/alliance.yaml"
+    log:
+        "logs/models/therapist_icc.log",
+    script:
+        "../scripts/therapist_icc.py"
+
+
 rule model_trajectories:
     input:
         data=f"results/interim/models/{FIGURE_MODELS['trajectories']}.parquet",

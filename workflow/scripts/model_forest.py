@@ -1,4 +1,4 @@
-"""Forest plot of the alliance effects' r-equivalents beside the Flückiger et al. (2018) benchmark."""
+"""Forest plot of the alliance effects by level: client-level r-equivalents beside the Flückiger et al. (2018) benchmark."""
 
 from alliance.logs import log_to_file
 

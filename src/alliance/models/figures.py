@@ -30,34 +30,57 @@ def _require(data: pd.DataFrame, columns: Sequence[str], what: str) -> None:
         raise ValueError(f"{what} has no rows to plot")
 
 
+PANEL_TITLES = {
+    "client": "Client level: r-equivalent (df from the number of clients), beside the benchmark",
+    "within": "Within client: b x SD_w(alliance) / SD_w(outcome)",
+    "therapist": "Therapist level: r-equivalent (df bounded by the number of therapists)",
+}
+PANEL_AXES = {
+    "client": "r-equivalent (positive: better alliance, better outcome), 95% CI",
+    "within": "within-client standardised effect (positive: better alliance, better outcome), 95% CI",
+    "therapist": "r-equivalent (positive: better alliance, better outcome), 95% CI",
+}
+
+
 def forest_plot(effects: pd.DataFrame, benchmark: Mapping[str, float] = BENCHMARK,
-                label: str = "label", estimate: str = "r_benefit", ci_low: str = "benefit_ci_low",
-                ci_high: str = "benefit_ci_high"):
-    """Forest plot of r-equivalents beside the meta-analytic benchmark.
+                label: str = "label", estimate: str = "estimate", ci_low: str = "ci_low",
+                ci_high: str = "ci_high", level: str = "level"):
+    """Forest plot of alliance effects, one panel per level; the benchmark beside client-level rows only.
 
     Parameters
     ----------
     effects : DataFrame
-        One row per effect with a label and the r-equivalent and its CI (columns of
-        :func:`alliance.models.r_equivalents`, oriented so that positive = better alliance,
-        better outcome).
+        One row per effect (:func:`alliance.models.steps.alliance_effects`): a label, the
+        ``level`` (client | within | therapist), the oriented estimate and its CI.
     benchmark : mapping
-        ``r``, ``ci_low``, ``ci_high``: drawn as a shaded band with a line at ``r``
-        (default Flückiger et al., 2018: .278, .256–.299).
+        ``r``, ``ci_low``, ``ci_high``: drawn as a shaded band with a line at ``r`` in the
+        client-level panel (default Flückiger et al., 2018: .278, .256–.299), which pooled
+        mostly between-client correlations.
     """
-    _require(effects, [label, estimate, ci_low, ci_high], "effects")
-    fig, ax = new_figure(6.5, 0.45 * len(effects) + 1.6)
-    y = np.arange(len(effects))[::-1]
-    ax.axvspan(benchmark["ci_low"], benchmark["ci_high"], color="0.85", zorder=0,
-               label=f"Flückiger et al. 2018: r = {benchmark['r']:.3f} [{benchmark['ci_low']:.3f}, {benchmark['ci_high']:.3f}]")
-    ax.axvline(benchmark["r"], color="0.4", linestyle="--", linewidth=1, zorder=1)
-    ax.axvline(0, color="black", linewidth=0.8, zorder=1)
-    est, lo, hi = (effects[c].to_numpy(float) for c in (estimate, ci_low, ci_high))
-    ax.errorbar(est, y, xerr=np.vstack([est - lo, hi - est]),
-                fmt=MARKERS[1], color="black", capsize=3, zorder=3)
-    ax.set_yticks(y, effects[label].astype(str))
-    ax.set_xlabel("r-equivalent (positive: better alliance, better outcome), 95% CI")
-    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False, fontsize="small")
+    _require(effects, [label, estimate, ci_low, ci_high, level], "effects")
+    unknown = sorted(set(effects[level].astype(str)) - set(PANEL_TITLES))
+    if unknown:
+        raise ValueError(f"effects: level {unknown} is not one of {list(PANEL_TITLES)}")
+    panels = [(lv, effects.loc[effects[level] == lv]) for lv in PANEL_TITLES if (effects[level] == lv).any()]
+    heights = [0.45 * len(rows) + 0.5 for _, rows in panels]
+    # Each panel's title and x label take about 1.2 in. beside its rows.
+    fig, axes = new_figure(6.5, sum(heights) + 1.3 * len(panels) + 0.5, nrows=len(panels), squeeze=False,
+                           gridspec_kw={"height_ratios": heights, "hspace": 0.9 if len(panels) > 1 else 0.2})
+    for ax, (lv, rows) in zip(axes[:, 0], panels):
+        y = np.arange(len(rows))[::-1]
+        if lv == "client":
+            ax.axvspan(benchmark["ci_low"], benchmark["ci_high"], color="0.85", zorder=0,
+                       label=f"Flückiger et al. 2018: r = {benchmark['r']:.3f} "
+                             f"[{benchmark['ci_low']:.3f}, {benchmark['ci_high']:.3f}]")
+            ax.axvline(benchmark["r"], color="0.4", linestyle="--", linewidth=1, zorder=1)
+            ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.08), frameon=False, fontsize="small")
+        ax.axvline(0, color="black", linewidth=0.8, zorder=1)
+        est, lo, hi = (rows[c].to_numpy(float) for c in (estimate, ci_low, ci_high))
+        ax.errorbar(est, y, xerr=np.vstack([est - lo, hi - est]), fmt=MARKERS[1], color="black", capsize=3, zorder=3)
+        ax.set_yticks(y, rows[label].astype(str))
+        ax.set_ylim(-0.6, len(rows) - 0.4)
+        ax.set_title(PANEL_TITLES[lv], fontsize="medium", loc="left")
+        ax.set_xlabel(PANEL_AXES[lv])
     return fig
 
 

@@ -79,6 +79,7 @@ __all__ = [
     "write_model_tables",
     "alliance_effects",
     "write_forest_plot",
+    "write_therapist_icc",
     "figure_models",
     "write_trajectory_figure",
     "write_scatter_figure",
@@ -116,13 +117,13 @@ ALLIANCE_TERMS = {
     "early_alliance": ("early alliance", "client"),
     "early_alliance_tm": ("early alliance, therapist mean", "therapist"),
     "early_alliance_cd": ("early alliance, client deviation from therapist mean", "client"),
-    "a_cw_lag": ("alliance within client, previous session", "within-client"),
-    "a_cw": ("alliance within client, same session", "within-client"),
+    "a_cw_lag": ("alliance within client, previous session", "within"),
+    "a_cw": ("alliance within client, same session", "within"),
     "a_cm": ("alliance between clients (client mean)", "client"),
     "alliance_trait": ("trait-like alliance (client mean)", "client"),
-    "alliance_state": ("state-like alliance (session deviation)", "within-client"),
-    "s_cw_lag": ("symptoms within client, previous session", "within-client"),
-    "s_cw": ("symptoms within client, same session", "within-client"),
+    "alliance_state": ("state-like alliance (session deviation)", "within"),
+    "s_cw_lag": ("symptoms within client, previous session", "within"),
+    "s_cw": ("symptoms within client, same session", "within"),
     "s_cm": ("symptoms between clients (client mean)", "client"),
 }
 # Truth of the recovery study: the simulation's effects per point of the WAI-SR total (the
@@ -355,10 +356,29 @@ def run_model(scores_path: str | Path, clients_path: str | Path | None, name: st
     for message in info["warnings"]:
         log.warning("model %s: %s", name, message)
     info.update({"model": name, "kind": spec["kind"], "label": spec["label"] or name, "settings": _settings(spec)})
+    info.update(_level_statistics(fitted, _spec_direction(config, spec)))
     write_model_outputs(fitted.summary, outdir)
     write_csv(_therapist_effects(fitted), Path(outdir) / "therapist_effects.csv")
     write_parquet(fitted.data, data_path)
     return fitted
+
+
+def _level_statistics(fitted: FittedModel, direction: str) -> dict[str, Any]:
+    """``alliance_effects`` (each alliance term's effect size at its level,
+    :func:`alliance.models.level_effects`) and ``therapist_icc`` (the unconditional therapist
+    ICC of the model's response on its rows, :func:`alliance.models.therapist_icc`; three
+    levels for session-level models) for ``fit.json``."""
+    from alliance.models.summaries import _model_rows
+
+    response = fitted.formula.split("~")[0].strip()
+    levels = {t: ALLIANCE_TERMS[t][1] for t in _alliance_terms(fitted.spec) if t in ALLIANCE_TERMS}
+    effects = M.level_effects(fitted.summary, fitted.data, levels, response, direction)
+    rows = _model_rows(fitted.result, fitted.data)
+    session_level = fitted.spec["kind"] in SESSION_LEVEL_KINDS
+    icc = M.therapist_icc(rows, response, client=M.CLIENT if session_level else None)
+    if icc["singular"]:
+        log.warning("therapist ICC of %s: the therapist variance of the null model is estimated at 0", response)
+    return {"alliance_effects": _records(effects), "therapist_icc": icc}
 
 
 NOT_ESTIMABLE = "not estimable"
@@ -421,6 +441,7 @@ def default_targets(config: Mapping[str, Any]) -> list[str]:
     out += ["results/tables/model_fixed_effects.csv", "results/tables/model_fit.csv", "results/tables/model_tables.md"]
     if any(model_spec(config, m)["kind"] != "reverse" for m in models):
         out += ["results/figures/alliance_forest.png", "results/tables/alliance_effects.csv"]
+    out += ["results/tables/therapist_icc.csv"]
     out += [FIGURE_FILES[f] for f, m in figure_models(config).items() if m]
     out += [f"results/models/{m}/bootstrap.csv" for m in bootstrap_models(config)]
     if specification_ids(config):
@@ -487,7 +508,10 @@ def _fit_row(name: str, info: Mapping[str, Any]) -> dict[str, Any]:
         "n_therapists": groups.get(M.THERAPIST),
         "loglik": info.get("loglik"), "aic": info.get("aic"), "bic": info.get("bic"),
         "r2_marginal": info.get("r2_marginal"), "r2_conditional": info.get("r2_conditional"),
-        "therapist_share": info.get("therapist_share"), "converged": info.get("converged"),
+        "therapist_share": info.get("therapist_share"),
+        **{f"therapist_icc{suffix}": (info.get("therapist_icc") or {}).get(key)
+           for suffix, key in (("", "icc"), ("_ci_low", "ci_low"), ("_ci_high", "ci_high"))},
+        "converged": info.get("converged"),
         "singular": info.get("singular"), "n_warnings": len(info.get("warnings") or []),
         "warnings": " | ".join(info.get("warnings") or []),
         # Only a model that could not be estimated adds these, so that the table of a study
@@ -496,11 +520,37 @@ def _fit_row(name: str, info: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+ICC_COLUMNS = ["model", "kind", "response_levels", "formula", "icc", "ci_low", "ci_high", "level", "ci_method",
+               "nobs", "n_clients", "n_therapists", "var_therapist", "var_client", "var_residual", "singular"]
+
+
+def write_therapist_icc(fit_paths: Sequence[str | Path], out_csv: str | Path) -> pd.DataFrame:
+    """Workflow step: the unconditional therapist ICC of each model's response (``fit.json``'s
+    ``therapist_icc``, :func:`alliance.models.therapist_icc`), one row per estimated model."""
+    rows = []
+    for path in fit_paths:
+        info = _read_fit(path)
+        icc = info.get("therapist_icc")
+        if not is_estimated(info) or not icc:
+            continue
+        rows.append({"model": info.get("model") or Path(path).parent.name, "kind": info.get("kind"),
+                     "response_levels": icc["levels"], **{k: icc.get(k) for k in ICC_COLUMNS[3:]}})
+    out = pd.DataFrame(rows, columns=ICC_COLUMNS)
+    write_csv(out, out_csv)
+    for r in out.itertuples():
+        log.info("therapist ICC (%s): %.4f [%.4f, %.4f]%s", r.model, r.icc, r.ci_low, r.ci_high,
+                 "; therapist variance estimated at 0" if r.singular else "")
+    return out
+
+
 def _markdown_tables(name: str, info: Mapping[str, Any], fixed: pd.DataFrame, random: pd.DataFrame, number: int) -> str:
     from alliance.report.tables import fixed_effects_table, random_effects_table
 
     label = info.get("label") or name
-    note = f"Model: {info.get('formula')}; {'REML' if info.get('reml') else 'ML'}, N = {info.get('nobs')} observations."
+    from alliance.report.tables import model_table_notes
+
+    note = (f"Model: {info.get('formula')}; {'REML' if info.get('reml') else 'ML'}, N = {info.get('nobs')} "
+            f"observations.{model_table_notes(info)}")
     parts = [f"## {markdown_text(str(label))}", fixed_effects_table(fixed, number=2 * number - 1, title=f"Fixed effects: {label}",
                                                 note=note).to_markdown(),
              random_effects_table(random, number=2 * number, title=f"Random effects: {label}").to_markdown()]
@@ -509,9 +559,16 @@ def _markdown_tables(name: str, info: Mapping[str, Any], fixed: pd.DataFrame, ra
     return "\n\n".join(parts)
 
 
+EFFECT_COLUMNS = ["model", "kind", "term", "level", "label", "effect_size", "estimate", "ci_low", "ci_high",
+                  "b", "b_ci_low", "b_ci_high", "t", "df", "n", "n_unit", "ci_method"]
+
+
 def alliance_effects(fit_paths: Sequence[str | Path]) -> pd.DataFrame:
-    """r-equivalents of every alliance -> outcome effect of the fitted models (``fit.json``
-    files; reverse-direction models left out), with a label and the level each effect is at."""
+    """Every alliance -> outcome effect of the fitted models (``fit.json`` files; reverse-direction
+    models left out), each with the effect size of its level (``fit.json``'s
+    ``alliance_effects``, :func:`alliance.models.level_effects`): ``level`` client | within |
+    therapist, the oriented estimate and CI, and ``n`` with ``n_unit``, the N the interval rests
+    on (clients, session observations, therapists)."""
     rows = []
     for path in fit_paths:
         info = _read_fit(path)
@@ -521,18 +578,21 @@ def alliance_effects(fit_paths: Sequence[str | Path]) -> pd.DataFrame:
         if not is_estimated(info):
             log.warning("forest plot: %s left out (not estimable: %s)", name, info.get("reason"))
             continue
-        for r in info.get("r_equivalents") or []:
-            term_label, level = ALLIANCE_TERMS.get(r["term"], (r["term"], "unknown"))
-            rows.append({"model": name, "kind": info.get("kind"), "term": r["term"], "level": level,
-                         "label": f"{info.get('label') or name}: {term_label}", **{k: r[k] for k in (
-                             "t", "df", "r", "r_benefit", "benefit_ci_low", "benefit_ci_high")}})
-    return pd.DataFrame(rows, columns=["model", "kind", "term", "level", "label", "t", "df", "r", "r_benefit",
-                                       "benefit_ci_low", "benefit_ci_high"])
+        for r in info.get("alliance_effects") or []:
+            term_label = ALLIANCE_TERMS.get(r["term"], (r["term"], None))[0]
+            rows.append({"model": name, "kind": info.get("kind"),
+                         "label": f"{info.get('label') or name}: {term_label}",
+                         **{k: r[k] for k in EFFECT_COLUMNS if k in r}})
+    return pd.DataFrame(rows, columns=EFFECT_COLUMNS)
 
 
 def write_forest_plot(fit_paths: Sequence[str | Path], out_png: str | Path, out_csv: str | Path) -> pd.DataFrame:
-    """Workflow step: forest plot of the alliance effects' r-equivalents beside the benchmark
-    band of Flückiger et al. (2018; r = .278, 95% CI .256–.299), and its table."""
+    """Workflow step: forest plot by level and its table.
+
+    Client-level r-equivalents (df from the number of clients) are drawn beside the benchmark
+    band of Flückiger et al. (2018; r = .278, 95% CI .256–.299); within-client effects
+    (standardised by the within-client SDs) and therapist-level r-equivalents (df bounded by
+    the number of therapists) in panels of their own, without the band."""
     from alliance.report.style import close
     from alliance.models.figures import forest_plot
     from alliance.outputs import write_figure
@@ -540,8 +600,11 @@ def write_forest_plot(fit_paths: Sequence[str | Path], out_png: str | Path, out_
     effects = alliance_effects(fit_paths)
     if effects.empty:
         raise ValueError("no alliance -> outcome effect to plot: declare a model that is not of kind 'reverse'")
-    write_csv(effects.assign(benchmark_r=M.BENCHMARK["r"], benchmark_ci_low=M.BENCHMARK["ci_low"],
-                             benchmark_ci_high=M.BENCHMARK["ci_high"]), out_csv)
+    client = effects["level"] == "client"
+    table = effects.assign(benchmark_r=np.where(client, M.BENCHMARK["r"], np.nan),
+                           benchmark_ci_low=np.where(client, M.BENCHMARK["ci_low"], np.nan),
+                           benchmark_ci_high=np.where(client, M.BENCHMARK["ci_high"], np.nan))
+    write_csv(table, out_csv)
     fig = forest_plot(effects)
     write_figure(fig, out_png)
     close(fig)

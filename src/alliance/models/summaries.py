@@ -18,6 +18,11 @@ Nakagawa, S., Johnson, P. C. D., & Schielzeth, H. (2017). The coefficient of det
 R² and intra-class correlation coefficient from generalized linear mixed-effects models
 revisited and expanded. *Journal of the Royal Society Interface*, 14, 20170213.
 Rosenthal, R. (1991). *Meta-analytic procedures for social research* (rev. ed.). Sage.
+Baldwin, S. A., & Imel, Z. E. (2013). Therapist effects: findings and methods. In M. J. Lambert
+(Ed.), *Bergin and Garfield's handbook of psychotherapy and behavior change* (6th ed.,
+pp. 258–297). Wiley.
+Pawitan, Y. (2001). *In all likelihood: statistical modelling and inference using
+likelihood*. Oxford University Press (profile-likelihood intervals, ch. 3 and 9).
 """
 from __future__ import annotations
 
@@ -40,6 +45,14 @@ __all__ = [
     "standardised_coefficients",
     "r_from_t",
     "r_equivalents",
+    "client_df",
+    "therapist_df",
+    "bound_therapist_df",
+    "within_standardised",
+    "within_sd",
+    "EFFECT_LEVELS",
+    "level_effects",
+    "therapist_icc",
     "ModelSummary",
     "model_summary",
 ]
@@ -54,6 +67,9 @@ BENCHMARK = {
     "three-level meta-analysis of 295 studies, face-to-face treatments",
 }
 
+#: Levels of an alliance effect: between clients, within clients (session to session), between
+#: therapists. Only client-level effects are comparable with the benchmark.
+EFFECT_LEVELS = ("client", "within", "therapist")
 FIXED_EFFECT_COLUMNS = ["term", "estimate", "se", "df", "t", "p", "ci_low", "ci_high", "std_estimate"]
 RANDOM_EFFECT_COLUMNS = ["group", "term1", "term2", "variance", "sd", "corr"]
 OUTCOME_DIRECTIONS = ("higher_is_worse", "higher_is_better")
@@ -301,6 +317,14 @@ def model_summary(result: Any, data: pd.DataFrame, alliance_terms: Sequence[str]
     fixed = result.fixed_effects.copy()
     fixed["std_estimate"] = std["std_estimate"].reindex(fixed.index)
     fixed = fixed.rename_axis("term").reset_index()[FIXED_EFFECT_COLUMNS]
+    # A therapist-level predictor is informed by the therapists only (its df cannot exceed theirs).
+    therapist_terms = [t for t in std.index if std.at[t, "sd_x_level"] == therapist]
+    bounds: list[dict[str, Any]] = []
+    if therapist_terms and therapist in result.ngroups:
+        fixed, bounds = bound_therapist_df(fixed, therapist_terms, int(result.ngroups[therapist]))
+    df_notes = [f"df of {b['term']} bounded by the number of therapists: {b['df']:g} "
+                f"(= {int(result.ngroups[therapist])} therapists - {len(therapist_terms)} therapist-level "
+                f"predictor(s) - 1) instead of Satterthwaite's {b['df_satterthwaite']:.1f}" for b in bounds]
     random = result.random_effects[RANDOM_EFFECT_COLUMNS].copy()
     info = {
         "engine": getattr(result, "engine", "unknown"),
@@ -323,6 +347,289 @@ def model_summary(result: Any, data: pd.DataFrame, alliance_terms: Sequence[str]
         "var_random_by_group": components["by_group"],
         "var_residual": components["var_residual"],
         "r2_method": "Nakagawa & Schielzeth (2013); random-slope variance as mean of diag(Z Sigma Z') (Johnson 2014)",
+        "df_method": "satterthwaite",
+        "therapist_df_bounds": bounds,
+        "df_notes": df_notes,
+        "zero_variances": [str(g) for g, v in components["by_group"].items() if v <= 0.0],
     }
-    r_eq = r_equivalents(result.fixed_effects, alliance_terms, outcome_direction) if alliance_terms else pd.DataFrame()
+    r_eq = r_equivalents(fixed.set_index("term"), alliance_terms, outcome_direction) if alliance_terms else pd.DataFrame()
     return ModelSummary(fixed, random, info, std.reset_index(), r_eq, [dict(c) for c in contrasts])
+
+
+# --------------------------------------------------------------------------------------
+# Degrees of freedom at the level an effect varies at
+# --------------------------------------------------------------------------------------
+def client_df(n_clients: int, n_coefficients: int) -> float:
+    """Residual df of a client-level effect: ``n_clients - n_coefficients``.
+
+    The df of an ordinary regression with one row per client and ``n_coefficients`` fixed
+    effects (intercept included). Used by :func:`r_from_t` for the r-equivalent of a
+    client-level effect, so that its interval rests on the number of clients, not on the
+    number of session rows.
+    """
+    df = int(n_clients) - int(n_coefficients)
+    if df <= 1:
+        raise ValueError(f"client_df: {n_clients} clients and {n_coefficients} coefficients leave df = {df}; need > 1")
+    return float(df)
+
+
+def therapist_df(n_therapists: int, n_therapist_predictors: int) -> float:
+    """df of a therapist-level term: ``n_therapists - n_therapist_predictors - 1`` (the residual
+    df of a regression over therapist means), the most information the therapists can give."""
+    return float(int(n_therapists) - int(n_therapist_predictors) - 1)
+
+
+def bound_therapist_df(fixed_effects: pd.DataFrame, therapist_terms: Sequence[str], n_therapists: int,
+                       level: float = 0.95) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """Fixed effects with the df of therapist-level terms bounded by the number of therapists.
+
+    A therapist-level predictor (one value per therapist) is informed by the therapists, not by
+    the clients or sessions. Satterthwaite's df can exceed their number when the therapist
+    variance is estimated near zero (the df then approach the client count); the df used is
+    ``min(Satterthwaite, therapist_df(n_therapists, k))`` with ``k`` the number of
+    therapist-level predictors, and p and the CI are recomputed from that t distribution.
+
+    Parameters
+    ----------
+    fixed_effects : DataFrame
+        Columns of :data:`FIXED_EFFECT_COLUMNS` (``term`` a column).
+    therapist_terms : sequence of str
+        Terms that vary between therapists only.
+    n_therapists : int
+
+    Returns
+    -------
+    (DataFrame, list of dict)
+        The fixed effects (a copy) and one record per bounded term: ``term``,
+        ``df_satterthwaite``, ``df``.
+    """
+    out = fixed_effects.copy()
+    bounded = []
+    if not therapist_terms:
+        return out, bounded
+    cap = therapist_df(n_therapists, len(therapist_terms))
+    for term in therapist_terms:
+        i = out.index[out["term"] == term]
+        if len(i) != 1:
+            raise ValueError(f"bound_therapist_df: term {term!r} is not a fixed effect; terms: {list(out['term'])}")
+        i = i[0]
+        if not float(out.at[i, "df"]) > cap:
+            continue
+        if cap < 1:
+            raise ValueError(f"bound_therapist_df: {n_therapists} therapists leave df = {cap:g} for "
+                             f"{len(therapist_terms)} therapist-level term(s)")
+        est, se = float(out.at[i, "estimate"]), float(out.at[i, "se"])
+        half = float(stats.t.ppf(0.5 + level / 2, cap)) * se
+        bounded.append({"term": term, "df_satterthwaite": float(out.at[i, "df"]), "df": cap})
+        out.at[i, "df"] = cap
+        out.at[i, "p"] = float(2 * stats.t.sf(abs(est / se), cap))
+        out.at[i, "ci_low"], out.at[i, "ci_high"] = est - half, est + half
+    return out, bounded
+
+
+def within_standardised(estimate: float, ci_low: float, ci_high: float, sd_x_within: float,
+                        sd_y_within: float) -> dict[str, float]:
+    """A within-client effect in within-client SD units: ``b * SD_w(x) / SD_w(y)``.
+
+    ``SD_w`` is the SD of the client-mean-centred values over the fitted rows (the spread of
+    the session-to-session fluctuations). The CI is the coefficient's CI scaled by the same
+    factor (the SDs are treated as known), so it rests on the model's df for the term.
+    """
+    if not (sd_x_within > 0 and sd_y_within > 0):
+        raise ValueError(f"within_standardised: within-client SDs must be > 0, got {sd_x_within!r}, {sd_y_within!r}")
+    k = sd_x_within / sd_y_within
+    lo, hi = sorted((ci_low * k, ci_high * k))
+    return {"estimate": estimate * k, "ci_low": lo, "ci_high": hi}
+
+
+# --------------------------------------------------------------------------------------
+# Unconditional therapist ICC of the outcome
+# --------------------------------------------------------------------------------------
+def _profiled_deviance(result: Any):
+    """The profiled REML/ML criterion of a fitted model as a function of theta.
+
+    Uses the engine's own precomputed structure (``alliance.lmm``), so the criterion is the
+    one the fit minimised (lme4's ``devFunOnly``).
+    """
+    from alliance.lmm.deviance import ProfiledDeviance
+
+    structure = getattr(result, "_structure", None)
+    if structure is None:
+        raise ValueError("therapist_icc needs a fit of the alliance engine (engine='alliance')")
+    return ProfiledDeviance(structure, bool(result.reml)), structure
+
+
+def _theta_index(structure: Any, group: str) -> int:
+    for name, sl in zip(structure.term_names, structure.theta_slices):
+        if name == group:
+            return sl.start
+    raise ValueError(f"no random intercept for {group!r} in the null model; groups: {structure.term_names}")
+
+
+def _root(f, a: float, b: float) -> float:
+    from scipy.optimize import brentq
+
+    return float(brentq(f, a, b, xtol=1e-12, rtol=1e-12, maxiter=200))
+
+
+def therapist_icc(data: pd.DataFrame, response: str, therapist: str = THERAPIST, client: str | None = None,
+                  level: float = 0.95, reml: bool = True) -> dict[str, Any]:
+    """Unconditional therapist ICC of an outcome, with a profile-likelihood confidence interval.
+
+    Two levels (one row per client, ``client`` None): the null model ``response ~ 1 + (1 |
+    therapist)``, ``ICC = var_therapist / (var_therapist + var_residual)``. Three levels (several
+    rows per client): ``response ~ 1 + (1 | client) + (1 | therapist)`` and ``ICC =
+    var_therapist / (var_therapist + var_client + var_residual)``, the therapists' share of
+    the total variance (Baldwin & Imel, 2013, report about 5% for outcomes).
+
+    The CI is the profile-likelihood interval (Pawitan, 2001): the ICCs whose profiled REML
+    criterion (sigma and the intercept profiled out; for three levels also the client
+    variance) lies within ``chi2_1(level)`` of its minimum. It respects the boundary at 0,
+    where Wald intervals fail. Tested against lme4's ``devFunOnly`` criterion and
+    ``performance::icc`` in tests/data/models_r/.
+
+    Returns
+    -------
+    dict
+        ``icc``, ``ci_low``, ``ci_high``, ``level``, ``levels`` (2 or 3), ``formula``, ``nobs``,
+        ``n_therapists``, ``n_clients`` (three levels), ``var_therapist``, ``var_client``,
+        ``var_residual``, ``singular`` (therapist variance estimated at 0), ``ci_method``.
+    """
+    from alliance.lmm import fit as lmm_fit
+
+    columns = [response, therapist] + ([client] if client else [])
+    _require_columns(data, columns, "data")
+    rows = data.loc[data[columns].notna().all(axis=1), columns]
+    three = client is not None and rows[client].duplicated().any()
+    formula = (f"{response} ~ 1 + (1 | {client}) + (1 | {therapist})" if three
+               else f"{response} ~ 1 + (1 | {therapist})")
+    null = lmm_fit(formula, rows, reml=reml, satterthwaite_df=False)
+    dev, structure = _profiled_deviance(null)
+    theta = np.asarray(null.theta, dtype=float)
+    d0 = float(dev(theta))
+    crit = float(stats.chi2.ppf(level, 1))
+    it = _theta_index(structure, therapist)
+    ic = _theta_index(structure, client) if three else None
+
+    def icc_of(th: np.ndarray) -> float:
+        c2 = th[ic] ** 2 if three else 0.0
+        return float(th[it] ** 2 / (1.0 + th[it] ** 2 + c2))
+
+    def excess(rho: float) -> float:
+        """Profiled criterion at ICC = rho, minus the minimum and the chi-square cut-off."""
+        def at(tc: float) -> float:
+            th = theta.copy()
+            if three:
+                th[ic] = tc
+            th[it] = math.sqrt(rho * (1.0 + (tc * tc if three else 0.0)) / (1.0 - rho))
+            return float(dev(th))
+        if not three:
+            return at(0.0) - d0 - crit
+        from scipy.optimize import minimize_scalar
+
+        tc0 = float(theta[ic])
+        best = minimize_scalar(at, bounds=(0.0, max(20.0, 4 * tc0)), method="bounded",
+                               options={"xatol": 1e-10})
+        return float(min(best.fun, at(tc0))) - d0 - crit
+
+    rho = icc_of(theta)
+    low = 0.0 if excess(0.0) <= 0 else _root(excess, 0.0, rho)
+    high_end = rho + (1 - rho) / 2
+    while excess(high_end) <= 0 and high_end < 1 - 1e-9:
+        high_end = 1 - (1 - high_end) / 10
+    high = _root(excess, rho, high_end)
+    vc = null.random_effects.set_index("group")["variance"]
+    return {
+        "icc": rho, "ci_low": low, "ci_high": high, "level": level, "levels": 3 if three else 2,
+        "formula": formula, "nobs": int(null.nobs), "n_therapists": int(null.ngroups[therapist]),
+        "n_clients": int(null.ngroups[client]) if three else int(null.nobs),
+        "var_therapist": float(vc[therapist]), "var_client": float(vc[client]) if three else None,
+        "var_residual": float(vc["Residual"]), "singular": bool(float(vc[therapist]) <= 0.0),
+        "reml": bool(reml),
+        "ci_method": f"profile likelihood ({'REML' if reml else 'ML'} criterion, chi-square(1) cut-off)",
+    }
+
+
+# --------------------------------------------------------------------------------------
+# Effect sizes at the level each alliance effect is at
+# --------------------------------------------------------------------------------------
+def within_sd(rows: pd.DataFrame, column: str, client: str = CLIENT) -> float:
+    """Within-client SD: SD (n - 1) over the rows of the values centred on each client's mean
+    over those rows."""
+    x = rows[column].astype(float)
+    return float((x - x.groupby(rows[client], sort=False).transform("mean")).std(ddof=1))
+
+
+def level_effects(summary: ModelSummary, data: pd.DataFrame, levels: Mapping[str, str], response: str,
+                  outcome_direction: str = "higher_is_worse", client: str = CLIENT,
+                  therapist: str = THERAPIST, level: float = 0.95) -> pd.DataFrame:
+    """Effect sizes of alliance terms, each defined at the level the term is at.
+
+    * ``client``: r-equivalent ``r = t / sqrt(t² + df)`` with ``df = n_clients -
+      n_coefficients`` (:func:`client_df`), Fisher-z CI with SE ``1/sqrt(df - 1)``: the
+      interval rests on the number of clients, as the between-person correlations pooled by
+      Flückiger et al. (2018).
+    * ``therapist``: the same with the term's df, bounded by the number of therapists
+      (:func:`bound_therapist_df`); the interval rests on the therapists.
+    * ``within``: ``b * SD_w(x) / SD_w(y)`` with within-client SDs over the fitted rows
+      (:func:`within_standardised`); CI from the coefficient's CI; it rests on the session rows.
+
+    Effects are oriented as the benchmark (positive: better alliance, better outcome).
+
+    Returns
+    -------
+    DataFrame
+        ``term``, ``level``, ``effect_size`` (``r`` or ``within_std_b``), ``estimate``,
+        ``ci_low``, ``ci_high`` (oriented), ``b``, ``b_ci_low``, ``b_ci_high``, ``t``, ``df``,
+        ``n``, ``n_unit`` (clients, therapists or observations), ``ci_method``.
+    """
+    if outcome_direction not in OUTCOME_DIRECTIONS:
+        raise ValueError(f"outcome_direction must be one of {OUTCOME_DIRECTIONS}, got {outcome_direction!r}")
+    sign = -1.0 if outcome_direction == "higher_is_worse" else 1.0
+    fixed = summary.fixed_effects.set_index("term")
+    groups = summary.fit["ngroups"]
+    n_clients = int(groups.get(client, summary.fit["nobs"]))
+    n_therapists = int(groups.get(therapist, 0))
+    rows_out = []
+    for term, where in levels.items():
+        if where not in EFFECT_LEVELS:
+            raise ValueError(f"level of {term!r} is {where!r}; expected one of {EFFECT_LEVELS}")
+        if term not in fixed.index:
+            raise ValueError(f"term {term!r} is not a fixed effect; the model has {list(fixed.index)}")
+        fe = fixed.loc[term]
+        b, lo_b, hi_b, t = (float(fe[c]) for c in ("estimate", "ci_low", "ci_high", "t"))
+        row = {"term": term, "level": where, "b": b, "b_ci_low": lo_b, "b_ci_high": hi_b, "t": t}
+        if where == "within":
+            rows = _model_rows(summary_result_stub(summary), data)
+            es = within_standardised(b, lo_b, hi_b, within_sd(rows, term, client), within_sd(rows, response, client))
+            lo, hi = sorted((sign * es["ci_low"], sign * es["ci_high"]))
+            row.update(effect_size="within_std_b", estimate=sign * es["estimate"], ci_low=lo, ci_high=hi,
+                       df=float(fe["df"]), n=int(summary.fit["nobs"]), n_unit="observations",
+                       ci_method="b * SD_w(x) / SD_w(y) (within-client SDs); the coefficient's "
+                                 f"{level:.0%} CI (t, Satterthwaite df) scaled alike")
+        else:
+            if where == "client":
+                df, n, unit = client_df(n_clients, len(fixed)), n_clients, "clients"
+                how = "df = clients - coefficients"
+            else:
+                df, n, unit = float(fe["df"]), n_therapists, "therapists"
+                how = "df = the term's df, at most therapists - therapist-level predictors - 1"
+            r = r_from_t(t, df, level)
+            lo, hi = sorted((sign * r["ci_low"], sign * r["ci_high"]))
+            row.update(effect_size="r", estimate=sign * r["r"], ci_low=lo, ci_high=hi, df=df, n=n, n_unit=unit,
+                       ci_method=f"r = t/sqrt(t^2 + df), {how}; Fisher-z CI with SE 1/sqrt(df - 1)")
+        rows_out.append(row)
+    columns = ["term", "level", "effect_size", "estimate", "ci_low", "ci_high", "b", "b_ci_low", "b_ci_high",
+               "t", "df", "n", "n_unit", "ci_method"]
+    return pd.DataFrame(rows_out, columns=columns)
+
+
+@dataclass
+class _FormulaStub:
+    formula: str
+    nobs: int
+
+
+def summary_result_stub(summary: ModelSummary) -> _FormulaStub:
+    """What :func:`_model_rows` needs of a fit (formula, nobs), from its summary."""
+    return _FormulaStub(summary.fit["formula"], int(summary.fit["nobs"]))

@@ -34,7 +34,8 @@ import numpy as np
 
 from alliance.report.tables import markdown_text
 
-__all__ = ["in_text_citation", "methods_paragraph", "methods_references", "SOFTWARE_REFERENCES"]
+__all__ = ["in_text_citation", "methods_paragraph", "methods_references", "definitions_sentences",
+           "early_alliance_text", "SOFTWARE_REFERENCES", "EARLY_TEXT"]
 
 ENGINE_TEXT = {
     "alliance": ("the mixed-model engine of the alliance package, which follows lme4's profiled "
@@ -53,6 +54,40 @@ SOFTWARE_REFERENCES = {
                   "10, 33. https://doi.org/10.12688/f1000research.29032.2"),
     "statsmodels": ("Seabold, S., & Perktold, J. (2010). statsmodels: Econometric and statistical modeling "
                     "with Python. Proceedings of the 9th Python in Science Conference, 92-96."),
+}
+EARLY_TEXT = {
+    "mean_1_to_k": "the mean of the alliance scores of sessions 1\u2013{k}",
+    "session_k": "the alliance score at session {k}",
+    "first_up_to_k": "the first alliance score in sessions 1\u2013{k}",
+}
+VARIANT_TEXT = {
+    "post": "the client's last outcome score (post-treatment), adjusted for the first (baseline)",
+    "residualised_change": ("the residual of the post-treatment score regressed on the baseline score "
+                            "(residualised change)"),
+    "rate_of_change": ("the client's least-squares slope of the outcome over sessions (rate of change), "
+                       "adjusted for the baseline score"),
+}
+DEFINITION_REFERENCES = {
+    "nakagawa": ("Nakagawa, S., & Schielzeth, H. (2013). A general and simple method for obtaining R2 from "
+                 "generalized linear mixed-effects models. Methods in Ecology and Evolution, 4(2), 133-142. "
+                 "https://doi.org/10.1111/j.2041-210x.2012.00261.x"),
+    "johnson": ("Johnson, P. C. D. (2014). Extension of Nakagawa & Schielzeth's R2GLMM to random slopes models. "
+                "Methods in Ecology and Evolution, 5(9), 944-946. https://doi.org/10.1111/2041-210X.12225"),
+    "nakagawa2017": ("Nakagawa, S., Johnson, P. C. D., & Schielzeth, H. (2017). The coefficient of determination "
+                     "R2 and intra-class correlation coefficient from generalized linear mixed-effects models "
+                     "revisited and expanded. Journal of the Royal Society Interface, 14(134), 20170213. "
+                     "https://doi.org/10.1098/rsif.2017.0213"),
+    "baldwin_imel": ("Baldwin, S. A., & Imel, Z. E. (2013). Therapist effects: Findings and methods. In M. J. "
+                     "Lambert (Ed.), Bergin and Garfield's handbook of psychotherapy and behavior change (6th ed., "
+                     "pp. 258-297). Wiley."),
+    "baldwin2007": ("Baldwin, S. A., Wampold, B. E., & Imel, Z. E. (2007). Untangling the alliance-outcome "
+                    "correlation: Exploring the relative importance of therapist and patient variability in the "
+                    "alliance. Journal of Consulting and Clinical Psychology, 75(6), 842-852. "
+                    "https://doi.org/10.1037/0022-006X.75.6.842"),
+    "flueckiger": ("Flückiger, C., Del Re, A. C., Wampold, B. E., & Horvath, A. O. (2018). The alliance in adult "
+                   "psychotherapy: A meta-analytic synthesis. Psychotherapy, 55(4), 316-340. "
+                   "https://doi.org/10.1037/pst0000172"),
+    "rosenthal": "Rosenthal, R. (1991). Meta-analytic procedures for social research (Rev. ed.). Sage.",
 }
 METHOD_REFERENCES = {
     "mcgraw_wong": ("McGraw, K. O., & Wong, S. P. (1996). Forming inferences about some intraclass correlation "
@@ -297,6 +332,107 @@ def _interrater_sentence(interrater: Sequence[Mapping[str, Any]]) -> str:
             + (f"; {combine}." if combine else "."))
 
 
+def early_alliance_text(early: Mapping[str, Any]) -> str:
+    """``the mean of the alliance scores of sessions 1–3`` from a config's early-alliance
+    definition (``method``, ``k``; ``min_sessions`` is added when above 1)."""
+    method = early.get("method")
+    text = EARLY_TEXT.get(method, f"the early-alliance score by method {method!r}").format(k=early.get("k"))
+    minimum = early.get("min_sessions")
+    if isinstance(minimum, int) and minimum > 1:
+        text += f", from clients with at least {minimum} alliance scores in that window"
+    return text
+
+
+def _settings(model: Mapping[str, Any]) -> Mapping[str, Any]:
+    return model.get("settings") or {}
+
+
+def _early_sentence(models: Sequence[Mapping[str, Any]]) -> str:
+    early = [m for m in models if m.get("kind") in ("early_outcome", "therapist_client") and _settings(m).get("early")]
+    if not early:
+        return ""
+    definitions = list(dict.fromkeys(early_alliance_text(_settings(m)["early"]) for m in early))
+    text = f"Early alliance was {_join(definitions)}, as configured."
+    variants = list(dict.fromkeys(_settings(m).get("variant") or "post" for m in early
+                                  if m.get("kind") == "early_outcome"))
+    outcomes = [VARIANT_TEXT[v] for v in variants if v in VARIANT_TEXT]
+    if outcomes:
+        text += f" The client-level outcome was {_join(outcomes)}."
+    if any(m.get("kind") == "therapist_client" for m in early):
+        text += (" To separate therapist and client contributions, early alliance was split into the therapist's "
+                 "mean over their clients (centred on the mean of the therapist means) and the client's deviation "
+                 "from it (Baldwin et al., 2007).")
+    return text
+
+
+def _session_sentence(models: Sequence[Mapping[str, Any]]) -> str:
+    session = [m for m in models if m.get("kind") in ("within_between", "reverse", "trait_state")]
+    if not session:
+        return ""
+    text = ("In the session-level models each time-varying score was split into the client's mean over their "
+            "sessions, centred on the mean of the client means (between-client part), and the session's "
+            "deviation from the client's mean (within-client part, person-mean centring)")
+    if any(_settings(m).get("detrend") for m in session):
+        text += "; where stated, the within-client part was the residual from the client's own linear trend over sessions"
+    text += "."
+    lagged = [m for m in session if m.get("kind") != "trait_state" and _settings(m).get("lagged")]
+    if lagged:
+        text += (" In the lagged models the within-client part at the previous observed session (lag 1; missing when "
+                 "that session was not observed) predicted the score at the current session.")
+    if any(_settings(m).get("lagged_response") for m in session):
+        text += " Where stated, the response's own previous score was added as a predictor."
+    return text
+
+
+def _r2_sentence(models: Sequence[Mapping[str, Any]]) -> str:
+    if not any(m.get("formula") for m in models):
+        return ""
+    return ("Marginal and conditional R\u00b2 are the shares of the outcome variance explained by the fixed effects "
+            "and by fixed and random effects together (Nakagawa & Schielzeth, 2013; random slopes as Johnson, 2014). "
+            "The therapists' share is the therapist variance divided by the sum of the random-effect and residual "
+            "variances, conditional on the fixed effects (the adjusted ICC of Nakagawa et al., 2017).")
+
+
+def _icc_sentence(models: Sequence[Mapping[str, Any]]) -> str:
+    parts = []
+    for m in models:
+        icc = m.get("therapist_icc")
+        if not icc:
+            continue
+        low, high = icc["ci_low"], icc["ci_high"]
+        parts.append(f"{100 * icc['icc']:.1f}% (95% CI {100 * low:.1f}\u2013{100 * high:.1f}%) in "
+                     f"{m.get('label') or 'a model'}" + (", its therapist variance estimated at 0"
+                                                            if icc.get("singular") else ""))
+    if not parts:
+        return ""
+    return ("The unconditional therapist ICC of each model's outcome was estimated from a null model with random "
+            "intercepts of therapists (and of clients for session-level outcomes) by REML, with a profile-likelihood "
+            f"95% CI (compare Baldwin & Imel, 2013, about 5%): {_join(parts)}.")
+
+
+def _levels_sentence(models: Sequence[Mapping[str, Any]]) -> str:
+    if not any(m.get("formula") for m in models):
+        return ""
+    text = ("Effects were compared with the meta-analytic benchmark (Flückiger et al., 2018) only at the client "
+            "level, as r = t/\u221a(t\u00b2 + df) (Rosenthal, 1991) with df = clients \u2212 fixed-effect "
+            "coefficients and a Fisher-z CI; within-client effects were standardised by the within-client SDs of "
+            "predictor and outcome, with the coefficient's CI scaled alike.")
+    if any(m.get("df_notes") for m in models):
+        text += (" The df of therapist-level terms were bounded by the number of therapists (therapists \u2212 "
+                 "therapist-level predictors \u2212 1) where that was smaller than Satterthwaite's.")
+    return text
+
+
+def definitions_sentences(models: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Sentences stating every definition the models use: early alliance (from the config),
+    the client-level outcome, the therapist/client split, centring and lags, R², the
+    therapists' share, the unconditional therapist ICC and the effect sizes by level."""
+    # Only the pipeline's own models (fit.json names their kind) have these definitions.
+    estimated = [m for m in models if m.get("status") != "not estimable" and m.get("kind")]
+    return [s for s in (_early_sentence(estimated), _session_sentence(estimated), _r2_sentence(estimated),
+                        _icc_sentence(estimated), _levels_sentence(estimated)) if s]
+
+
 def methods_paragraph(summary: Mapping[str, Any], models: Sequence[Mapping[str, Any]],
                       instruments: Sequence[Mapping[str, Any]], versions: Mapping[str, Any],
                       interrater: Sequence[Mapping[str, Any]] = ()) -> str:
@@ -313,7 +449,9 @@ def methods_paragraph(summary: Mapping[str, Any], models: Sequence[Mapping[str, 
         One per model, the keys of ``fit.json``: ``formula``, ``reml``; optionally
         ``label`` (e.g. "The early-alliance model"), ``engine`` (``alliance`` or
         ``statsmodels``), ``nobs``, ``ngroups``, ``singular``, ``converged``,
-        ``df_method`` (default ``satterthwaite``).
+        ``df_method`` (default ``satterthwaite``); for the definitions: ``kind``, ``settings``
+        (``early``, ``variant``, ``lagged``, ``lagged_response``, ``detrend``), ``therapist_icc``
+        and ``df_notes`` (:func:`definitions_sentences`).
     instruments : list of dict
         One per instrument as its scoring key has it: ``full_name`` (or ``name``),
         ``citations`` (full references, primary first) and ``respondent`` or
@@ -331,8 +469,8 @@ def methods_paragraph(summary: Mapping[str, Any], models: Sequence[Mapping[str, 
     Returns
     -------
     str
-        One paragraph, sentences in the order sample, measures, models, engine, inference,
-        software.
+        One paragraph, sentences in the order sample, measures, models, definitions, engine,
+        inference, software.
 
     Raises
     ------
@@ -342,6 +480,7 @@ def methods_paragraph(summary: Mapping[str, Any], models: Sequence[Mapping[str, 
     """
     sentences = [_sample_sentence(summary), _instrument_sentence(instruments), _interrater_sentence(interrater)]
     sentences += [_model_sentence(i, m) for i, m in enumerate(models, start=1)]
+    sentences += definitions_sentences(models)
     sentences += [_engine_sentence(models), _df_sentence(models), _software_sentence(versions)]
     return " ".join(s for s in sentences if s)
 
@@ -365,6 +504,14 @@ def methods_references(models: Sequence[Mapping[str, Any]], instruments: Sequenc
         references.append(SOFTWARE_REFERENCES["statsmodels"])
     if models:
         references.append(SOFTWARE_REFERENCES["lmerTest"])
+    estimated = [m for m in models if m.get("status") != "not estimable" and m.get("kind")]
+    if any(m.get("formula") for m in estimated):
+        references += [DEFINITION_REFERENCES[k] for k in ("nakagawa", "johnson", "nakagawa2017", "flueckiger",
+                                                          "rosenthal")]
+    if any(m.get("therapist_icc") for m in estimated):
+        references.append(DEFINITION_REFERENCES["baldwin_imel"])
+    if any(m.get("kind") == "therapist_client" for m in estimated):
+        references.append(DEFINITION_REFERENCES["baldwin2007"])
     if versions.get("snakemake") and versions["snakemake"] != "not installed":
         references.append(SOFTWARE_REFERENCES["snakemake"])
     return sorted(dict.fromkeys(references))

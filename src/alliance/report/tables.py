@@ -42,7 +42,7 @@ import numbers
 import re
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -61,6 +61,7 @@ __all__ = [
     "format_bounded",
     "format_p",
     "format_integer",
+    "significant_decimals",
     "significance_stars",
     "Column",
     "ApaTable",
@@ -68,6 +69,7 @@ __all__ = [
     "write_table",
     "fixed_effects_table",
     "random_effects_table",
+    "model_table_notes",
     "reliability_table",
     "descriptives",
     "descriptives_table",
@@ -166,6 +168,19 @@ def format_integer(value: Any) -> str:
     return _signed(f"{abs(int(x)):,}", x < 0)
 
 
+def significant_decimals(value: Any, digits: int = 2, maximum: int = 8) -> int:
+    """Decimals that show ``value`` with ``digits`` significant digits (0.0057 -> 4, 0.45 -> 2,
+    1.19 -> 1, 23.4 -> 0), at most ``maximum``; 0 for zero or a non-finite value.
+
+    A standard error shown to two significant digits, with its estimate and CI to the same
+    decimals, shows the precision there is (never ``0.00 (0.01)``).
+    """
+    x = abs(_as_float(value, "significant_decimals"))
+    if not math.isfinite(x) or x == 0:
+        return 0
+    return int(min(maximum, max(0, digits - 1 - math.floor(math.log10(x)))))
+
+
 def significance_stars(p: Any) -> str:
     """``***`` for p < .001, ``**`` for p < .01, ``*`` for p < .05, else an empty string."""
     if _is_missing(p):
@@ -205,6 +220,10 @@ class Column:
         Show the header in italics (statistical symbols: *M*, *SD*, *b*, *p*).
     align : {"left", "center", "right"}, optional
         Default: left for text, centred for numbers.
+    decimals_from : str, optional
+        A column whose value, shown to two significant digits, sets this cell's decimals
+        (:func:`significant_decimals`): a row's b, SE and CI take the decimals its SE needs.
+        Overrides ``decimals``.
     """
 
     key: str
@@ -215,6 +234,7 @@ class Column:
     stars: str | None = None
     italic: bool = False
     align: str | None = None
+    decimals_from: str | None = None
 
     def __post_init__(self) -> None:
         if not callable(self.fmt) and self.fmt not in FORMATS:
@@ -288,7 +308,7 @@ class ApaTable:
             raise ValueError(f"ApaTable {self.number}: rows must be a DataFrame, got {type(self.rows).__name__}")
         if not self.columns:
             raise ValueError(f"ApaTable {self.number}: no columns")
-        needed = [k for c in self.columns for k in (c.key, c.upper, c.stars) if k is not None]
+        needed = [k for c in self.columns for k in (c.key, c.upper, c.stars, c.decimals_from) if k is not None]
         absent = [k for k in dict.fromkeys(needed) if k not in self.rows.columns]
         if absent:
             raise ValueError(f"ApaTable {self.number} ({self.title!r}): rows lack column(s) {absent}; "
@@ -309,6 +329,8 @@ class ApaTable:
         return self._cells
 
     def _cell(self, column: Column, row: pd.Series) -> str:
+        if column.decimals_from is not None and not _is_missing(row[column.decimals_from]):
+            column = replace(column, decimals=significant_decimals(row[column.decimals_from]))
         text = column.format_value(row[column.key])
         if column.upper is not None:
             high = column.format_value(row[column.upper])
@@ -620,7 +642,7 @@ def _joined_note(*parts: str | None) -> str | None:
 
 
 def fixed_effects_table(fixed_effects: pd.DataFrame, number: int = 1, title: str = "Fixed Effects",
-                        labels: Mapping[str, str] | None = None, decimals: int = 2,
+                        labels: Mapping[str, str] | None = None, decimals: int | None = None,
                         note: str | None = None, level: float = 0.95) -> ApaTable:
     """APA table of a mixed model's fixed effects.
 
@@ -633,8 +655,10 @@ def fixed_effects_table(fixed_effects: pd.DataFrame, number: int = 1, title: str
     number, title : table number and title.
     labels : mapping, optional
         Display names of the terms (default :data:`DEFAULT_TERM_LABELS`; others unchanged).
-    decimals : int
-        Decimals of estimates, SEs, t and the CI (df get one, p three).
+    decimals : int, optional
+        Decimals of estimates, SEs and the CI. Default: per row, as many as two significant
+        digits of that row's SE need (:func:`significant_decimals`), so "0.00 (0.01)" cannot
+        occur. t and β get two decimals, df one, p three.
     note : str, optional
         Appended to the standard note (which says what b, SE, df, CI and β are).
     level : float
@@ -652,17 +676,20 @@ def fixed_effects_table(fixed_effects: pd.DataFrame, number: int = 1, title: str
     rows = fixed_effects.reset_index(drop=True).copy()
     rows["label"] = [_label(t, {**DEFAULT_TERM_LABELS, **(labels or {})}) for t in rows["term"]]
     ci = f"{round(level * 100):g}% CI"
+    by_se = "se" if decimals is None else None
     columns = [Column("label", "Term"),
-               Column("estimate", "b", "number", decimals, italic=True),
-               Column("se", "SE", "number", decimals, italic=True),
+               Column("estimate", "b", "number", decimals, italic=True, decimals_from=by_se),
+               Column("se", "SE", "number", decimals, italic=True, decimals_from=by_se),
                Column("df", "df", "number", 1, italic=True),
-               Column("t", "t", "number", decimals, italic=True),
+               Column("t", "t", "number", 2 if decimals is None else decimals, italic=True),
                Column("p", "p", "p", italic=True),
-               Column("ci_low", ci, "number", decimals, upper="ci_high")]
+               Column("ci_low", ci, "number", decimals, upper="ci_high", decimals_from=by_se)]
     standard = (f"b = unstandardised estimate; SE = standard error; df = Satterthwaite degrees of freedom "
                 f"(Kuznetsova et al., 2017); CI = confidence interval")
+    if decimals is None:
+        standard += "; b, SE and CI are shown to the decimals two significant digits of the row's SE need"
     if "std_estimate" in rows.columns:
-        columns.append(Column("std_estimate", "\u03b2", "number", decimals))
+        columns.append(Column("std_estimate", "\u03b2", "number", 2 if decimals is None else decimals))
         standard += "; \u03b2 = standardised estimate"
     return ApaTable(number, title, columns, rows, _joined_note(standard + ".", note))
 
@@ -695,7 +722,37 @@ def random_effects_table(random_effects: pd.DataFrame, number: int = 2, title: s
                Column("corr_shown", "r", "bounded", decimals, italic=True)]
     standard = ("Variance = variance (covariance in rows naming two terms); SD = standard deviation; "
                 "r = correlation of the two terms' random effects.")
-    return ApaTable(number, title, columns, rows, _joined_note(standard, note))
+    return ApaTable(number, title, columns, rows, _joined_note(standard, _zero_variance_note(rows), note))
+
+
+def _zero_variance_note(rows: pd.DataFrame) -> str | None:
+    """A sentence naming every variance estimated at 0 (a boundary, singular fit)."""
+    zero = rows.loc[rows["term2"].isna() & (rows["group"] != "Residual")
+                    & (pd.to_numeric(rows["variance"], errors="coerce") <= 0)]
+    if zero.empty:
+        return None
+    named = "; ".join(f"{g}: {t}" for g, t in zip(zero["group_label"], zero["term_label"]))
+    return (f"Estimated at 0 (boundary of the parameter space, singular fit): {named}. Such a level adds no "
+            "variance in this model; its effects are not evidence of no variation in the population.")
+
+
+def model_table_notes(info: Mapping[str, Any]) -> str:
+    """Notes a model's tables carry beyond the formula, from its ``fit.json``: df bounded by
+    the number of therapists (``df_notes``) and the unconditional therapist ICC of the response
+    with its CI (``therapist_icc``); "" when there are none. Each sentence starts with a space."""
+    notes = [f" The {n[0].lower()}{n[1:]}." for n in info.get("df_notes") or []]
+    icc = info.get("therapist_icc")
+    if icc:
+        notes.append(f" Unconditional therapist ICC of the outcome ({icc['formula']}): {_percent(icc['icc'])}, "
+                     f"{round(100 * icc['level']):g}% CI [{_percent(icc['ci_low'])}, {_percent(icc['ci_high'])}] "
+                     f"({icc['ci_method']}).")
+        if icc.get("singular"):
+            notes.append(" The therapist variance of that null model was estimated at 0.")
+    return "".join(notes)
+
+
+def _percent(x: float) -> str:
+    return f"{100 * x:.1f}%"
 
 
 def _term_pair(first: Any, second: Any, names: Mapping[str, str]) -> Any:
