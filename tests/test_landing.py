@@ -10,9 +10,12 @@ CONFIG = {"models": {"fits": {"rev": {"kind": "reverse"}, "main": {"kind": "earl
                               "other": {"kind": "early_outcome"}}},
           "instruments": {}}
 SUMMARY = {"clients": 1200, "therapists": 60, "sessions": 14000, "raters": 0}
-FIT = {"label": "Main {{ model }} *x*", "nobs": 1180, "therapist_share": 0.052, "singular": False,
-       "r_equivalents": [{"term": "early_alliance", "r_benefit": 0.21, "benefit_ci_low": 0.15,
-                          "benefit_ci_high": 0.265}]}
+FIT = {"label": "Main {{ model }} *x*", "nobs": 1180, "singular": False,
+       "therapist_icc": {"icc": 0.052, "ci_low": 0.021, "ci_high": 0.0934, "n_therapists": 60},
+       "alliance_effects": [{"term": "early_alliance", "level": "client", "estimate": 0.21, "ci_low": 0.15,
+                             "ci_high": 0.265, "n": 1180, "n_unit": "clients"},
+                            {"term": "early_alliance", "level": "within", "estimate": 0.5, "ci_low": 0.4,
+                             "ci_high": 0.6, "n": 9, "n_unit": "sessions"}]}
 FIXED = pd.DataFrame({"term": ["(Intercept)", "early_alliance"], "estimate": [1.0, -0.1234],
                       "se": [0.5, 0.0123], "p": [0.04, 0.0000001], "ci_low": [0.0, -0.1476],
                       "ci_high": [2.0, -0.0993]})
@@ -34,8 +37,10 @@ def test_the_page_states_n_estimate_share_and_benchmark():
     assert "1,200 clients, 60 therapists, 14,000 client sessions." in text
     # SE 0.0123: two significant digits need 3 decimals; true minus signs; p below .001
     assert "*b* = −0.123, 95% CI [−0.148, −0.099], *SE* = 0.012, *p* < .001" in text
-    assert "5.2% of the outcome" in text
-    assert "*r* = .21 [.15, .27]" in text and "*r* = .28 [.26, .30]" in text
+    assert "5.2% of the outcome variance (unconditional therapist ICC, 95% CI 2.1–9.3%, 60 therapists" in text
+    # only the client-level effect stands beside the meta-analytic benchmark
+    assert "*r* = .21 [.15, .27] (1,180 clients" in text and "*r* = .28 [.26, .30]" in text
+    assert ".50" not in text
     assert text.rstrip().endswith("Described.")
 
 

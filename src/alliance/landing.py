@@ -82,19 +82,19 @@ def _main_sentences(name: str, info: Mapping[str, Any], fixed: pd.DataFrame) -> 
     lines = [f"**Main result** ({label}; N = {int(info['nobs']):,}): early alliance -> outcome "
              f"*b* = {format_number(r['estimate'], d)}, 95% CI {_ci(r['ci_low'], r['ci_high'], d)}, "
              f"*SE* = {format_number(r['se'], d)}, {p_text}."]
-    share = info.get("therapist_share")
-    if share is not None and math.isfinite(float(share)):
-        lines.append(f"**Therapists** account for {format_number(100 * float(share), 1)}% of the outcome "
-                     f"variance left after the model's predictors (conditional share)"
-                     + ("; the therapist variance was estimated at zero (singular fit)." if info.get("singular")
-                        else "."))
-    for req in info.get("r_equivalents") or []:
-        if req.get("term") != ALLIANCE_TERM:
-            continue
+    icc = info.get("therapist_icc") or {}
+    if icc.get("icc") is not None and math.isfinite(float(icc["icc"])):
+        lines.append(f"**Therapists** account for {format_number(100 * float(icc['icc']), 1)}% of the outcome "
+                     f"variance (unconditional therapist ICC, 95% CI {format_number(100 * float(icc['ci_low']), 1)}"
+                     f"–{format_number(100 * float(icc['ci_high']), 1)}%, {int(icc['n_therapists']):,} therapists; "
+                     f"the field's benchmark is about 5%, Baldwin & Imel 2013).")
+    effects = [e for e in info.get("alliance_effects") or []
+               if e.get("term") == ALLIANCE_TERM and e.get("level") == "client"]
+    for e in effects:
         lines.append(
-            f"**Benchmark.** As a correlation, the effect is *r* = {format_bounded(req['r_benefit'])} "
-            f"{_ci(req['benefit_ci_low'], req['benefit_ci_high'], bounded=True)} (positive: a better alliance "
-            f"goes with a better outcome), beside *r* = {format_bounded(BENCHMARK['r'])} "
+            f"**Benchmark.** As a client-level correlation, the effect is *r* = {format_bounded(e['estimate'])} "
+            f"{_ci(e['ci_low'], e['ci_high'], bounded=True)} ({int(e['n']):,} {_rst(e['n_unit'])}; positive: a "
+            f"better alliance goes with a better outcome), beside *r* = {format_bounded(BENCHMARK['r'])} "
             f"{_ci(BENCHMARK['ci_low'], BENCHMARK['ci_high'], bounded=True)} of Flückiger et al. (2018).")
     return lines
 
