@@ -59,6 +59,12 @@ from alliance.models.multiverse import (
     specification_grid,
     specification_curve,
 )
+from alliance.models.dynamic import (
+    DynamicResult,
+    wide_panel,
+    fit_riclpm,
+    fit_dynamic,
+)
 
 __all__ = [
     "NotEstimableError",
@@ -106,4 +112,8 @@ __all__ = [
     "BOOTSTRAP_STAGES",
     "specification_grid",
     "specification_curve",
+    "DynamicResult",
+    "wide_panel",
+    "fit_riclpm",
+    "fit_dynamic",
 ]
