@@ -110,6 +110,7 @@ DEFAULT_RANDOM = {
 MODEL_DEFAULTS = {
     "label": None, "early": None, "covariates": [], "variant": "post", "lagged": True,
     "lagged_response": False, "detrend": False, "random": None, "engine": "alliance", "reml": True,
+    "score_covariates": {},
 }
 # Display names of the alliance terms and the level each effect is at.
 ALLIANCE_TERMS = {
@@ -187,6 +188,9 @@ def model_spec(config: Mapping[str, Any], name: str) -> dict[str, Any]:
     spec["covariates"] = list(spec["covariates"] or [])
     if spec["variant"] not in M.EARLY_VARIANTS:
         raise ValueError(f"{where}: variant {spec['variant']!r} is not one of {list(M.EARLY_VARIANTS)}")
+    spec["score_covariates"] = {k: dict(v) for k, v in (spec["score_covariates"] or {}).items()}
+    if spec["score_covariates"] and spec["kind"] not in CLIENT_LEVEL_KINDS:
+        raise ValueError(f"{where}: score_covariates apply to the client-level kinds (early_outcome, therapist_client)")
     if spec["kind"] in CLIENT_LEVEL_KINDS and spec["random"] is not None:
         raise ValueError(f"{where}: random applies to session-level models only; client-level models "
                          "(early_outcome, therapist_client) have a therapist random intercept")
@@ -256,12 +260,13 @@ def prepare_model_data(spec: Mapping[str, Any], scores: pd.DataFrame, clients: p
     kinds, one row per client and session (outcome and alliance side by side) otherwise."""
     if spec["kind"] in CLIENT_LEVEL_KINDS:
         return M.client_level_data(scores, spec["outcome"], spec["alliance"], spec["early"],
-                                   spec["covariates"], clients)
+                                   spec["covariates"], clients,
+                                   score_covariate_definitions=spec.get("score_covariates"))
     return M.session_level_data(scores, spec["outcome"], spec["alliance"], clients, spec["covariates"])
 
 
 def _fit_kind(spec: Mapping[str, Any], base: pd.DataFrame, fit) -> tuple[Any, str, pd.DataFrame, list[dict]]:
-    kind, covariates = spec["kind"], spec["covariates"]
+    kind, covariates = spec["kind"], [*spec["covariates"], *(spec.get("score_covariates") or {})]
     common = {"reml": bool(spec["reml"]), "engine": spec["engine"], "fit": fit}
     if kind == "early_outcome":
         result, formula = M.fit_early_outcome(base, spec["variant"], covariates, **common)
@@ -355,6 +360,10 @@ def run_model(scores_path: str | Path, clients_path: str | Path | None, name: st
     for message in info["warnings"]:
         log.warning("model %s: %s", name, message)
     info.update({"model": name, "kind": spec["kind"], "label": spec["label"] or name, "settings": _settings(spec)})
+    if "n_post_in_early_window" in fitted.data.attrs:
+        info["n_post_in_early_window"] = fitted.data.attrs["n_post_in_early_window"]
+        log.info("model %s: %d client(s) with their last outcome score inside the early-alliance window "
+                 "have no post score", name, info["n_post_in_early_window"])
     write_model_outputs(fitted.summary, outdir)
     write_csv(_therapist_effects(fitted), Path(outdir) / "therapist_effects.csv")
     write_parquet(fitted.data, data_path)
@@ -365,8 +374,8 @@ NOT_ESTIMABLE = "not estimable"
 
 
 def _settings(spec: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: spec[k] for k in ("outcome", "alliance", "early", "covariates", "variant", "lagged",
-                                 "lagged_response", "detrend", "random")}
+    return {k: spec[k] for k in ("outcome", "alliance", "early", "covariates", "score_covariates", "variant",
+                                 "lagged", "lagged_response", "detrend", "random")}
 
 
 def is_estimated(info: Mapping[str, Any]) -> bool:
