@@ -1135,3 +1135,57 @@ def write_power_curve(batch_paths: Sequence[str], config: Mapping[str, Any], res
     fig = power_figure(curve, alpha=settings["analysis"].alpha)
     write_figure(fig, figure_path)
     close(fig)
+
+
+# --------------------------------------------------------------------------------------
+# Dynamic within-person models (RI-CLPM; issue 15). Added by the dynamic-models work.
+# --------------------------------------------------------------------------------------
+DYNAMIC_DEFAULTS = {"label": None, "waves": 8, "first_session": 1}
+
+
+def declared_dynamic_models(config: Mapping[str, Any]) -> list[str]:
+    """Names under ``models: dynamic:``, in config order."""
+    return list(_models_config(config).get("dynamic") or {})
+
+
+def dynamic_targets(config: Mapping[str, Any]) -> list[str]:
+    """Result files of the declared dynamic models."""
+    return [f"results/models/dynamic/{n}/{f}" for n in declared_dynamic_models(config)
+            for f in ("estimates.csv", "fit.json")]
+
+
+def run_dynamic_model(scores_path: str | Path, name: str, config: Mapping[str, Any], outdir: str | Path) -> None:
+    """Workflow step: fit the RI-CLPM ``models: dynamic: {name}`` and write ``estimates.csv``
+    (every parameter, Wald SE and CI) and ``fit.json`` (log-likelihood, N, waves, settings,
+    the two cross-lagged effects; or ``status: not estimable`` and the reason)."""
+    entry = (_models_config(config).get("dynamic") or {}).get(name)
+    if entry is None:
+        raise ValueError(f"dynamic model {name!r} is not declared under models: dynamic: "
+                         f"(declared: {declared_dynamic_models(config)})")
+    where = f"models: dynamic: {name}"
+    spec = {**DYNAMIC_DEFAULTS, **entry}
+    outcome, alliance = _measure(spec.get("outcome"), f"{where}: outcome"), _measure(spec.get("alliance"), f"{where}: alliance")
+    settings = {"outcome": outcome, "alliance": alliance, "waves": int(spec["waves"]),
+                "first_session": int(spec["first_session"])}
+    outdir = Path(outdir)
+    info: dict[str, Any] = {"model": name, "kind": "riclpm", "label": spec["label"] or name, "settings": settings}
+    try:
+        session = M.session_level_data(pd.read_parquet(scores_path), outcome, alliance)
+        result, _ = M.fit_dynamic(session, waves=settings["waves"], first=settings["first_session"])
+    except M.NotEstimableError as exc:
+        log.warning("dynamic model %s not estimable: %s", name, exc)
+        write_csv(pd.DataFrame(columns=["parameter", "estimate", "se", "z", "p", "ci_low", "ci_high"]),
+                  outdir / "estimates.csv")
+        write_json(_plain_dict({**info, "status": NOT_ESTIMABLE, "reason": str(exc)}), outdir / "fit.json")
+        return
+    table = result.estimates.reset_index()
+    info.update({"status": "estimated", **result.fit_info(),
+                 "cross_lagged": {p: result.estimates.loc[p].to_dict()
+                                  for p in ("alliance_to_outcome", "outcome_to_alliance")}})
+    for p, r in info["cross_lagged"].items():
+        log.info("dynamic model %s: %s = %.4f (SE %.4f), %d clients, %d waves", name, p, r["estimate"], r["se"],
+                 result.n_clients, result.n_waves)
+    for message in result.warnings:
+        log.warning("dynamic model %s: %s", name, message)
+    write_csv(table, outdir / "estimates.csv")
+    write_json(_plain_dict(info), outdir / "fit.json")
