@@ -72,3 +72,33 @@ def test_wide_panel_places_sessions_and_keeps_gaps():
 def test_too_few_clients_is_not_estimable():
     with pytest.raises(NotEstimableError, match="more clients than parameters"):
         fit_riclpm(simulate_riclpm(TRUTH, 20, 5, seed=2))
+
+
+def test_run_dynamic_model_writes_results_and_not_estimable(tmp_path):
+    import json
+    from dataclasses import replace
+
+    from alliance.models.steps import run_dynamic_model, simulated_scores
+    from alliance.simulate import SimulationDesign, SimulationEffects, simulate_study
+
+    effects = replace(SimulationEffects(), symptom_ar=0.3, symptom_to_alliance=-0.05)
+    study = simulate_study(SimulationDesign(n_therapists=10, n_clients=150), effects, seed=3)
+    scores_path = tmp_path / "scores.parquet"
+    simulated_scores(study.client_forms).to_parquet(scores_path)
+    measure = {"outcome": {"instrument": "phq9", "respondent": "client", "scale": "total"},
+               "alliance": {"instrument": "wai_sr", "respondent": "client", "scale": "total"}}
+    config = {"models": {"dynamic": {"dyn": {**measure, "waves": 5}}}}
+    run_dynamic_model(scores_path, "dyn", config, tmp_path / "dyn")
+    info = json.loads((tmp_path / "dyn" / "fit.json").read_text())
+    table = pd.read_csv(tmp_path / "dyn" / "estimates.csv").set_index("parameter")
+    assert info["status"] == "estimated" and info["n_waves"] == 5 and info["n_clients"] == 150
+    assert info["cross_lagged"]["alliance_to_outcome"]["estimate"] == pytest.approx(
+        table.loc["alliance_to_outcome", "estimate"])
+    assert len(table) == 13 + 2 * 5
+    # 200 waves: 413 parameters for 150 clients
+    run_dynamic_model(scores_path, "wide", {"models": {"dynamic": {"wide": {**measure, "waves": 200}}}},
+                      tmp_path / "wide")
+    info = json.loads((tmp_path / "wide" / "fit.json").read_text())
+    assert info["status"] == "not estimable" and "more clients than parameters" in info["reason"]
+    with pytest.raises(ValueError, match="not declared under models: dynamic"):
+        run_dynamic_model(scores_path, "nope", config, tmp_path / "nope")
