@@ -22,7 +22,7 @@ Writes one CSV row per study and method (appended as it goes, so a run can be su
 while it continues) and, with ``--summary``, the table: bias, relative bias, coverage of the
 95% CI, and their Monte Carlo SEs.
 
-usage: python benchmarks/dynamic_recovery.py --studies 600 --out results_dynamic_recovery.csv
+usage: python benchmarks/dynamic_recovery.py --studies 600 --scenario dynamics --out results_dynamic_recovery.csv
        python benchmarks/dynamic_recovery.py --summary --out results_dynamic_recovery.csv
 """
 from __future__ import annotations
@@ -37,16 +37,21 @@ import pandas as pd
 from scipy import stats
 
 WAVES = 8
-DYNAMICS = {"symptom_ar": 0.4, "symptom_to_alliance": -0.05, "sudden_gain_share": 0.2, "sudden_gain_size": 4.0,
-            "sd_client_slope": 0.0}
+SCENARIOS = {
+    # carry-over and reverse causation: the dynamics the RI-CLPM is built for
+    "dynamics": {"symptom_ar": 0.4, "symptom_to_alliance": -0.05, "sd_client_slope": 0.0},
+    # the same plus early sudden gains: a lasting level shift, outside every stationary model
+    "dynamics_sudden_gains": {"symptom_ar": 0.4, "symptom_to_alliance": -0.05, "sd_client_slope": 0.0,
+                              "sudden_gain_share": 0.2, "sudden_gain_size": 4.0},
+}
 
 
-def one_study(seed: int) -> list[dict]:
+def one_study(seed: int, scenario: str = "dynamics") -> list[dict]:
     from alliance import models as M
     from alliance.models.steps import RECOVERY_SPEC, fit_declared_model, simulated_scores
     from alliance.simulate import SimulationDesign, SimulationEffects, simulate_study
 
-    effects = replace(SimulationEffects(), **DYNAMICS)
+    effects = replace(SimulationEffects(), **SCENARIOS[scenario])
     study = simulate_study(SimulationDesign(n_therapists=30, n_clients=240), effects, seed=seed)
     truth = effects.b_within / 12
     scores = simulated_scores(study.client_forms)
@@ -63,6 +68,7 @@ def one_study(seed: int) -> list[dict]:
     rows.append({"seed": seed, "method": "riclpm", "estimate": est["estimate"], "se": est["se"],
                  "ci_low": est["ci_low"], "ci_high": est["ci_high"], "converged": result.converged})
     for r in rows:
+        r["scenario"] = scenario
         r["truth"] = truth
         r["covered"] = bool(r["ci_low"] <= truth <= r["ci_high"])
     return rows
@@ -71,12 +77,12 @@ def one_study(seed: int) -> list[dict]:
 def summarise(rows: pd.DataFrame) -> pd.DataFrame:
     """Bias, relative bias, coverage and their Monte Carlo SEs per method."""
     out = []
-    for method, g in rows.groupby("method", sort=False):
+    for (scenario, method), g in rows.groupby(["scenario", "method"], sort=False):
         n = len(g)
         err = g["estimate"] - g["truth"]
         truth = g["truth"].iloc[0]
         cover = g["covered"].mean()
-        out.append({"method": method, "n_studies": n, "truth": truth, "mean_estimate": g["estimate"].mean(),
+        out.append({"scenario": scenario, "method": method, "n_studies": n, "truth": truth, "mean_estimate": g["estimate"].mean(),
                     "bias": err.mean(), "bias_mcse": err.std(ddof=1) / math.sqrt(n),
                     "relative_bias": err.mean() / abs(truth), "empirical_se": g["estimate"].std(ddof=1),
                     "mean_se": g["se"].mean(), "coverage": cover, "coverage_mcse": math.sqrt(cover * (1 - cover) / n)})
@@ -88,18 +94,22 @@ def main() -> None:
     parser.add_argument("--studies", type=int, default=600)
     parser.add_argument("--seed", type=int, default=20261205)
     parser.add_argument("--out", type=Path, default=Path("dynamic_recovery.csv"))
+    parser.add_argument("--scenario", choices=list(SCENARIOS), default="dynamics")
     parser.add_argument("--summary", action="store_true")
     args = parser.parse_args()
     if args.summary:
         print(summarise(pd.read_csv(args.out)).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
         return
-    done = set(pd.read_csv(args.out)["seed"]) if args.out.exists() else set()
+    done = set()
+    if args.out.exists():
+        previous = pd.read_csv(args.out)
+        done = set(previous.loc[previous["scenario"] == args.scenario, "seed"])
     seeds = np.random.SeedSequence(args.seed).generate_state(args.studies)
     for i, seed in enumerate(int(s) for s in seeds):
         if seed in done:
             continue
         try:
-            rows = one_study(seed)
+            rows = one_study(seed, args.scenario)
         except Exception as exc:  # a failed study is counted, not hidden
             print(f"study {i} (seed {seed}) failed: {type(exc).__name__}: {exc}", flush=True)
             continue
