@@ -435,10 +435,12 @@ def test_sudden_gains_and_feedback_act_as_configured():
     per_client = pd.Series(jump).groupby(s.client)
     assert (per_client.sum() == -4.0).all()  # one gain per client
     assert set(s.session[jump != 0]) == {2, 3}
-    shock = np.random.default_rng(4).normal(size=len(s.client))
-    feedback = _symptom_feedback(effects, s, shock)
-    np.testing.assert_allclose(feedback[s.session > 1], -0.1 * shock[np.flatnonzero(s.session > 1) - 1])
-    assert (feedback[s.session == 1] == 0).all()
+    deviation = np.random.default_rng(4).normal(size=len(s.client))
+    feedback = _symptom_feedback(effects, s, deviation)
+    f = np.zeros(len(s.client))  # f_t = alliance_ar1 * f_(t-1) - 0.1 * d_(t-1), by hand
+    for row in np.flatnonzero(s.session > 1):
+        f[row] = effects.alliance_ar1 * f[row - 1] - 0.1 * deviation[row - 1]
+    np.testing.assert_allclose(feedback, f, atol=1e-12)
     with pytest.raises(ValueError, match="symptom_ar"):
         simulate_study(SimulationDesign(n_therapists=4, n_clients=20), replace(SimulationEffects(), symptom_ar=1.0), seed=1)
 

@@ -113,7 +113,7 @@ class SimulationEffects:
     sd_resid: float = 2.5
     # session-to-session dynamics (issue 15); all 0 leaves the model above as it is
     symptom_ar: float = 0.0  # d_t = symptom_ar*d_(t-1) + b_within*(A_lag - Abar) + e_t (within-client deviation)
-    symptom_to_alliance: float = 0.0  # latent alliance at t per PHQ-9 point of the symptom shock at t-1
+    symptom_to_alliance: float = 0.0  # latent alliance at t per PHQ-9 point of the symptom deviation at t-1
     sudden_gain_share: float = 0.0  # share of clients with an early sudden gain
     sudden_gain_size: float = 0.0  # PHQ-9 points of the lasting drop at the gain session
     sudden_gain_sessions: tuple[int, int] = (2, 3)  # uniform session of the gain, inclusive
@@ -542,29 +542,56 @@ def _symptom_latent(draws: dict[str, np.ndarray], design: SimulationDesign, effe
                     s: _Sessions, therapist: np.ndarray, lagged_cw: np.ndarray, cm: np.ndarray,
                     jump: np.ndarray) -> tuple[np.ndarray, dict]:
     u_therapist, u0, u1, e = draws["u_therapist"], draws["u0"], draws["u1"], draws["e"]
-    if effects.symptom_ar:
-        within = _ar_within_client(effects.b_within * lagged_cw + e, effects.symptom_ar, s)
-        y = (effects.b0 + effects.b_time * s.session + within + effects.b_between * cm
-             + u_therapist[therapist] + u0[s.client] + u1[s.client] * s.session)
+    if effects.symptom_ar or jump.any():
+        y = (effects.b0 + effects.b_time * s.session + _symptom_deviation(draws, effects, s, lagged_cw, jump)
+             + effects.b_between * cm + u_therapist[therapist] + u0[s.client] + u1[s.client] * s.session)
     else:  # the static model, summed in its original order so the bundled example stays byte-identical
         y = (effects.b0 + effects.b_time * s.session + effects.b_within * lagged_cw + effects.b_between * cm
              + u_therapist[therapist] + u0[s.client] + u1[s.client] * s.session + e)
-    if jump.any():
-        y = y + _cumsum_within(jump, s)
     realised = {"sd_therapist": float(np.std(u_therapist, ddof=1)) if design.n_therapists > 1 else 0.0,
                 "sd_client_int": float(np.std(u0, ddof=1)), "sd_client_slope": float(np.std(u1, ddof=1)),
                 "sd_resid": float(np.std(e, ddof=1))}
     return y, realised
 
 
-def _symptom_feedback(effects: SimulationEffects, s: _Sessions, shock: np.ndarray) -> np.ndarray | float:
-    """Latent-alliance offset at t from the symptom shock at t-1 (reverse causation): a
-    session that went better than the client's course predicts (negative shock, a sudden gain
-    included) raises the next session's alliance when symptom_to_alliance < 0."""
+#: Passes of the alliance <-> symptom fixed point when symptoms feed the alliance (the symptom
+#: deviation uses the client's mean alliance over all sessions, so the two are solved jointly;
+#: the map contracts by about |symptom_to_alliance * b_within|, so the last pass changes the
+#: latent alliance by far less than the item rounding).
+FEEDBACK_PASSES = 6
+
+
+def _symptom_deviation(draws: dict[str, np.ndarray], effects: SimulationEffects, s: _Sessions,
+                       lagged_cw: np.ndarray, jump: np.ndarray) -> np.ndarray:
+    """d_t = symptom_ar*d_(t-1) + b_within*(A_lag - Abar) + e_t, plus the sudden-gain level shift:
+    the symptoms' deviation from the client's trajectory."""
+    d = _ar_within_client(effects.b_within * lagged_cw + draws["e"], effects.symptom_ar, s)
+    return d + _cumsum_within(jump, s) if jump.any() else d
+
+
+def _symptom_feedback(effects: SimulationEffects, s: _Sessions, deviation: np.ndarray) -> np.ndarray | float:
+    """Latent-alliance offset from the previous session's symptom deviation (reverse causation),
+    carried by the alliance's own AR(1): f_t = alliance_ar1*f_(t-1) + symptom_to_alliance*d_(t-1)."""
     if not effects.symptom_to_alliance:
         return 0.0
-    previous = np.where(s.session > 1, shock[s.lag_rows()], 0.0)
-    return effects.symptom_to_alliance * previous
+    previous = np.where(s.session > 1, deviation[s.lag_rows()], 0.0)
+    return _ar_within_client(effects.symptom_to_alliance * previous, effects.alliance_ar1, s)
+
+
+def _alliance_with_feedback(seed: int, rngs: dict, design: SimulationDesign, effects: SimulationEffects,
+                            s: _Sessions, therapist: np.ndarray, draws: dict, jump: np.ndarray):
+    """Latent and observed alliance; with symptom_to_alliance the fixed point of alliance and
+    symptoms, each pass from fresh copies of the alliance streams (the same draws every pass)."""
+    feedback: np.ndarray | float = 0.0
+    for _ in range(FEEDBACK_PASSES if effects.symptom_to_alliance else 1):
+        fresh = _streams(seed)
+        local = {k: fresh[k] for k in ("alliance", "ruptures", "wai", "missing")}
+        latent, ruptures, realised = _latent_alliance(local, design, effects, s, therapist, feedback)
+        observed = _observed_alliance(local["wai"], local["missing"], design, effects, s, latent)
+        if effects.symptom_to_alliance:
+            feedback = _symptom_feedback(effects, s, _symptom_deviation(draws, effects, s, observed[1], jump))
+    rngs.update(local)  # later components go on from the streams' state after the last pass
+    return latent, ruptures, realised, observed
 
 
 def _rounded_clipped(values: np.ndarray, hi: int) -> tuple[np.ndarray, float]:
@@ -750,9 +777,9 @@ def simulate_study(design: SimulationDesign | None = None, effects: SimulationEf
 
     draws = _symptom_draws(rngs["outcome"], design, effects, s)
     jump = _sudden_gains(rngs["dynamics"], effects, s)
-    latent, ruptures, realised_alliance = _latent_alliance(rngs, design, effects, s, therapist,
-                                                           _symptom_feedback(effects, s, draws["e"] + jump))
-    wai, cw, cm, grand_mean = _observed_alliance(rngs["wai"], rngs["missing"], design, effects, s, latent)
+    latent, ruptures, realised_alliance, observed = _alliance_with_feedback(seed, rngs, design, effects, s,
+                                                                            therapist, draws, jump)
+    wai, cw, cm, grand_mean = observed
     y, realised_outcome = _symptom_latent(draws, design, effects, s, therapist, cw, cm, jump)
     phq, gad, oq, clipped = _symptom_forms(rngs, design, effects, s, y)
 
@@ -804,8 +831,10 @@ DEFINITIONS = {
     "dynamics": ("with symptom_ar != 0 the within-client part b_within*(A_lag - A_client_mean) + e_t is replaced by "
                  "d_t = symptom_ar*d_(t-1) + b_within*(A_lag - A_client_mean) + e_t (d_1 = its session-1 terms; e_t "
                  "innovations of SD sd_resid*sqrt(1 - symptom_ar^2) from session 2), so b_within is the effect of "
-                 "A_lag on y_t holding y_(t-1) fixed; symptom_to_alliance adds symptom_to_alliance*shock_(t-1) to the "
-                 "latent alliance at t, shock = e + sudden-gain jump (reverse causation); an early sudden gain "
+                 "A_lag on y_t holding y_(t-1) fixed; symptom_to_alliance adds f_t = alliance_ar1*f_(t-1) + "
+                 "symptom_to_alliance*D_(t-1) to the latent alliance (reverse causation carried by the alliance's "
+                 "AR(1); D = d + sudden-gain level shift, alliance and symptoms solved jointly in FEEDBACK_PASSES "
+                 "passes); an early sudden gain "
                  "(share sudden_gain_share of clients, at a session uniform in sudden_gain_sessions) lowers y by "
                  "sudden_gain_size from that session on. All 0 by default: the static model above"),
     "session": "1-based session number, uncentred (time = session)",
