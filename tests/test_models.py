@@ -493,7 +493,7 @@ def test_person_mean_centre_grand_means():
     assert by_rows["x_cm"].tolist() == [-2, -2, 4]
 
 
-def test_client_slopes_and_residualised_change_match_scipy():
+def test_client_slopes_match_scipy():
     rng = np.random.default_rng(5)
     s = pd.DataFrame({"client": np.repeat(["a", "b", "c"], 5), "session": np.tile(np.arange(1, 6), 3),
                       "score": rng.normal(size=15)})
@@ -503,12 +503,52 @@ def test_client_slopes_and_residualised_change_match_scipy():
         part = s.loc[s["client"] == c]
         assert slopes[c] == pytest.approx(stats.linregress(part["session"], part["score"]).slope, rel=1e-10)
     assert np.isnan(slopes["d"])
-    base, post = pd.Series(rng.normal(size=8)), pd.Series(rng.normal(size=8))
-    post[3] = np.nan
-    fit = stats.linregress(base.drop(3), post.drop(3))
-    resid = M.residualised_change(base, post)
-    np.testing.assert_allclose(resid.drop(3), post.drop(3) - (fit.intercept + fit.slope * base.drop(3)), atol=1e-12)
-    assert np.isnan(resid[3])
+
+
+def test_growth_slopes_match_lme4():
+    """Post-window slopes (sessions > 3, clients with >= 3 of them) from one ML growth model:
+    fixed slope + conditional mode, as coef(lmer(...)) in tests/data/dynamic_r/growth_slopes.R."""
+    ref_dir = Path(__file__).parent / "data" / "dynamic_r"
+    data = pd.read_csv(ref_dir / "growth_data.csv")
+    expected = pd.read_csv(ref_dir / "growth_expected.csv").set_index("client")["slope"]
+    got = M.growth_slopes(data, after_session=3)
+    assert set(got.index[got["slope"].notna()]) == set(expected.index)
+    np.testing.assert_allclose(got.loc[expected.index, "slope"], expected, atol=1e-4)
+    later = data.loc[data["session"] > 3].groupby("client")["session"].nunique()
+    assert (got.loc[later.index, "n_slope"] == later).all()
+    assert got.loc[got["n_slope"] < 3, "slope"].isna().all()
+
+
+def test_score_covariates_levels_means_changes():
+    rows = [("a", "T", 1, 20.0), ("a", "T", 2, 18.0), ("a", "T", 3, 14.0), ("a", "T", 6, 9.0),
+            ("b", "T", 2, 12.0), ("c", "T", 1, 11.0), ("c", "T", 3, 15.0)]
+    scores = pd.DataFrame(rows, columns=["client", "therapist", "session", "score"]).assign(
+        instrument="phq9", respondent="client", scale="total", rater=None)
+    out = M.score_covariates(scores, {
+        "phq_change": {"instrument": "phq9", "statistic": "change"},
+        "phq_level": {"instrument": "phq9", "statistic": "level", "sessions": [1, 2]},
+        "phq_mean": {"instrument": "phq9", "statistic": "mean"}}, window_end=3)
+    assert out.loc["a"].tolist() == [-6.0, 18.0, pytest.approx(52 / 3)]
+    assert np.isnan(out.loc["b", "phq_change"]) and out.loc["b", "phq_level"] == 12.0  # one session: no change
+    assert out.loc["c", "phq_change"] == 4.0 and out.loc["c", "phq_level"] == 11.0
+    with pytest.raises(ValueError, match="statistic 'slope' is not one of"):
+        M.score_covariates(scores, {"x": {"instrument": "phq9", "statistic": "slope"}}, 3)
+    with pytest.raises(ValueError, match=r"sessions must be \[first, last\]"):
+        M.score_covariates(scores, {"x": {"instrument": "phq9", "sessions": [4, 2]}}, 3)
+
+
+def test_post_inside_early_window_is_set_aside_and_counted():
+    rows = [("a", "T", 1, "phq9", 20.0), ("a", "T", 5, "phq9", 10.0), ("b", "T", 1, "phq9", 15.0),
+            ("b", "T", 3, "phq9", 12.0), ("a", "T", 1, "wai", 40.0), ("b", "T", 1, "wai", 45.0)]
+    scores = pd.DataFrame(rows, columns=["client", "therapist", "session", "instrument", "score"]).assign(
+        respondent="client", scale="total", rater=None)
+    out = M.client_level_data(scores, ("phq9", "total"), ("wai", "total"), early={"method": "mean_1_to_k", "k": 3},
+                              score_covariate_definitions={"phq_early": {"instrument": "phq9", "statistic": "change"}})
+    out = out.set_index("client")
+    assert out.loc["a", "post"] == 10.0 and not out.loc["a", "post_in_window"]
+    assert np.isnan(out.loc["b", "post"]) and out.loc["b", "post_in_window"]  # session 3 is inside 1..3
+    assert out.attrs["n_post_in_early_window"] == 1
+    assert np.isnan(out.loc["a", "phq_early"]) and out.loc["b", "phq_early"] == -3.0
 
 
 def test_client_level_data_with_gaps_observers_and_covariates():
@@ -529,7 +569,10 @@ def test_client_level_data_with_gaps_observers_and_covariates():
     out = M.client_level_data(scores, OUTCOME, ("wai_o", "observer", "total"), None, ["arm"], clients).set_index("client")
     assert out.loc["c1", "early_alliance"] == pytest.approx((4.0 + 6.0) / 2)  # session 1 = mean of two raters
     assert np.isnan(out.loc["c2", "post"]) and out.loc["c2", "baseline"] == 15.0
-    assert out.loc["c3", "therapist"] == "T2" and out.loc["c3", "change"] == -3.0
+    assert out.loc["c1", "change"] == -10.0
+    # c3's and c4's last scores (sessions 2, 3) lie inside the default early window 1..3
+    assert out.loc["c3", "therapist"] == "T2" and np.isnan(out.loc["c3", "change"])
+    assert out["post_in_window"].tolist() == [False, False, True, True]
     assert np.isnan(out.loc["c4", "early_alliance"]) and out.loc["c4", "n_early"] == 0
     assert out["arm"].tolist() == ["A", "B", "A", "B"]
     late = M.client_level_data(scores, OUTCOME, ("wai_o", "observer", "total"), baseline_max_session=1)
@@ -556,7 +599,8 @@ def test_bad_inputs_raise_value_errors(small):
 
 
 def test_formulas_of_every_model():
-    assert M.early_outcome_formula("residualised_change", ["arm"]) == "change_resid ~ early_alliance + arm + (1 | therapist)"
+    with pytest.raises(ValueError, match="variant must be one of"):
+        M.early_outcome_formula("residualised_change")  # dropped: the baseline-adjusted model covers it
     assert M.early_outcome_formula("rate_of_change") == "slope ~ early_alliance + baseline + (1 | therapist)"
     assert M.within_between_formula(lagged_response=True) == (
         "symptoms ~ session + a_cw_lag + a_cm + symptoms_lag + (1 + session | client) + (1 | therapist)")

@@ -404,3 +404,64 @@ def test_too_many_switches_for_the_design_raises():
                               min_planned_sessions=2, max_sessions=3)
     with pytest.raises(ValueError, match=re.escape("n_therapist_switches = 3")):
         simulate_study(design, seed=1)
+
+
+# --------------------------------------------------------------------------- dynamics (issue 15)
+def test_within_client_autoregression_is_the_recursion():
+    from alliance.simulate import _ar_within_client, _Sessions
+
+    s = _Sessions.from_counts(np.array([3, 1, 4]))
+    values = np.arange(1.0, 9.0)
+    got = _ar_within_client(values, 0.5, s)
+    expected = []
+    for c in range(3):
+        d = 0.0
+        for v in values[s.client == c]:
+            d = 0.5 * d + v
+            expected.append(d)
+    np.testing.assert_allclose(got, expected)
+    assert _ar_within_client(values, 0.0, s) is values
+
+
+def test_sudden_gains_and_feedback_act_as_configured():
+    from dataclasses import replace
+
+    from alliance.simulate import SimulationDesign, SimulationEffects, _sudden_gains, _Sessions, _symptom_feedback
+
+    effects = replace(SimulationEffects(), sudden_gain_share=1.0, sudden_gain_size=4.0, sudden_gain_sessions=(2, 3),
+                      symptom_to_alliance=-0.1)
+    s = _Sessions.from_counts(np.full(200, 6))
+    jump = _sudden_gains(np.random.default_rng(3), effects, s)
+    per_client = pd.Series(jump).groupby(s.client)
+    assert (per_client.sum() == -4.0).all()  # one gain per client
+    assert set(s.session[jump != 0]) == {2, 3}
+    deviation = np.random.default_rng(4).normal(size=len(s.client))
+    feedback = _symptom_feedback(effects, s, deviation)
+    f = np.zeros(len(s.client))  # f_t = alliance_ar1 * f_(t-1) - 0.1 * d_(t-1), by hand
+    for row in np.flatnonzero(s.session > 1):
+        f[row] = effects.alliance_ar1 * f[row - 1] - 0.1 * deviation[row - 1]
+    np.testing.assert_allclose(feedback, f, atol=1e-12)
+    with pytest.raises(ValueError, match="symptom_ar"):
+        simulate_study(SimulationDesign(n_therapists=4, n_clients=20), replace(SimulationEffects(), symptom_ar=1.0), seed=1)
+
+
+def test_dynamic_symptoms_carry_over_and_leave_other_streams_alone():
+    from dataclasses import replace
+
+    from alliance.simulate import SimulationDesign, SimulationEffects
+
+    design = SimulationDesign(n_therapists=10, n_clients=120)
+    static = simulate_study(design, SimulationEffects(), seed=5)
+    dynamic = simulate_study(design, replace(SimulationEffects(), symptom_ar=0.6, sudden_gain_share=0.3,
+                                             sudden_gain_size=3.0), seed=5)
+    # the alliance forms do not depend on the symptom dynamics without feedback
+    assert static.client_forms.filter(like="wai").equals(dynamic.client_forms.filter(like="wai"))
+    phq = [f"phq{i}" for i in range(1, 10)]
+
+    def lag1_within(study):
+        d = study.client_forms.assign(y=study.client_forms[phq].astype(float).sum(axis=1, min_count=9))
+        d["dev"] = d["y"] - d.groupby("client_id")["y"].transform("mean")
+        d["prev"] = d.groupby("client_id")["dev"].shift()
+        return d[["dev", "prev"]].dropna().corr().iloc[0, 1]
+
+    assert lag1_within(dynamic) > lag1_within(static) + 0.2

@@ -59,7 +59,7 @@ RUPTURE_MIN_SESSIONS = 6
 SWITCH_MIN_SESSIONS = 4
 ITEM_DTYPE = "Int16"  # nullable (missing items), and no overflow when items are summed
 STREAMS = ("ids", "caseload", "sessions", "days", "switches", "alliance", "ruptures", "wai",
-           "outcome", "symptom_items", "therapist_forms", "observers", "missing", "clients")
+           "outcome", "symptom_items", "therapist_forms", "observers", "missing", "clients", "dynamics")
 TABLES = ("client_forms", "therapist_forms", "observer_ratings", "clients")
 FORMATS = ("csv", "parquet")
 
@@ -112,6 +112,12 @@ class SimulationEffects:
     sd_client_int: float = 3.0
     sd_client_slope: float = 0.25
     sd_resid: float = 2.5
+    # session-to-session dynamics (issue 15); all 0 leaves the model above as it is
+    symptom_ar: float = 0.0  # d_t = symptom_ar*d_(t-1) + b_within*(A_lag - Abar) + e_t (within-client deviation)
+    symptom_to_alliance: float = 0.0  # latent alliance at t per PHQ-9 point of the symptom deviation at t-1
+    sudden_gain_share: float = 0.0  # share of clients with an early sudden gain
+    sudden_gain_size: float = 0.0  # PHQ-9 points of the lasting drop at the gain session
+    sudden_gain_sessions: tuple[int, int] = (2, 3)  # uniform session of the gain, inclusive
     # latent client alliance
     alliance_mean: float = 3.8
     alliance_sd_between: float = 0.45  # client trait
@@ -268,6 +274,13 @@ def _check_effects(effects: SimulationEffects) -> None:
     if not 1 <= lo <= hi <= RUPTURE_MIN_SESSIONS - 3:
         raise ValueError(
             f"SimulationEffects.sessions_to_repair = {effects.sessions_to_repair!r}; expected 1 <= min <= max <= 3")
+    if not -1.0 < effects.symptom_ar < 1.0:
+        raise ValueError(f"SimulationEffects.symptom_ar = {effects.symptom_ar!r}; expected -1 < symptom_ar < 1")
+    _check_share("sudden_gain_share", effects.sudden_gain_share)
+    lo_g, hi_g = effects.sudden_gain_sessions
+    if not 1 <= lo_g <= hi_g:
+        raise ValueError(f"SimulationEffects.sudden_gain_sessions = {effects.sudden_gain_sessions!r}; "
+                         "expected 1 <= first <= last")
     lo_d, hi_d = effects.rupture_depth_sd
     if not 0 < lo_d <= hi_d:
         raise ValueError(f"SimulationEffects.rupture_depth_sd = {effects.rupture_depth_sd!r}; expected 0 < min <= max")
@@ -443,14 +456,14 @@ def _rupture_offsets(ruptures: dict[str, np.ndarray], effects: SimulationEffects
 
 
 def _latent_alliance(rngs: dict, design: SimulationDesign, effects: SimulationEffects, s: _Sessions,
-                     therapist: np.ndarray) -> tuple[np.ndarray, dict, dict]:
+                     therapist: np.ndarray, feedback: np.ndarray | float = 0.0) -> tuple[np.ndarray, dict, dict]:
     rng = rngs["alliance"]
     trait = rng.normal(effects.alliance_mean, effects.alliance_sd_between, len(s.n_sessions))
     therapist_part = rng.normal(0.0, effects.alliance_sd_therapist, design.n_therapists)
     fluctuation = _ar1_fluctuations(rng, s, effects.alliance_ar1, effects.alliance_sd_within)
     ruptures = _draw_ruptures(rngs["ruptures"], design, effects, s)
     latent = (trait[s.client] + therapist_part[therapist] + effects.alliance_growth * (s.session - 1)
-              + fluctuation + _rupture_offsets(ruptures, effects, s))
+              + fluctuation + _rupture_offsets(ruptures, effects, s) + feedback)
     realised = {"alliance_sd_between": float(np.std(trait, ddof=1)),
                 "alliance_sd_therapist": float(np.std(therapist_part, ddof=1)) if design.n_therapists > 1 else 0.0}
     return latent, ruptures, realised
@@ -519,18 +532,96 @@ def _split_total(rng: np.random.Generator, totals: np.ndarray, n_items: int, max
     return items
 
 
-def _symptom_latent(rng: np.random.Generator, design: SimulationDesign, effects: SimulationEffects,
-                    s: _Sessions, therapist: np.ndarray, lagged_cw: np.ndarray, cm: np.ndarray) -> tuple[np.ndarray, dict]:
-    u_therapist = rng.normal(0.0, effects.sd_therapist, design.n_therapists)
-    u0 = rng.normal(0.0, effects.sd_client_int, len(s.n_sessions))
-    u1 = rng.normal(0.0, effects.sd_client_slope, len(s.n_sessions))
-    e = rng.normal(0.0, effects.sd_resid, len(s.client))
-    y = (effects.b0 + effects.b_time * s.session + effects.b_within * lagged_cw + effects.b_between * cm
-         + u_therapist[therapist] + u0[s.client] + u1[s.client] * s.session + e)
+def _symptom_draws(rng: np.random.Generator, design: SimulationDesign, effects: SimulationEffects,
+                   s: _Sessions) -> dict[str, np.ndarray]:
+    """The outcome's random parts, drawn before the alliance so that symptom shocks can feed it."""
+    draws = {"u_therapist": rng.normal(0.0, effects.sd_therapist, design.n_therapists),
+             "u0": rng.normal(0.0, effects.sd_client_int, len(s.n_sessions)),
+             "u1": rng.normal(0.0, effects.sd_client_slope, len(s.n_sessions)),
+             "e": rng.normal(0.0, effects.sd_resid, len(s.client))}
+    if effects.symptom_ar:
+        # innovations of a stationary AR(1) with marginal SD sd_resid; session 1 keeps the full SD
+        draws["e"] = np.where(s.session > 1, draws["e"] * math.sqrt(1 - effects.symptom_ar**2), draws["e"])
+    return draws
+
+
+def _sudden_gains(rng: np.random.Generator, effects: SimulationEffects, s: _Sessions) -> np.ndarray:
+    """Per session row: minus the gain size at the gain session of the clients with an early
+    sudden gain, 0 elsewhere (the shock; its level shift is its running sum)."""
+    jump = np.zeros(len(s.client))
+    if not (effects.sudden_gain_share and effects.sudden_gain_size):
+        return jump
+    n_clients = len(s.n_sessions)
+    has_gain = rng.random(n_clients) < effects.sudden_gain_share
+    at = rng.integers(effects.sudden_gain_sessions[0], effects.sudden_gain_sessions[1] + 1, n_clients)
+    jump[has_gain[s.client] & (s.session == at[s.client])] = -effects.sudden_gain_size
+    return jump
+
+
+def _ar_within_client(values: np.ndarray, phi: float, s: _Sessions) -> np.ndarray:
+    """d_t = phi*d_(t-1) + values_t within each client (d_1 = values_1); rows sorted by client, session."""
+    if not phi:
+        return values
+    n_clients, width = len(s.n_sessions), int(s.n_sessions.max())
+    grid = np.zeros((n_clients, width))
+    grid[s.client, s.session - 1] = values
+    return lfilter([1.0], [1.0, -phi], grid, axis=1)[s.client, s.session - 1]
+
+
+def _symptom_latent(draws: dict[str, np.ndarray], design: SimulationDesign, effects: SimulationEffects,
+                    s: _Sessions, therapist: np.ndarray, lagged_cw: np.ndarray, cm: np.ndarray,
+                    jump: np.ndarray) -> tuple[np.ndarray, dict]:
+    u_therapist, u0, u1, e = draws["u_therapist"], draws["u0"], draws["u1"], draws["e"]
+    if effects.symptom_ar or jump.any():
+        y = (effects.b0 + effects.b_time * s.session + _symptom_deviation(draws, effects, s, lagged_cw, jump)
+             + effects.b_between * cm + u_therapist[therapist] + u0[s.client] + u1[s.client] * s.session)
+    else:  # the static model, summed in its original order so the bundled example stays byte-identical
+        y = (effects.b0 + effects.b_time * s.session + effects.b_within * lagged_cw + effects.b_between * cm
+             + u_therapist[therapist] + u0[s.client] + u1[s.client] * s.session + e)
     realised = {"sd_therapist": float(np.std(u_therapist, ddof=1)) if design.n_therapists > 1 else 0.0,
                 "sd_client_int": float(np.std(u0, ddof=1)), "sd_client_slope": float(np.std(u1, ddof=1)),
                 "sd_resid": float(np.std(e, ddof=1))}
     return y, realised
+
+
+#: Passes of the alliance <-> symptom fixed point when symptoms feed the alliance (the symptom
+#: deviation uses the client's mean alliance over all sessions, so the two are solved jointly;
+#: the map contracts by about |symptom_to_alliance * b_within|, so the last pass changes the
+#: latent alliance by far less than the item rounding).
+FEEDBACK_PASSES = 6
+
+
+def _symptom_deviation(draws: dict[str, np.ndarray], effects: SimulationEffects, s: _Sessions,
+                       lagged_cw: np.ndarray, jump: np.ndarray) -> np.ndarray:
+    """d_t = symptom_ar*d_(t-1) + b_within*(A_lag - Abar) + e_t, plus the sudden-gain level shift:
+    the symptoms' deviation from the client's trajectory."""
+    d = _ar_within_client(effects.b_within * lagged_cw + draws["e"], effects.symptom_ar, s)
+    return d + _cumsum_within(jump, s) if jump.any() else d
+
+
+def _symptom_feedback(effects: SimulationEffects, s: _Sessions, deviation: np.ndarray) -> np.ndarray | float:
+    """Latent-alliance offset from the previous session's symptom deviation (reverse causation),
+    carried by the alliance's own AR(1): f_t = alliance_ar1*f_(t-1) + symptom_to_alliance*d_(t-1)."""
+    if not effects.symptom_to_alliance:
+        return 0.0
+    previous = np.where(s.session > 1, deviation[s.lag_rows()], 0.0)
+    return _ar_within_client(effects.symptom_to_alliance * previous, effects.alliance_ar1, s)
+
+
+def _alliance_with_feedback(seed: int, rngs: dict, design: SimulationDesign, effects: SimulationEffects,
+                            s: _Sessions, therapist: np.ndarray, draws: dict, jump: np.ndarray):
+    """Latent and observed alliance; with symptom_to_alliance the fixed point of alliance and
+    symptoms, each pass from fresh copies of the alliance streams (the same draws every pass)."""
+    feedback: np.ndarray | float = 0.0
+    for _ in range(FEEDBACK_PASSES if effects.symptom_to_alliance else 1):
+        fresh = _streams(seed)
+        local = {k: fresh[k] for k in ("alliance", "ruptures", "wai", "missing")}
+        latent, ruptures, realised = _latent_alliance(local, design, effects, s, therapist, feedback)
+        observed = _observed_alliance(local["wai"], local["missing"], design, effects, s, latent)
+        if effects.symptom_to_alliance:
+            feedback = _symptom_feedback(effects, s, _symptom_deviation(draws, effects, s, observed[1], jump))
+    rngs.update(local)  # later components go on from the streams' state after the last pass
+    return latent, ruptures, realised, observed
 
 
 def _rounded_clipped(values: np.ndarray, hi: int) -> tuple[np.ndarray, float]:
@@ -714,9 +805,12 @@ def simulate_study(design: SimulationDesign | None = None, effects: SimulationEf
     days = _days_since_intake(rngs["days"], s)
     therapist, switches = _switch_therapists(rngs["switches"], design, s, primary)
 
-    latent, ruptures, realised_alliance = _latent_alliance(rngs, design, effects, s, therapist)
-    wai, cw, cm, grand_mean = _observed_alliance(rngs["wai"], rngs["missing"], design, effects, s, latent)
-    y, realised_outcome = _symptom_latent(rngs["outcome"], design, effects, s, therapist, cw, cm)
+    draws = _symptom_draws(rngs["outcome"], design, effects, s)
+    jump = _sudden_gains(rngs["dynamics"], effects, s)
+    latent, ruptures, realised_alliance, observed = _alliance_with_feedback(seed, rngs, design, effects, s,
+                                                                            therapist, draws, jump)
+    wai, cw, cm, grand_mean = observed
+    y, realised_outcome = _symptom_latent(draws, design, effects, s, therapist, cw, cm, jump)
     phq, gad, oq, clipped = _symptom_forms(rngs, design, effects, s, y)
 
     ids = {"client_id": client_ids[s.client], "therapist_id": therapist_ids[therapist]}
@@ -764,6 +858,15 @@ DEFINITIONS = {
     "outcome_model": ("phq9_total_latent = b0 + b_time*session + b_within*(A_lag - A_client_mean) "
                       "+ b_between*(A_client_mean - A_grand_mean) + u_therapist + u0_client + u1_client*session + e; "
                       "phq9_total = clip(round(phq9_total_latent), 0, 27), split into 9 items (0-3) summing to it"),
+    "dynamics": ("with symptom_ar != 0 the within-client part b_within*(A_lag - A_client_mean) + e_t is replaced by "
+                 "d_t = symptom_ar*d_(t-1) + b_within*(A_lag - A_client_mean) + e_t (d_1 = its session-1 terms; e_t "
+                 "innovations of SD sd_resid*sqrt(1 - symptom_ar^2) from session 2), so b_within is the effect of "
+                 "A_lag on y_t holding y_(t-1) fixed; symptom_to_alliance adds f_t = alliance_ar1*f_(t-1) + "
+                 "symptom_to_alliance*D_(t-1) to the latent alliance (reverse causation carried by the alliance's "
+                 "AR(1); D = d + sudden-gain level shift, alliance and symptoms solved jointly in FEEDBACK_PASSES "
+                 "passes); an early sudden gain "
+                 "(share sudden_gain_share of clients, at a session uniform in sudden_gain_sessions) lowers y by "
+                 "sudden_gain_size from that session on. All 0 by default: the static model above"),
     "session": "1-based session number, uncentred (time = session)",
     "A": ("observed WAI-SR score: mean of the answered items wai1..wai12 (1-5 scale) when at most "
           "design.wai_max_missing_items items are missing, else no score. Effects are per point of this mean; "

@@ -378,3 +378,35 @@ rule power:
         "logs/power/power.log",
     script:
         "../scripts/power_curve.py"
+
+
+# Dynamic within-person models (RI-CLPM, issue 15): one job per entry under models: dynamic:.
+from alliance.models.steps import declared_dynamic_models, dynamic_targets
+
+DYNAMIC_MODELS = declared_dynamic_models(config)
+FINAL_OUTPUTS.extend(dynamic_targets(config))
+
+
+rule model_dynamic:
+    input:
+        scores="results/scores/analysis_scores.parquet",
+    output:
+        estimates=report(
+            "results/models/dynamic/{name}/estimates.csv",
+            caption="../report/models_dynamic.rst",
+            category="Models",
+            subcategory="dynamic {name}",
+            labels={"model": "{name}", "file": "RI-CLPM estimates"},
+        ),
+        fit="results/models/dynamic/{name}/fit.json",
+    params:
+        dynamic=config_digest((config.get("models") or {}).get("dynamic")),
+        scoring=config_digest(config["scoring"]),
+    wildcard_constraints:
+        name="[A-Za-z][A-Za-z0-9_]*",
+    conda:
+        "../envs/alliance.yaml"
+    log:
+        "logs/models/dynamic_{name}.log",
+    script:
+        "../scripts/model_dynamic.py"

@@ -13,7 +13,8 @@ from alliance.models.data import (
     lag_within_client,
     detrend_within_client,
     therapist_mean_decomposition,
-    residualised_change,
+    score_covariates,
+    growth_slopes,
     client_slopes,
     CLIENT,
     THERAPIST,
@@ -67,6 +68,12 @@ from alliance.models.multiverse import (
     specification_grid,
     specification_curve,
 )
+from alliance.models.dynamic import (
+    DynamicResult,
+    wide_panel,
+    fit_riclpm,
+    fit_dynamic,
+)
 
 __all__ = [
     "NotEstimableError",
@@ -77,7 +84,8 @@ __all__ = [
     "lag_within_client",
     "detrend_within_client",
     "therapist_mean_decomposition",
-    "residualised_change",
+    "score_covariates",
+    "growth_slopes",
     "client_slopes",
     "CLIENT",
     "THERAPIST",
@@ -122,4 +130,8 @@ __all__ = [
     "BOOTSTRAP_STAGES",
     "specification_grid",
     "specification_curve",
+    "DynamicResult",
+    "wide_panel",
+    "fit_riclpm",
+    "fit_dynamic",
 ]

@@ -2,7 +2,7 @@
 
 The long scores table of ``docs/data_contract.md`` (columns ``client``, ``therapist``,
 ``session``, ``instrument``, ``respondent``, ``rater``, ``scale``, ``score``) becomes a
-client-level dataset (early alliance, baseline, post, residualised change, rate of change) and a
+client-level dataset (early alliance, baseline, post, rate of change, score covariates) and a
 session-level dataset; person-mean centring (Curran & Bauer, 2011), lags within client, linear
 detrending (Wang & Maxwell, 2015) and the therapist-mean decomposition of Baldwin, Wampold &
 Imel (2007). Tested in tests/test_models.py against lme4/lmerTest fits of the reference study
@@ -36,7 +36,8 @@ __all__ = [
     "lag_within_client",
     "detrend_within_client",
     "therapist_mean_decomposition",
-    "residualised_change",
+    "score_covariates",
+    "growth_slopes",
     "client_slopes",
 ]
 
@@ -187,24 +188,6 @@ def _early_frame(scores: pd.DataFrame, early: Any, instrument: str, respondent: 
 # --------------------------------------------------------------------------------------
 # Client-level data
 # --------------------------------------------------------------------------------------
-def residualised_change(baseline: pd.Series, post: pd.Series) -> pd.Series:
-    """Residuals of the ordinary least-squares regression of post on baseline.
-
-    Residualised change (Cronbach & Furby, 1970) removes the part of the post score that
-    baseline predicts; it is missing where either score is missing.
-    """
-    both = baseline.notna() & post.notna()
-    if both.sum() < 3:
-        raise ValueError(f"residualised change needs at least 3 clients with baseline and post, got {int(both.sum())}")
-    x, y = baseline[both].to_numpy(float), post[both].to_numpy(float)
-    if np.ptp(x) == 0:
-        raise ValueError("residualised change: baseline is constant across clients")
-    slope, intercept = np.polyfit(x, y, 1)
-    out = pd.Series(np.nan, index=post.index, name="change_resid")
-    out[both] = y - (intercept + slope * x)
-    return out
-
-
 def client_slopes(series: pd.DataFrame, value: str = SCORE, by: str = CLIENT,
                   time: str = SESSION) -> pd.Series:
     """Each client's ordinary least-squares slope of ``value`` over ``time``.
@@ -224,7 +207,107 @@ def client_slopes(series: pd.DataFrame, value: str = SCORE, by: str = CLIENT,
     return (sxy / sxx).where(~degenerate).rename("slope")
 
 
-def _baseline_post(outcome: pd.DataFrame, baseline_max_session: int | None) -> pd.DataFrame:
+def growth_slopes(series: pd.DataFrame, after_session: int | None = None, min_points: int = 3,
+                  value: str = SCORE, by: str = CLIENT, time: str = SESSION) -> pd.DataFrame:
+    """Each client's rate of change after the early window, from one multilevel growth model.
+
+    The rows of sessions later than ``after_session`` of the clients with at least
+    ``min_points`` of them are fitted by ML in ``value ~ t + (1 + t | client)`` (``t`` =
+    session minus ``after_session``); a client's slope is the fixed slope plus the client's
+    conditional mode (empirical Bayes). This weighs each client's own OLS slope by its
+    precision (Raudenbush & Bryk, 2002, ch. 3): a slope from few or noisy points is pulled
+    towards the mean slope instead of entering the second-stage model as if it were exact.
+
+    Returns
+    -------
+    DataFrame
+        Index ``client``; ``slope`` (NaN for clients with fewer than ``min_points``
+        post-window sessions) and ``n_slope`` (the post-window sessions it rests on).
+    """
+    _require_columns(series, [by, time, value], "series")
+    d = series[[by, time, value]].dropna()
+    if after_session is not None:
+        d = d.loc[d[time] > after_session]
+    n_points = d.groupby(by, sort=True)[time].nunique()
+    out = pd.DataFrame({"slope": np.nan, "n_slope": 0}, index=pd.Index(sorted(series[by].unique()), name=by))
+    out.loc[n_points.index, "n_slope"] = n_points.to_numpy()
+    keep = n_points.index[n_points >= min_points]
+    if len(keep) < 3:
+        return out
+    d = d.loc[d[by].isin(keep)]
+    frame = pd.DataFrame({"y": d[value].astype(float).to_numpy(), "client": d[by].to_numpy(),
+                          "t": (d[time] - (after_session or 0)).astype(float).to_numpy()})
+    from alliance.lmm import fit as lmm_fit  # lazy: data preparation works without the engine
+
+    growth = lmm_fit("y ~ t + (1 + t | client)", frame, reml=False, satterthwaite_df=False)
+    modes = growth.ranef["client"]
+    fixed = float(growth.fixed_effects.loc["t", "estimate"])
+    out.loc[modes.index, "slope"] = fixed + modes["t"].to_numpy()
+    return out
+
+
+SCORE_STATISTICS = ("level", "mean", "change")
+
+
+def score_covariates(scores: pd.DataFrame, definitions: Mapping[str, Mapping[str, Any]],
+                     window_end: int | None) -> pd.DataFrame:
+    """Client-level covariates from the scores table, one column per definition.
+
+    Parameters
+    ----------
+    scores : DataFrame
+        The long scores table.
+    definitions : mapping
+        ``name -> {instrument, respondent (optional), scale (default total), statistic,
+        sessions}``. ``sessions`` is ``[first, last]`` (default ``[1, window_end]``, the
+        early-alliance window); ``statistic`` is ``level`` (the score at the latest session
+        in the window), ``mean`` (mean of the window's scores) or ``change`` (latest minus
+        earliest score in the window; missing with fewer than two sessions).
+    window_end : int or None
+        The last session of the early-alliance window, the default end of ``sessions``.
+
+    Returns
+    -------
+    DataFrame
+        Index ``client``, one column per name.
+    """
+    columns = {}
+    for name, spec in definitions.items():
+        _check_identifier(name, "score covariate name")
+        where = f"score covariate {name!r}"
+        if not isinstance(spec, Mapping) or not spec.get("instrument"):
+            raise ValueError(f"{where}: give a mapping with instrument, scale, statistic and sessions")
+        statistic = spec.get("statistic", "level")
+        if statistic not in SCORE_STATISTICS:
+            raise ValueError(f"{where}: statistic {statistic!r} is not one of {', '.join(SCORE_STATISTICS)}")
+        sessions = spec.get("sessions") or [1, window_end]
+        if (len(sessions) != 2 or any(not isinstance(v, (int, np.integer)) or isinstance(v, bool) for v in sessions)
+                or sessions[0] > sessions[1]):
+            raise ValueError(f"{where}: sessions must be [first, last] whole session numbers, got {sessions!r}"
+                             + (" (no early-alliance window to default to)" if window_end is None else ""))
+        series = score_series(scores, str(spec["instrument"]), str(spec.get("scale") or "total"), spec.get("respondent"))
+        inside = series.loc[series[SESSION].between(*sessions)].sort_values([CLIENT, SESSION], kind="mergesort")
+        g = inside.groupby(CLIENT, sort=True)[SCORE]
+        if statistic == "level":
+            columns[name] = g.last()
+        elif statistic == "mean":
+            columns[name] = g.mean()
+        else:
+            columns[name] = (g.last() - g.first()).where(g.size() >= 2)
+    return pd.DataFrame(columns)
+
+
+def _window_end(early: Any) -> int | None:
+    """Last session of the early-alliance window of a definition mapping (None when given values)."""
+    if early is None:
+        return 3
+    if isinstance(early, Mapping):
+        return int(early.get("k", 3))
+    return None
+
+
+def _baseline_post(outcome: pd.DataFrame, baseline_max_session: int | None,
+                   window_end: int | None = None) -> pd.DataFrame:
     ordered = outcome.sort_values([CLIENT, SESSION], kind="mergesort")
     g = ordered.groupby(CLIENT, sort=True)
     out = pd.DataFrame({
@@ -236,14 +319,20 @@ def _baseline_post(outcome: pd.DataFrame, baseline_max_session: int | None) -> p
         out.loc[late, ["baseline", "baseline_session"]] = np.nan
     # A single outcome measurement is a baseline, not a post-treatment score.
     out.loc[out["n_outcome"] < 2, ["post", "post_session"]] = np.nan
+    # A last score inside the early-alliance window is not an outcome of that alliance.
+    out["post_in_window"] = False
+    if window_end is not None:
+        out["post_in_window"] = out["post_session"].notna() & (out["post_session"] <= window_end)
+    out.loc[out["post_in_window"], ["post", "post_session"]] = np.nan
     return out
 
 
 def client_level_data(scores: pd.DataFrame, outcome: Sequence[str], alliance: Sequence[str],
                       early: Mapping[str, Any] | pd.Series | pd.DataFrame | None = None,
                       covariates: Sequence[str] = (), clients: pd.DataFrame | None = None,
-                      baseline_max_session: int | None = None) -> pd.DataFrame:
-    """One row per client: early alliance, baseline, post, change and rate of change.
+                      baseline_max_session: int | None = None,
+                      score_covariate_definitions: Mapping[str, Mapping[str, Any]] | None = None) -> pd.DataFrame:
+    """One row per client: early alliance, baseline, post, change, rate of change, covariates.
 
     Parameters
     ----------
@@ -268,6 +357,9 @@ def client_level_data(scores: pd.DataFrame, outcome: Sequence[str], alliance: Se
         If given, a client whose first outcome score comes later than this session has no
         baseline (a first score after the early-alliance sessions is not a pre-treatment
         score).
+    score_covariate_definitions : mapping, optional
+        Covariates computed from the scores table (:func:`score_covariates`), e.g. the
+        outcome's change from intake to the end of the early-alliance window.
 
     Returns
     -------
@@ -276,10 +368,14 @@ def client_level_data(scores: pd.DataFrame, outcome: Sequence[str], alliance: Se
         ``clients`` says otherwise), ``early_alliance``, ``n_early`` (sessions it rests on; NaN
         when precomputed values without counts are passed), ``baseline``,
         ``baseline_session``, ``post`` (the last outcome score; missing when the client has
-        only one), ``post_session``, ``n_outcome``, ``change`` (post - baseline),
-        ``change_resid`` (:func:`residualised_change`), ``slope`` (:func:`client_slopes` of the
-        outcome over sessions), then the covariates. One row per client found in either
-        measure; nothing is dropped here: the model fit drops incomplete rows and says so.
+        only one or when it lies inside the early-alliance window, sessions 1..k of a
+        definition mapping), ``post_session``, ``n_outcome``, ``post_in_window`` (True where
+        a last score inside the window was set aside), ``change`` (post - baseline),
+        ``slope`` and ``n_slope`` (:func:`growth_slopes` over the sessions after the window,
+        clients with at least 3 of them), then the covariates and the score covariates. One
+        row per client found in either measure; nothing is dropped here: the model fit drops
+        incomplete rows and says so. ``attrs["n_post_in_early_window"]`` counts the clients
+        whose post score was set aside.
 
     Notes
     -----
@@ -294,14 +390,25 @@ def client_level_data(scores: pd.DataFrame, outcome: Sequence[str], alliance: Se
     ids = pd.Index(sorted(set(out_series[CLIENT]) | set(all_series[CLIENT])), name=CLIENT)
     data = pd.DataFrame(index=ids)
     data[THERAPIST] = _client_therapists(clients, out_series, all_series).reindex(ids)
-    data = data.join(early_frame).join(_baseline_post(out_series, baseline_max_session))
+    window_end = _window_end(early)
+    data = data.join(early_frame).join(_baseline_post(out_series, baseline_max_session, window_end))
     if early_frame["n_early"].notna().all():  # known counts; a client without alliance scores has 0
         data["n_early"] = data["n_early"].fillna(0).astype("int64")
     data["n_outcome"] = data["n_outcome"].fillna(0).astype("int64")
     data["change"] = data["post"] - data["baseline"]
-    data["change_resid"] = residualised_change(data["baseline"], data["post"])
-    data["slope"] = client_slopes(out_series).reindex(ids)
+    data["post_in_window"] = data["post_in_window"].fillna(False).astype(bool)
+    slopes = growth_slopes(out_series, window_end)
+    data["slope"] = slopes["slope"].reindex(ids)
+    data["n_slope"] = slopes["n_slope"].reindex(ids).fillna(0).astype("int64")
+    if score_covariate_definitions:
+        extra = score_covariates(scores, score_covariate_definitions, window_end)
+        clash = [c for c in extra.columns if c in data.columns or c in covariates]
+        if clash:
+            raise ValueError(f"score covariate name(s) {clash} clash with other columns; rename them")
+        data = data.join(extra)
+    n_in_window = int(data["post_in_window"].sum())
     data = data.reset_index()
+    data.attrs["n_post_in_early_window"] = n_in_window
     if covariates:
         if clients is None:
             raise ValueError(f"covariates {list(covariates)} requested but no clients table given")
@@ -310,6 +417,7 @@ def client_level_data(scores: pd.DataFrame, outcome: Sequence[str], alliance: Se
         if clash:
             raise ValueError(f"covariate name(s) {clash} clash with derived columns; rename them")
         data = data.merge(clients.drop_duplicates(CLIENT)[[CLIENT, *covariates]], on=CLIENT, how="left")
+        data.attrs["n_post_in_early_window"] = n_in_window
     return data
 
 

@@ -134,9 +134,11 @@ def _formula(response: str, fixed: Sequence[str], random: str) -> str:
 EARLY_VARIANTS = {
     # variant: (response column, adjust for baseline)
     "post": ("post", True),
-    "residualised_change": ("change_resid", False),
     "rate_of_change": ("slope", True),
 }
+# The two-step residualised change (post regressed on baseline, then on the alliance) is not
+# offered: residuals as a response bias the slope towards zero when the alliance correlates
+# with baseline (Freckleton, 2002, J. Animal Ecology 71, 542-545), and the baseline-adjusted ``post`` model answers the same question correctly.
 
 
 def early_outcome_formula(variant: str = "post", covariates: Sequence[str] = (),
@@ -144,9 +146,12 @@ def early_outcome_formula(variant: str = "post", covariates: Sequence[str] = (),
     """Formula of the client-level model (1).
 
     * ``post``: ``post ~ early_alliance + baseline + covariates + (1 | therapist)``;
-    * ``residualised_change``: ``change_resid ~ early_alliance + covariates + (1 | therapist)``
-      (baseline is already partialled out of the response);
-    * ``rate_of_change``: ``slope ~ early_alliance + baseline + covariates + (1 | therapist)``.
+    * ``rate_of_change``: ``slope ~ early_alliance + baseline + covariates + (1 | therapist)``,
+      ``slope`` the client's post-window rate of change from one growth model
+      (:func:`alliance.models.growth_slopes`).
+
+    ``covariates`` may include score covariates (:func:`alliance.models.score_covariates`),
+    e.g. the outcome's change up to the alliance measurement (Zilcha-Mano, 2017).
     """
     if variant not in EARLY_VARIANTS:
         raise ValueError(f"variant must be one of {list(EARLY_VARIANTS)}, got {variant!r}")

@@ -111,6 +111,7 @@ DEFAULT_RANDOM = {
 MODEL_DEFAULTS = {
     "label": None, "early": None, "covariates": [], "variant": "post", "lagged": True,
     "lagged_response": False, "detrend": False, "random": None, "engine": "alliance", "reml": True,
+    "score_covariates": {},
 }
 # Display names of the alliance terms and the level each effect is at.
 ALLIANCE_TERMS = {
@@ -188,6 +189,9 @@ def model_spec(config: Mapping[str, Any], name: str) -> dict[str, Any]:
     spec["covariates"] = list(spec["covariates"] or [])
     if spec["variant"] not in M.EARLY_VARIANTS:
         raise ValueError(f"{where}: variant {spec['variant']!r} is not one of {list(M.EARLY_VARIANTS)}")
+    spec["score_covariates"] = {k: dict(v) for k, v in (spec["score_covariates"] or {}).items()}
+    if spec["score_covariates"] and spec["kind"] not in CLIENT_LEVEL_KINDS:
+        raise ValueError(f"{where}: score_covariates apply to the client-level kinds (early_outcome, therapist_client)")
     if spec["kind"] in CLIENT_LEVEL_KINDS and spec["random"] is not None:
         raise ValueError(f"{where}: random applies to session-level models only; client-level models "
                          "(early_outcome, therapist_client) have a therapist random intercept")
@@ -257,12 +261,13 @@ def prepare_model_data(spec: Mapping[str, Any], scores: pd.DataFrame, clients: p
     kinds, one row per client and session (outcome and alliance side by side) otherwise."""
     if spec["kind"] in CLIENT_LEVEL_KINDS:
         return M.client_level_data(scores, spec["outcome"], spec["alliance"], spec["early"],
-                                   spec["covariates"], clients)
+                                   spec["covariates"], clients,
+                                   score_covariate_definitions=spec.get("score_covariates"))
     return M.session_level_data(scores, spec["outcome"], spec["alliance"], clients, spec["covariates"])
 
 
 def _fit_kind(spec: Mapping[str, Any], base: pd.DataFrame, fit) -> tuple[Any, str, pd.DataFrame, list[dict]]:
-    kind, covariates = spec["kind"], spec["covariates"]
+    kind, covariates = spec["kind"], [*spec["covariates"], *(spec.get("score_covariates") or {})]
     common = {"reml": bool(spec["reml"]), "engine": spec["engine"], "fit": fit}
     if kind == "early_outcome":
         result, formula = M.fit_early_outcome(base, spec["variant"], covariates, **common)
@@ -357,6 +362,10 @@ def run_model(scores_path: str | Path, clients_path: str | Path | None, name: st
         log.warning("model %s: %s", name, message)
     info.update({"model": name, "kind": spec["kind"], "label": spec["label"] or name, "settings": _settings(spec)})
     info.update(_level_statistics(fitted, _spec_direction(config, spec)))
+    if "n_post_in_early_window" in fitted.data.attrs:
+        info["n_post_in_early_window"] = fitted.data.attrs["n_post_in_early_window"]
+        log.info("model %s: %d client(s) with their last outcome score inside the early-alliance window "
+                 "have no post score", name, info["n_post_in_early_window"])
     write_model_outputs(fitted.summary, outdir)
     write_csv(_therapist_effects(fitted), Path(outdir) / "therapist_effects.csv")
     write_parquet(fitted.data, data_path)
@@ -385,8 +394,8 @@ NOT_ESTIMABLE = "not estimable"
 
 
 def _settings(spec: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: spec[k] for k in ("outcome", "alliance", "early", "covariates", "variant", "lagged",
-                                 "lagged_response", "detrend", "random")}
+    return {k: spec[k] for k in ("outcome", "alliance", "early", "covariates", "score_covariates", "variant",
+                                 "lagged", "lagged_response", "detrend", "random")}
 
 
 def is_estimated(info: Mapping[str, Any]) -> bool:
@@ -1189,3 +1198,57 @@ def write_power_curve(batch_paths: Sequence[str], config: Mapping[str, Any], res
     fig = power_figure(curve, alpha=settings["analysis"].alpha)
     write_figure(fig, figure_path)
     close(fig)
+
+
+# --------------------------------------------------------------------------------------
+# Dynamic within-person models (RI-CLPM; issue 15). Added by the dynamic-models work.
+# --------------------------------------------------------------------------------------
+DYNAMIC_DEFAULTS = {"label": None, "waves": 8, "first_session": 1}
+
+
+def declared_dynamic_models(config: Mapping[str, Any]) -> list[str]:
+    """Names under ``models: dynamic:``, in config order."""
+    return list(_models_config(config).get("dynamic") or {})
+
+
+def dynamic_targets(config: Mapping[str, Any]) -> list[str]:
+    """Result files of the declared dynamic models."""
+    return [f"results/models/dynamic/{n}/{f}" for n in declared_dynamic_models(config)
+            for f in ("estimates.csv", "fit.json")]
+
+
+def run_dynamic_model(scores_path: str | Path, name: str, config: Mapping[str, Any], outdir: str | Path) -> None:
+    """Workflow step: fit the RI-CLPM ``models: dynamic: {name}`` and write ``estimates.csv``
+    (every parameter, Wald SE and CI) and ``fit.json`` (log-likelihood, N, waves, settings,
+    the two cross-lagged effects; or ``status: not estimable`` and the reason)."""
+    entry = (_models_config(config).get("dynamic") or {}).get(name)
+    if entry is None:
+        raise ValueError(f"dynamic model {name!r} is not declared under models: dynamic: "
+                         f"(declared: {declared_dynamic_models(config)})")
+    where = f"models: dynamic: {name}"
+    spec = {**DYNAMIC_DEFAULTS, **entry}
+    outcome, alliance = _measure(spec.get("outcome"), f"{where}: outcome"), _measure(spec.get("alliance"), f"{where}: alliance")
+    settings = {"outcome": outcome, "alliance": alliance, "waves": int(spec["waves"]),
+                "first_session": int(spec["first_session"])}
+    outdir = Path(outdir)
+    info: dict[str, Any] = {"model": name, "kind": "riclpm", "label": spec["label"] or name, "settings": settings}
+    try:
+        session = M.session_level_data(pd.read_parquet(scores_path), outcome, alliance)
+        result, _ = M.fit_dynamic(session, waves=settings["waves"], first=settings["first_session"])
+    except M.NotEstimableError as exc:
+        log.warning("dynamic model %s not estimable: %s", name, exc)
+        write_csv(pd.DataFrame(columns=["parameter", "estimate", "se", "z", "p", "ci_low", "ci_high"]),
+                  outdir / "estimates.csv")
+        write_json(_plain_dict({**info, "status": NOT_ESTIMABLE, "reason": str(exc)}), outdir / "fit.json")
+        return
+    table = result.estimates.reset_index()
+    info.update({"status": "estimated", **result.fit_info(),
+                 "cross_lagged": {p: result.estimates.loc[p].to_dict()
+                                  for p in ("alliance_to_outcome", "outcome_to_alliance")}})
+    for p, r in info["cross_lagged"].items():
+        log.info("dynamic model %s: %s = %.4f (SE %.4f), %d clients, %d waves", name, p, r["estimate"], r["se"],
+                 result.n_clients, result.n_waves)
+    for message in result.warnings:
+        log.warning("dynamic model %s: %s", name, message)
+    write_csv(table, outdir / "estimates.csv")
+    write_json(_plain_dict(info), outdir / "fit.json")
