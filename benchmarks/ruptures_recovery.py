@@ -122,7 +122,7 @@ def main() -> None:
     parser.add_argument("--tolerance", type=int, default=1)
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
-    effects = SimulationEffects()
+    effects = SimulationEffects(rupture_depth_unit="observed")  # dips in the detector's own unit
     if args.depth is not None:
         effects = replace(effects, rupture_depth_sd=tuple(args.depth))
     start = time.perf_counter()

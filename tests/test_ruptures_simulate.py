@@ -23,13 +23,15 @@ def observed(study) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def studies():
-    return [simulate_study(seed=seed) for seed in (3, 4)]
+    effects = SimulationEffects(rupture_depth_unit="observed")
+    return [simulate_study(seed=seed, effects=effects) for seed in (3, 4)]
 
 
 def test_dip_unit_is_the_observed_within_client_sd(studies):
     """The unit of the injected depth is the pooled within-client SD of the observed score of
     clients without a rupture (what the detector's own-SD yardstick estimates), to within 5%."""
     unit = observed_within_sd(SimulationEffects())
+    assert unit != SimulationEffects().alliance_sd_within  # the example's default unit is the latent SD
     for study in studies:
         assert study.truth["rupture_sd_unit"] == unit
         series = observed(study)

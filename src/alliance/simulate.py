@@ -129,7 +129,10 @@ class SimulationEffects:
     wai_item_sd: float = 0.55
     wai_item_offset_sd: float = 0.15
     # rupture-repair
-    rupture_depth_sd: tuple[float, float] = (2.0, 3.0)  # uniform, in observed within-client SDs (observed_within_sd)
+    rupture_depth_sd: tuple[float, float] = (2.0, 3.0)  # uniform, in rupture_depth_unit SDs
+    # "latent": alliance_sd_within (the bundled example's unit); "observed": the observed
+    # within-client SD the rupture detector uses (observed_within_sd), for detection studies
+    rupture_depth_unit: str = "latent"
     repair_probability: float = 0.6
     sessions_to_repair: tuple[int, int] = (1, 3)  # inclusive range
     unrepaired_residual: float = 0.7  # share of the dip that persists when not repaired
@@ -418,6 +421,15 @@ def observed_within_sd(effects: SimulationEffects) -> float:
     return float(math.sqrt(np.sum((score - means[s.client]) ** 2) / (len(score) - n_clients)))
 
 
+def rupture_sd_unit(effects: SimulationEffects) -> float:
+    """The SD in which injected dips are sized (``effects.rupture_depth_unit``)."""
+    if effects.rupture_depth_unit == "observed":
+        return observed_within_sd(effects)
+    if effects.rupture_depth_unit == "latent":
+        return effects.alliance_sd_within
+    raise ValueError(f"rupture_depth_unit must be 'latent' or 'observed', got {effects.rupture_depth_unit!r}")
+
+
 def _draw_ruptures(rng: np.random.Generator, design: SimulationDesign, effects: SimulationEffects,
                    s: _Sessions) -> dict[str, np.ndarray]:
     """Rupture episodes: client, session, depth (in observed within-client SDs), repaired,
@@ -445,7 +457,7 @@ def _rupture_offsets(ruptures: dict[str, np.ndarray], effects: SimulationEffects
     repaired = np.zeros(n_clients, bool)
     span = np.ones(n_clients)
     c = ruptures["client"]
-    at[c], depth[c] = ruptures["session"], ruptures["depth_sd"] * observed_within_sd(effects)
+    at[c], depth[c] = ruptures["session"], ruptures["depth_sd"] * rupture_sd_unit(effects)
     repaired[c], span[c] = ruptures["repaired"], ruptures["sessions_to_repair"]
     j = s.session - at[s.client]  # sessions since the rupture; NaN for clients without one
     d, k = depth[s.client], span[s.client]
@@ -926,7 +938,7 @@ def _truth(seed, design, effects, client_ids, therapist_ids, coder_ids, ruptures
            tables, realised) -> dict:
     episodes = [
         {"client_id": str(client_ids[c]), "rupture_session": int(r), "depth_sd": float(d),
-         "depth_points": float(d * observed_within_sd(effects)), "repaired": bool(ok),
+         "depth_points": float(d * rupture_sd_unit(effects)), "repaired": bool(ok),
          "sessions_to_repair": int(k) if ok else None, "repair_session": int(r + k) if ok else None}
         for c, r, d, ok, k in zip(ruptures["client"], ruptures["session"], ruptures["depth_sd"],
                                   ruptures["repaired"], ruptures["sessions_to_repair"])
@@ -956,7 +968,7 @@ def _truth(seed, design, effects, client_ids, therapist_ids, coder_ids, ruptures
         },
         "observer": _observer_truth(effects, coder_ids, realised_observer),
         "ruptures": episodes,
-        "rupture_sd_unit": observed_within_sd(effects),
+        "rupture_sd_unit": rupture_sd_unit(effects),
         "therapist_switches": moves,
         "counts": counts,
         "per_wai_total_point": {name: getattr(effects, name) / N_WAI for name in ("b_within", "b_between")},

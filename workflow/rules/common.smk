@@ -2,6 +2,7 @@
 import hashlib
 import json
 
+from snakemake.logging import logger
 from alliance.config import validate_config
 from alliance.data.io import input_files
 from alliance.scoring.instruments import instrument_key_paths
@@ -89,3 +90,17 @@ def power_batch_files(wildcards=None):
         f"results/power/batches/{entry['cell_id']}/batch{entry['batch']}.csv"
         for entry in power_plan()["batches"]
     ]
+
+
+def detection_truth():
+    """The simulated study's truth file the rupture detection table is scored against, or None.
+
+    A config copied from the example keeps the example's truth path; a study of one's own has
+    no such file (real data have no known ruptures), so the table is left out with a warning
+    instead of stopping the run.
+    """
+    truth = config["ruptures"]["detection"]["truth"]
+    if truth and not os.path.exists(truth):
+        logger.warning(f"ruptures: detection: truth file {truth} not found; the detection table is not made")
+        return None
+    return truth

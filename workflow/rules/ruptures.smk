@@ -16,7 +16,7 @@ if config["ruptures"]["enabled"]:
         ]
         + [path for path, label in trajectory_figure_paths(config["ruptures"])]
     )
-    if config["ruptures"]["detection"]["truth"]:
+    if detection_truth():
         FINAL_OUTPUTS.append("results/ruptures/detection.csv")
 
 
