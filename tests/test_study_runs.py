@@ -244,10 +244,11 @@ def test_config_edits_rerun_what_they_affect_and_nothing_else(own_run):
     plan = planned_rules(workdir, edited(config, drop_column))
     assert data_steps <= set(plan) and not never & set(plan)
 
-    # that model alone, and what reads its fit (tables, forest plot, methods) or the config (provenance)
+    # that model alone, and what reads its fit (tables, forest plot, methods, landing page) or the
+    # config (provenance)
     assert planned_rules(workdir, edited(config, covariate)) == {
         "model_fit": 1, "model_tables": 1, "alliance_forest_plot": 1, "therapist_icc": 1, "manuscript_tables": 1,
-        "methods_paragraph": 1, "provenance": 1, "all": 1}
+        "methods_paragraph": 1, "landing_page": 1, "provenance": 1, "all": 1}
 
     plan = planned_rules(workdir, edited(config, mapping))
     assert {"validate_data", "ingest", "score"} <= set(plan)

@@ -316,7 +316,9 @@ def test_items_matched_by_count_and_range_only_are_a_decision(tmp_path):
         "at instruments/phq9/key: are item1…item9 the Patient Health Questionnaire-9 (PHQ-9) ('phq9')? "
         "Only their count and response range fit; write that key or another"]
     assert "wai1…wai12 (12 items): named like wai_sr" in result.transcript
-    assert "99" not in result.transcript and "99" not in (tmp_path / "draft.yaml").read_text()
+    # (the temporary folder's name, e.g. pytest-199, is no value of the data)
+    transcript = result.transcript.replace(str(tmp_path), "TMP")
+    assert "99" not in transcript and "99" not in (tmp_path / "draft.yaml").read_text().replace(str(tmp_path), "TMP")
 
 
 def test_ids_that_look_like_names_are_a_decision_not_a_drop(tmp_path):
