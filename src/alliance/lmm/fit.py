@@ -24,8 +24,9 @@ from .design import (
 )
 from .formula import parse_formula
 from .frame import ModelFrame
-from .inference import coef_table, gradient_check, satterthwaite
+from .inference import coef_table, df_from_derivatives, gradient_check, satterthwaite, scaled_gradient_check
 from .result import LmmResult
+from .scalar import ScalarCrossed, is_scalar_crossed
 
 SINGULAR_TOL = 1e-4
 
@@ -291,7 +292,13 @@ def _fit_theta(formula, parsed, frame, spec, X, y, structure: Structure, dev: Pr
         sm_extra = None
         # y ~ 1 + (1|a) + (1|b) by REML: the fast path of alliance.lmm.crossed (none if start given)
         theta = None if start is not None else crossed_intercepts_theta(parsed, frame, y, reml, structure)
-        if theta is None:
+        if theta is None and is_scalar_crossed(structure):
+            # crossed scalar terms (lme4's InstEval): exact gradient, AI-REML steps
+            dev.scalar = ScalarCrossed(structure, reml)
+            theta, res = dev.scalar.optimise(theta0)
+            if not res.success:
+                messages.append(f"optimiser did not report success: {res.message}")
+        elif theta is None:
             theta, res = _optimise(dev, structure.lower, theta0)
             if not res.success:
                 messages.append(f"optimiser did not report success: {res.message}")
@@ -330,13 +337,22 @@ def _finish(formula, parsed, frame, spec: FixedSpec, X, structure: Structure,
         # by about 1% near the boundary)
         beta = sm_extra["beta"]
     se = np.sqrt(np.diag(vcov))
-    converged, worst = gradient_check(dev, theta, structure.lower)
+    scalar = getattr(dev, "scalar", None)
+    if scalar is not None:
+        # exact gradient; Hessians by differences of it, shared with Satterthwaite's df
+        grad, hess, hess_varpar, jac_cov = scalar.theta_derivatives(theta, sigma)
+        converged, worst = scaled_gradient_check(grad, hess, theta, structure.lower)
+    else:
+        converged, worst = gradient_check(dev, theta, structure.lower)
     if not converged:
         messages.append(f"model failed to converge: max|grad| = {worst:.3g} (tol = 0.002), as lme4's check")
     singular = bool(np.any(theta[structure.lower == 0.0] < SINGULAR_TOL))
     if singular:
         messages.append("boundary (singular) fit: see lme4's ?isSingular")
-    if want_df:
+    if want_df and scalar is not None:
+        df, df_messages = df_from_derivatives(hess_varpar, jac_cov, np.diag(vcov))
+        messages.extend(df_messages)
+    elif want_df:
         df, df_messages = satterthwaite(dev, theta, sigma)
         messages.extend(df_messages)
     else:
@@ -371,7 +387,7 @@ def _finish(formula, parsed, frame, spec: FixedSpec, X, structure: Structure,
         ranef=_ranef(structure, b),
         vcov=pd.DataFrame(vcov, index=names, columns=names),
         npar=npar,
-        n_evaluations=dev.n_evals,
+        n_evaluations=dev.n_evals + (0 if scalar is None else scalar.n_evals),
         max_grad=worst,
         _spec=spec,
         _structure=structure,

@@ -132,6 +132,19 @@ def satterthwaite(dev: ProfiledDeviance, theta: np.ndarray, sigma: float, tol: f
     solver = CachedSolver(dev)
     varpar = np.append(np.asarray(theta, dtype=float), sigma)
     H = hessian(lambda vp: deviance_varpar(solver, vp), varpar, r=richardson)
+    p = dev.s.p
+    jac = jacobian(lambda vp: covbeta_varpar(solver, vp), varpar, r=richardson)  # (p*p, k)
+    vcov_beta = covbeta_varpar(solver, varpar)
+    return df_from_derivatives(H, jac[np.arange(p) * p + np.arange(p), :], np.diag(vcov_beta), tol)
+
+
+def df_from_derivatives(H: np.ndarray, jac_diag: np.ndarray, var_beta: np.ndarray, tol: float = 1e-8):
+    """Satterthwaite df from the Hessian ``H`` of the deviance in varpar = (theta, sigma), the
+    Jacobian ``jac_diag`` (p x k) of the variances of beta in varpar and those variances.
+
+    ``df_j = 2 Var(beta_j)^2 / (g_j' (2 H^-1) g_j)``, H^-1 over the eigenvalues above ``tol``
+    (lmerTest's rule), with lmerTest's warnings about the Hessian.
+    """
     evals, evecs = np.linalg.eigh(H)
     messages = []
     if np.any(evals < -tol):
@@ -147,14 +160,10 @@ def satterthwaite(dev: ProfiledDeviance, theta: np.ndarray, sigma: float, tol: f
     pos = evals > tol
     h_inv = (evecs[:, pos] / evals[pos]) @ evecs[:, pos].T
     vcov_varpar = 2.0 * h_inv
-    p = dev.s.p
-    jac = jacobian(lambda vp: covbeta_varpar(solver, vp), varpar, r=richardson)  # (p*p, k)
-    vcov_beta = covbeta_varpar(solver, varpar)
-    df = np.empty(p)
-    for j in range(p):
-        grad = jac[j * p + j, :]
+    df = np.empty(len(var_beta))
+    for j, grad in enumerate(jac_diag):
         denom = grad @ vcov_varpar @ grad
-        df[j] = 2.0 * vcov_beta[j, j] ** 2 / denom if denom > 0 else np.inf
+        df[j] = 2.0 * var_beta[j] ** 2 / denom if denom > 0 else np.inf
     return df, messages
 
 
@@ -181,6 +190,13 @@ def gradient_check(dev: ProfiledDeviance, theta: np.ndarray, lower: np.ndarray,
             e[i] = e[j] = delta
             fpp = dev(theta + e)
             H[i, j] = H[j, i] = (fpp - fp[i] - fp[j] + f0) / delta**2
+    return scaled_gradient_check(grad, H, theta, lower, tol)
+
+
+def scaled_gradient_check(grad: np.ndarray, H: np.ndarray, theta: np.ndarray, lower: np.ndarray,
+                          tol: float = 2e-3) -> tuple[bool, float]:
+    """lme4's rule on a gradient and Hessian in theta: max |scaled gradient| below ``tol``,
+    coordinates on their bound with a non-negative slope left out."""
     active = (theta - lower < 1e-8) & (grad >= -tol)
     free = ~active
     if not free.any():
