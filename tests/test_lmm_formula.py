@@ -272,3 +272,34 @@ def test_predict_needs_no_response_column(sleep):
     np.testing.assert_allclose(m.predict(rows.drop(columns="Reaction")), m.fitted[rows.index], rtol=1e-10)
     with pytest.raises(ValueError, match=r"newdata lacks the model column\(s\) \['Days'\]"):
         m.predict(rows.drop(columns="Days"))
+
+
+# --------------------------------------------------------------------------- '.' in formulas
+def test_dot_stands_for_the_other_columns_as_lme4(sleep):
+    """``Reaction ~ . - Subject + (Days | Subject)`` on sleepstudy + x2 = Days^2/10 (columns
+    Reaction, Days, Subject, x2): lme4's '.' is every column but the response, grouping
+    column included (removed here with '- Subject'). Fixture: ref_lmm_dot.R (lmerTest df)."""
+    ref = json.loads((DATA / "lmm_dot_reference.json").read_text())
+    data = sleep[["Reaction", "Days", "Subject"]].assign(x2=sleep["Days"] ** 2 / 10)
+    assert list(data.columns) == ref["columns"]
+    m = lmm.fit(ref["formula"], data)
+    assert m.formula == "Reaction ~ (Days + Subject + x2) - Subject + (Days | Subject)"
+    assert list(m.fixed_effects.index) == list(ref["fixed"])
+    assert m.objective == pytest.approx(ref["objective"], rel=1e-8)
+    rows = ref["fixed"].values()
+    np.testing.assert_allclose(m.fixed_effects["estimate"], [r["Estimate"] for r in rows], rtol=1e-5)
+    np.testing.assert_allclose(m.fixed_effects["se"], [r["Std. Error"] for r in rows], rtol=1e-4)
+    np.testing.assert_allclose(m.fixed_effects["df"], [r["df"] for r in rows], rtol=1e-2)
+
+
+def test_dot_expansion_rules():
+    """Grouping columns stay in '.' (lme4); a transformed response's variable is left out
+    (R would keep it); non-syntactic names are back-quoted; '- .' is refused."""
+    from alliance.lmm.formula import expand_dot
+
+    cols = ["y", "a", "my col", "g"]
+    assert expand_dot("y ~ . + (1 | g)", cols) == "y ~ (a + `my col` + g) + (1 | g)"
+    assert expand_dot("log(y) ~ . - g + (1 | g)", cols) == "log(y) ~ (a + `my col` + g) - g + (1 | g)"
+    assert expand_dot("y ~ a + (1 | g)", cols) == "y ~ a + (1 | g)"
+    with pytest.raises(ValueError, match=r"'- \.'"):
+        expand_dot("y ~ a - . + (1 | g)", cols)

@@ -22,7 +22,7 @@ from .design import (
     lower_tri_from_theta,
     term_rows,
 )
-from .formula import parse_formula
+from .formula import expand_dot, parse_formula
 from .frame import ModelFrame
 from .inference import coef_table, df_from_derivatives, gradient_check, satterthwaite, scaled_gradient_check
 from .result import LmmResult
@@ -204,6 +204,9 @@ def fit(formula: str, data: pd.DataFrame, reml: bool = True, *, contrasts: dict[
         categorical random slopes ``(f | g)`` and ``||`` (as lme4, ``||`` splits the terms of
         different variables only: a categorical variable stays one term with correlated
         indicator columns). Malformed formulas raise a ``ValueError`` naming the position.
+        ``.`` in the fixed part stands for every other column of ``data``, as in lme4
+        (grouping columns included; see :func:`alliance.lmm.formula.expand_dot`); the result's
+        ``formula`` is the expanded one.
         A transformation is evaluated on the complete rows (R evaluates it before dropping
         rows with missing values, which changes ``scale``/``poly`` when other model columns
         have missing values); a NaN it produces (log of a negative number) is an error, where
@@ -255,6 +258,8 @@ def fit(formula: str, data: pd.DataFrame, reml: bool = True, *, contrasts: dict[
     """
     if engine not in ("alliance", "statsmodels"):
         raise ValueError(f"engine must be 'alliance' or 'statsmodels', got {engine!r}")
+    if isinstance(data, pd.DataFrame):
+        formula = expand_dot(formula, data.columns)
     parsed, mf, raw, frame, w, messages = _model_frame(formula, data, weights)
     if engine == "statsmodels" and (w is not None or parsed.offsets):
         raise ValueError("engine='statsmodels' fits neither prior weights nor offsets; use engine='alliance'")

@@ -362,6 +362,50 @@ def check_syntax(formula: str) -> None:
         raise _syntax_error(formula, stack[-1], "'(' is never closed")
 
 
+def expand_dot(formula: str, columns) -> str:
+    """Replace a ``.`` term of the fixed part by the data's other columns, as R's ``terms(formula,
+    data = )`` does for lme4: ``y ~ . + (1 | g)`` is ``y ~ (a + b + g) + (1 | g)`` for data
+    columns ``y, a, b, g`` (grouping columns are included, as in lme4; remove them with
+    ``- g``). The response's variables are left out; for a transformed response (``log(y) ~
+    .``) R would keep ``y`` itself in ``.``, which makes the response a predictor of itself,
+    so here it is left out too. Names that are not syntactic are back-quoted. A formula
+    without a top-level ``.`` is returned unchanged.
+    """
+    if not isinstance(formula, str) or formula.count("~") != 1:
+        return formula
+    lhs, rhs = formula.split("~")
+    pieces = _split_top_level(rhs)
+    if not any(piece.strip() == "." for _, piece in pieces):
+        return formula
+    if any(piece.strip() == "." and sign == "-" for sign, piece in pieces):
+        raise ValueError(f"'- .' (removing every column) is not supported in formula {formula!r}")
+    exprs: dict[str, Expression] = {}
+    try:
+        response_vars = set(_element_variables(_element(lhs.strip(), formula, exprs), exprs))
+    except ValueError:
+        response_vars = {lhs.strip()}
+    cols = [str(c) for c in columns if str(c) not in response_vars]
+    if not cols:
+        raise ValueError(f"'.' in formula {formula!r} stands for no column: the data has only the response")
+    quoted = [c if re.fullmatch(r"[A-Za-z_.][A-Za-z0-9_.]*", c) and c != "." else f"`{c}`"
+              for c in cols]
+    dot = "(" + " + ".join(quoted) + ")"
+    out = []
+    for i, (sign, piece) in enumerate(pieces):
+        text = dot if piece.strip() == "." else piece.strip()
+        if i == 0:
+            out.append(text)
+        else:
+            out.append(f" {sign} {text}")
+    return f"{lhs.strip()} ~ {''.join(out).strip()}"
+
+
+def _element_variables(key: str, exprs: dict[str, Expression]) -> list[str]:
+    """The data variables of a parsed element (a plain name or a transformation)."""
+    expr = exprs.get(key)
+    return list(expr.variables) if expr is not None else [_unquote(key)]
+
+
 def parse_formula(formula: str) -> ParsedFormula:
     """Parse an lme4 formula string into response, fixed and random terms.
 
