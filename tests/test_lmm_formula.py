@@ -303,3 +303,18 @@ def test_dot_expansion_rules():
     assert expand_dot("y ~ a + (1 | g)", cols) == "y ~ a + (1 | g)"
     with pytest.raises(ValueError, match=r"'- \.'"):
         expand_dot("y ~ a - . + (1 | g)", cols)
+
+
+def test_standardised_coefficients_take_the_transformed_response(sleep):
+    """models.summaries reads the response from the parsed formula: with ``log(Reaction)``
+    SD(y) is the SD of log(Reaction) over the fitted rows (numpy on the data), not a column
+    lookup of the formula text (which failed)."""
+    from alliance.models.summaries import standardised_coefficients
+
+    m = lmm.fit("log(Reaction) ~ Days + (1 | Subject)", sleep, satterthwaite_df=False)
+    out = standardised_coefficients(m, sleep, levels=("Subject",))
+    sd_y = np.std(np.log(sleep["Reaction"].to_numpy()), ddof=1)
+    sd_x = np.std(sleep["Days"].to_numpy(dtype=float), ddof=1)
+    assert out.loc["Days", "sd_y"] == pytest.approx(sd_y, rel=1e-12)
+    assert out.loc["Days", "std_estimate"] == pytest.approx(
+        m.fixed_effects.loc["Days", "estimate"] * sd_x / sd_y, rel=1e-12)

@@ -202,8 +202,12 @@ def standardised_coefficients(result: Any, data: pd.DataFrame, levels: Sequence[
         ``sd_y``.
     """
     rows = _model_rows(result, data)
-    response = result.formula.split("~")[0].strip()
-    sd_y = float(rows[response].astype(float).std(ddof=1))
+    parsed = parse_formula(result.formula)
+    response = parsed.response
+    # the response as the model saw it: a transformed one (log(y)) is evaluated on the rows
+    y = parsed.expressions[response].evaluate(rows, {})
+    sd_y = float(pd.Series(np.asarray(y, dtype=float)).std(ddof=1) if not isinstance(y, pd.Series)
+                 else y.astype(float).std(ddof=1))
     out = []
     for term, b in result.fixed_effects["estimate"].items():
         if term in rows.columns and term != response and pd.api.types.is_numeric_dtype(rows[term]) \
