@@ -97,3 +97,17 @@ def test_boundary_fit_is_singular_as_the_general_path(monkeypatch):
     assert fast.singular and slow.singular
     assert fast.objective <= slow.objective * (1 + 1e-9)
     np.testing.assert_allclose(fast.fixed_effects["se"], slow.fixed_effects["se"], rtol=1e-4)
+
+
+def test_without_the_pair_map_the_same_numbers(monkeypatch):
+    """Designs with too many pairs fall back to a sparse product per evaluation: same criterion
+    and gradient (1e-10 relative)."""
+    sc, _ = scalar_engine(crossed_data(4), True)
+    theta = np.array([0.5, 0.4, 0.3])
+    obj, grad, _ = sc.objective_and_gradient(theta)
+    monkeypatch.setattr("alliance.lmm.scalar.MAX_PAIRS", 0)
+    sc2, _ = scalar_engine(crossed_data(4), True)
+    assert sc2.P is None
+    obj2, grad2, _ = sc2.objective_and_gradient(theta)
+    assert obj2 == pytest.approx(obj, rel=1e-12)
+    np.testing.assert_allclose(grad2, grad, rtol=1e-10, atol=1e-10 * np.max(np.abs(grad)))

@@ -186,6 +186,11 @@ def fit(formula: str, data: pd.DataFrame, reml: bool = True, *, contrasts: dict[
     * crossed factors (targets x raters): the largest factor's blocks are independent, all
       other factors form one dense block (up to a few thousand levels x terms in total).
 
+    Designs whose random terms are all scalar, with one large factor crossed with others (lme4's
+    InstEval benchmark: students x lecturers), take a faster route (:mod:`alliance.lmm.scalar`):
+    the exact REML gradient, average-information Newton steps over theta^2 >= 0, and the
+    convergence check and Satterthwaite df from differences of the exact gradient.
+
     Denominator degrees of freedom are Satterthwaite's, computed as lmerTest does
     (Kuznetsova et al. 2017, JSS 82(13)).
 
@@ -233,7 +238,8 @@ def fit(formula: str, data: pd.DataFrame, reml: bool = True, *, contrasts: dict[
         ``sigma^2 (R_X'R_X)^-1``), objective, df and conditional modes are evaluated at
         MixedLM's variance parameters.
     satterthwaite_df : bool, default True
-        Compute Satterthwaite df (costs about 70-120 extra deviance evaluations); if False,
+        Compute Satterthwaite df (costs about 70-120 extra deviance evaluations; almost
+        nothing on the crossed-scalar route, which shares the convergence check's); if False,
         ``df`` is infinite and p-values and intervals are normal-based.
     start : array, optional
         Starting theta (default lme4's: 1 on diagonal elements, 0 elsewhere).

@@ -374,7 +374,10 @@ def expand_dot(formula: str, columns) -> str:
     if not isinstance(formula, str) or formula.count("~") != 1:
         return formula
     lhs, rhs = formula.split("~")
-    pieces = _split_top_level(rhs)
+    try:
+        pieces = _split_top_level(rhs)
+    except ValueError:  # malformed: parse_formula reports it with the position
+        return formula
     if not any(piece.strip() == "." for _, piece in pieces):
         return formula
     if any(piece.strip() == "." and sign == "-" for sign, piece in pieces):

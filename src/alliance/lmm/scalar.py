@@ -30,12 +30,14 @@ Schur complement S = Lambda_1 T Lambda_1 + I, T = Z_1'H_0^-1 Z_1. Then
 with N = Z_0'Z_1 sparse. The only cubic step besides the Cholesky factor of S is S^-1 (LAPACK
 potri), so a gradient evaluation costs about three criterion evaluations.
 
-Sparse Cholesky: the dense level is factored densely. On InstEval the crossed part
-Z_1'H_0^-1 Z_1 (1,128 lecturers + 28 dept:service cells) has 20% nonzeros before any fill, so a
-fill-reducing sparse factorisation (CHOLMOD, as lme4) does no better than LAPACK's dense
-Cholesky (17 ms single-threaded here); scikit-sparse, which wraps CHOLMOD, is not installed
-(it would need SuiteSparse's shared library and a compiled extension; the pinned environment
-stays as it is). The dense level is bounded by ``design.MAX_DENSE``.
+Sparse Cholesky: the dense level is factored densely (LAPACK potrf), after the Schur
+complement of the blocked level (diagonal here) has been taken by sparse products. On InstEval
+the crossed part Z_1'H_0^-1 Z_1 (1,128 lecturers + 28 dept:service cells) has 20% nonzeros
+before any fill, so a fill-reducing sparse factorisation (CHOLMOD, as lme4) could not beat
+the dense one (17 ms single-threaded here). scikit-sparse, which wraps CHOLMOD, is not used:
+PyPI has only its source distribution (0.5.0, no wheel for CPython 3.11 on linux x86_64) and
+this machine has no SuiteSparse library to build it against. The dense level stays bounded by
+``design.MAX_DENSE`` (3,000 levels x terms).
 """
 
 from __future__ import annotations
@@ -51,6 +53,9 @@ from scipy.linalg import lapack
 from .design import Structure
 
 __all__ = ["ScalarCrossed", "is_scalar_crossed"]
+
+#: largest number of (blocked level, dense pair) entries kept for the pair map (~300 MB)
+MAX_PAIRS = 20_000_000
 
 
 def is_scalar_crossed(s: Structure) -> bool:
@@ -161,7 +166,10 @@ class ScalarCrossed:
         self.low_r, self.low_c = r, c
         self.low_fflat = c * self.Q + r  # position in a Fortran-ordered Q x Q array
         self.low_mult = np.where(r == c, 1.0, 2.0)  # both triangles in inner products
-        self.P = _pair_matrix(self.N, r * self.Q + c, self.Q)
+        k_rows = np.diff(self.N.indptr).astype(np.int64)
+        n_pairs = int(np.sum(k_rows * (k_rows + 1) // 2))
+        # the pair map pays off unless blocked levels meet very many dense levels each
+        self.P = _pair_matrix(self.N, r * self.Q + c, self.Q) if n_pairs <= MAX_PAIRS else None
         self.diag_f = np.arange(self.Q) * (self.Q + 1)
 
     # ------------------------------------------------------------------------ evaluation
@@ -177,7 +185,7 @@ class ScalarCrossed:
         S = np.multiply(self.A11, lam[None, :], order="F")
         S *= lam[:, None]
         flat = S.reshape(-1, order="F")
-        flat[self.low_fflat] -= (self.P @ w) * lam[self.low_r] * lam[self.low_c]
+        flat[self.low_fflat] -= self._gram_lower(w) * lam[self.low_r] * lam[self.low_c]
         flat[self.diag_f] += 1.0
         L1, info = lapack.dpotrf(S, lower=1, clean=0, overwrite_a=1)
         if info != 0:
@@ -192,6 +200,13 @@ class ScalarCrossed:
         ldL2 = float(np.sum(np.log(a))) + 2.0 * float(np.sum(np.log(np.diag(L1))))
         return ScalarFactor(theta.copy(), g0, lam, a, L1, D0, D1, LX, ldL2,
                             2.0 * float(np.sum(np.log(dX[:-1]))), float(dX[-1] ** 2))
+
+    def _gram_lower(self, w: np.ndarray) -> np.ndarray:
+        """(N' diag(w) N) on the lower pattern of N'N."""
+        if self.P is not None:
+            return self.P @ w
+        G = (self.NT @ self.N.multiply(w[:, None])).tocsr()
+        return np.asarray(G[self.low_r, self.low_c]).ravel()
 
     def criterion_of(self, f: ScalarFactor) -> float:
         """lme4's REML criterion or ML deviance (as ProfiledDeviance.criterion)."""
@@ -235,7 +250,7 @@ class ScalarCrossed:
         trace_h, trace_x, zpy2 = np.zeros(k), np.zeros(k), np.zeros(k)
         dcov = np.zeros((k, p))
         i0 = self.idx0
-        K = (self.P @ (1.0 / a**2)) * lam[self.low_r] * lam[self.low_c]
+        K = self._gram_lower(1.0 / a**2) * lam[self.low_r] * lam[self.low_c]
         trace_h[i0] = float(np.sum(self.d / a) - np.sum(self.low_mult * K * sflat[self.low_fflat]))
         trace_x[i0], zpy2[i0], dcov[i0] = np.sum(W0**2), e0 @ e0, np.sum(V0**2, axis=0)
         for ki, cols in self.dense_terms:
