@@ -61,6 +61,26 @@ def test_blocks_read_what_the_whole_file_path_reads(tmp_path, small_blocks, enco
     assert (got["note"] == "two\nlines").sum() > 0  # a quoted line break crosses no block wrongly
 
 
+@pytest.mark.parametrize("encoding,newline", [("utf-8", "\n"), ("utf-8-sig", "\r\n"), ("utf-8", "\r\n")])
+def test_plain_files_are_read_from_disk_as_the_whole_file_path_reads(tmp_path, small_blocks, encoding, newline):
+    table = odd_table(1500)
+    table["note"] = table["note"].str.replace(r'["\n,]', "", regex=True)  # nothing to quote
+    path = tmp_path / "forms.csv"
+    table.to_csv(path, index=False, encoding=encoding, lineterminator=newline)
+    assert io._direct_text(path, ",", None) is not None  # Arrow reads the file itself
+    pd.testing.assert_frame_equal(read_table(path), whole_file(path))
+
+
+def test_files_arrow_cannot_take_as_they_are_go_through_the_text(tmp_path):
+    path = tmp_path / "forms.csv"
+    path.write_bytes(b'a,b\r\n"x\r\ny",2\r\n')  # a quoted line break in a Windows file
+    assert io._direct_text(path, ",", None) is None
+    assert read_table(path)["a"].tolist() == ["x\ny"]
+    path.write_bytes(b"a,b\n1,2\n\xef\xbb\xbf3,4\n")  # two exports joined: a mark inside
+    assert io._direct_text(path, ",", None) is None
+    assert read_table(path)["a"].tolist() == ["1", "3"]
+
+
 def test_dictionary_encoded_columns_hold_the_same_values(tmp_path, small_blocks):
     path = tmp_path / "forms.csv"
     odd_table(1200).to_csv(path, index=False)

@@ -241,7 +241,7 @@ def _check_title_row(path: Path, rows: list, where: str = "") -> None:
                              f"to be row {start}: set header_row: {start}")
 
 
-BLOCK_BYTES = 16 << 20  # a text file is parsed this much at a time; the cells kept are codes
+BLOCK_BYTES = 2 << 20  # a text file is parsed this much at a time (larger blocks: more memory, no speed)
 PROGRESS_BYTES = 32 << 20  # files larger than this show reading progress
 
 
@@ -254,19 +254,84 @@ def _read_text(path: Path, sep: str | None, header_row: int | None, keep=None,
     Whatever Arrow refuses (a short or long row, a stray quote) goes to pandas' tokeniser, whose
     message the user has always seen.
     """
-    text, read_as, sep, header = _prepared_text(path, sep, header_row)
-    data = text.encode("utf-8")
-    del text
+    direct = _direct_text(path, sep, header_row) if header_row is None or header_row == 1 else None
+    if direct is not None:  # Arrow reads the file itself: memory does not grow with its size
+        source, sep, header = direct
+    else:
+        text, read_as, sep, header = _prepared_text(path, sep, header_row)
+        source = text.encode("utf-8")
+        del text
     wanted = [i for i, name in enumerate(_stripped(header)) if keep is None or name in keep]
-    frame = _arrow_text(data, sep, header, wanted, dictionary, block_bytes or BLOCK_BYTES, path)
+    frame = _arrow_text(source, sep, header, wanted, dictionary, block_bytes or BLOCK_BYTES, path)
     if frame is not None:
         return frame, header
-    frame = _pandas_text(data.decode("utf-8"), sep, header, path, read_as)
+    if direct is not None:
+        text, read_as, sep, header = _prepared_text(path, sep, header_row)
+        source = text.encode("utf-8")
+        del text
+    frame = _pandas_text(source.decode("utf-8"), sep, header, path, read_as)
     names = [str(c) for c in frame.columns]
     frame = frame.iloc[:, [i for i, s in enumerate(_stripped(names)) if keep is None or s in keep]]
     if dictionary:
         frame = frame.astype("category")
     return frame, names
+
+
+_BOM = b"\xef\xbb\xbf"
+
+
+def _direct_text(path: Path, sep: str | None, header_row: int | None) -> tuple[Path, str, list[str]] | None:
+    """(path, separator, header) when Arrow can parse the file's bytes as they are, else None.
+
+    That is a UTF-8 file (a byte-order mark at its start allowed) that :func:`_prepared_text`
+    would not change: no byte-order mark inside, no carriage return unless every one ends a
+    line and no quote can hold one. The file is scanned a block at a time; the title-row
+    check and the messages are those of :func:`_prepared_text`.
+    """
+    with path.open("rb") as handle:
+        head = handle.read(4 * SAMPLE_BYTES)
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or _utf16_without_bom(head[:SAMPLE_BYTES]):
+        return None
+    bom = head.startswith(_BOM)
+    if not _plain_utf8(path, len(_BOM) if bom else 0):
+        return None
+    text = head[len(_BOM) if bom else 0:].decode("utf-8", errors="ignore").replace("\r\n", "\n")
+    end = text.find("\n")
+    if not text.strip() or end < 0 or end >= SAMPLE_BYTES:
+        return None  # empty, one line or a huge header: the whole-text path says what it is
+    if bom:
+        log.info("%s: read as %s", path, "utf-8 (BOM)")
+    if header_row is None:
+        _check_text_title(path, text, sep, " (read as utf-8 (BOM))" if bom else "")
+    sep = _separator(sep, text[:end])
+    return path, sep, next(csv.reader(StringIO(text[:end]), delimiter=sep))
+
+
+def _plain_utf8(path: Path, skip: int) -> bool:
+    """Valid UTF-8 from byte ``skip`` on, no byte-order mark there, CR only in CRLF and unquoted."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    carriage = quotes = False
+    tail = b""
+    with path.open("rb") as handle:
+        handle.seek(skip)
+        while block := handle.read(BLOCK_BYTES):
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError:
+                return False
+            joined = tail + block  # a byte-order mark or CRLF split across two blocks
+            if _BOM in joined or joined.count(b"\r") != joined.count(b"\r\n") + joined.endswith(b"\r"):
+                return False
+            carriage = carriage or b"\r" in block
+            quotes = quotes or b'"' in block
+            tail = block[-2:]
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return not (carriage and quotes) and not tail.endswith(b"\r")
 
 
 def _prepared_text(path: Path, sep: str | None, header_row: int | None) -> tuple[str, str, str, list[str]]:
@@ -311,7 +376,7 @@ def _pandas_text(text: str, sep: str, header: list[str], path: Path, read_as: st
     return frame
 
 
-def _arrow_text(data: bytes, sep: str, header: list[str], wanted: list[int], dictionary: bool,
+def _arrow_text(source: bytes | Path, sep: str, header: list[str], wanted: list[int], dictionary: bool,
                 block_bytes: int, path: Path) -> pd.DataFrame | None:
     """The wanted columns through Arrow's CSV parser, block by block; None if Arrow refuses.
 
@@ -338,9 +403,10 @@ def _arrow_text(data: bytes, sep: str, header: list[str], wanted: list[int], dic
     columns = {n: _Dictionary() for n in include}
     rows = 0
     try:
-        reader = pcsv.open_csv(pa.BufferReader(data), **options)
-        blocks = progress(reader, total=-(-len(data) // block_bytes), desc=f"reading {path.name}",
-                          disable=len(data) < PROGRESS_BYTES)
+        size = len(source) if isinstance(source, bytes) else path.stat().st_size
+        reader = pcsv.open_csv(pa.BufferReader(source) if isinstance(source, bytes) else str(source), **options)
+        blocks = progress(reader, total=-(-size // block_bytes), desc=f"reading {path.name}",
+                          disable=size < PROGRESS_BYTES)
         for batch in blocks:
             for n in include:
                 columns[n].add(batch.column(n))
