@@ -4,6 +4,11 @@ Every reader returns a DataFrame with a RangeIndex and column names stripped of 
 whitespace. Text formats are read as strings so that validation can report the value exactly
 as the file holds it; Excel, SPSS and Parquet keep their typed cells (an Excel date cell stays a
 datetime, for the de-identification gate to find).
+
+Text files are parsed by Arrow a block at a time (from disk when the bytes need no fixing, else
+from the decoded text), only the columns asked for, each kept as dictionary codes (a pandas
+Categorical: a national study's item answers cost a byte a cell, not a Python string each);
+what Arrow refuses goes to pandas' tokeniser, whose messages the user has always seen.
 """
 
 from __future__ import annotations
@@ -83,7 +88,7 @@ def read_columns(path: str | Path, sheet: str | int | None = None, header_row: i
         frame.columns = _stripped(list(frame.columns))
         _require_rows(frame, path)
         return frame.reset_index(drop=True), names
-    elif suffix in (".xlsx", ".xlsm"):
+    if suffix in (".xlsx", ".xlsm"):
         frame = _read_excel(path, sheet, header_row)
     elif suffix == ".sav":
         frame = _read_binary(path, _read_sav, "an SPSS .sav file")
@@ -413,9 +418,8 @@ def _arrow_text(source: bytes | Path, sep: str, header: list[str], wanted: list[
             rows += batch.num_rows
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, StopIteration):
         return None
-    frame = pd.DataFrame({header[int(n[1:])]: columns[n].values(dictionary) for n in include[:len(wanted)]},
-                         index=pd.RangeIndex(rows))
-    return frame
+    return pd.DataFrame({header[int(n[1:])]: columns.pop(n).values(dictionary) for n in include[:len(wanted)]},
+                        index=pd.RangeIndex(rows), copy=False)
 
 
 class _Dictionary:
@@ -435,6 +439,7 @@ class _Dictionary:
 
     def values(self, dictionary: bool):
         codes = np.concatenate(self.parts) if self.parts else np.array([], dtype=np.int8)
+        self.parts = []  # each block's codes freed as the column is built, not at the end
         texts = np.array(list(self.index), dtype=object)
         order = np.argsort(texts, kind="stable") if len(texts) else np.array([], dtype=np.int64)
         rank = np.empty(len(texts) + 1, dtype=np.int64)
