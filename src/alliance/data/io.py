@@ -87,7 +87,7 @@ def read_columns(path: str | Path, sheet: str | int | None = None, header_row: i
         names = _tidy_names(names, path)
         frame.columns = _stripped(list(frame.columns))
         _require_rows(frame, path)
-        return frame.reset_index(drop=True), names
+        return frame, names  # a RangeIndex already: no copy of a large table
     if suffix in (".xlsx", ".xlsm"):
         frame = _read_excel(path, sheet, header_row)
     elif suffix == ".sav":
