@@ -34,6 +34,7 @@ def _validate(args) -> int:
     from alliance.data.steps import read_study, run_gate, run_validation, without_drop_columns
 
     config = load_config(args.config)
+    logging.getLogger("alliance.progress").setLevel(logging.INFO)  # a large file's reading shows progress
     raw = read_study(config, drop=False)  # read once: a national study's files take minutes to parse
     gate = run_gate(config, raw)
     study = without_drop_columns(raw, config)

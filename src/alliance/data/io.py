@@ -4,6 +4,11 @@ Every reader returns a DataFrame with a RangeIndex and column names stripped of 
 whitespace. Text formats are read as strings so that validation can report the value exactly
 as the file holds it; Excel, SPSS and Parquet keep their typed cells (an Excel date cell stays a
 datetime, for the de-identification gate to find).
+
+Text files are parsed by Arrow a block at a time (from disk when the bytes need no fixing, else
+from the decoded text), only the columns asked for, each kept as dictionary codes (a pandas
+Categorical: a national study's item answers cost a byte a cell, not a Python string each);
+what Arrow refuses goes to pandas' tokeniser, whose messages the user has always seen.
 """
 
 from __future__ import annotations
@@ -15,14 +20,10 @@ import warnings
 from io import StringIO
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from alliance.errors import InputError, Problem, describe_value
-
-
-
-
-
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ SUPPORTED = sorted([*TEXT_SUFFIXES, ".xlsx", ".xlsm", ".sav", ".parquet", ".pq"]
 
 
 def read_table(path: str | Path, sheet: str | int | None = None,
-               header_row: int | None = None) -> pd.DataFrame:
+               header_row: int | None = None, dictionary: bool = False) -> pd.DataFrame:
     """Read one study table, whatever its format.
 
     Parameters
@@ -43,6 +44,10 @@ def read_table(path: str | Path, sheet: str | int | None = None,
     header_row : int, optional
         Row (1 = first) holding the column names, for CSV/TSV and Excel files with title or
         note rows above the header. Without it a title row is diagnosed, not read as a header.
+    dictionary : bool
+        Text files: return each column as a pandas Categorical (dictionary-encoded strings: one
+        small integer code per cell) instead of Python strings; the same values, a fraction of
+        the memory. Other formats are unaffected.
 
     Returns
     -------
@@ -56,14 +61,34 @@ def read_table(path: str | Path, sheet: str | int | None = None,
         duplicated column names, a title row above its header, formulas without cached values,
         its data on another sheet, or ``sheet``/``header_row`` set where they do not apply.
     """
+    return read_columns(path, sheet, header_row, dictionary=dictionary)[0]
+
+
+def read_columns(path: str | Path, sheet: str | int | None = None, header_row: int | None = None,
+                 keep=None, dictionary: bool = True) -> tuple[pd.DataFrame, list[str]]:
+    """Read one study table, only the columns named in ``keep``, and all its column names.
+
+    As :func:`read_table` (the same checks and messages), with column projection: a text file's
+    other columns are parsed for their shape only, never converted, so a wide export costs
+    what its mapped columns cost. ``keep=None`` keeps every column.
+
+    Returns
+    -------
+    (pandas.DataFrame, list of str)
+        The kept columns (in file order) and every column name of the file, tidied.
+    """
     path = Path(path)
     if not path.exists():
         raise InputError([Problem(str(path), None, None, None, "an existing file")], "Cannot read")
     suffix = path.suffix.lower()
     _check_options(path, suffix, sheet, header_row)
     if suffix in TEXT_SUFFIXES:
-        frame = _read_text(path, TEXT_SUFFIXES[suffix], header_row)
-    elif suffix in (".xlsx", ".xlsm"):
+        frame, names = _read_text(path, TEXT_SUFFIXES[suffix], header_row, keep, dictionary)
+        names = _tidy_names(names, path)
+        frame.columns = _stripped(list(frame.columns))
+        _require_rows(frame, path)
+        return frame, names  # a RangeIndex already: no copy of a large table
+    if suffix in (".xlsx", ".xlsm"):
         frame = _read_excel(path, sheet, header_row)
     elif suffix == ".sav":
         frame = _read_binary(path, _read_sav, "an SPSS .sav file")
@@ -74,7 +99,11 @@ def read_table(path: str | Path, sheet: str | int | None = None,
             [Problem(str(path), None, None, suffix, f"one of the formats {', '.join(SUPPORTED)}")],
             "Unsupported file",
         )
-    return _tidy_columns(frame, path)
+    frame = _tidy_columns(frame, path)
+    names = list(frame.columns)
+    if keep is not None:
+        frame = frame[[c for c in names if c in keep]]
+    return frame, names
 
 
 def _check_options(path: Path, suffix: str, sheet, header_row) -> None:
@@ -217,9 +246,102 @@ def _check_title_row(path: Path, rows: list, where: str = "") -> None:
                              f"to be row {start}: set header_row: {start}")
 
 
-def _read_text(path: Path, sep: str | None, header_row: int | None) -> pd.DataFrame:
-    raw = path.read_bytes()
-    text, encoding = _decode(raw)
+BLOCK_BYTES = 2 << 20  # a text file is parsed this much at a time (larger blocks: more memory, no speed)
+PROGRESS_BYTES = 32 << 20  # files larger than this show reading progress
+
+
+def _read_text(path: Path, sep: str | None, header_row: int | None, keep=None,
+               dictionary: bool = False, block_bytes: int | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """The kept columns of a text table (raw names) and every raw column name of its header.
+
+    The file is decoded and its line endings and stray byte-order marks fixed as a whole; then
+    Arrow's CSV parser reads it block by block, keeping each kept column as dictionary codes.
+    Whatever Arrow refuses (a short or long row, a stray quote) goes to pandas' tokeniser, whose
+    message the user has always seen.
+    """
+    direct = _direct_text(path, sep, header_row) if header_row is None or header_row == 1 else None
+    if direct is not None:  # Arrow reads the file itself: memory does not grow with its size
+        source, sep, header = direct
+    else:
+        text, read_as, sep, header = _prepared_text(path, sep, header_row)
+        source = text.encode("utf-8")
+        del text
+    wanted = [i for i, name in enumerate(_stripped(header)) if keep is None or name in keep]
+    frame = _arrow_text(source, sep, header, wanted, dictionary, block_bytes or BLOCK_BYTES, path)
+    if frame is not None:
+        return frame, header
+    if direct is not None:
+        text, read_as, sep, header = _prepared_text(path, sep, header_row)
+        source = text.encode("utf-8")
+        del text
+    frame = _pandas_text(source.decode("utf-8"), sep, header, path, read_as)
+    names = [str(c) for c in frame.columns]
+    frame = frame.iloc[:, [i for i, s in enumerate(_stripped(names)) if keep is None or s in keep]]
+    if dictionary:
+        frame = frame.astype("category")
+    return frame, names
+
+
+_BOM = b"\xef\xbb\xbf"
+
+
+def _direct_text(path: Path, sep: str | None, header_row: int | None) -> tuple[Path, str, list[str]] | None:
+    """(path, separator, header) when Arrow can parse the file's bytes as they are, else None.
+
+    That is a UTF-8 file (a byte-order mark at its start allowed) that :func:`_prepared_text`
+    would not change: no byte-order mark inside, no carriage return unless every one ends a
+    line and no quote can hold one. The file is scanned a block at a time; the title-row
+    check and the messages are those of :func:`_prepared_text`.
+    """
+    with path.open("rb") as handle:
+        head = handle.read(4 * SAMPLE_BYTES)
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or _utf16_without_bom(head[:SAMPLE_BYTES]):
+        return None
+    bom = head.startswith(_BOM)
+    if not _plain_utf8(path, len(_BOM) if bom else 0):
+        return None
+    text = head[len(_BOM) if bom else 0:].decode("utf-8", errors="ignore").replace("\r\n", "\n")
+    end = text.find("\n")
+    if not text.strip() or end < 0 or end >= SAMPLE_BYTES:
+        return None  # empty, one line or a huge header: the whole-text path says what it is
+    if bom:
+        log.info("%s: read as %s", path, "utf-8 (BOM)")
+    if header_row is None:
+        _check_text_title(path, text, sep, " (read as utf-8 (BOM))" if bom else "")
+    sep = _separator(sep, text[:end])
+    return path, sep, next(csv.reader(StringIO(text[:end]), delimiter=sep))
+
+
+def _plain_utf8(path: Path, skip: int) -> bool:
+    """Valid UTF-8 from byte ``skip`` on, no byte-order mark there, CR only in CRLF and unquoted."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    carriage = quotes = False
+    tail = b""
+    with path.open("rb") as handle:
+        handle.seek(skip)
+        while block := handle.read(BLOCK_BYTES):
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError:
+                return False
+            joined = tail + block  # a byte-order mark or CRLF split across two blocks
+            if _BOM in joined or joined.count(b"\r") != joined.count(b"\r\n") + joined.endswith(b"\r"):
+                return False
+            carriage = carriage or b"\r" in block
+            quotes = quotes or b'"' in block
+            tail = block[-2:]
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return not (carriage and quotes) and not tail.endswith(b"\r")
+
+
+def _prepared_text(path: Path, sep: str | None, header_row: int | None) -> tuple[str, str, str, list[str]]:
+    """The table's text from its header line on, how it was read, its separator and header."""
+    text, encoding = _decode(path.read_bytes())
     if not text.strip():
         raise _cannot_read(path, "a header row and data rows; the file is empty")
     if encoding != "utf-8":
@@ -240,6 +362,11 @@ def _read_text(path: Path, sep: str | None, header_row: int | None) -> pd.DataFr
         _check_text_title(path, text, sep, read_as)
     sep = _separator(sep, first)
     header = next(csv.reader(StringIO(first), delimiter=sep))
+    return text, read_as, sep, header
+
+
+def _pandas_text(text: str, sep: str, header: list[str], path: Path, read_as: str) -> pd.DataFrame:
+    """The whole table through pandas' tokeniser: every cell a string; its errors as messages."""
     try:
         with warnings.catch_warnings():
             # index_col=False: a first data row with one field too many is an error (pandas
@@ -252,6 +379,79 @@ def _read_text(path: Path, sep: str | None, header_row: int | None) -> pd.DataFr
     if len(header) == len(frame.columns):
         frame.columns = header  # pandas renames repeated names (a, a.1); keep them to report
     return frame
+
+
+def _arrow_text(source: bytes | Path, sep: str, header: list[str], wanted: list[int], dictionary: bool,
+                block_bytes: int, path: Path) -> pd.DataFrame | None:
+    """The wanted columns through Arrow's CSV parser, block by block; None if Arrow refuses.
+
+    Cells are read as dictionary-encoded strings: each block's distinct texts once, every cell a
+    code, so that a column of item answers costs a byte a cell. Empty cells (quoted or not) are
+    missing, every other cell is kept exactly as the file holds it, as pandas reads it.
+    """
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    from alliance.logs import progress
+
+    if len(set(header)) != len(header) or not header:
+        return None  # repeated names: pandas' reading reports them as before
+    names = [f"f{i}" for i in range(len(header))]
+    include = [names[i] for i in wanted] or names[:1]  # Arrow reads every column for none
+    text_type = pa.dictionary(pa.int32(), pa.string())
+    options = dict(
+        read_options=pcsv.ReadOptions(column_names=names, skip_rows=1, block_size=block_bytes),
+        parse_options=pcsv.ParseOptions(delimiter=sep, newlines_in_values=True),
+        convert_options=pcsv.ConvertOptions(column_types={n: text_type for n in include}, include_columns=include,
+                                            null_values=[""], strings_can_be_null=True,
+                                            quoted_strings_can_be_null=True))
+    columns = {n: _Dictionary() for n in include}
+    rows = 0
+    try:
+        size = len(source) if isinstance(source, bytes) else path.stat().st_size
+        reader = pcsv.open_csv(pa.BufferReader(source) if isinstance(source, bytes) else str(source), **options)
+        blocks = progress(reader, total=-(-size // block_bytes), desc=f"reading {path.name}",
+                          disable=size < PROGRESS_BYTES)
+        for batch in blocks:
+            for n in include:
+                columns[n].add(batch.column(n))
+            rows += batch.num_rows
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, StopIteration):
+        return None
+    return pd.DataFrame({header[int(n[1:])]: columns.pop(n).values(dictionary) for n in include[:len(wanted)]},
+                        index=pd.RangeIndex(rows), copy=False)
+
+
+class _Dictionary:
+    """One column's codes, block after block, into one dictionary; a Categorical at the end."""
+
+    def __init__(self):
+        self.index: dict[str, int] = {}
+        self.parts: list[np.ndarray] = []
+
+    def add(self, array) -> None:
+        import pyarrow.compute as pc
+
+        local = array.dictionary.to_pylist()
+        mapping = np.array([self.index.setdefault(v, len(self.index)) for v in local] + [-1], dtype=np.int64)
+        codes = mapping[pc.fill_null(array.indices, len(local)).to_numpy()]
+        self.parts.append(codes.astype(_code_type(len(self.index))))
+
+    def values(self, dictionary: bool):
+        codes = np.concatenate(self.parts) if self.parts else np.array([], dtype=np.int8)
+        self.parts = []  # each block's codes freed as the column is built, not at the end
+        texts = np.array(list(self.index), dtype=object)
+        order = np.argsort(texts, kind="stable") if len(texts) else np.array([], dtype=np.int64)
+        rank = np.empty(len(texts) + 1, dtype=np.int64)
+        rank[order] = np.arange(len(texts))
+        rank[-1] = -1
+        codes = rank[codes].astype(_code_type(len(texts)))  # the categories sorted, as pandas sorts them
+        values = pd.Categorical.from_codes(codes, categories=pd.Index(texts[order], dtype=object))
+        return values if dictionary else np.asarray(values.astype(object))
+
+
+def _code_type(n: int):
+    return np.int8 if n < 127 else np.int16 if n < 32_767 else np.int32
 
 
 def _check_text_title(path: Path, text: str, sep: str | None, read_as: str) -> None:
@@ -415,8 +615,14 @@ def _in_range(code, rng) -> bool:
 _INVISIBLE = re.compile("[\ufeff\u200b\u200c\u200d\u2060\u00ad]")
 
 
-def _tidy_columns(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
-    names = [str(c) for c in frame.columns]
+def _stripped(names: list) -> list[str]:
+    """Column names without byte-order marks, zero-width characters and surrounding spaces."""
+    return [_INVISIBLE.sub("", str(n)).strip() for n in names]
+
+
+def _tidy_names(names: list, path: Path) -> list[str]:
+    """The names :func:`_stripped`, with a warning for each kind of removal; repeated ones refused."""
+    names = [str(c) for c in names]
     cleaned = [_INVISIBLE.sub("", n) for n in names]
     invisible = [c for n, c in zip(names, cleaned) if n != c]
     if invisible:
@@ -434,12 +640,19 @@ def _tidy_columns(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
     problems = [Problem(str(path), 1, name, None, "unique column names") for name in dupes]
     if problems:
         raise InputError(problems, "Duplicated columns")
-    frame.columns = stripped
+    return stripped
+
+
+def _require_rows(frame: pd.DataFrame, path: Path) -> None:
     if len(frame) == 0:
         raise InputError([Problem(str(path), None, None, None, "data rows below the header; found none")],
                          "Cannot read")
-    return frame.reset_index(drop=True)
 
+
+def _tidy_columns(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
+    frame.columns = _tidy_names(list(frame.columns), path)
+    _require_rows(frame, path)
+    return frame.reset_index(drop=True)
 
 
 def input_files(config: dict) -> list[str]:

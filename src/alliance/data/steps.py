@@ -13,7 +13,7 @@ import pandas as pd
 from alliance.data.deid import pseudonymise, refuse_identifiers
 from alliance.data.keys import study_key
 from alliance.scoring.instruments import keys_from_config
-from alliance.data.io import read_table
+from alliance.data.io import read_columns
 from alliance.outputs import write_csv, write_json, write_parquet
 from alliance.data.ids import normalise_ids
 from alliance.data.validate import (
@@ -96,11 +96,12 @@ def read_study(config: dict, drop: bool = True, roles: dict | None = None) -> Ra
     frames, files, record = {}, {}, {}
 
     def load(path, sheet, header_row, mapped):
-        frame = read_table(path, sheet, header_row)
-        unmapped = [c for c in frame.columns if c not in mapped and c not in configured]
-        removed = [c for c in frame.columns if c in dropped and c not in unmapped]
+        # only the kept columns are converted; text cells come dictionary-encoded (Categorical)
+        frame, names = read_columns(path, sheet, header_row, keep=(set(mapped) | configured) - dropped)
+        unmapped = [c for c in names if c not in mapped and c not in configured]
+        removed = [c for c in names if c in dropped and c not in unmapped]
         record[path] = {"drop_columns": removed, "unmapped": unmapped}
-        return frame.drop(columns=unmapped + removed)
+        return frame
 
     for name, table in config["tables"].items():
         frames[name] = load(table["path"], table.get("sheet"), table.get("header_row"), roles[name])

@@ -53,7 +53,16 @@ def item_columns(entry: dict, n_items: int) -> list[str]:
     return list(items)
 
 
+def _per_category(values: pd.Series, compute, missing) -> pd.Series:
+    """``compute`` on a Categorical's distinct texts once, spread to the rows by their codes."""
+    per_text = compute(pd.Series(np.asarray(values.cat.categories, dtype=object), dtype=object))
+    table = np.append(np.asarray(per_text), missing)
+    return pd.Series(table[values.cat.codes.to_numpy()], index=values.index, name=values.name)
+
+
 def _numeric(values: pd.Series) -> pd.Series:
+    if isinstance(values.dtype, pd.CategoricalDtype):  # text read dictionary-encoded
+        return _per_category(values, _numeric, np.nan).astype(float)
     if pd.api.types.is_numeric_dtype(values):
         return values.astype(float)
     return pd.to_numeric(values.astype("string").str.strip(), errors="coerce").astype(float)
@@ -82,6 +91,8 @@ def _in_range_or_missing(lo: float, hi: float, whole: bool = False):
 
 def _not_blank(values: pd.Series) -> pd.Series:
     """An id of only spaces is as empty as a missing one."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        return _per_category(values, _not_blank, True).astype(bool)
     if pd.api.types.is_numeric_dtype(values):
         return values.notna()
     return values.isna() | (values.astype("string").str.strip() != "")
@@ -142,10 +153,37 @@ def _expected(row: pd.Series, schema: pa.DataFrameSchema) -> str:
     return check
 
 
-def schema_problems(frame: pd.DataFrame, schema: pa.DataFrameSchema, file: str) -> list[Problem]:
-    """Every failure of ``schema`` on ``frame`` as a Problem, in row order."""
+CHUNK_ROWS = 250_000  # rows checked at a time: the checks' temporary columns stay this long
+
+
+def schema_problems(frame: pd.DataFrame, schema: pa.DataFrameSchema, file: str,
+                    chunk_rows: int = CHUNK_ROWS) -> list[Problem]:
+    """Every failure of ``schema`` on ``frame`` as a Problem, in row order.
+
+    The rows are checked ``chunk_rows`` at a time (with progress for a large table), so that
+    memory does not grow with the file; a problem of a whole column is reported once. The
+    problems are those of one check of the whole frame.
+    """
+    from alliance.logs import progress
+
+    starts = range(0, max(len(frame), 1), chunk_rows)
+    problems, whole_column = [], set()
+    for start in progress(starts, desc=f"checking {file}", disable=len(starts) < 4):
+        for problem in _chunk_problems(frame, frame.iloc[start:start + chunk_rows], schema, file):
+            if problem.row is None:
+                if problem in whole_column:
+                    continue
+                whole_column.add(problem)
+            problems.append(problem)
+    problems.sort(key=lambda p: (p.row or 0, p.column or ""))
+    return problems
+
+
+def _chunk_problems(frame: pd.DataFrame, chunk: pd.DataFrame, schema: pa.DataFrameSchema,
+                    file: str) -> list[Problem]:
+    """The failures of ``schema`` on ``chunk`` (rows of ``frame``, keeping its row labels)."""
     try:
-        schema.validate(frame, lazy=True)
+        schema.validate(chunk, lazy=True, inplace=True)
     except pa.errors.SchemaErrors as err:
         cases = err.failure_cases
     else:
@@ -160,7 +198,6 @@ def schema_problems(frame: pd.DataFrame, schema: pa.DataFrameSchema, file: str) 
         value = None if row is None else frame.iloc[row - 2][case["column"]]
         value = None if value is None or (isinstance(value, float) and np.isnan(value)) else value
         problems.append(Problem(file, row, str(case["column"]), value, _expected(case, schema)))
-    problems.sort(key=lambda p: (p.row or 0, p.column or ""))
     return problems
 
 
