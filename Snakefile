@@ -1,5 +1,7 @@
 # The alliance-outcome workflow: raw study data -> scores -> models -> report.
 # Run with `make run`; the steps are documented in README.md.
+import time
+
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -44,7 +46,30 @@ include: "workflow/rules/models.smk"
 include: "workflow/rules/report.smk"
 
 
+# One line instead of the full input list (thousands of characters) when the run ends: a
+# message replaces the job's input list, and the reason Snakemake prints beside it names only
+# the first few files of a long list (alliance.logs.shorten_snakemake_reasons).
+from alliance.logs import shorten_snakemake_reasons
+
+shorten_snakemake_reasons()
+
+
 rule all:
     input:
         final_outputs(),
     default_target: True
+    message:
+        "Every result is up to date under results/; each step's log is under logs/"
+
+
+# The steps that raised warnings in this run, recapped at its end (each step also printed one
+# line when it finished; see alliance.logs).
+RUN_STARTED = time.time()
+
+
+onsuccess:
+    from alliance.logs import warning_recap
+
+    recap = warning_recap("logs", since=RUN_STARTED)
+    if recap:
+        logger.info(recap)

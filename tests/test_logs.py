@@ -176,3 +176,25 @@ def test_a_step_s_progress_reaches_stderr_and_the_log(tmp_path):
     assert [line.split(" (")[0] for line in proc.stderr.splitlines()] == \
         [f"power t4 batch 0: {n}/8" for n in (2, 4, 6, 8)]
     assert "power t4 batch 0: 8/8 (100%)" in log
+
+
+# --------------------------------------------------------------------------- the run's console
+
+
+def test_a_long_list_of_files_in_snakemake_s_reason_is_cut():
+    files = ", ".join(f"results/f{i}.csv" for i in range(120))
+    reason = f"Missing output files: a.csv, b.csv; Input files updated by another job: {files}"
+    assert logs.shorten_file_lists(reason) == ("Missing output files: a.csv, b.csv; Input files updated by another "
+                                               "job: results/f0.csv, results/f1.csv, results/f2.csv and 117 more")
+    assert logs.shorten_file_lists("Params have changed since last execution: a, b, c, d, e, f, g, h, i, j, k l") \
+        .endswith("k l")  # not a file list
+
+
+def test_the_recap_names_the_step_logs_with_warnings(tmp_path):
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "fit.log").write_text(
+        "INFO alliance.warnings: summary: 3 warnings: ConvergenceWarning ×3 (x)\n", encoding="utf-8")
+    (tmp_path / "quiet.log").write_text("INFO alliance.resources: resources: wall_seconds=1\n", encoding="utf-8")
+    assert logs.warning_recap(tmp_path) == f"Warnings in 1 step: {(tmp_path / 'models' / 'fit.log').as_posix()} (3); " \
+                                           "each log says which"
+    assert logs.warning_recap(tmp_path, since=(tmp_path / "quiet.log").stat().st_mtime + 60) is None

@@ -311,3 +311,69 @@ class StepProgress:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+
+
+# --------------------------------------------------------------------------------------
+# The run's recap
+# --------------------------------------------------------------------------------------
+
+_SUMMARY_LINE = re.compile(r"^INFO alliance\.warnings: summary: (\d+) warnings?: ", re.MULTILINE)
+
+
+def warning_recap(folder: str | os.PathLike, since: float = 0.0, shown: int = 5) -> str | None:
+    """One line naming the step logs under ``folder`` written since ``since`` (a time stamp)
+    that hold a warning summary, e.g. ``Warnings in 2 steps: logs/interrater.log (12),
+    logs/change.log (1); each log says which``; None when there are none."""
+    from pathlib import Path
+
+    found = []
+    for path in sorted(Path(folder).rglob("*.log")):
+        try:
+            if path.stat().st_mtime < since:
+                continue
+            match = _SUMMARY_LINE.search(path.read_text(encoding="utf-8", errors="replace"))
+        except OSError:
+            continue
+        if match:
+            found.append(f"{path.as_posix()} ({match.group(1)})")
+    if not found:
+        return None
+    more = f" and {len(found) - shown} more" if len(found) > shown else ""
+    return (f"Warnings in {len(found)} step{'s' if len(found) != 1 else ''}: {', '.join(found[:shown])}{more}; "
+            "each log says which")
+
+
+def shorten_file_lists(reason: str, shown: int = 3, longer_than: int = 10) -> str:
+    """Snakemake's reason for a job with each list of more than ``longer_than`` files cut to
+    its first ``shown`` names, e.g. ``Input files updated by another job: a.csv, b.csv, c.csv
+    and 117 more``.
+
+    The reason of rule ``all`` after a fresh run lists every result (thousands of characters);
+    the Snakefile passes Snakemake's reasons through this function.
+    """
+    parts = []
+    for part in reason.split("; "):
+        label, sep, files = part.partition(": ")
+        names = files.split(", ") if sep else []
+        if len(names) > longer_than and " " not in "".join(names):
+            part = f"{label}: {', '.join(names[:shown])} and {len(names) - shown} more"
+        parts.append(part)
+    return "; ".join(parts)
+
+
+def shorten_snakemake_reasons() -> None:
+    """Make Snakemake print each job's reason through :func:`shorten_file_lists` (called by the
+    Snakefile). A Snakemake whose reasons are built otherwise keeps printing them in full."""
+    try:
+        from snakemake.jobs import Reason
+    except ImportError:
+        return
+    full = Reason.__str__
+    if getattr(full, "shortened", False):
+        return
+
+    def short(reason) -> str:
+        return shorten_file_lists(full(reason))
+
+    short.shortened = True
+    Reason.__str__ = short
