@@ -11,6 +11,7 @@ that raised warnings. Everything else goes to the step's log file.
 from __future__ import annotations
 
 import atexit
+import io
 import logging
 import os
 import re
@@ -255,6 +256,16 @@ def terminal_mode(terminal: TextIO) -> str:
         return "lines"
 
 
+def _terminal_width(terminal: TextIO, fallback: int = 80) -> int:
+    """The terminal's width; ``fallback`` when it reports none (a pseudo-terminal of size 0,
+    on which tqdm would draw nothing)."""
+    try:
+        columns = os.get_terminal_size(terminal.fileno()).columns
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        columns = 0
+    return columns if columns > 0 else fallback
+
+
 class StepProgress:
     """Progress of one workflow step: milestones in the log and a bar or lines on the terminal."""
 
@@ -273,7 +284,7 @@ class StepProgress:
             from tqdm import tqdm
 
             self._bar = tqdm(total=self.total, desc=self.desc, file=self.terminal, mininterval=0.5,
-                             dynamic_ncols=True, leave=True)
+                             ncols=_terminal_width(self.terminal), leave=True)
         self.logger.info("%s: started, %s to do", self.desc, self.total if self.total is not None else "?")
         for item in self.iterable:
             yield item
