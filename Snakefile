@@ -48,10 +48,17 @@ include: "workflow/rules/report.smk"
 
 # One line instead of the full input list (thousands of characters) when the run ends: a
 # message replaces the job's input list, and the reason Snakemake prints beside it names only
-# the first few files of a long list (alliance.logs.shorten_snakemake_reasons).
-from alliance.logs import shorten_snakemake_reasons
+# the first few files of a long list (alliance.logs.shorten_file_lists). A Snakemake without
+# snakemake.jobs.Reason prints its reasons in full.
+from alliance.logs import shorten_file_lists
 
-shorten_snakemake_reasons()
+try:
+    from snakemake.jobs import Reason
+except ImportError:
+    Reason = None
+if Reason is not None and not hasattr(Reason, "full_str"):
+    Reason.full_str = Reason.__str__
+    Reason.__str__ = lambda reason: shorten_file_lists(Reason.full_str(reason))
 
 
 rule all:

@@ -360,7 +360,8 @@ def shorten_file_lists(reason: str, shown: int = 3, longer_than: int = 10) -> st
     and 117 more``.
 
     The reason of rule ``all`` after a fresh run lists every result (thousands of characters);
-    the Snakefile passes Snakemake's reasons through this function.
+    the Snakefile passes Snakemake's reasons through this function (the package itself never
+    imports Snakemake).
     """
     parts = []
     for part in reason.split("; "):
@@ -371,20 +372,3 @@ def shorten_file_lists(reason: str, shown: int = 3, longer_than: int = 10) -> st
         parts.append(part)
     return "; ".join(parts)
 
-
-def shorten_snakemake_reasons() -> None:
-    """Make Snakemake print each job's reason through :func:`shorten_file_lists` (called by the
-    Snakefile). A Snakemake whose reasons are built otherwise keeps printing them in full."""
-    try:
-        from snakemake.jobs import Reason
-    except ImportError:
-        return
-    full = Reason.__str__
-    if getattr(full, "shortened", False):
-        return
-
-    def short(reason) -> str:
-        return shorten_file_lists(full(reason))
-
-    short.shortened = True
-    Reason.__str__ = short
