@@ -47,3 +47,16 @@ clean:
 example-hashes: $(STAMP)
 	cd results && find . -type f ! -name report.html ! -name provenance.json | LC_ALL=C sort \
 		| xargs sha256sum > ../tests/data/example_results.sha256
+
+# Optional: JupyterLab for notebooks/ (the percent-format .py files open as notebooks through
+# jupytext, already in the venv). Installed once from requirements-notebook.txt; the venv's
+# own pins stay as requirements.lock has them.
+.PHONY: notebook
+NOTEBOOK_STAMP := $(VENV)/.notebook-installed
+
+$(NOTEBOOK_STAMP): requirements-notebook.txt $(STAMP)
+	$(BIN)/python -m pip install --quiet -r requirements-notebook.txt -c requirements.lock
+	touch $(NOTEBOOK_STAMP)
+
+notebook: $(NOTEBOOK_STAMP)
+	$(BIN)/jupyter lab

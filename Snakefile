@@ -1,5 +1,7 @@
 # The alliance-outcome workflow: raw study data -> scores -> models -> report.
 # Run with `make run`; the steps are documented in README.md.
+import time
+
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -44,7 +46,37 @@ include: "workflow/rules/models.smk"
 include: "workflow/rules/report.smk"
 
 
+# One line instead of the full input list (thousands of characters) when the run ends: a
+# message replaces the job's input list, and the reason Snakemake prints beside it names only
+# the first few files of a long list (alliance.logs.shorten_file_lists). A Snakemake without
+# snakemake.jobs.Reason prints its reasons in full.
+from alliance.logs import shorten_file_lists
+
+try:
+    from snakemake.jobs import Reason
+except ImportError:
+    Reason = None
+if Reason is not None and not hasattr(Reason, "full_str"):
+    Reason.full_str = Reason.__str__
+    Reason.__str__ = lambda reason: shorten_file_lists(Reason.full_str(reason))
+
+
 rule all:
     input:
         final_outputs(),
     default_target: True
+    message:
+        "Every result is up to date under results/; each step's log is under logs/"
+
+
+# The steps that raised warnings in this run, recapped at its end (each step also printed one
+# line when it finished; see alliance.logs).
+RUN_STARTED = time.time()
+
+
+onsuccess:
+    from alliance.logs import warning_recap
+
+    recap = warning_recap("logs", since=RUN_STARTED)
+    if recap:
+        logger.info(recap)

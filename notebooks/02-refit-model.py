@@ -15,24 +15,25 @@
 # rebuild the model from the written results alone: `results/models/within_between/fit.json`
 # says which model was fitted (formula, REML or ML, how its variables were derived), and
 # `results/scores/scores.parquet` holds the scores it was fitted to. Here the data are rebuilt
-# with the functions the workflow itself uses (`alliance.models.steps.prepare_model_data`,
-# `alliance.models.within_between_data`), the model is refitted with `alliance.lmm.fit`, and the
-# estimates are checked against `fixed_effects.csv`.
+# with the package's public functions, the ones the workflow itself calls
+# (`alliance.models.session_level_data`, `alliance.models.within_between_data`), the model is
+# refitted with `alliance.lmm.fit`, and the estimates are checked against `fixed_effects.csv`.
 
 # %%
 import json
-from io import BytesIO
+import os
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from IPython.display import Image
 
 from alliance import lmm
 from alliance import models as M
-from alliance.report.style import close, new_figure
-from alliance.models.steps import MODEL_DEFAULTS, prepare_model_data
 
+# Jupyter starts the kernel in notebooks/; everything is read from the project folder.
+if Path.cwd().name == "notebooks":
+    os.chdir(Path.cwd().parent)
 RESULTS = Path("results")
 MODEL = "within_between"
 folder = RESULTS / "models" / MODEL
@@ -44,18 +45,17 @@ written
 
 # %% [markdown]
 # ## The model's data, rebuilt from the scores
-# `fit.json` keeps the settings the data were derived with (outcome, alliance, lags,
+# `fit.json` keeps the settings the data were derived with (outcome, alliance, covariates,
 # detrending); with them the session-level data (one row per client and session) and the
 # within- and between-client parts of the alliance are derived again.
 
 # %%
 settings = info["settings"]
-spec = {**MODEL_DEFAULTS, **settings, "kind": info["kind"], "name": MODEL,
-        "outcome": tuple(settings["outcome"]), "alliance": tuple(settings["alliance"])}
 scores = pd.read_parquet(RESULTS / "scores" / "scores.parquet")
 clients = pd.read_parquet(RESULTS / "interim" / "clients.parquet")
-sessions = prepare_model_data(spec, scores, clients)
-data = M.within_between_data(sessions, detrend=bool(settings["detrend"]))
+sessions = M.session_level_data(scores, tuple(settings["outcome"]), tuple(settings["alliance"]), clients,
+                                settings.get("covariates") or [])
+data = M.within_between_data(sessions, detrend=bool(settings.get("detrend", False)))
 data[["session", "symptoms", "alliance", "a_cw", "a_cw_lag", "a_cm"]].describe().round(2)
 
 # %% [markdown]
@@ -88,15 +88,11 @@ spread["estimated SD"] = [standard_deviations[key] for key in modes]
 spread
 
 # %%
-fig, axes = new_figure(3.2 * len(modes), 3.2, ncols=len(modes))
+fig, axes = plt.subplots(1, len(modes), figsize=(3.2 * len(modes), 3.2))
 for ax, ((group, term), values) in zip(np.atleast_1d(axes), modes.items()):
     ax.hist(values, bins=30, color="0.4")
     ax.axvline(0, color="black", linewidth=0.8)
     ax.set_title(f"{group}: {term}")
     ax.set_xlabel("conditional mode")
 np.atleast_1d(axes)[0].set_ylabel("count")
-# alliance.figures draws with the Agg backend (no display); show the figure as a PNG.
-buffer = BytesIO()
-fig.savefig(buffer, format="png")
-close(fig)
-Image(buffer.getvalue())
+fig.tight_layout()

@@ -220,6 +220,8 @@ rule model_specification:
         spec="[A-Za-z0-9_.-]+",
     conda:
         "../envs/alliance.yaml"
+    message:
+        f"Multiverse: fitting specification {{wildcards.spec}}, one of {len(SPECIFICATIONS)} (log: {{log}})"
     log:
         "logs/sensitivity/{spec}.log",
     script:
@@ -263,6 +265,9 @@ rule model_bootstrap_batch:
         batch="[0-9]+",
     conda:
         "../envs/alliance.yaml"
+    message:
+        f"Cluster bootstrap of {{wildcards.model}}, batch {{wildcards.batch}} of batches 0-{len(BOOTSTRAP_BATCHES) - 1}: "
+        f"{(config['models'].get('bootstrap') or {}).get('replicates', 0)} resamples in all (log: {{log}})"
     log:
         "logs/bootstrap/{model}_batch_{batch}.log",
     script:
@@ -300,6 +305,9 @@ rule recovery_batch:
         batch="[0-9]+",
     conda:
         "../envs/alliance.yaml"
+    message:
+        f"Parameter recovery, batch {{wildcards.batch}} of batches 0-{len(RECOVERY_BATCHES) - 1}: "
+        f"{(config['models'].get('recovery') or {}).get('studies', 200)} simulated studies in all, each fitted (log: {{log}})"
     log:
         "logs/validation/recovery_batch_{batch}.log",
     script:
@@ -349,6 +357,9 @@ rule power_batch:
         mem_mb=2000,
     conda:
         "../envs/alliance.yaml"
+    message:
+        f"Power simulation, cell {{wildcards.cell}} (therapists, clients per therapist, sessions, effect), "
+        f"batch {{wildcards.batch}}: {(config.get('power') or {}).get('batch_size', '?')} simulated studies (log: {{log}})"
     log:
         "logs/power/{cell}/batch{batch}.log",
     script:
