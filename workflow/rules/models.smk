@@ -103,7 +103,7 @@ rule model_tables:
         ),
     params:
         # the table numbers follow the manuscript's (models declared, their kinds and labels)
-        models=config_digest(config.get("models")),
+        models=config_digest((config.get("models") or {}).get("fits")),
         instruments=config_digest(config["instruments"]),
     conda:
         "../envs/alliance.yaml"

@@ -42,7 +42,7 @@ rule manuscript_tables:
     params:
         study=config_digest(config["study"]),
         instruments=config_digest(config["instruments"]),
-        models=config_digest(config.get("models")),
+        models=config_digest((config.get("models") or {}).get("fits")),
     conda:
         "../envs/alliance.yaml"
     log:
