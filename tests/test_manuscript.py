@@ -248,6 +248,27 @@ def test_model_tables_hold_the_fit_json_random_part(run):
         assert "AIC and BIC are from the REML criterion" in note if info["reml"] else True
 
 
+def test_session_model_column_equals_r_lme4_and_performance(run):
+    """The within_between model's column against R (tests/data/tables_r/ref_model_table.R on the
+    model's data of the bundled example): lme4's fixed effects, VarCorr and REML AIC/BIC, and
+    performance's adjusted ICC and Nakagawa R², the quantities sjPlot::tab_model prints."""
+    reference = json.loads((Path(__file__).parent / "data" / "tables_r" / "within_between.json").read_text())
+    title, number, column, info = next(c for c in model_columns(run) if c[3]["model"] == "within_between")
+    _, body = run["docx"][title]
+    rows = {cells[0]: cells[column] for cells in body}
+    what = f"Model {number} vs R"
+    for label, key, decimals in [("σ²", "sigma2", 3), ("τ00 Client", "tau00_client", 3),
+                                 ("τ00 Therapist", "tau00_therapist", 3), ("τ11 Client: Session", "tau11_client_session", 3),
+                                 ("ρ01 Client", "rho01_client", 2), ("ICC", "icc_adjusted", 3),
+                                 ("Marginal R²", "r2_marginal", 3), ("Conditional R²", "r2_conditional", 3),
+                                 ("AIC", "aic_reml", 1), ("BIC", "bic_reml", 1),
+                                 ("Intercept", "(Intercept)", None), ("Session", "session", None)]:
+        value = reference["fixed"][key] if key in reference["fixed"] else reference[key]
+        assert_shows(rows[label], value, decimals, f"{what}: {label}")
+    assert rows["N Client"] == f"{reference['n_client']:,}" and rows["N Therapist"] == f"{reference['n_therapist']:,}"
+    assert rows["Observations"] == f"{reference['nobs']:,}"
+
+
 def test_docx_and_markdown_show_the_same_cells(run):
     tables = run["results"] / "tables"
     by_title = run["docx"]

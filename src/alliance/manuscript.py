@@ -1,13 +1,20 @@
 """Manuscript-ready outputs: APA tables in four formats and the generated methods paragraph.
 
-Two workflow steps (``workflow/rules/manuscript.smk``), each reading the files its rule names:
+Workflow steps (``workflow/rules/report.smk``, and ``model_tables`` in ``models.smk``), each
+reading the files its rule names:
 
 * :func:`write_manuscript_tables`: descriptives and correlations of the client-level
   variables (early alliance, baseline, post-treatment outcome, rate of change), internal
-  consistency, and every declared model's fixed and random effects, each written to
-  ``results/tables/{stem}.md``, ``.tex`` (booktabs) and ``.html``, and all of them into one
-  Word document ``results/tables/tables.docx``. The tables are built by
-  :mod:`alliance.tables`, so every format shows the same formatted cells.
+  consistency, and the declared models side by side (:func:`model_table_groups`: the
+  early-alliance outcome models, the therapist/client model, the session-level models; at most
+  three to a table), each written to ``results/tables/{stem}.md`` and ``.tex`` (booktabs),
+  all of them on one HTML page ``results/tables/manuscript_tables.html`` and in one Word
+  document ``results/tables/tables.docx``. The tables are built by
+  :mod:`alliance.report.tables`, so every format shows the same formatted cells.
+* :func:`write_model_tables_documents`: the model tables alone as
+  ``results/tables/model_tables.md`` and ``.html``, with the manuscript's table numbers (one
+  numbering, one set of labels: "Model k" is the k-th declared model, as in the methods
+  paragraph).
 * :func:`write_methods`: ``results/tables/methods.md``, the paragraph of
   :func:`alliance.report.methods_text.methods_paragraph` with the N per level of
   ``results/data/summary.json``, the instruments of the configured scoring keys, every
@@ -19,13 +26,14 @@ function the client-level models are fitted with, for the first declared client-
 (or, when none is declared, for the measures of the first declared model), so the
 descriptives describe the data the models saw.
 
-Numbers are shown with enough decimals that the smallest standard error (fixed effects) or
-variance (random effects) keeps two significant digits (2 to 4 decimals), because a fixed
-two decimals would show a slope of 0.004 per session as ``0.00``.
+Numbers are shown with enough decimals that each row's standard error (fixed effects) or a
+model's smallest variance (random part) keeps two significant digits, because a fixed two
+decimals would show a slope of 0.004 per session as ``0.00``.
 
 Tested in ``tests/test_manuscript.py`` on the workflow's run on the bundled example: the
-``.docx`` opened with python-docx holds the numbers of ``fixed_effects.csv`` and
-``random_effects.csv`` rounded to the shown decimals, the descriptives equal numpy's means,
+``.docx`` opened with python-docx holds the numbers of ``fixed_effects.csv``,
+``random_effects.csv`` and ``fit.json`` rounded to the shown decimals (one model's column also
+against lme4 and performance in R), the descriptives equal numpy's means,
 SDs and correlations of the models' client-level data, and the methods paragraph states the
 N of ``summary.json`` and each model's formula and REML/ML.
 

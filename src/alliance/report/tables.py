@@ -1,31 +1,45 @@
 """Manuscript-ready tables in APA style, from plain DataFrames.
 
-One table object, :class:`ApaTable` (number, title, columns with their number formats, rows,
-note), is written four ways from the *same* formatted cell strings, so that every format
-shows the same numbers:
+One table model, :class:`ApaTable` (number, title, column groups, columns with their number
+formats, rows with section headings and indented rows under them, note), is written four ways
+from the *same* formatted cell strings, so that every format shows the same numbers:
 
-* Markdown (GitHub pipe table),
-* LaTeX (booktabs: ``\\toprule``/``\\midrule``/``\\bottomrule``, no vertical rules, special
-  characters escaped; needs ``\\usepackage{booktabs}``),
-* HTML (a fragment or a standalone page, horizontal rules only),
-* Word ``.docx`` (python-docx): table number in bold, title in italics, horizontal rules
-  above and below the header and below the body, the note below the table. The bytes are
-  deterministic: core properties carry a fixed date and the zip entries a fixed time stamp.
+* Markdown (GitHub pipe table; column groups as the pipe header row),
+* LaTeX (booktabs: ``\\toprule``/``\\cmidrule``/``\\midrule``/``\\bottomrule``, no vertical
+  rules, special characters escaped; wide tables in ``landscape`` from pdflscape),
+* HTML (:func:`html_page`: one page of one or more tables with its own style sheet),
+* Word ``.docx`` (python-docx, :func:`write_docx`): table number in bold, title in italics,
+  horizontal rules only, the note below; column widths fitted to the cells
+  (:func:`docx_layout`), rows that never split, each table on its page, landscape pages for
+  wide tables. The bytes are deterministic: core properties carry a fixed date and the zip
+  entries a fixed time stamp.
+
+The HTML is written here rather than with ``great_tables`` (the issue suggested it): that
+package is not installed in the project's environment, and the renderer it would replace is
+small. The page is plain HTML and CSS (APA's booktabs-like rules as borders, no vertical
+rules, numbers never wrapped), has no JavaScript and no external resource, and its bytes
+depend only on the table, so that the report embeds it as it is and reruns give identical
+files.
 
 Number formatting follows the APA Publication Manual (7th ed., chapters 6 and 7): a true
-minus sign, no leading zero for statistics that cannot exceed 1 (p, r, alpha, omega),
-exact p to three decimals and ``< .001`` below that, thousands separated by commas.
+minus sign, no leading zero for statistics that cannot exceed 1 (p, r, alpha, omega, ICC,
+R²), exact p to three decimals and ``< .001`` below that, thousands separated by commas.
 
-Builders turn the pipeline's results into tables: :func:`fixed_effects_table`
-(``results/models/{model}/fixed_effects.csv``), :func:`random_effects_table`
-(``random_effects.csv``), :func:`reliability_table` (internal consistency,
-:func:`alliance.scoring.psychometrics.internal_consistency`) and :func:`descriptives_table` (M, SD, n
-and Pearson correlations with significance stars).
+Builders turn the pipeline's results into tables: :func:`model_comparison_table` (mixed
+models side by side as ``sjPlot::tab_model`` lays them out: fixed effects with CI and p, then
+σ², τ00/τ11/ρ01 per grouping factor, ICC, N, observations, R² and AIC/BIC from
+``fit.json``), :func:`fixed_effects_table` (``results/models/{model}/fixed_effects.csv``,
+with SE, df, t and β), :func:`random_effects_table` (``random_effects.csv``),
+:func:`reliability_table` (internal consistency,
+:func:`alliance.scoring.psychometrics.internal_consistency`) and :func:`descriptives_table`
+(M, SD, n and Pearson correlations with significance stars).
 
 Tested in ``tests/test_tables.py``: every format is parsed back (the ``.docx`` with
 python-docx) and compared cell by cell with the Markdown and with the source numbers
 (rounded to the shown decimals), descriptives against numpy/scipy, APA formatting rules on
-hand-worked values, and byte-identical ``.docx`` files across writes.
+hand-worked values, the Word layout (widths, kept rows, landscape) and byte-identical
+``.docx`` files across writes; ``tests/test_tables_word.py`` lays the workflow's Word
+document out with LibreOffice and checks that no word or number is broken.
 
 References
 ----------
@@ -524,6 +538,7 @@ body { font-family: "Times New Roman", Times, "Liberation Serif", serif; color: 
 .apa-table td.center, .apa-table td.right { white-space: nowrap; font-variant-numeric: tabular-nums; }
 .apa-table tr.section td { font-style: italic; padding-top: 0.6em; }
 .apa-table td.indent { padding-left: 1.8em; }
+.apa-table td:first-child { white-space: nowrap; }
 .apa-table tbody tr:first-child td { padding-top: 0.35em; }
 .apa-table tbody tr:last-child td { padding-bottom: 0.35em; }
 .apa-table .apa-note { font-size: 0.95em; }
