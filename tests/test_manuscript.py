@@ -35,6 +35,7 @@ from alliance.manuscript import (
     client_descriptives_data,
     manuscript_table_stems,
     manuscript_tables,
+    model_table_groups,
     shown_decimals,
     write_manuscript_tables,
     write_methods,
@@ -52,24 +53,45 @@ def workflow_config(workdir: Path) -> dict:
     return validate_config(yaml.safe_load((workdir / "config" / "config.yaml").read_text()))
 
 
+def docx_rows(table) -> list[list[str]]:
+    """Every row of a Word table; a merged cell's text in its first column only, the others
+    empty; no-break spaces as spaces."""
+    rows = []
+    for row in table.rows:
+        seen, cells = set(), []
+        for cell in row.cells:
+            cells.append("" if id(cell._tc) in seen else cell.text.replace("\u00a0", " "))
+            seen.add(id(cell._tc))
+        rows.append(cells)
+    return rows
+
+
 def docx_tables(path: Path) -> dict[str, tuple[list[str], list[list[str]]]]:
-    """Title -> (header, body) of every table in the Word document, in document order."""
+    """Title -> (header, body) of every table in the Word document, in document order; with
+    column groups the header is the second row and the group row is left out; a section
+    heading row is in the body ([text, "", ...])."""
     document = docx.Document(str(path))
     paragraphs = [p.text for p in document.paragraphs]
     titles = [paragraphs[i + 1] for i, text in enumerate(paragraphs) if re.fullmatch(r"Table \d+", text)]
     assert len(titles) == len(document.tables)
     out = {}
     for title, table in zip(titles, document.tables):
-        rows = [[cell.text for cell in row.cells] for row in table.rows]
-        out[title] = (rows[0], rows[1:])
+        rows = docx_rows(table)
+        grouped = len(table._tbl.tr_lst[0].tc_lst) < len(table.columns)
+        out[title] = (rows[1], rows[2:]) if grouped else (rows[0], rows[1:])
     return out
 
 
 def markdown_cells(path: Path) -> tuple[list[str], list[list[str]]]:
-    rows = [line for line in path.read_text(encoding="utf-8").splitlines() if line.startswith("| ")]
+    """(header, body) of the first table in a Markdown file, as docx_tables reads Word."""
+    text = path.read_text(encoding="utf-8").split("\n**Table ")[0]
+    rows = [line for line in text.splitlines() if line.startswith("| ")]
     parsed = [[re.sub(r"\\(.)", r"\1", c.strip()) for c in re.split(r"(?<!\\)\|", row)[1:-1]] for row in rows]
-    header = [c.strip("*") for c in parsed[0]]
-    return header, parsed[2:]
+    parsed = [[re.sub(r"^\*+(.*?)\*+$", r"\1", c) for c in row] for row in parsed]
+    if parsed[2] and all(re.fullmatch(r":?-+:?", c) for c in parsed[1]) and any(parsed[0]) and not parsed[0][0] \
+            and len(parsed) > 3 and parsed[2][1:4] == ["b", "95% CI", "p"]:  # column groups: labels below the rule
+        return parsed[2], parsed[3:]
+    return parsed[0], parsed[2:]
 
 
 def shown(text: str) -> tuple[float, int]:
@@ -126,58 +148,125 @@ def run(example_run: Path) -> dict:
 def test_every_table_is_written_in_every_format(run):
     tables = run["results"] / "tables"
     stems = manuscript_table_stems(run["config"])
-    assert len(stems) == 2 + 2 * len(run["config"]["models"]["fits"])
+    groups = model_table_groups(run["config"])
+    assert stems == ["descriptives", "reliability", *groups]
+    # the declared models, each once, grouped by kind, at most three side by side
+    assert sorted(m for _, members in groups.values() for m in members) == sorted(run["config"]["models"]["fits"])
+    assert all(1 <= len(members) <= 3 for _, members in groups.values())
     for stem in stems:
-        for ext in ("md", "tex", "html"):
+        for ext in ("md", "tex"):
             assert (tables / f"{stem}.{ext}").stat().st_size > 0, f"{stem}.{ext}"
         latex = (tables / f"{stem}.tex").read_text()
         assert "\\toprule" in latex and "\\bottomrule" in latex, stem
     assert len(run["docx"]) == len(stems)
+    page = (tables / "manuscript_tables.html").read_text(encoding="utf-8")
+    for number in range(1, len(stems) + 1):
+        assert f'<p class="apa-number"><strong>Table {number}</strong></p>' in page
+    assert "<script" not in page
 
 
-def test_docx_fixed_effects_hold_the_csv_numbers(run):
-    for model, info in run["fits"].items():
-        fixed = read_csv(run["results"] / "models" / model / "fixed_effects.csv")
-        header, body = run["docx"][f"Fixed Effects: {info['label']}"]
-        assert header == ["Term", "b", "SE", "df", "t", "p", "95% CI", "β"]
-        assert len(body) == len(fixed), model
-        columns = {name: header.index(name) for name in header}
-        for cells, (_, row) in zip(body, fixed.iterrows()):
-            what = f"{model} {row['term']}"
-            places = assert_shows(cells[columns["b"]], row["estimate"], what=what)
-            # b, SE and CI to the decimals two significant digits of the row's SE need (hand rule:
-            # 1 - position of the SE's leading digit), never "0.00 (0.01)".
+def model_columns(run) -> list[tuple[str, int, int, dict]]:
+    """(table title, model number, first column, fit.json) of every model in the Word tables."""
+    models = list(run["config"]["models"]["fits"])
+    document = docx.Document(str(run["results"] / "tables" / "tables.docx"))
+    out = []
+    for title, table in zip(run["docx"], document.tables):
+        groups = docx_rows(table)[0]
+        for column, text in enumerate(groups):
+            match = re.fullmatch(r"Model (\d+): (.*)", text)
+            if match and len(table._tbl.tr_lst[0].tc_lst) < len(table.columns):
+                number = int(match.group(1))
+                info = run["fits"][models[number - 1]]
+                assert match.group(2) == info["label"], text
+                out.append((title, number, column, info))
+    assert sorted(n for _, n, _, _ in out) == list(range(1, len(models) + 1))
+    return out
+
+
+def test_model_tables_hold_the_fixed_effects(run):
+    """b, CI and p of every model's fixed_effects.csv, in its three columns; b and CI to the
+    decimals two significant digits of the row's SE need; terms labelled as in the manuscript."""
+    for title, number, column, info in model_columns(run):
+        fixed = read_csv(run["results"] / "models" / info["model"] / "fixed_effects.csv")
+        header, body = run["docx"][title]
+        assert header[column:column + 3] == ["b", "95% CI", "p"]
+        section = next(i for i, cells in enumerate(body) if cells[0] == "Random effects")
+        # the table's term rows: the terms of its models in order of first appearance
+        members = [i for t, _, _, i in model_columns(run) if t == title]
+        terms = list(dict.fromkeys(t for i in members for t in
+                                   read_csv(run["results"] / "models" / i["model"] / "fixed_effects.csv")["term"]))
+        assert len(terms) == section, title
+        for _, row in fixed.iterrows():
+            cells = body[terms.index(row["term"])]
+            what = f"Model {number} {row['term']}"
+            places = assert_shows(cells[column], row["estimate"], what=what)
             assert places == max(0, 1 - math.floor(math.log10(abs(row["se"])))), what
-            assert_shows(cells[columns["SE"]], row["se"], places, what)
-            assert_shows(cells[columns["df"]], row["df"], 1, what)
-            assert_shows(cells[columns["t"]], row["t"], 2, what)
-            assert_p(cells[columns["p"]], row["p"], what)
-            assert_interval(cells[columns["95% CI"]], row["ci_low"], row["ci_high"], places, what)
-            if np.isnan(row["std_estimate"]):
-                assert cells[columns["β"]] == "", what
+            assert_interval(cells[column + 1], row["ci_low"], row["ci_high"], places, what)
+            assert_p(cells[column + 2], row["p"], what)
+        labels = [cells[0] for cells in body[:section]]
+        assert not any(re.search(r"[a-z]_[a-z]|^arm[A-Z]", label) for label in labels), labels
+    everything = "".join((run["results"] / "tables" / f"{stem}.md").read_text(encoding="utf-8")
+                         for stem in model_table_groups(run["config"]))
+    assert "Arm: PDT" in everything and "armPDT" not in everything.split("*Note.*")[0]
+
+
+def test_model_tables_hold_the_fit_json_random_part(run):
+    """σ², τ00 (per grouping factor), τ11/ρ01, ICC, N, observations, R² and AIC/BIC equal the
+    model's fit.json and random_effects.csv (validated against lme4 and performance) rounded
+    to the shown decimals."""
+    for title, number, column, info in model_columns(run):
+        random = read_csv(run["results"] / "models" / info["model"] / "random_effects.csv")
+        _, body = run["docx"][title]
+        section = next(i for i, cells in enumerate(body) if cells[0] == "Random effects")
+        rows = {cells[0]: cells[column] for cells in body[section + 1:]}
+        what = f"Model {number}"
+        variances = random.loc[random["term2"].isna(), "variance"]
+        places = shown_decimals(variances)
+        assert_shows(rows["σ²"], info["var_residual"], places, what)
+        for r in random[random["group"] != "Residual"].itertuples():
+            group = r.group.capitalize()
+            if pd.isna(r.term2) and r.term1 == "(Intercept)":
+                assert_shows(rows[f"τ00 {group}"], r.variance, places, what)
+            elif pd.isna(r.term2):
+                assert_shows(rows[f"τ11 {group}: {r.term1.capitalize()}"], r.variance, places, what)
             else:
-                assert_shows(cells[columns["β"]], row["std_estimate"], 2, what)
-            se_digits = cells[columns["SE"]].replace(",", "").replace(".", "").lstrip("0")
-            assert len(se_digits) >= 2, f"{what}: SE {cells[columns['SE']]!r}"
+                assert_shows(rows[f"ρ01 {group}"], r.corr, 2, what)
+        icc = info["var_random"] / (info["var_random"] + info["var_residual"])
+        assert_shows(rows["ICC"], icc, 3, what)
+        assert_shows(rows["Marginal R²"], info["r2_marginal"], 3, what)
+        assert_shows(rows["Conditional R²"], info["r2_conditional"], 3, what)
+        assert_shows(rows["AIC"], info["aic"], 1, what)
+        assert_shows(rows["BIC"], info["bic"], 1, what)
+        assert rows["Observations"] == f"{info['nobs']:,}"
+        for group, n in info["ngroups"].items():
+            assert rows[f"N {group.capitalize()}"] == f"{n:,}", what
+        note = next(p for p in docx.Document(str(run["results"] / "tables" / "tables.docx")).paragraphs
+                    if p.text.startswith("Note.") and f"Model {number}, " in p.text).text
+        if info["singular"]:
+            assert re.search(rf"Singular fit \(Models? [\d, and]*\b{number}\b[\d, and]*\): the therapist intercept "
+                             r"variance was estimated at 0", note), note
+        assert "AIC and BIC are from the REML criterion" in note if info["reml"] else True
 
 
-def test_docx_random_effects_hold_the_csv_numbers(run):
-    for model, info in run["fits"].items():
-        random = read_csv(run["results"] / "models" / model / "random_effects.csv")
-        header, body = run["docx"][f"Random Effects: {info['label']}"]
-        assert header == ["Group", "Term", "Variance", "SD", "r"]
-        assert len(body) == len(random), model
-        for cells, (_, row) in zip(body, random.iterrows()):
-            what = f"{model} {row['group']} {row['term1']} {row['term2']}"
-            assert cells[0].lower() == row["group"].lower(), what
-            places = assert_shows(cells[2], row["variance"], what=what)
-            if pd.isna(row["term2"]):
-                assert_shows(cells[3], row["sd"], places, what)
-                assert cells[4] == "", what
-            else:  # a covariance row: the correlation, no SD
-                assert cells[3] == "", what
-                assert not cells[4].lstrip(MINUS).startswith("0"), f"{what}: leading zero in {cells[4]!r}"
-                assert_shows(cells[4], row["corr"], places, what)
+def test_session_model_column_equals_r_lme4_and_performance(run):
+    """The within_between model's column against R (tests/data/tables_r/ref_model_table.R on the
+    model's data of the bundled example): lme4's fixed effects, VarCorr and REML AIC/BIC, and
+    performance's adjusted ICC and Nakagawa R², the quantities sjPlot::tab_model prints."""
+    reference = json.loads((Path(__file__).parent / "data" / "tables_r" / "within_between.json").read_text())
+    title, number, column, info = next(c for c in model_columns(run) if c[3]["model"] == "within_between")
+    _, body = run["docx"][title]
+    rows = {cells[0]: cells[column] for cells in body}
+    what = f"Model {number} vs R"
+    for label, key, decimals in [("σ²", "sigma2", 3), ("τ00 Client", "tau00_client", 3),
+                                 ("τ00 Therapist", "tau00_therapist", 3), ("τ11 Client: Session", "tau11_client_session", 3),
+                                 ("ρ01 Client", "rho01_client", 2), ("ICC", "icc_adjusted", 3),
+                                 ("Marginal R²", "r2_marginal", 3), ("Conditional R²", "r2_conditional", 3),
+                                 ("AIC", "aic_reml", 1), ("BIC", "bic_reml", 1),
+                                 ("Intercept", "(Intercept)", None), ("Session", "session", None)]:
+        value = reference["fixed"][key] if key in reference["fixed"] else reference[key]
+        assert_shows(rows[label], value, decimals, f"{what}: {label}")
+    assert rows["N Client"] == f"{reference['n_client']:,}" and rows["N Therapist"] == f"{reference['n_therapist']:,}"
+    assert rows["Observations"] == f"{reference['nobs']:,}"
 
 
 def test_docx_and_markdown_show_the_same_cells(run):
@@ -186,6 +275,20 @@ def test_docx_and_markdown_show_the_same_cells(run):
     documents = list(by_title.values())
     for stem, (header, body) in zip(manuscript_table_stems(run["config"]), documents):
         assert markdown_cells(tables / f"{stem}.md") == (header, body), stem
+
+
+def test_model_tables_md_and_html_carry_the_manuscript_numbers(run):
+    """model_tables.md is the manuscript's model tables, with the same numbers and cells."""
+    tables = run["results"] / "tables"
+    stems = list(model_table_groups(run["config"]))
+    assert (tables / "model_tables.md").read_text(encoding="utf-8") == \
+        "\n".join((tables / f"{stem}.md").read_text(encoding="utf-8") for stem in stems)
+    page = (tables / "model_tables.html").read_text(encoding="utf-8")
+    manuscript = (tables / "manuscript_tables.html").read_text(encoding="utf-8")
+    for stem in stems:
+        number = manuscript_table_stems(run["config"]).index(stem) + 1
+        block = re.search(rf'<div class="apa-table" id="table-{number}">.*?</div>', page, re.S).group(0)
+        assert block in manuscript, stem
 
 
 # --------------------------------------------------------------------------- descriptives and reliability

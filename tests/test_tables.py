@@ -197,7 +197,8 @@ def latex_cells(text: str) -> tuple[list[str], list[list[str]]]:
 
 def docx_cells(path: Path, index: int = 0) -> tuple[list[str], list[list[str]]]:
     table = docx.Document(str(path)).tables[index]
-    rows = [[cell.text for cell in row.cells] for row in table.rows]
+    # number cells keep their spaces as no-break spaces in Word (an interval never wraps)
+    rows = [[cell.text.replace("\u00a0", " ") for cell in row.cells] for row in table.rows]
     return rows[0], rows[1:]
 
 
@@ -570,3 +571,162 @@ def test_string_cells_and_callable_formats_pass_through():
 def test_fixed_effects_table_takes_an_lmm_result_frame():
     frame = reference_fixed_effects().set_index("term")
     assert T.fixed_effects_table(frame).body == T.fixed_effects_table(reference_fixed_effects()).body
+
+
+# --------------------------------------------------------------------------- models side by side (tab_model layout)
+
+W_NS = {"w": "http://schemas.openxmlformats.org/wordprocessingml/2006/main"}
+
+
+def reference_model_columns() -> list[T.ModelColumn]:
+    """lme4's three-level fit (numbers of tests/data/lme4/small) beside a singular
+    client-level model with other terms; the fit statistics are inputs (only the display is
+    tested here; tests/test_manuscript.py compares the workflow's tables with its fit.json)."""
+    fit = json.loads((DATA / "lme4_reference.json").read_text())["three_level"]
+    random = reference_random_effects()
+    residual = float(random.loc[random["group"] == "Residual", "variance"].iloc[0])
+    three = {"var_residual": residual, "var_random": 10.9, "ngroups": fit["ngrps"], "nobs": fit["nobs"],
+             "r2_marginal": 0.1712, "r2_conditional": 0.7453, "aic": fit["objective"] + 18, "bic": 22190.123,
+             "reml": True, "formula": fit["formula"], "singular": False}
+    singular = pd.DataFrame({"group": ["therapist_id", "Residual"], "term1": ["(Intercept)", None], "term2": [None, None],
+                             "variance": [0.0, 24.6], "sd": [0.0, 4.96], "corr": [np.nan, np.nan]})
+    client = {"var_residual": 24.6, "var_random": 0.0, "ngroups": {"therapist_id": 40}, "nobs": 376,
+              "r2_marginal": 0.2701, "r2_conditional": 0.2701, "aic": -365.4581, "bic": 2243.29, "reml": True,
+              "formula": "post ~ early_alliance + (1 | therapist)", "singular": True}
+    return [T.ModelColumn(1, "Three-level", three, reference_fixed_effects(), random),
+            T.ModelColumn(2, "Client level", client, edge_fixed_effects(), singular),
+            T.ModelColumn(3, "Impossible", {"status": "not estimable", "reason": "model impossible: no data"})]
+
+
+def comparison_table() -> ApaTable:
+    return T.model_comparison_table(reference_model_columns(), 6, "Models Side by Side",
+                                    labels={"client_id": "Client", "therapist_id": "Therapist",
+                                            "therapist": "Therapist"})
+
+
+def test_model_table_cells_are_the_model_numbers():
+    table, models = comparison_table(), reference_model_columns()
+    rows = {cells[0]: cells for cells in table.body}
+    # three columns per model under its name, the term column without a group
+    assert table.spanners[0] == ("", 1) and [s[1] for s in table.spanners[1:]] == [3, 3, 3]
+    assert table.spanners[1][0] == "Model 1: Three-level" and table.spanners[3][0].endswith("(not estimable)")
+    assert table.header[1:4] == ["b", "95% CI", "p"]
+    for k, model in enumerate(models[:2]):
+        b, ci, p = 1 + 3 * k, 2 + 3 * k, 3 + 3 * k
+        for src in model.fixed.itertuples():
+            label = {"(Intercept)": "Intercept", "a_cw": "Alliance, within-client", "a_cm": "Alliance, between-client",
+                     "session": "Session", "a_cw_lag": "Alliance, within-client (previous session)"}.get(src.term, src.term)
+            cells = rows[label]
+            places = T.significant_decimals(src.se)
+            assert decimals_of(cells[b]) == places, (label, cells[b])
+            assert_shows(cells[b], src.estimate, label)
+            low, high = re.fullmatch(r"\[(.+), (.+)\]", cells[ci]).groups()
+            assert_shows(low, src.ci_low, label) and decimals_of(low) == places
+            assert_shows(high, src.ci_high, label)
+            assert_shows_p(cells[p], src.p, label)
+        info = model.info
+        assert_shows(rows["\u03c3\u00b2"][b], info["var_residual"], "sigma2")
+        assert_shows(rows["ICC"][b], info["var_random"] / (info["var_random"] + info["var_residual"]), "ICC")
+        assert decimals_of(rows["ICC"][b]) == 3 and rows["ICC"][b].startswith(".")
+        assert_shows(rows["Marginal R\u00b2"][b], info["r2_marginal"], "R2m")
+        assert_shows(rows["Conditional R\u00b2"][b], info["r2_conditional"], "R2c")
+        assert_shows(rows["AIC"][b], info["aic"], "AIC") and decimals_of(rows["AIC"][b]) == 1
+        assert rows["Observations"][b] == f"{info['nobs']:,}"
+        assert rows["Observations"][ci] == rows["Observations"][p] == ""
+    three = models[0].random
+    assert_shows(rows["\u03c400 Client"][1], three["variance"][0], "tau00 client")
+    assert_shows(rows["\u03c400 Therapist"][1], three["variance"][3], "tau00 therapist")
+    assert_shows(rows["\u03c411 Client: Session"][1], three["variance"][1], "tau11")
+    assert rows["\u03c101 Client"][1] == ".02"
+    assert rows["N Client"][1] == "200" or rows["N Client"][1] == f"{models[0].info['ngroups']['client_id']:,}"
+    # terms a model lacks, and every cell of the model that was not estimated, stay empty
+    assert rows["Session"][4:7] == ["", "", ""] and rows["big"][1:4] == ["", "", ""]
+    assert all(cells[7:] == ["", "", ""] for cells in table.body)
+    assert rows["\u03c400 Therapist"][4] == "0.00"
+
+
+def test_model_table_notes_name_singular_fits_reml_aic_and_unestimable_models():
+    note = comparison_table().note
+    assert "Singular fit (Model 2): the therapist_id intercept variance was estimated at 0" in note
+    assert "AIC and BIC are from the REML criterion" in note
+    assert "Model 3: Not estimable: model impossible: no data." in note
+    assert ("Formulas (lme4 notation): Model 1, symptoms ~ session + a_cw + a_cm + (1 + session | client_id) + "
+            "(1 | therapist_id); Model 2, post ~ early_alliance + (1 | therapist).") in note
+
+
+def test_model_table_in_every_format(tmp_path):
+    table = comparison_table()
+    paths = T.write_table(table, tmp_path / "models")
+    n = len(table.columns)
+    # Markdown: the spanners as the pipe header, the column labels as the first (bold) row
+    md = [line for line in paths["md"].read_text(encoding="utf-8").splitlines() if line.startswith("| ")]
+    md_rows = [[_md_plain(c.strip()) for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]] for line in md]
+    assert md_rows[0] == table.spanner_cells
+    assert [c.strip("*") for c in md_rows[2]] == table.header
+    section = len(table.body) - sum(1 for _ in T.random_part(reference_model_columns()[0].random,
+                                                             reference_model_columns()[0].info, {}))
+    assert md_rows[3 + section] == ["Random effects"] + [""] * (n - 1)
+    assert md_rows[3:3 + section] + md_rows[4 + section:] == table.body
+    # HTML: a column-group row with colspan 3, the section row across the table
+    html_text = paths["html"].read_text(encoding="utf-8")
+    assert html_text.count('colspan="3"') == 3 and f'<tr class="section"><td class="left" colspan="{n}">' in html_text
+    assert "<script" not in html_text and "border-left" not in html_text
+    rows = html_cells(html_text)[1]  # rows[0] of the parse: the group row
+    assert rows[0] == table.header
+    assert rows[1:1 + section] + rows[2 + section:] == table.body and rows[1 + section] == ["Random effects"]
+    # LaTeX: \multicolumn groups with \cmidrule, landscape for a wide table
+    tex = paths["tex"].read_text(encoding="utf-8")
+    assert "\\multicolumn{3}{c}{Model 1: Three-level}" in tex and "\\cmidrule(lr){2-4}" in tex
+    assert "\\begin{landscape}" in tex and "\\multicolumn{10}{@{}l}{\\textit{Random effects}}" in tex
+    # Word: the group row, the header row, the section row merged across, the same cells
+    document = docx.Document(str(paths["docx"]))
+    grid = document.tables[0]
+    cells = [[c.text.replace("\u00a0", " ") for c in row.cells] for row in grid.rows]
+    assert cells[0][1] == cells[0][3] == "Model 1: Three-level" and cells[1] == table.header
+    assert cells[2 + section] == ["Random effects"] * n
+    assert cells[2:2 + section] + cells[3 + section:] == table.body
+
+
+def test_docx_layout_fits_cells_keeps_rows_and_turns_wide_tables(tmp_path):
+    narrow, wide = all_tables()[0], comparison_table()
+    path = T.write_docx([narrow, wide, all_tables()[1]], tmp_path / "layout.docx")
+    document = docx.Document(str(path))
+    orientations = [(s.orientation, round(s.page_width.pt)) for s in document.sections]
+    assert orientations == [(0, 612), (1, 792), (0, 612)]  # portrait, landscape for the wide table, portrait
+    for table, grid in zip([narrow, wide], document.tables):
+        layout = T.docx_layout(table)
+        widths = [int(c.get(f"{{{W_NS['w']}}}w")) for c in grid._tbl.findall("w:tblGrid/w:gridCol", W_NS)]
+        assert widths == [round(20 * w) for w in layout.widths]
+        assert len(set(widths)) > 1, "the columns are fitted to their cells, not all of one width"
+        page = (792 if layout.landscape else 612) - 2 * 72
+        assert sum(layout.widths) <= page + 0.5
+        for column, width in zip(table.columns, layout.widths):
+            cells = [column.label] + [row[table.columns.index(column)] for row in table.body]
+            longest = max(T.text_width(piece, layout.size) for text in cells
+                          for piece in ([text] if column.alignment != "left" else text.split() or [""]))
+            assert width >= longest, (column.key, width, longest)
+        for i, row in enumerate(grid.rows):
+            tr_pr = row._tr.trPr
+            assert tr_pr.find("w:cantSplit", W_NS) is not None
+            assert (tr_pr.find("w:tblHeader", W_NS) is not None) == (i < (2 if table.spanners else 1))
+        assert grid._tbl.tblPr.find("w:tblLayout", W_NS).get(f"{{{W_NS['w']}}}type") == "autofit"
+    assert T.docx_layout(wide).landscape and not T.docx_layout(narrow).landscape
+
+
+def test_html_page_is_deterministic_and_self_contained():
+    tables = [all_tables()[0], comparison_table()]
+    page = T.html_page(tables, "Tables")
+    assert page == T.html_page([all_tables()[0], comparison_table()], "Tables")
+    assert "<script" not in page and "http" not in page.split("<body>")[0]
+    assert page.count('<div class="apa-table"') == 2 and "<h1>Tables</h1>" in page
+
+
+def test_bad_spanners_and_sections_are_refused():
+    rows = pd.DataFrame({"a": [1.0], "b": [2.0]})
+    columns = [Column("a", "A", "number"), Column("b", "B", "number")]
+    with pytest.raises(ValueError, match=r"spanners cover \[1\] columns"):
+        ApaTable(1, "T", columns, rows, spanners=[("x", 1)])
+    with pytest.raises(ValueError, match=r"section\(s\) before row\(s\) \[3\]"):
+        ApaTable(1, "T", columns, rows, sections={3: "S"})
+    with pytest.raises(ValueError, match="no models"):
+        T.model_comparison_table([], 1, "T")

@@ -1,13 +1,20 @@
 """Manuscript-ready outputs: APA tables in four formats and the generated methods paragraph.
 
-Two workflow steps (``workflow/rules/manuscript.smk``), each reading the files its rule names:
+Workflow steps (``workflow/rules/report.smk``, and ``model_tables`` in ``models.smk``), each
+reading the files its rule names:
 
 * :func:`write_manuscript_tables`: descriptives and correlations of the client-level
   variables (early alliance, baseline, post-treatment outcome, rate of change), internal
-  consistency, and every declared model's fixed and random effects, each written to
-  ``results/tables/{stem}.md``, ``.tex`` (booktabs) and ``.html``, and all of them into one
-  Word document ``results/tables/tables.docx``. The tables are built by
-  :mod:`alliance.tables`, so every format shows the same formatted cells.
+  consistency, and the declared models side by side (:func:`model_table_groups`: the
+  early-alliance outcome models, the therapist/client model, the session-level models; at most
+  three to a table), each written to ``results/tables/{stem}.md`` and ``.tex`` (booktabs),
+  all of them on one HTML page ``results/tables/manuscript_tables.html`` and in one Word
+  document ``results/tables/tables.docx``. The tables are built by
+  :mod:`alliance.report.tables`, so every format shows the same formatted cells.
+* :func:`write_model_tables_documents`: the model tables alone as
+  ``results/tables/model_tables.md`` and ``.html``, with the manuscript's table numbers (one
+  numbering, one set of labels: "Model k" is the k-th declared model, as in the methods
+  paragraph).
 * :func:`write_methods`: ``results/tables/methods.md``, the paragraph of
   :func:`alliance.report.methods_text.methods_paragraph` with the N per level of
   ``results/data/summary.json``, the instruments of the configured scoring keys, every
@@ -19,13 +26,14 @@ function the client-level models are fitted with, for the first declared client-
 (or, when none is declared, for the measures of the first declared model), so the
 descriptives describe the data the models saw.
 
-Numbers are shown with enough decimals that the smallest standard error (fixed effects) or
-variance (random effects) keeps two significant digits (2 to 4 decimals), because a fixed
-two decimals would show a slope of 0.004 per session as ``0.00``.
+Numbers are shown with enough decimals that each row's standard error (fixed effects) or a
+model's smallest variance (random part) keeps two significant digits, because a fixed two
+decimals would show a slope of 0.004 per session as ``0.00``.
 
 Tested in ``tests/test_manuscript.py`` on the workflow's run on the bundled example: the
-``.docx`` opened with python-docx holds the numbers of ``fixed_effects.csv`` and
-``random_effects.csv`` rounded to the shown decimals, the descriptives equal numpy's means,
+``.docx`` opened with python-docx holds the numbers of ``fixed_effects.csv``,
+``random_effects.csv`` and ``fit.json`` rounded to the shown decimals (one model's column also
+against lme4 and performance in R), the descriptives equal numpy's means,
 SDs and correlations of the models' client-level data, and the methods paragraph states the
 N of ``summary.json`` and each model's formula and REML/ML.
 
@@ -39,27 +47,25 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from alliance.models import steps as W
-from alliance import models as M
 from alliance.outputs import atomic_path
 from alliance.report.tables import (
     DEFAULT_TERM_LABELS,
     ApaTable,
+    ModelColumn,
     descriptives_table,
-    fixed_effects_table,
-    random_effects_table,
+    html_page,
+    model_comparison_table,
     reliability_table,
-    model_table_notes,
+    shown_decimals,
     write_docx,
 )
 
@@ -68,7 +74,12 @@ log = logging.getLogger(__name__)
 __all__ = [
     "CLIENT_VARIABLES",
     "TABLE_FORMATS",
+    "MODEL_TABLE_GROUPS",
+    "MODELS_PER_TABLE",
     "manuscript_table_stems",
+    "model_table_groups",
+    "model_tables",
+    "write_model_tables_documents",
     "descriptives_model",
     "client_descriptives_data",
     "shown_decimals",
@@ -83,8 +94,16 @@ __all__ = [
 ]
 
 CLIENT_VARIABLES = ("early_alliance", "baseline", "post", "slope")
-TABLE_FORMATS = ("md", "tex", "html")
-MIN_DECIMALS, MAX_DECIMALS = 2, 4
+TABLE_FORMATS = ("md", "tex")
+#: The declared models are tabled side by side in these groups (stem, kinds, title), in this
+#: order, at most MODELS_PER_TABLE to a table (three columns each fit a landscape page).
+MODEL_TABLE_GROUPS = (
+    ("models_early_outcome", ("early_outcome",), "Early Alliance and Treatment Outcome: Client-Level Mixed Models"),
+    ("models_therapist_client", ("therapist_client",),
+     "Therapist and Client Contributions to the Early Alliance\u2013Outcome Association"),
+    ("models_session_level", W.SESSION_LEVEL_KINDS, "Session-Level Mixed Models of Alliance and Symptoms"),
+)
+MODELS_PER_TABLE = 3
 GROUP_LABELS = {"therapist": "Therapist", "client": "Client", "Residual": "Residual"}
 EXTRA_TERM_LABELS = {
     "symptoms": "Symptoms",
@@ -107,14 +126,33 @@ def manuscript_table_stems(config: Mapping[str, Any]) -> list[str]:
     """File stems of the tables under ``results/tables/``, in table-number order.
 
     ``descriptives`` (when a model is declared: its measures define the client-level
-    variables), ``reliability``, then ``fixed_effects_{model}`` and ``random_effects_{model}``
-    for every declared model in config order.
+    variables), ``reliability``, then the model tables of :func:`model_table_groups`. The
+    model tables of ``model_tables.md``/``.html`` carry the same numbers.
     """
     models = W.declared_models(config)
     stems = (["descriptives"] if models else []) + ["reliability"]
-    for model in models:
-        stems += [f"fixed_effects_{model}", f"random_effects_{model}"]
-    return stems
+    return stems + list(model_table_groups(config))
+
+
+def model_table_groups(config: Mapping[str, Any]) -> dict[str, tuple[str, list[str]]]:
+    """The model tables: stem -> (title, declared models side by side in it).
+
+    The models of each group of :data:`MODEL_TABLE_GROUPS` (by ``kind``), in config order,
+    at most :data:`MODELS_PER_TABLE` to a table (a group needing more gets ``_1``, ``_2``...
+    stems and "(continued)" titles); groups without models are left out.
+    """
+    models = W.declared_models(config)
+    kinds = {m: W.model_spec(config, m)["kind"] for m in models}
+    out: dict[str, tuple[str, list[str]]] = {}
+    for stem, group_kinds, title in MODEL_TABLE_GROUPS:
+        members = [m for m in models if kinds[m] in group_kinds]
+        chunks = [members[i:i + MODELS_PER_TABLE] for i in range(0, len(members), MODELS_PER_TABLE)]
+        for i, chunk in enumerate(chunks, start=1):
+            if len(chunks) == 1:
+                out[stem] = (title, chunk)
+            else:
+                out[f"{stem}_{i}"] = (title if i == 1 else f"{title} (continued)", chunk)
+    return out
 
 
 def descriptives_model(config: Mapping[str, Any]) -> str | None:
@@ -155,18 +193,6 @@ def client_descriptives_data(config: Mapping[str, Any], scores: pd.DataFrame,
 # --------------------------------------------------------------------------------------
 # Labels and decimals
 # --------------------------------------------------------------------------------------
-def shown_decimals(values: Sequence[float] | pd.Series, minimum: int = MIN_DECIMALS,
-                   maximum: int = MAX_DECIMALS) -> int:
-    """Decimals that show the smallest non-zero magnitude in ``values`` with two significant
-    digits, between ``minimum`` and ``maximum`` (0.036 -> 3, 0.0057 -> 4, 0.45 -> 2)."""
-    x = np.abs(np.asarray(values, dtype=float))
-    x = x[np.isfinite(x) & (x > 0)]
-    if x.size == 0:
-        return minimum
-    needed = math.ceil(-math.log10(float(x.min()))) + 1
-    return int(min(maximum, max(minimum, needed)))
-
-
 def instrument_abbreviation(entry: str, key: Any) -> str:
     """Short name of an instrument: the abbreviation closing its full name ("Patient Health
     Questionnaire-9 (PHQ-9)" -> "PHQ-9"), else the config entry in capitals ("wai_sr" ->
@@ -225,41 +251,89 @@ def _read_json(path: str | Path) -> dict[str, Any]:
         return json.load(fh)
 
 
-def _groups_text(ngroups: Mapping[str, Any]) -> str:
-    return ", ".join(f"{int(n):,} {group}s" for group, n in ngroups.items())
+def _score_covariate_labels(settings: Mapping[str, Any], abbreviations: Mapping[str, str]) -> dict[str, str]:
+    """``phq9_early_change`` -> ``PHQ-9 early change`` for a model's score covariates."""
+    labels = {}
+    for name, definition in (settings.get("score_covariates") or {}).items():
+        instrument = (definition or {}).get("instrument")
+        if instrument and name.startswith(f"{instrument}_"):
+            labels[name] = f"{abbreviations.get(instrument, instrument.upper())} {name[len(instrument) + 1:].replace('_', ' ')}"
+        else:
+            labels[name] = name.replace("_", " ").capitalize()
+    return labels
 
 
-def _model_note(info: Mapping[str, Any]) -> str:
-    method = "REML" if info.get("reml") else "ML"
-    groups = _groups_text(info.get("ngroups") or {})
-    note = (f"Model: {' '.join(str(info.get('formula')).split())}; estimated by {method}; "
-            f"N = {int(info.get('nobs')):,} observations" + (f" ({groups})." if groups else "."))
-    if info.get("singular"):
-        note += " A variance component was estimated at zero (singular fit)."
-    if info.get("converged") is False:
-        note += " The optimiser did not report convergence."
-    return note + model_table_notes(info)
+def _model_column(number: int, model: str, folder: Path) -> ModelColumn:
+    info = _read_json(folder / "fit.json")
+    label = str(info.get("label") or model)
+    if not W.is_estimated(info):
+        return ModelColumn(number, label, info)
+    fixed = pd.read_csv(folder / "fixed_effects.csv", float_precision="round_trip")
+    random = pd.read_csv(folder / "random_effects.csv", float_precision="round_trip")
+    return ModelColumn(number, label, info, fixed, random)
 
 
-def _with_decimals(table: ApaTable, decimals: Mapping[str, int]) -> ApaTable:
-    """The same table with other decimals in some columns: b, SE and the CI need as many as
-    the smallest SE, but t and β are read at two decimals (APA, 7th ed., sec. 6.36)."""
-    columns = [replace(c, decimals=decimals[c.key]) if c.key in decimals else c for c in table.columns]
-    return ApaTable(table.number, table.title, columns, table.rows, table.note, table.missing)
+def _model_labels(columns: Sequence[ModelColumn], abbreviations: Mapping[str, str]) -> dict[str, str]:
+    labels: dict[str, str] = {}
+    for column in columns:
+        settings = column.info.get("settings") or {}
+        terms = [] if column.fixed is None else list(column.fixed["term"])
+        labels.update(term_labels(settings.get("covariates") or [], terms))
+        labels.update(_score_covariate_labels(settings, abbreviations))
+    return {**labels, **GROUP_LABELS}
 
 
-def _model_tables(info: Mapping[str, Any], fixed: pd.DataFrame, random: pd.DataFrame,
-                  number: int) -> tuple[ApaTable, ApaTable]:
-    label = info.get("label") or info.get("model")
-    covariates = (info.get("settings") or {}).get("covariates") or []
-    labels = term_labels(covariates, list(fixed["term"]))
-    # b, SE and CI per row to two significant digits of the SE (alliance.report.tables).
-    fixed_table = fixed_effects_table(fixed, number=number, title=f"Fixed Effects: {label}", labels=labels,
-                                      note=_model_note(info))
-    random_table = random_effects_table(random, number=number + 1, title=f"Random Effects: {label}",
-                                        labels={**labels, **GROUP_LABELS},
-                                        decimals=shown_decimals(random["variance"]))
-    return fixed_table, random_table
+def model_tables(config: Mapping[str, Any], fit_paths: Sequence[str | Path],
+                 abbreviations: Mapping[str, str] | None = None) -> dict[str, ApaTable]:
+    """The model tables by stem (:func:`model_table_groups`), numbered as in the manuscript
+    (after the descriptives and reliability tables of :func:`manuscript_table_stems`), each
+    model named "Model k" by its place among the declared models (as the methods paragraph
+    does).
+
+    Parameters
+    ----------
+    config : mapping
+        The validated workflow config.
+    fit_paths : sequence of path
+        Every declared model's ``results/models/{model}/fit.json``; ``fixed_effects.csv`` and
+        ``random_effects.csv`` are read beside it.
+    abbreviations : mapping, optional
+        Instrument entry -> short name (:func:`instrument_abbreviation`); default: from the
+        configured scoring keys.
+    """
+    models = W.declared_models(config)
+    folders = {Path(p).parent.name: Path(p).parent for p in fit_paths}
+    missing = [m for m in models if m not in folders]
+    if missing:
+        raise ValueError(f"manuscript tables: no fit.json given for declared model(s) {missing}; "
+                         f"got {[str(p) for p in fit_paths]}")
+    if abbreviations is None:
+        from alliance.scoring.instruments import keys_from_config
+
+        abbreviations = {entry: instrument_abbreviation(entry, key) for entry, key in keys_from_config(config).items()}
+    stems = manuscript_table_stems(config)
+    tables = {}
+    for stem, (title, members) in model_table_groups(config).items():
+        columns = [_model_column(models.index(m) + 1, m, folders[m]) for m in members]
+        tables[stem] = model_comparison_table(columns, stems.index(stem) + 1, title,
+                                              labels=_model_labels(columns, abbreviations))
+    return tables
+
+
+def write_model_tables_documents(config: Mapping[str, Any], fit_paths: Sequence[str | Path],
+                                 out_markdown: str | Path, out_html: str | Path) -> dict[str, ApaTable]:
+    """Workflow step (rule ``model_tables``): the model tables of :func:`model_tables`, with the
+    manuscript's numbers, as one Markdown file and one HTML page."""
+    tables = model_tables(config, fit_paths)
+    _write_text("\n".join(t.to_markdown() for t in tables.values()), Path(out_markdown))
+    _write_text(html_page(list(tables.values()), "Mixed models",
+                          intro=MODEL_TABLES_INTRO), Path(out_html))
+    log.info("model tables: %s", ", ".join(f"Table {t.number} ({stem})" for stem, t in tables.items()))
+    return tables
+
+
+MODEL_TABLES_INTRO = ("The declared models side by side, as numbered in the manuscript tables (tables.docx): fixed "
+                      "effects with confidence intervals and p values, then the random part.")
 
 
 def _reliability(consistency: pd.DataFrame, keys: Mapping[str, Any], abbreviations: Mapping[str, str],
@@ -329,23 +403,7 @@ def manuscript_tables(config: Mapping[str, Any], scores: pd.DataFrame, clients: 
             labels=labels, note=note)
         number += 1
     tables["reliability"] = _reliability(consistency, keys, abbreviations, number)
-    number += 1
-    for model in models:
-        folder = folders[model]
-        info = _read_json(folder / "fit.json")
-        if not W.is_estimated(info):  # its tables stay, empty, with the reason as their note
-            label, note = info.get("label") or model, f"Not estimable: {info.get('reason')}."
-            tables[f"fixed_effects_{model}"] = fixed_effects_table(
-                pd.DataFrame(columns=M.FIXED_EFFECT_COLUMNS), number=number, title=f"Fixed Effects: {label}", note=note)
-            tables[f"random_effects_{model}"] = random_effects_table(
-                pd.DataFrame(columns=M.RANDOM_EFFECT_COLUMNS), number=number + 1, title=f"Random Effects: {label}",
-                note=note)
-            number += 2
-            continue
-        fixed = pd.read_csv(folder / "fixed_effects.csv", float_precision="round_trip")
-        random = pd.read_csv(folder / "random_effects.csv", float_precision="round_trip")
-        tables[f"fixed_effects_{model}"], tables[f"random_effects_{model}"] = _model_tables(info, fixed, random, number)
-        number += 2
+    tables.update(model_tables(config, fit_paths, abbreviations))
     return tables
 
 
@@ -354,14 +412,18 @@ def _write_text(text: str, path: Path) -> None:
         tmp.write_text(text, encoding="utf-8", newline="\n")
 
 
+MANUSCRIPT_HTML = "manuscript_tables.html"
+
+
 def write_manuscript_tables(scores_path: str | Path, clients_path: str | Path | None,
                             consistency_path: str | Path, fit_paths: Sequence[str | Path],
                             config: Mapping[str, Any], outdir: str | Path, docx_path: str | Path) -> dict[str, Path]:
-    """Workflow step: every manuscript table as ``{outdir}/{stem}.md``, ``.tex`` and
-    ``.html`` (standalone page), and all of them in one Word document ``docx_path``.
+    """Workflow step: every manuscript table as ``{outdir}/{stem}.md`` and ``.tex``, all of
+    them on one HTML page ``{outdir}/manuscript_tables.html`` and in one Word document
+    ``docx_path``.
 
-    Returns the written paths by ``"{stem}.{format}"`` and ``"docx"``. The bytes are the same
-    on every run (the ``.docx`` through :func:`alliance.report.tables.write_docx`).
+    Returns the written paths by ``"{stem}.{format}"``, ``"html"`` and ``"docx"``. The bytes
+    are the same on every run (the ``.docx`` through :func:`alliance.report.tables.write_docx`).
     """
     scores = pd.read_parquet(scores_path)
     clients = None if clients_path is None else pd.read_parquet(clients_path)
@@ -369,10 +431,11 @@ def write_manuscript_tables(scores_path: str | Path, clients_path: str | Path | 
     tables = manuscript_tables(config, scores, clients, consistency, fit_paths)
     outdir, written = Path(outdir), {}
     for stem, table in tables.items():
-        texts = {"md": table.to_markdown(), "tex": table.to_latex(), "html": table.to_html(standalone=True)}
-        for ext, text in texts.items():
+        for ext, text in (("md", table.to_markdown()), ("tex", table.to_latex())):
             written[f"{stem}.{ext}"] = outdir / f"{stem}.{ext}"
             _write_text(text, written[f"{stem}.{ext}"])
+    written["html"] = outdir / MANUSCRIPT_HTML
+    _write_text(html_page(list(tables.values()), "Manuscript tables"), written["html"])
     written["docx"] = write_docx(list(tables.values()), docx_path)
     log.info("manuscript tables: %d tables (%s) in %s and %s", len(tables), ", ".join(tables), outdir, docx_path)
     return written

@@ -71,28 +71,40 @@ rule model_tables:
         fits=expand("results/models/{model}/fit.json", model=MODELS),
         fixed=expand("results/models/{model}/fixed_effects.csv", model=MODELS),
         random=expand("results/models/{model}/random_effects.csv", model=MODELS),
+        instrument_keys=instrument_key_files,
     output:
         fixed=report(
             "results/tables/model_fixed_effects.csv",
             caption="../report/models_tables.rst",
-            category="Models",
+            category="4 Models",
             subcategory="All models",
             labels={"model": "all", "file": "fixed effects"},
         ),
         fit=report(
             "results/tables/model_fit.csv",
             caption="../report/models_fit_table.rst",
-            category="Models",
+            category="4 Models",
             subcategory="All models",
             labels={"model": "all", "file": "fit statistics and warnings"},
         ),
         markdown=report(
             "results/tables/model_tables.md",
             caption="../report/models_tables.rst",
-            category="Models",
+            category="4 Models",
             subcategory="All models",
-            labels={"model": "all", "file": "APA tables (Markdown)"},
+            labels={"model": "all", "file": "model tables (Markdown)"},
         ),
+        html=report(
+            "results/tables/model_tables.html",
+            caption="../report/models_tables.rst",
+            category="4 Models",
+            subcategory="All models",
+            labels={"model": "all", "file": "model tables (side by side)"},
+        ),
+    params:
+        # the table numbers follow the manuscript's (models declared, their kinds and labels)
+        models=config_digest((config.get("models") or {}).get("fits")),
+        instruments=config_digest(config["instruments"]),
     conda:
         "../envs/alliance.yaml"
     log:

@@ -10,8 +10,8 @@ MANUSCRIPT_MODELS = declared_models(config)
 MANUSCRIPT_TABLES = manuscript_table_stems(config)
 
 FINAL_OUTPUTS.extend(
-    expand("results/tables/{table}.{ext}", table=MANUSCRIPT_TABLES, ext=["md", "tex", "html"])
-    + ["results/tables/tables.docx", "results/tables/methods.md"]
+    expand("results/tables/{table}.{ext}", table=MANUSCRIPT_TABLES, ext=["md", "tex"])
+    + ["results/tables/manuscript_tables.html", "results/tables/tables.docx", "results/tables/methods.md"]
 )
 
 
@@ -28,20 +28,21 @@ rule manuscript_tables:
         markdown=expand("results/tables/{table}.md", table=MANUSCRIPT_TABLES),
         latex=expand("results/tables/{table}.tex", table=MANUSCRIPT_TABLES),
         html=report(
-            expand("results/tables/{table}.html", table=MANUSCRIPT_TABLES),
+            "results/tables/manuscript_tables.html",
             caption="../report/manuscript_tables.rst",
-            category="Tables",
-            subcategory="APA tables",
+            category="7 Manuscript tables",
+            labels={"table": "all manuscript tables", "format": "HTML"},
         ),
         docx=report(
             "results/tables/tables.docx",
             caption="../report/manuscript_docx.rst",
-            category="Tables",
-            subcategory="APA tables",
+            category="7 Manuscript tables",
+            labels={"table": "all manuscript tables", "format": "Word"},
         ),
     params:
         study=config_digest(config["study"]),
         instruments=config_digest(config["instruments"]),
+        models=config_digest((config.get("models") or {}).get("fits")),
     conda:
         "../envs/alliance.yaml"
     log:

@@ -1,31 +1,45 @@
 """Manuscript-ready tables in APA style, from plain DataFrames.
 
-One table object, :class:`ApaTable` (number, title, columns with their number formats, rows,
-note), is written four ways from the *same* formatted cell strings, so that every format
-shows the same numbers:
+One table model, :class:`ApaTable` (number, title, column groups, columns with their number
+formats, rows with section headings and indented rows under them, note), is written four ways
+from the *same* formatted cell strings, so that every format shows the same numbers:
 
-* Markdown (GitHub pipe table),
-* LaTeX (booktabs: ``\\toprule``/``\\midrule``/``\\bottomrule``, no vertical rules, special
-  characters escaped; needs ``\\usepackage{booktabs}``),
-* HTML (a fragment or a standalone page, horizontal rules only),
-* Word ``.docx`` (python-docx): table number in bold, title in italics, horizontal rules
-  above and below the header and below the body, the note below the table. The bytes are
-  deterministic: core properties carry a fixed date and the zip entries a fixed time stamp.
+* Markdown (GitHub pipe table; column groups as the pipe header row),
+* LaTeX (booktabs: ``\\toprule``/``\\cmidrule``/``\\midrule``/``\\bottomrule``, no vertical
+  rules, special characters escaped; wide tables in ``landscape`` from pdflscape),
+* HTML (:func:`html_page`: one page of one or more tables with its own style sheet),
+* Word ``.docx`` (python-docx, :func:`write_docx`): table number in bold, title in italics,
+  horizontal rules only, the note below; column widths fitted to the cells
+  (:func:`docx_layout`), rows that never split, each table on its page, landscape pages for
+  wide tables. The bytes are deterministic: core properties carry a fixed date and the zip
+  entries a fixed time stamp.
+
+The HTML is written here rather than with ``great_tables`` (the issue suggested it): that
+package is not installed in the project's environment, and the renderer it would replace is
+small. The page is plain HTML and CSS (APA's booktabs-like rules as borders, no vertical
+rules, numbers never wrapped), has no JavaScript and no external resource, and its bytes
+depend only on the table, so that the report embeds it as it is and reruns give identical
+files.
 
 Number formatting follows the APA Publication Manual (7th ed., chapters 6 and 7): a true
-minus sign, no leading zero for statistics that cannot exceed 1 (p, r, alpha, omega),
-exact p to three decimals and ``< .001`` below that, thousands separated by commas.
+minus sign, no leading zero for statistics that cannot exceed 1 (p, r, alpha, omega, ICC,
+R²), exact p to three decimals and ``< .001`` below that, thousands separated by commas.
 
-Builders turn the pipeline's results into tables: :func:`fixed_effects_table`
-(``results/models/{model}/fixed_effects.csv``), :func:`random_effects_table`
-(``random_effects.csv``), :func:`reliability_table` (internal consistency,
-:func:`alliance.scoring.psychometrics.internal_consistency`) and :func:`descriptives_table` (M, SD, n
-and Pearson correlations with significance stars).
+Builders turn the pipeline's results into tables: :func:`model_comparison_table` (mixed
+models side by side as ``sjPlot::tab_model`` lays them out: fixed effects with CI and p, then
+σ², τ00/τ11/ρ01 per grouping factor, ICC, N, observations, R² and AIC/BIC from
+``fit.json``), :func:`fixed_effects_table` (``results/models/{model}/fixed_effects.csv``,
+with SE, df, t and β), :func:`random_effects_table` (``random_effects.csv``),
+:func:`reliability_table` (internal consistency,
+:func:`alliance.scoring.psychometrics.internal_consistency`) and :func:`descriptives_table`
+(M, SD, n and Pearson correlations with significance stars).
 
 Tested in ``tests/test_tables.py``: every format is parsed back (the ``.docx`` with
 python-docx) and compared cell by cell with the Markdown and with the source numbers
 (rounded to the shown decimals), descriptives against numpy/scipy, APA formatting rules on
-hand-worked values, and byte-identical ``.docx`` files across writes.
+hand-worked values, the Word layout (widths, kept rows, landscape) and byte-identical
+``.docx`` files across writes; ``tests/test_tables_word.py`` lays the workflow's Word
+document out with LibreOffice and checks that no word or number is broken.
 
 References
 ----------
@@ -70,6 +84,16 @@ __all__ = [
     "fixed_effects_table",
     "random_effects_table",
     "model_table_notes",
+    "shown_decimals",
+    "ModelColumn",
+    "model_icc",
+    "random_part",
+    "format_random_part",
+    "model_comparison_table",
+    "html_page",
+    "DocxLayout",
+    "docx_layout",
+    "text_width",
     "reliability_table",
     "descriptives",
     "descriptives_table",
@@ -268,7 +292,7 @@ class Column:
 
 @dataclass
 class ApaTable:
-    """An APA-style table: number, title, columns, rows and a note.
+    """An APA-style table: number, title, column groups, columns, rows with sections, a note.
 
     Parameters
     ----------
@@ -283,12 +307,24 @@ class ApaTable:
         Shown below the table after an italic *Note.*
     missing : str
         Text for missing values (default: an empty cell).
+    spanners : sequence of (str, int), optional
+        Column groups above the column headers, left to right, as (label, number of columns);
+        the spans add up to the number of columns; an empty label spans columns without a
+        group (e.g. the term column). Each labelled group gets a rule below it (APA's
+        column spanners; several models side by side).
+    sections : mapping of int to str, optional
+        A heading row (italic, across the whole table) before body row ``i`` (0-based;
+        ``len(rows)`` is not allowed). The rows under a heading are indented.
+    landscape : bool, optional
+        Word: put the table on a landscape page. Default: when its columns do not fit the
+        width of a portrait page (:func:`docx_layout`).
 
     Raises
     ------
     ValueError
         A column named by a :class:`Column` is not in ``rows``, the number is not a positive
-        integer or the title is empty.
+        integer, the title is empty, the spans do not add up to the columns or a section
+        starts outside the rows.
     """
 
     number: int
@@ -297,6 +333,9 @@ class ApaTable:
     rows: pd.DataFrame
     note: str | None = None
     missing: str = ""
+    spanners: Sequence[tuple[str, int]] = ()
+    sections: Mapping[int, str] = field(default_factory=dict)
+    landscape: bool | None = None
     _cells: list[list[str]] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -313,6 +352,14 @@ class ApaTable:
         if absent:
             raise ValueError(f"ApaTable {self.number} ({self.title!r}): rows lack column(s) {absent}; "
                              f"available: {list(self.rows.columns)}")
+        spans = [span for _, span in self.spanners]
+        if self.spanners and (sum(spans) != len(self.columns) or min(spans) < 1):
+            raise ValueError(f"ApaTable {self.number}: spanners cover {spans} columns; expected positive spans "
+                             f"adding up to the {len(self.columns)} columns")
+        outside = [i for i in self.sections if not (isinstance(i, int) and 0 <= i < len(self.rows))]
+        if outside:
+            raise ValueError(f"ApaTable {self.number}: section(s) before row(s) {outside}; the table has "
+                             f"{len(self.rows)} rows")
 
     # ---------------------------------------------------------------- cells
 
@@ -327,6 +374,27 @@ class ApaTable:
             self._cells = [[self._cell(column, row) for column in self.columns]
                            for _, row in self.rows.iterrows()]
         return self._cells
+
+    @property
+    def lines(self) -> list[tuple[str | None, list[str], bool]]:
+        """The body as every writer lays it out: ``(section, cells, indented)`` per line; a
+        section heading is ``(text, [], False)``, a data row ``(None, cells, indented)``."""
+        out: list[tuple[str | None, list[str], bool]] = []
+        indented = False
+        for i, cells in enumerate(self.body):
+            if i in self.sections:
+                out.append((self.sections[i], [], False))
+                indented = True
+            out.append((None, cells, indented))
+        return out
+
+    @property
+    def spanner_cells(self) -> list[str]:
+        """The spanner labels per column: the label over a group's first column, "" elsewhere."""
+        cells: list[str] = []
+        for label, span in self.spanners:
+            cells += [label] + [""] * (span - 1)
+        return cells
 
     def _cell(self, column: Column, row: pd.Series) -> str:
         if column.decimals_from is not None and not _is_missing(row[column.decimals_from]):
@@ -350,12 +418,26 @@ class ApaTable:
     # ---------------------------------------------------------------- writers
 
     def to_markdown(self) -> str:
-        """A GitHub pipe table with the number in bold, the title in italics, the note below."""
+        """A GitHub pipe table with the number in bold, the title in italics, the note below.
+
+        Column groups, which a pipe table cannot nest, become the pipe header row (each label
+        over its group's first column) with the column headers as the first row below the
+        rule, in bold; a section heading is a row with its italic text in the first cell.
+        """
         marks = {"left": ":---", "center": ":---:", "right": "---:"}
         header = [_md_italic(_md_escape(c.label)) if c.italic else _md_escape(c.label) for c in self.columns]
-        lines = [f"**{self.caption}**", "", f"*{_md_escape(self.title)}*", "",
-                 _md_row(header), _md_row([marks[c.alignment] for c in self.columns])]
-        lines += [_md_row([_md_escape(cell) for cell in row]) for row in self.body]
+        lines = [f"**{self.caption}**", "", f"*{_md_escape(self.title)}*", ""]
+        if self.spanners:
+            lines += [_md_row([_md_escape(s) for s in self.spanner_cells]),
+                      _md_row([marks[c.alignment] for c in self.columns]),
+                      _md_row([f"**{h}**" if h else h for h in header])]
+        else:
+            lines += [_md_row(header), _md_row([marks[c.alignment] for c in self.columns])]
+        for section, cells, _ in self.lines:
+            if section is not None:
+                lines.append(_md_row([_md_italic(_md_escape(section))] + [""] * (len(self.columns) - 1)))
+            else:
+                lines.append(_md_row([_md_escape(cell) for cell in cells]))
         if self.note:
             lines += ["", f"*Note.* {_md_escape(self.note)}"]
         return "\n".join(lines) + "\n"
@@ -371,10 +453,22 @@ class ApaTable:
             the table.
         label : str, optional
             ``\\label{}`` for cross-references (with ``caption=True``).
+
+        Column groups are ``\\multicolumn`` headers with a ``\\cmidrule`` below; a section
+        heading is an italic ``\\multicolumn`` row; rows under it are indented by ``\\quad``.
+        A table too wide for a portrait page is set in ``\\small`` inside ``landscape``
+        (needs ``\\usepackage{pdflscape}``).
         """
         spec = "".join({"left": "l", "center": "c", "right": "r"}[c.alignment] for c in self.columns)
         header = [f"\\textit{{{_tex_escape(c.label)}}}" if c.italic else _tex_escape(c.label) for c in self.columns]
-        out = [f"% {self.caption}: needs \\usepackage{{booktabs}}", "\\begin{table}[htbp]"]
+        wide = docx_layout(self).landscape
+        packages = ["booktabs", "pdflscape"] if wide else ["booktabs"]
+        out = [f"% {self.caption}: needs " + ", ".join(f"\\usepackage{{{p}}}" for p in packages)]
+        if wide:
+            out.append("\\begin{landscape}")
+        out.append("\\begin{table}[htbp]")
+        if wide:
+            out.append("\\small")
         if caption:
             out.append(f"\\caption{{{_tex_escape(self.title)}}}")
             if label:
@@ -382,50 +476,135 @@ class ApaTable:
         else:
             out += ["\\raggedright", f"\\textbf{{{self.caption}}}\\par", "\\smallskip",
                     f"\\textit{{{_tex_escape(self.title)}}}\\par", "\\smallskip"]
-        out += [f"\\begin{{tabular}}{{@{{}}{spec}@{{}}}}", "\\toprule", _tex_row(header), "\\midrule"]
-        out += [_tex_row([_tex_escape(cell) for cell in row]) for row in self.body]
+        out += [f"\\begin{{tabular}}{{@{{}}{spec}@{{}}}}", "\\toprule"]
+        if self.spanners:
+            cells, rules, first = [], [], 1
+            for text, span in self.spanners:
+                cells.append(f"\\multicolumn{{{span}}}{{c}}{{{_tex_escape(text)}}}" if text else
+                             " & ".join([""] * span))
+                if text:
+                    rules.append(f"\\cmidrule(lr){{{first}-{first + span - 1}}}")
+                first += span
+            out += [_tex_row(cells), " ".join(rules)]
+        out += [_tex_row(header), "\\midrule"]
+        n = len(self.columns)
+        for section, cells, indented in self.lines:
+            if section is not None:
+                out.append(_tex_row([f"\\multicolumn{{{n}}}{{@{{}}l}}{{\\textit{{{_tex_escape(section)}}}}}"]))
+            else:
+                shown = [_tex_escape(cell) for cell in cells]
+                if indented and shown[0]:
+                    shown[0] = "\\quad " + shown[0]
+                out.append(_tex_row(shown))
         out += ["\\bottomrule", "\\end{tabular}\\par"]
         if self.note:
             out += ["\\smallskip", f"{{\\small \\textit{{Note.}} {_tex_escape(self.note)}\\par}}"]
         out.append("\\end{table}")
+        if wide:
+            out.append("\\end{landscape}")
         return "\n".join(out) + "\n"
 
     def to_html(self, standalone: bool = False) -> str:
-        """An HTML table with horizontal rules only; ``standalone`` wraps it in a page."""
-        rule = "1px solid #000"
-        align = {c.key: c.alignment for c in self.columns}
-        head = "".join(
-            f'<th style="text-align: {align[c.key]}; border-bottom: {rule}; padding: 2px 8px; font-weight: normal">'
-            f"{'<em>' + html.escape(c.label) + '</em>' if c.italic else html.escape(c.label)}</th>"
-            for c in self.columns)
-        body_rows = []
-        for row in self.body:
-            cells = "".join(f'<td style="text-align: {align[c.key]}; padding: 2px 8px">{html.escape(v)}</td>'
-                            for c, v in zip(self.columns, row))
-            body_rows.append(f"<tr>{cells}</tr>")
-        parts = [
-            '<div class="apa-table">',
-            f'<table style="border-collapse: collapse; border-top: {rule}; border-bottom: {rule}">',
-            '<caption style="caption-side: top; text-align: left; padding-bottom: 6px">'
-            f"<strong>{self.caption}</strong><br><em>{html.escape(self.title)}</em></caption>",
-            f"<thead><tr>{head}</tr></thead>",
-            "<tbody>", *body_rows, "</tbody>",
-            "</table>",
-        ]
-        if self.note:
-            parts.append(f'<p class="apa-table-note"><em>Note.</em> {html.escape(self.note)}</p>')
-        parts.append("</div>")
-        fragment = "\n".join(parts) + "\n"
-        if not standalone:
-            return fragment
-        return ('<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-                f"<title>{self.caption}. {html.escape(self.title)}</title>\n"
-                '<style>body { font-family: "Times New Roman", serif; }</style>\n'
-                f"</head>\n<body>\n{fragment}</body>\n</html>\n")
+        """An HTML table in APA style (horizontal rules only; see :func:`html_page`);
+        ``standalone`` wraps it in a page with its style sheet."""
+        if standalone:
+            return html_page([self], f"{self.caption}. {self.title}")
+        return _html_table(self)
 
     def to_docx(self, path: str | Path) -> Path:
         """Write the table as a Word document (see :func:`write_docx`)."""
         return write_docx([self], path)
+
+
+# --------------------------------------------------------------------------- HTML
+
+#: The style sheet of :func:`html_page`: APA rules as CSS borders (above and below the
+#: header, below a column group, below the body), no vertical rules, numbers never broken.
+HTML_STYLE = """\
+body { font-family: "Times New Roman", Times, "Liberation Serif", serif; color: #000; background: #fff;
+       margin: 1.5em; }
+.apa-table { margin: 0 0 2.5em 0; }
+.apa-table p { margin: 0.3em 0; max-width: 60em; line-height: 1.35; }
+.apa-table .apa-number { font-weight: bold; margin-bottom: 0.6em; }
+.apa-table .apa-title { font-style: italic; margin-bottom: 0.6em; }
+.apa-table table { border-collapse: collapse; border-top: 1px solid #000; border-bottom: 1px solid #000; }
+.apa-table th, .apa-table td { padding: 0.15em 0.6em; vertical-align: top; font-weight: normal; }
+.apa-table thead tr.columns th { border-bottom: 1px solid #000; }
+.apa-table th.spanner { text-align: center; }
+.apa-table th.spanner span { display: block; border-bottom: 1px solid #000; padding-bottom: 0.15em; }
+.apa-table .left { text-align: left; }
+.apa-table .center { text-align: center; }
+.apa-table .right { text-align: right; }
+.apa-table td.center, .apa-table td.right { white-space: nowrap; font-variant-numeric: tabular-nums; }
+.apa-table tr.section td { font-style: italic; padding-top: 0.6em; }
+.apa-table td.indent { padding-left: 1.8em; }
+.apa-table td:first-child { white-space: nowrap; }
+.apa-table tbody tr:first-child td { padding-top: 0.35em; }
+.apa-table tbody tr:last-child td { padding-bottom: 0.35em; }
+.apa-table .apa-note { font-size: 0.95em; }
+"""
+
+
+def _html_table(table: ApaTable) -> str:
+    """One table as an HTML fragment: ``<div class="apa-table">`` with the number, title,
+    ``<table>`` (column groups in a first header row) and note."""
+    esc = html.escape
+    parts = [f'<div class="apa-table" id="table-{table.number}">',
+             f'<table>',
+             f'<caption class="left"><p class="apa-number"><strong>{table.caption}</strong></p>'
+             f'<p class="apa-title"><em>{esc(table.title)}</em></p></caption>',
+             "<thead>"]
+    if table.spanners:
+        cells = []
+        for text, span in table.spanners:
+            inner = f"<span>{esc(text)}</span>" if text else ""
+            cells.append(f'<th class="spanner" colspan="{span}">{inner}</th>' if span > 1 else
+                         f'<th class="spanner">{inner}</th>')
+        parts.append(f'<tr class="spanners">{"".join(cells)}</tr>')
+    head = "".join(f'<th class="{c.alignment}">{"<em>" + esc(c.label) + "</em>" if c.italic else esc(c.label)}</th>'
+                   for c in table.columns)
+    parts += [f'<tr class="columns">{head}</tr>', "</thead>", "<tbody>"]
+    n = len(table.columns)
+    for section, cells, indented in table.lines:
+        if section is not None:
+            parts.append(f'<tr class="section"><td class="left" colspan="{n}">{esc(section)}</td></tr>')
+            continue
+        row = []
+        for j, (column, text) in enumerate(zip(table.columns, cells)):
+            css = column.alignment + (" indent" if indented and j == 0 else "")
+            row.append(f'<td class="{css}">{esc(text)}</td>')
+        parts.append(f"<tr>{''.join(row)}</tr>")
+    parts += ["</tbody>", "</table>"]
+    if table.note:
+        parts.append(f'<p class="apa-note"><em>Note.</em> {esc(table.note)}</p>')
+    parts.append("</div>")
+    return "\n".join(parts) + "\n"
+
+
+def html_page(tables: Sequence[ApaTable], title: str, intro: str | None = None) -> str:
+    """A standalone HTML page (UTF-8, its own style sheet, no JavaScript) of one or more
+    tables, in the order given; the bytes depend only on the tables.
+
+    Parameters
+    ----------
+    tables : sequence of ApaTable
+    title : str
+        The page's ``<title>`` and, when there are several tables, its heading.
+    intro : str, optional
+        A paragraph below the heading.
+    """
+    if not tables:
+        raise ValueError("html_page: no tables given")
+    esc = html.escape
+    body = []
+    if len(tables) > 1:
+        body.append(f"<h1>{esc(title)}</h1>")
+    if intro:
+        body.append(f"<p>{esc(intro)}</p>")
+    body += [_html_table(t) for t in tables]
+    return ('<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+            f"<title>{esc(title)}</title>\n<style>\n{HTML_STYLE}</style>\n</head>\n<body>\n"
+            + "".join(body) + "</body>\n</html>\n")
 
 
 # --------------------------------------------------------------------------- Markdown / LaTeX helpers
@@ -477,15 +656,164 @@ def _tex_row(cells: Sequence[str]) -> str:
 
 # --------------------------------------------------------------------------- Word
 
+# Advance widths of Times Roman (Adobe's AFM, the metrics of Times New Roman and Liberation
+# Serif), in 1/1000 em, for the characters " " to "~"; others count as 600.
+_TIMES_WIDTHS = [int(w) for w in (
+    "250 333 408 500 500 833 778 333 333 333 500 564 250 333 250 278 500 500 500 500 500 500 500 500 500 500 "
+    "278 278 564 564 564 444 921 722 667 667 722 611 556 722 722 333 389 722 611 889 722 722 556 722 667 556 "
+    "611 722 722 944 722 722 611 333 278 333 469 500 333 444 500 444 500 444 333 500 500 278 278 500 278 778 "
+    "500 500 500 500 333 389 278 500 500 722 500 500 444 480 200 480 541").split()]
+_OTHER_WIDTHS = {MINUS: 564, "\u00a0": 250, EM_DASH: 1000, "\u2013": 500, "\u00b2": 300, "\u00d7": 564}
+#: Page geometry of the Word document (US Letter, 1-inch margins), in points.
+PAGE_WIDTH_PT, PAGE_HEIGHT_PT, MARGIN_PT = 612.0, 792.0, 72.0
+CELL_PADDING_PT = 11.0  # Word's default left + right cell margins (0.08 in each) plus slack
+FONT_SIZES_PT = (12.0, 11.0, 10.0, 9.0)  # tried in turn until a wide table fits
+PORTRAIT_SIZES = 3  # a table that needs a font below 10 pt in portrait goes on a landscape page
+
+
+def text_width(text: str, size: float = 12.0) -> float:
+    """The printed width of ``text`` in points at ``size`` in Times Roman (10% spare for
+    italics and font substitutes)."""
+    units = sum(_TIMES_WIDTHS[ord(ch) - 32] if " " <= ch <= "~" else _OTHER_WIDTHS.get(ch, 600) for ch in text)
+    return 1.1 * units * size / 1000.0
+
+
+@dataclass(frozen=True)
+class DocxLayout:
+    """Where and how wide a table goes in Word: ``landscape``, the font ``size`` (pt) and
+    the column ``widths`` (pt), which add up to the page's text width at most."""
+
+    landscape: bool
+    size: float
+    widths: tuple[float, ...]
+
+
+def _unbreakable(text: str, numeric: bool) -> list[str]:
+    """The pieces of a cell that must stay on one line: the whole cell for a number column
+    (an interval ``[.91, .93]`` included), each word for text."""
+    return [text] if numeric else text.split()
+
+
+def docx_layout(table: ApaTable) -> DocxLayout:
+    """Column widths as Word's autofit makes them, computed here so that LibreOffice (which
+    lays out by the stored grid) shows the same: each column at least as wide as its widest
+    unbreakable piece (a number, an interval, a word), then widened towards its natural
+    one-line width in proportion to what it lacks; the rest of the page's width is shared
+    out in proportion. Portrait at 12, 11 or 10 pt when the columns fit, else landscape at
+    12 to 9 pt; of those, the largest font that keeps the whole table with its number,
+    title and note on one page (:func:`_fits_on_a_page`), else the largest that fits the
+    width."""
+    orientations = [table.landscape] if table.landscape is not None else [False, True]
+    candidates = []
+    for landscape in orientations:
+        available = (PAGE_HEIGHT_PT if landscape else PAGE_WIDTH_PT) - 2 * MARGIN_PT
+        for size in FONT_SIZES_PT if landscape else FONT_SIZES_PT[:PORTRAIT_SIZES]:
+            widths = _column_widths(table, size, available)
+            if widths is not None:
+                candidates.append(DocxLayout(landscape, size, widths))
+        if candidates:  # portrait when the columns fit it at all
+            break
+    for layout in candidates:  # the largest font that keeps the table, with its note, on one page
+        if _fits_on_a_page(table, layout):
+            return layout
+    if candidates:
+        return candidates[0]
+    # Nothing fits: the smallest font and the widths the cells need, past the margins if
+    # need be (a broken number would be worse).
+    landscape = orientations[-1]
+    minimum, _ = _column_needs(table, FONT_SIZES_PT[-1])
+    return DocxLayout(landscape, FONT_SIZES_PT[-1], tuple(round(m, 1) for m in minimum))
+
+
+def _column_needs(table: ApaTable, size: float) -> tuple[list[float], list[float]]:
+    """Per column: the width its widest unbreakable piece needs and its natural width."""
+    minimum = [0.0] * len(table.columns)
+    natural = [0.0] * len(table.columns)
+    rows = [(c.label for c in table.columns)] + [cells for section, cells, _ in table.lines if section is None]
+    for cells in rows:
+        for j, (column, text) in enumerate(zip(table.columns, cells)):
+            numeric = column.alignment != "left"
+            pieces = _unbreakable(text, numeric) or [""]
+            indent = 18.0 if j == 0 else 0.0
+            minimum[j] = max(minimum[j], indent + max(text_width(p, size) for p in pieces) + CELL_PADDING_PT)
+            natural[j] = max(natural[j], indent + text_width(text, size) + CELL_PADDING_PT)
+    # a section heading spans the table; a column group its columns: each word must fit
+    first = 0
+    for label, span in table.spanners:
+        if label:
+            need = max(text_width(w, size) for w in label.split()) + CELL_PADDING_PT
+            have = sum(minimum[first:first + span])
+            if need > have:
+                for j in range(first, first + span):
+                    minimum[j] += (need - have) / span
+        first += span
+    natural = [max(n, m) for n, m in zip(natural, minimum)]
+    return minimum, natural
+
+
+def _column_widths(table: ApaTable, size: float, available: float) -> tuple[float, ...] | None:
+    """Autofit widths within ``available`` points, or None when the unbreakable pieces do
+    not fit."""
+    minimum, natural = _column_needs(table, size)
+    if sum(minimum) > available:
+        return None
+    if sum(natural) <= available:
+        widths = natural
+    else:
+        lack = [n - m for n, m in zip(natural, minimum)]
+        share = (available - sum(minimum)) / sum(lack)
+        widths = [m + share * gap for m, gap in zip(minimum, lack)]
+    spare = available - sum(widths)
+    total = sum(widths)
+    return tuple(round(w + spare * w / total, 1) for w in widths)
+
+
+KEPT_ROWS = 2  # rows of a long table kept with its header and with its note
+
+
+def _fits_on_a_page(table: ApaTable, layout: DocxLayout) -> bool:
+    """Whether number, title, table and note fit the page's text height (lines estimated
+    from the text widths at 1.2 line spacing, cell margins included)."""
+    line = 1.2 * layout.size
+    height = 2 * 1.2 * 12.0 + 12.0  # number and title
+    rows = [(c.label for c in table.columns)] + [cells for section, cells, _ in table.lines if section is None]
+    for cells in rows:
+        lines = max(math.ceil(text_width(text, layout.size) / max(width - CELL_PADDING_PT, 1.0)) or 1
+                    for text, width in zip(cells, layout.widths))
+        height += lines * line + 1.0
+    height += sum(1 for section, _, _ in table.lines if section is not None) * (line + 1.0)
+    first, spanner_lines = 0, 1
+    for label, span in table.spanners:
+        width = sum(layout.widths[first:first + span]) - CELL_PADDING_PT
+        spanner_lines = max(spanner_lines, math.ceil(text_width(label, layout.size) / max(width, 1.0)))
+        first += span
+    if table.spanners:
+        height += spanner_lines * line + 1.0
+    if table.note:
+        height += math.ceil(text_width("Note. " + table.note, layout.size) / sum(layout.widths)) * line + 6.0
+    page = (PAGE_WIDTH_PT if layout.landscape else PAGE_HEIGHT_PT) - 2 * MARGIN_PT
+    return height <= page
+
 
 def write_docx(tables: Sequence[ApaTable], path: str | Path) -> Path:
     """Write one or more tables into a Word document with deterministic bytes.
 
     Each table: ``Table n`` in bold, the title in italics, the table with horizontal rules
-    only (above and below the header row, below the last row), the note below. The core
-    properties carry a fixed date (2000-01-01) and no author, and every zip entry a fixed time
-    stamp (1980-01-01), because python-docx would otherwise store the current time and the
-    same tables would give different files.
+    only (above and below the header row, below column groups, below the last row), the
+    note below. The layout is made for Word and for LibreOffice:
+
+    * column widths fitted to the cells (:func:`docx_layout`), stored in the grid and in
+      every cell, so that no word or number is broken inside a cell; numbers keep their
+      spaces as no-break spaces (an interval never wraps);
+    * each table starts on a new page (APA 7th ed., sec. 7.6); a table wider than a portrait
+      page goes on a landscape page (a section of its own);
+    * rows never split across pages (``cantSplit``), the number, title and every row but
+      the last keep with the next paragraph, so a table that fits on a page is never
+      broken, and a longer one repeats its header rows on every page.
+
+    The core properties carry a fixed date (2000-01-01) and no author, and every zip entry
+    a fixed time stamp (1980-01-01), because python-docx would otherwise store the current
+    time and the same tables would give different files.
     """
     from docx import Document
     from docx.shared import Pt
@@ -496,12 +824,17 @@ def write_docx(tables: Sequence[ApaTable], path: str | Path) -> Path:
     normal = document.styles["Normal"]
     normal.font.name = "Times New Roman"
     normal.font.size = Pt(12)
+    normal.paragraph_format.space_after = Pt(0)
+    _set_page(document.sections[0], landscape=False)
+    landscape = False
     for i, table in enumerate(tables):
         if not isinstance(table, ApaTable):
             raise ValueError(f"write_docx: item {i} is a {type(table).__name__}, expected an ApaTable")
-        if i:
-            document.add_paragraph()
-        _docx_table(document, table)
+        layout = docx_layout(table)
+        if i and layout.landscape != landscape:
+            _new_section(document, layout.landscape)
+        landscape = layout.landscape
+        _docx_table(document, table, layout, new_page=i > 0)
     _fix_core_properties(document, title=tables[0].caption if len(tables) == 1 else "Tables")
     buffer = io.BytesIO()
     document.save(buffer)
@@ -511,32 +844,127 @@ def write_docx(tables: Sequence[ApaTable], path: str | Path) -> Path:
     return path
 
 
-def _docx_table(document, table: ApaTable) -> None:
+def _set_page(section, landscape: bool) -> None:
+    from docx.enum.section import WD_ORIENT
+    from docx.shared import Pt
+
+    section.orientation = WD_ORIENT.LANDSCAPE if landscape else WD_ORIENT.PORTRAIT
+    width, height = (PAGE_HEIGHT_PT, PAGE_WIDTH_PT) if landscape else (PAGE_WIDTH_PT, PAGE_HEIGHT_PT)
+    section.page_width, section.page_height = Pt(width), Pt(height)
+    for side in ("left_margin", "right_margin", "top_margin", "bottom_margin"):
+        setattr(section, side, Pt(MARGIN_PT))
+
+
+def _new_section(document, landscape: bool) -> None:
+    from docx.enum.section import WD_SECTION
+
+    _set_page(document.add_section(WD_SECTION.NEW_PAGE), landscape)
+
+
+def _docx_table(document, table: ApaTable, layout: DocxLayout, new_page: bool = False) -> None:
+    from docx.enum.table import WD_TABLE_ALIGNMENT
     from docx.enum.text import WD_ALIGN_PARAGRAPH
+    from docx.shared import Pt
 
     alignment = {"left": WD_ALIGN_PARAGRAPH.LEFT, "center": WD_ALIGN_PARAGRAPH.CENTER,
                  "right": WD_ALIGN_PARAGRAPH.RIGHT}
-    document.add_paragraph().add_run(table.caption).bold = True
-    document.add_paragraph().add_run(table.title).italic = True
-    grid = document.add_table(rows=1 + len(table.body), cols=len(table.columns))
+    style = _table_text_style(document, layout.size)
+    number = document.add_paragraph()
+    number.paragraph_format.page_break_before = new_page  # APA: each table on a page of its own
+    number.add_run(table.caption).bold = True
+    title = document.add_paragraph()
+    title.add_run(table.title).italic = True
+    for paragraph in (number, title):
+        paragraph.paragraph_format.keep_with_next = True
+        paragraph.paragraph_format.space_after = Pt(6)
+    lines = table.lines
+    n_head = 2 if table.spanners else 1
+    grid = document.add_table(rows=n_head + len(lines), cols=len(table.columns))
+    grid.alignment = WD_TABLE_ALIGNMENT.LEFT
+    _set_table_layout(grid, layout.widths)
     _set_table_borders(grid)
-    _repeat_as_header(grid.rows[0])
+    if table.spanners:
+        first = 0
+        for text, span in table.spanners:
+            cell = grid.rows[0].cells[first]
+            if span > 1:
+                cell = cell.merge(grid.rows[0].cells[first + span - 1])
+            paragraph = cell.paragraphs[0]
+            paragraph.alignment = WD_ALIGN_PARAGRAPH.CENTER
+            if text:
+                _add_unbroken(paragraph, text, numeric=False)
+                _set_cell_bottom_border(cell)
+            first += span
+    header = grid.rows[n_head - 1]
     for j, column in enumerate(table.columns):
-        cell = grid.rows[0].cells[j]
+        cell = header.cells[j]
         paragraph = cell.paragraphs[0]
         paragraph.alignment = alignment[column.alignment]
-        paragraph.add_run(column.label).italic = column.italic
+        _add_unbroken(paragraph, column.label, numeric=False).italic = column.italic
         _set_cell_bottom_border(cell)
-    for i, row in enumerate(table.body, start=1):
-        for j, (column, text) in enumerate(zip(table.columns, row)):
-            paragraph = grid.rows[i].cells[j].paragraphs[0]
+    for i, (section, cells, indented) in enumerate(lines, start=n_head):
+        row = grid.rows[i]
+        if section is not None:
+            cell = row.cells[0].merge(row.cells[-1])
+            _add_unbroken(cell.paragraphs[0], section, numeric=False).italic = True
+            continue
+        for j, (column, text) in enumerate(zip(table.columns, cells)):
+            paragraph = row.cells[j].paragraphs[0]
             paragraph.alignment = alignment[column.alignment]
+            if indented and j == 0:
+                paragraph.paragraph_format.left_indent = Pt(12)
             if text:
-                paragraph.add_run(text)
+                _add_unbroken(paragraph, text, numeric=column.alignment != "left")
+    for row in grid.rows:  # empty cells too: their paragraph mark would otherwise set a 12-pt line
+        for cell in row.cells:
+            for paragraph in cell.paragraphs:
+                paragraph.style = style
+    # A table that fits on a page is kept on one page with its number, title and note; a
+    # longer one keeps its header with the first rows and its last rows with the note.
+    whole = _fits_on_a_page(table, layout)
+    last = len(grid.rows) - 1
+    for i, row in enumerate(grid.rows):
+        keep = whole or i < n_head + KEPT_ROWS or i >= last - KEPT_ROWS
+        _keep_row_together(row, header=i < n_head, keep_with_next=keep and (i < last or bool(table.note)))
     if table.note:
-        paragraph = document.add_paragraph()
+        paragraph = document.add_paragraph(style=style)
+        paragraph.paragraph_format.space_before = Pt(6)
         paragraph.add_run("Note.").italic = True
         paragraph.add_run(f" {table.note}")
+
+
+def _add_unbroken(paragraph, text: str, numeric: bool):
+    """A cell's text as a run whose hyphens are Word's non-breaking hyphens (``WAI-SR`` never
+    becomes "WAI-" / "SR") and, in a number column, whose spaces are no-break spaces (an
+    interval never wraps). python-docx reads a non-breaking hyphen back as "-"."""
+    from docx.oxml import OxmlElement
+
+    run = paragraph.add_run()
+    for i, piece in enumerate((text.replace(" ", "\u00a0") if numeric else text).split("-")):
+        if i:
+            run._r.append(OxmlElement("w:noBreakHyphen"))
+        if piece:
+            run._r.add_t(piece)
+    return run
+
+
+def _table_text_style(document, size: float):
+    """The paragraph style of a table's cells and note at ``size`` pt: single line spacing,
+    no space after (one style per size, made on first use)."""
+    from docx.enum.style import WD_STYLE_TYPE
+    from docx.enum.text import WD_LINE_SPACING
+    from docx.shared import Pt
+
+    name = f"Table text {size:g} pt"
+    if name in [s.name for s in document.styles]:
+        return document.styles[name]
+    style = document.styles.add_style(name, WD_STYLE_TYPE.PARAGRAPH)
+    style.base_style = document.styles["Normal"]
+    style.font.size = Pt(size)
+    style.paragraph_format.line_spacing_rule = WD_LINE_SPACING.SINGLE
+    style.paragraph_format.space_after = Pt(0)
+    style.paragraph_format.space_before = Pt(0)
+    return style
 
 
 def _border(tag: str, val: str = "single"):
@@ -552,31 +980,63 @@ def _border(tag: str, val: str = "single"):
     return element
 
 
+def _set_table_layout(grid, widths: Sequence[float]) -> None:
+    """Autofit layout with the computed widths in the grid and every cell (twentieths of a
+    point), and the table's width their sum: Word may refit, LibreOffice keeps them."""
+    from docx.oxml import OxmlElement
+    from docx.oxml.ns import qn
+    from docx.shared import Pt
+
+    grid.autofit = True
+    tbl_pr = grid._tbl.tblPr
+    tbl_w = tbl_pr.find(qn("w:tblW"))
+    if tbl_w is None:
+        tbl_w = OxmlElement("w:tblW")
+        tbl_pr.insert(0, tbl_w)
+    tbl_w.set(qn("w:type"), "dxa")
+    tbl_w.set(qn("w:w"), str(round(20 * sum(widths))))
+    for column, width in zip(grid.columns, widths):
+        column.width = Pt(width)
+        for cell in column.cells:
+            cell.width = Pt(width)
+
+
 def _set_table_borders(grid) -> None:
     """Rules above and below the table; no vertical or inner rules (APA)."""
     from docx.oxml import OxmlElement
-
     from docx.oxml.ns import qn
 
     borders = OxmlElement("w:tblBorders")
     for tag, val in (("top", "single"), ("left", "nil"), ("bottom", "single"), ("right", "nil"),
                      ("insideH", "nil"), ("insideV", "nil")):
         borders.append(_border(tag, val))
-    # The schema orders tblPr's children (tblW, jc, ..., tblBorders, ..., tblLook); Word
-    # refuses files that break the order.
+    # The schema orders tblPr's children (tblStyle, tblpPr, tblOverlap, bidiVisual, tblStyleRowBandSize,
+    # tblStyleColBandSize, tblW, jc, tblCellSpacing, tblInd, tblBorders, ..., tblLayout, ..., tblLook);
+    # Word refuses files that break the order.
     tbl_pr = grid._tbl.tblPr
-    anchor = tbl_pr.find(qn("w:tblW"))
+    anchor = tbl_pr.find(qn("w:jc"))
+    if anchor is None:
+        anchor = tbl_pr.find(qn("w:tblW"))
     if anchor is not None:
         anchor.addnext(borders)
     else:
         tbl_pr.insert(0, borders)
 
 
-def _repeat_as_header(row) -> None:
-    """Repeat the header row on every page a long table runs over."""
+def _keep_row_together(row, header: bool, keep_with_next: bool) -> None:
+    """A row never breaks across pages (``cantSplit``); header rows repeat on every page a
+    long table runs over (``tblHeader``); ``keep_with_next`` keeps the row's paragraphs on
+    the page of the next row."""
     from docx.oxml import OxmlElement
 
-    row._tr.get_or_add_trPr().append(OxmlElement("w:tblHeader"))
+    tr_pr = row._tr.get_or_add_trPr()
+    tr_pr.append(OxmlElement("w:cantSplit"))
+    if header:
+        tr_pr.append(OxmlElement("w:tblHeader"))
+    if keep_with_next:
+        for cell in row.cells:
+            for paragraph in cell.paragraphs:
+                paragraph.paragraph_format.keep_with_next = True
 
 
 def _set_cell_bottom_border(cell) -> None:
@@ -585,7 +1045,18 @@ def _set_cell_bottom_border(cell) -> None:
     tc_pr = cell._tc.get_or_add_tcPr()
     borders = OxmlElement("w:tcBorders")
     borders.append(_border("bottom"))
-    tc_pr.append(borders)
+    # tcPr's children in schema order: tcW, gridSpan, vMerge, tcBorders, ...
+    anchor = None
+    for tag in ("w:vMerge", "w:gridSpan", "w:tcW"):
+        from docx.oxml.ns import qn
+
+        anchor = tc_pr.find(qn(tag))
+        if anchor is not None:
+            break
+    if anchor is not None:
+        anchor.addnext(borders)
+    else:
+        tc_pr.insert(0, borders)
 
 
 def _fix_core_properties(document, title: str) -> None:
@@ -761,6 +1232,242 @@ def _term_pair(first: Any, second: Any, names: Mapping[str, str]) -> Any:
     if _is_missing(second):
         return _label(first, names)
     return f"{_label(first, names)} \u00d7 {_label(second, names)}"
+
+
+# --------------------------------------------------------------------------- models side by side
+
+MIN_VARIANCE_DECIMALS, MAX_VARIANCE_DECIMALS = 2, 4
+RANDOM_PART_TITLE = "Random effects"
+
+
+def shown_decimals(values: Sequence[float] | pd.Series, minimum: int = MIN_VARIANCE_DECIMALS,
+                   maximum: int = MAX_VARIANCE_DECIMALS) -> int:
+    """Decimals that show the smallest non-zero magnitude in ``values`` with two significant
+    digits, between ``minimum`` and ``maximum`` (0.036 -> 3, 0.0057 -> 4, 0.45 -> 2)."""
+    x = np.abs(np.asarray(values, dtype=float))
+    x = x[np.isfinite(x) & (x > 0)]
+    if x.size == 0:
+        return minimum
+    needed = math.ceil(-math.log10(float(x.min()))) + 1
+    return int(min(maximum, max(minimum, needed)))
+
+
+@dataclass(frozen=True)
+class ModelColumn:
+    """One model of a side-by-side table (:func:`model_comparison_table`).
+
+    Parameters
+    ----------
+    number : int
+        The model's number in the manuscript ("Model 3"; the methods paragraph uses the same).
+    label : str
+        Its name (the config's ``label:``).
+    info : mapping
+        Its ``fit.json``: ``var_residual``, ``var_random``, ``ngroups``, ``nobs``,
+        ``r2_marginal``, ``r2_conditional``, ``aic``, ``bic``, ``reml``, ``formula``,
+        ``singular`` (a model that could not be estimated: ``status`` and ``reason``).
+    fixed : DataFrame, optional
+        Its ``fixed_effects.csv`` (``term``, ``estimate``, ``se``, ``p``, ``ci_low``,
+        ``ci_high``); None when it was not estimated.
+    random : DataFrame, optional
+        Its ``random_effects.csv`` (``group``, ``term1``, ``term2``, ``variance``, ``sd``,
+        ``corr``).
+    """
+
+    number: int
+    label: str
+    info: Mapping[str, Any]
+    fixed: pd.DataFrame | None = None
+    random: pd.DataFrame | None = None
+
+    @property
+    def estimated(self) -> bool:
+        return self.fixed is not None and self.random is not None
+
+
+def model_icc(info: Mapping[str, Any]) -> float:
+    """The adjusted ICC of a fitted model as ``performance::icc`` and ``sjPlot::tab_model``
+    report it: random-effect variance over random plus residual variance (Nakagawa et al.,
+    2017), from ``fit.json``'s ``var_random`` and ``var_residual``."""
+    random, residual = float(info["var_random"]), float(info["var_residual"])
+    return random / (random + residual)
+
+
+def random_part(random: pd.DataFrame, info: Mapping[str, Any],
+                names: Mapping[str, str]) -> list[tuple[str, str, float]]:
+    """The random part of one model as ``sjPlot::tab_model`` lists it: ``(key, label, value)``
+    for σ² (residual variance), τ00 per grouping factor (random-intercept variance), τ11 per
+    random slope, ρ01 per intercept–slope correlation, the ICC, N per grouping factor,
+    observations, marginal and conditional R², AIC and BIC.
+
+    ``key`` identifies the row across models (``tau00|therapist``); values are numbers.
+    """
+    _require(random, ["group", "term1", "term2", "variance", "sd", "corr"], "random_part")
+    out: list[tuple[str, str, float]] = [("sigma2", "\u03c3\u00b2", float(info["var_residual"]))]
+    components = random[random["group"] != "Residual"]
+    for group in dict.fromkeys(components["group"]):
+        rows = components[components["group"] == group]
+        group_label = _label(group, names)
+        for r in rows.itertuples():
+            if _is_missing(r.term2) and r.term1 == "(Intercept)":
+                out.append((f"tau00|{group}", f"\u03c400 {group_label}", float(r.variance)))
+        for r in rows.itertuples():
+            if _is_missing(r.term2) and r.term1 != "(Intercept)":
+                out.append((f"tau11|{group}|{r.term1}", f"\u03c411 {group_label}: {_label(r.term1, names)}",
+                            float(r.variance)))
+        for r in rows.itertuples():
+            if not _is_missing(r.term2):
+                pair = _term_pair(r.term1, r.term2, names)
+                key_label = "\u03c101 " + (group_label if r.term1 == "(Intercept)" else f"{group_label}: {pair}")
+                out.append((f"rho01|{group}|{r.term1}|{r.term2}", key_label, float(r.corr)))
+    out.append(("icc", "ICC", model_icc(info)))
+    for group, n in (info.get("ngroups") or {}).items():
+        out.append((f"n|{group}", f"N {_label(group, names)}", float(n)))
+    out.append(("nobs", "Observations", float(info["nobs"])))
+    out += [("r2_marginal", "Marginal R\u00b2", float(info["r2_marginal"])),
+            ("r2_conditional", "Conditional R\u00b2", float(info["r2_conditional"])),
+            ("aic", "AIC", float(info["aic"])), ("bic", "BIC", float(info["bic"]))]
+    return out
+
+
+#: How each random-part row is shown: (format, decimals); None = the model's variance decimals.
+RANDOM_PART_FORMATS = {"sigma2": ("number", None), "tau00": ("number", None), "tau11": ("number", None),
+                       "rho01": ("bounded", 2), "icc": ("bounded", 3), "n": ("integer", 0),
+                       "nobs": ("integer", 0), "r2_marginal": ("bounded", 3), "r2_conditional": ("bounded", 3),
+                       "aic": ("number", 1), "bic": ("number", 1)}
+
+
+def format_random_part(key: str, value: float, variance_decimals: int) -> str:
+    """The cell text of a :func:`random_part` row (:data:`RANDOM_PART_FORMATS`)."""
+    fmt, decimals = RANDOM_PART_FORMATS[key.split("|")[0]]
+    if fmt == "integer":
+        return format_integer(value)
+    formatter = format_bounded if fmt == "bounded" else format_number
+    return formatter(value, variance_decimals if decimals is None else decimals)
+
+
+def model_comparison_table(models: Sequence[ModelColumn], number: int, title: str,
+                           labels: Mapping[str, str] | None = None, note: str | None = None,
+                           level: float = 0.95) -> ApaTable:
+    """Mixed models side by side, as ``sjPlot::tab_model`` lays them out.
+
+    Per model three columns under its name (a column group): the unstandardised estimate
+    *b*, its confidence interval and *p*. The fixed effects first (the terms of all models in
+    order of first appearance; a term a model lacks stays empty), then a section with the
+    random part (:func:`random_part`), each value in the model's *b* column.
+
+    Parameters
+    ----------
+    models : sequence of ModelColumn
+    number, title : table number and title.
+    labels : mapping, optional
+        Display names of terms and grouping factors (default :data:`DEFAULT_TERM_LABELS`).
+    note : str, optional
+        Appended to the standard note.
+    level : float
+        Confidence level of the intervals (for the header).
+
+    Notes
+    -----
+    Decimals: b and the CI of a row to two significant digits of that row's SE (as
+    :func:`fixed_effects_table`), p to three; the variances of a model to two significant
+    digits of its smallest non-zero variance (2 to 4 decimals, :func:`shown_decimals`),
+    ρ01 to two, ICC and R² to three, AIC and BIC to one. A variance estimated at 0 (a
+    singular fit) is named in the note.
+    """
+    if not models:
+        raise ValueError(f"model_comparison_table {number}: no models")
+    names = {**DEFAULT_TERM_LABELS, **(labels or {})}
+    terms: list[str] = []
+    for model in models:
+        if model.estimated:
+            _require(model.fixed, ["term", "estimate", "se", "p", "ci_low", "ci_high"], "model_comparison_table")
+            terms += [t for t in model.fixed["term"] if t not in terms]
+    records: dict[str, dict[str, Any]] = {t: {"label": _label(t, names)} for t in terms}
+    random_rows: dict[str, dict[str, Any]] = {}
+    for k, model in enumerate(models):
+        if not model.estimated:
+            continue
+        for r in model.fixed.itertuples():
+            records[r.term].update({f"b{k}": r.estimate, f"se{k}": r.se, f"lo{k}": r.ci_low, f"hi{k}": r.ci_high,
+                                    f"p{k}": r.p})
+        part = random_part(model.random, model.info, names)
+        decimals = shown_decimals([v for key, _, v in part if key.split("|")[0] in ("sigma2", "tau00", "tau11")])
+        for key, text, value in part:
+            random_rows.setdefault(key, {"label": text})[f"b{k}"] = format_random_part(key, value, decimals)
+    order = list(records.values()) + [random_rows[key] for key in _random_order(random_rows)]
+    columns, spanners = [Column("label", "")], [("", 1)]
+    ci = f"{round(level * 100):g}% CI"
+    for k, model in enumerate(models):
+        columns += [Column(f"b{k}", "b", "number", italic=True, decimals_from=f"se{k}"),
+                    Column(f"lo{k}", ci, "number", upper=f"hi{k}", decimals_from=f"se{k}"),
+                    Column(f"p{k}", "p", "p", italic=True)]
+        name = f"Model {model.number}: {model.label}" + ("" if model.estimated else " (not estimable)")
+        spanners.append((name, 3))
+    keys = [c for k in range(len(models)) for c in (f"b{k}", f"se{k}", f"lo{k}", f"hi{k}", f"p{k}")]
+    rows = pd.DataFrame(order, columns=["label", *keys]).astype({k: object for k in keys})
+    rows = rows.where(rows.notna(), None)
+    sections = {len(records): RANDOM_PART_TITLE} if random_rows else {}
+    return ApaTable(number, title, columns, rows, _joined_note(_comparison_note(models, ci), note),
+                    spanners=spanners, sections=sections)
+
+
+def _random_order(rows: Mapping[str, Any]) -> list[str]:
+    """sjPlot's order: σ², τ00, τ11, ρ01, ICC, N, observations, R², AIC, BIC."""
+    rank = {name: i for i, name in enumerate(RANDOM_PART_FORMATS)}
+    return sorted(rows, key=lambda key: rank[key.split("|")[0]])
+
+
+def _comparison_note(models: Sequence[ModelColumn], ci: str) -> str:
+    """The table's note: the symbols, how AIC/BIC were obtained, each model's formula, then
+    singular fits, df bounds, the outcome's unconditional therapist ICC and models that could
+    not be estimated, each said once for the models it concerns."""
+    fitted = [m for m in models if m.estimated]
+    parts = ["b = unstandardised estimate; CI = confidence interval; p = two-sided p value, with Satterthwaite "
+             "degrees of freedom (Kuznetsova et al., 2017); b and CI are shown to the decimals two significant digits "
+             "of the row's standard error need. Random part: \u03c3\u00b2 = residual variance; \u03c400 = random-intercept variance; "
+             "\u03c411 = random-slope variance; \u03c101 = intercept\u2013slope correlation; ICC = adjusted intraclass "
+             "correlation (random-effect over random plus residual variance); N = grouping units; R\u00b2 after "
+             "Nakagawa and Schielzeth (2013) and Nakagawa et al. (2017)."]
+    reml = [m for m in fitted if m.info.get("reml")]
+    if reml:
+        which = "All models were" if len(reml) == len(fitted) else f"{_models_text(reml)} {'was' if len(reml) == 1 else 'were'}"
+        parts.append(f"{which} estimated by REML; AIC and BIC are from the REML criterion and compare only models "
+                     "with the same fixed effects and observations.")
+    if fitted:
+        parts.append("Formulas (lme4 notation): " + "; ".join(
+            f"Model {m.number}, {' '.join(str(m.info.get('formula')).split())}" for m in fitted) + ".")
+    singular: dict[str, list[ModelColumn]] = {}
+    for m in fitted:
+        zero = [f"{r.group} {'intercept' if r.term1 == '(Intercept)' else r.term1}" for r in m.random.itertuples()
+                if r.group != "Residual" and _is_missing(r.term2) and float(r.variance) <= 0]
+        what = ", ".join(zero) if zero else ("a random-effect correlation at \u00b11" if m.info.get("singular") else "")
+        if what:
+            singular.setdefault(what, []).append(m)
+    for what, members in singular.items():
+        variance = "correlation" not in what
+        parts.append(f"Singular fit ({_models_text(members)}): the {what} " + (
+            "variance was estimated at 0 (the boundary of the parameter space), which is not evidence of no such "
+            "variation in the population." if variance else "was estimated."))
+    unconverged = [m for m in fitted if m.info.get("converged") is False]
+    if unconverged:
+        parts.append(f"The optimiser did not report convergence for {_models_text(unconverged)}.")
+    parts += [f"Model {m.number}: the {n[0].lower()}{n[1:]}." for m in fitted for n in m.info.get("df_notes") or []]
+    iccs = [(m, m.info["therapist_icc"]) for m in fitted if m.info.get("therapist_icc")]
+    if iccs:
+        first = iccs[0][1]
+        parts.append(f"Unconditional therapist ICC of the outcome [{round(100 * first['level']):g}% CI]: " + "; ".join(
+            f"Model {m.number}, {_percent(i['icc'])} [{_percent(i['ci_low'])}, {_percent(i['ci_high'])}]"
+            for m, i in iccs) + ".")
+    parts += [f"Model {m.number}: Not estimable: {m.info.get('reason')}." for m in models if not m.estimated]
+    return " ".join(parts)
+
+
+def _models_text(models: Sequence[ModelColumn]) -> str:
+    numbers = [str(m.number) for m in models]
+    if len(numbers) == 1:
+        return f"Model {numbers[0]}"
+    return f"Models {', '.join(numbers[:-1])} and {numbers[-1]}"
 
 
 def reliability_table(consistency: pd.DataFrame, number: int = 3, title: str = "Internal Consistency",
