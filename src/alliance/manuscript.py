@@ -40,7 +40,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -97,7 +96,8 @@ EARLY_TEXT = {
     "session_k": "score at session {k}",
     "first_up_to_k": "first score in sessions 1\u2013{k}",
 }
-_ABBREVIATION = re.compile(r"\(([^()\s]+)\)\s*$")
+# instrument_abbreviation moved to alliance.scoring.instruments (figures use it too); re-exported here
+from alliance.scoring.instruments import instrument_abbreviation  # noqa: E402
 
 
 # --------------------------------------------------------------------------------------
@@ -165,14 +165,6 @@ def shown_decimals(values: Sequence[float] | pd.Series, minimum: int = MIN_DECIM
         return minimum
     needed = math.ceil(-math.log10(float(x.min()))) + 1
     return int(min(maximum, max(minimum, needed)))
-
-
-def instrument_abbreviation(entry: str, key: Any) -> str:
-    """Short name of an instrument: the abbreviation closing its full name ("Patient Health
-    Questionnaire-9 (PHQ-9)" -> "PHQ-9"), else the config entry in capitals ("wai_sr" ->
-    "WAI-SR")."""
-    match = _ABBREVIATION.search(getattr(key, "full_name", "") or "")
-    return match.group(1) if match else entry.upper().replace("_", "-")
 
 
 def term_labels(covariates: Sequence[str] = (), terms: Sequence[str] = ()) -> dict[str, str]:

@@ -51,7 +51,8 @@ from alliance.agreement.dyads import (
     response_surface,
 )
 from alliance.scoring.instruments import InstrumentKey, keys_from_config
-from alliance.outputs import atomic_path, write_csv, write_figure, write_json
+from alliance.outputs import atomic_path, write_csv, write_json
+from alliance.report.style import save_figure
 from alliance.outputs import json_safe
 from alliance.report.tables import format_number, format_p
 from alliance.scoring.select import require_instrument, require_scores, select_change
@@ -256,7 +257,7 @@ def write_agreement_outputs(scores_path: str, administrations_path: str, setting
     write_csv(items, items_path)
     write_csv(per_dyad, per_dyad_path)
     for scale, path in zip(settings["scales"], figure_paths):
-        write_figure(bland_altman_figure(pairs, settings, scale), path, dpi=150)
+        save_figure(bland_altman_figure(pairs, settings, scale), path)
     return {"discrepancy": summary, "items": items, "per_dyad": per_dyad}
 
 
@@ -449,7 +450,7 @@ def write_response_surface(scores_path: str, change_path: str, clients_path: str
         labels=(f"client {surface['scale']}", f"therapist {surface['scale']}",
                 f"{surface['outcome']} post (baseline at mean)"),
         tests=list(surface_tests(result).values()))
-    write_figure(fig, png_path, dpi=150)
+    save_figure(fig, png_path)
     if caption_path is not None:
         with atomic_path(caption_path) as tmp:
             tmp.write_text(surface_caption(result, info), encoding="utf-8")

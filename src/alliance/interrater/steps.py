@@ -36,7 +36,8 @@ import numpy as np
 import pandas as pd
 
 from alliance.errors import require_columns
-from alliance.outputs import write_csv, write_figure
+from alliance.outputs import write_csv
+from alliance.report.style import save_figure
 from alliance.scoring.select import require_instrument
 
 __all__ = [
@@ -343,7 +344,7 @@ def write_interrater_figures(administrations_path: str, scores_path: str, config
     ratings = units[scale]
     label = f"{instrument} {scale}"
     table = rater_leniency(ratings, "target", "rater", "rating", ci_level=settings["ci_level"])
-    write_figure(plot_rater_leniency(table, scale_label=label), leniency_png, dpi=150)
+    save_figure(plot_rater_leniency(table, scale_label=label), leniency_png)
     try:
         figure = plot_pairwise_agreement(ratings, "target", "rater", "rating", min_shared=settings["min_shared"],
                                          scale_label=label)
@@ -351,7 +352,7 @@ def write_interrater_figures(administrations_path: str, scores_path: str, config
         log.warning("pairwise figure: %s", err)
         figure = _message_figure(f"No pair of coders shares {settings['min_shared']} or more sessions\n"
                                  "(interrater: min_shared); see results/reliability/rater_pairs.csv")
-    write_figure(figure, pairs_png, dpi=150)
+    save_figure(figure, pairs_png)
 
 
 def _message_figure(text: str):

@@ -39,7 +39,8 @@ import numpy as np
 import pandas as pd
 
 from alliance.lmm import fit as lmm_fit
-from alliance.outputs import write_csv, write_figure, write_json
+from alliance.outputs import write_csv, write_json
+from alliance.report.style import save_figure
 from alliance.ruptures.episodes import (
     COUNT_COLUMNS,
     DETECTION_COLUMNS,
@@ -371,7 +372,7 @@ def write_rupture_outputs(scores_path: str, settings: Mapping[str, Any], episode
     write_csv(tables["counts"], counts_path)
     write_csv(tables["summary"], summary_path)
     for c, path in zip(settings["thresholds"], figure_paths):
-        write_figure(trajectory_figure(series, tables["episodes"], settings, c), path, dpi=150)
+        save_figure(trajectory_figure(series, tables["episodes"], settings, c), path)
     return tables
 
 

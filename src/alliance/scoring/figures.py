@@ -8,7 +8,6 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from alliance.outputs import write_figure
 from alliance.scoring.change import CATEGORIES
 
 
@@ -36,7 +35,7 @@ def jacobson_plot(change_csv: str, parameters_json: str, png_path: str) -> None:
         axes[0, 0].set_axis_off()
     for ax, entry in zip(axes.ravel(), instruments):
         _jacobson_panel(ax, table[table["instrument"].eq(entry)], parameters[entry], entry)
-    write_figure(fig, png_path)
+    figures.save_figure(fig, png_path)
     figures.close(fig)
 
 
