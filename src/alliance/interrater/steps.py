@@ -342,7 +342,9 @@ def write_interrater_figures(administrations_path: str, scores_path: str, config
     if scale not in units:
         raise ValueError(f"at interrater/figure_scale: {scale!r} is not a scale of {instrument!r}: {sorted(units)}")
     ratings = units[scale]
-    label = f"{instrument} {scale}"
+    from alliance.scoring.instruments import keys_from_config, scale_display
+
+    label = scale_display(instrument, scale, keys_from_config(config).get(instrument))
     table = rater_leniency(ratings, "target", "rater", "rating", ci_level=settings["ci_level"])
     save_figure(plot_rater_leniency(table, scale_label=label), leniency_png)
     try:

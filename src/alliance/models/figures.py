@@ -213,9 +213,11 @@ def early_outcome_scatter(client_data: pd.DataFrame, x: str = "early_alliance", 
 
 
 def trajectory_plot(session_data: pd.DataFrame, values: Sequence[str] = ("alliance", "symptoms"),
-                    n_individual: int = 40, seed: int = 0, client: str = "client", session: str = "session"):
+                    n_individual: int = 40, seed: int = 0, client: str = "client", session: str = "session",
+                    names: Mapping[str, str] | None = None):
     """Session-by-session trajectories: a random subset of clients (thin lines) and the mean
-    by session (thick line, with the number of clients at each session on a second axis)."""
+    by session (thick line, with the number of clients at each session on a second axis);
+    ``names`` maps a value column to the name shown (e.g. ``"Outcome (PHQ-9 total)"``)."""
     _require(session_data, [client, session, *values], "session_data")
     rng = np.random.default_rng(seed)
     clients = session_data[client].unique()
@@ -224,15 +226,18 @@ def trajectory_plot(session_data: pd.DataFrame, values: Sequence[str] = ("allian
                            gridspec_kw={"height_ratios": [3, 1]})
     for ax, count_ax, value in zip(axes[0], axes[1], values):
         d = session_data[[client, session, value]].dropna()
-        for _, one in d.loc[d[client].isin(shown)].groupby(client, sort=False):
-            ax.plot(one[session], one[value], color="0.75", linewidth=0.6)
+        name = (names or {}).get(value, value)
+        for k, (_, one) in enumerate(d.loc[d[client].isin(shown)].groupby(client, sort=False)):
+            ax.plot(one[session], one[value], color="0.75", linewidth=0.6, label="single clients" if k == 0 else None)
         mean = d.groupby(session)[value].agg(["mean", "size"])
-        ax.plot(mean.index, mean["mean"], color="black", linewidth=2, marker=MARKERS[0], markersize=3, label="mean")
-        ax.set_ylabel(value)
-        ax.set_title(f"{value}: {len(shown)} of {d[client].nunique()} clients and the mean")
+        ax.plot(mean.index, mean["mean"], color=OKABE_ITO["blue"], linewidth=2, marker=MARKERS[0], markersize=3,
+                label="mean of all clients")
+        ax.set_ylabel(name)
+        ax.set_title(f"{name}: {len(shown)} of {d[client].nunique()} clients", fontsize="medium")
+        ax.legend(loc="best", frameon=False, fontsize="small")
         count_ax.bar(mean.index, mean["size"], color="0.6")
         count_ax.set_ylabel("clients")
-        count_ax.set_xlabel(session)
+        count_ax.set_xlabel(session.capitalize())
         count_ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     return fig
 

@@ -663,27 +663,23 @@ def _save(fig, path: str | Path) -> None:
     close(fig)
 
 
-def _measure_text(measure: Sequence[Any]) -> str:
-    instrument, respondent, scale = measure
-    return " ".join(str(p) for p in (instrument, respondent, scale) if p)
-
-
 def write_trajectory_figure(data_path: str | Path, config: Mapping[str, Any], name: str, out_png: str | Path) -> None:
     """Workflow step: alliance and symptom trajectories by session (a seeded random subset of
     clients and the mean) from a session-level model's data."""
     from alliance.models.figures import trajectory_plot
+    from alliance.scoring.instruments import keys_from_config, measure_display
 
     figures = _models_config(config).get("figures") or {}
     data = pd.read_parquet(data_path)
     if data.empty:
         _save(_not_estimable_figure(name), out_png)
         return
-    fig = trajectory_plot(data, ("alliance", "symptoms"), n_individual=int(figures.get("n_individual", 40)),
-                          seed=int(config["study"]["seed"]))
     spec = model_spec(config, name)
-    axes = fig.axes
-    axes[0].set_ylabel(f"alliance ({_measure_text(spec['alliance'])})")
-    axes[1].set_ylabel(f"outcome ({_measure_text(spec['outcome'])})")
+    keys = keys_from_config(config)
+    alliance, outcome = measure_display(spec["alliance"], keys), measure_display(spec["outcome"], keys)
+    fig = trajectory_plot(data, ("alliance", "symptoms"), n_individual=int(figures.get("n_individual", 40)),
+                          seed=int(config["study"]["seed"]), names={"alliance": f"Alliance ({alliance})",
+                                                                   "symptoms": f"Outcome ({outcome})"})
     _save(fig, out_png)
 
 
