@@ -25,6 +25,8 @@ import math
 
 
 
+#: the multiverse's choices as the specification curve names them
+CHOICE_NAMES = {"early": "Early alliance", "outcome": "Outcome", "respondent": "Alliance", "covariates": "Covariates"}
 #: how the early alliance is defined, for axis labels (``scoring: early_alliance: method``)
 EARLY_TEXT = {
     "mean_1_to_k": "mean over sessions 1\u2013{k}",
@@ -94,13 +96,16 @@ def forest_plot(effects: pd.DataFrame, benchmark: Mapping[str, float] = BENCHMAR
 
 
 def specification_curve_plot(curve: pd.DataFrame, labels: Sequence[str] = ("early", "outcome", "respondent", "covariates"),
-                             benchmark: Mapping[str, float] | None = BENCHMARK, ylabel: str = "r-equivalent"):
+                             benchmark: Mapping[str, float] | None = BENCHMARK, ylabel: str = "r-equivalent",
+                             names: Mapping[str, Mapping[str, str]] | None = None):
     """Specification curve (Simonsohn, Simmons & Nelson, 2020): estimates ranked, with CIs,
     and below them which choice each specification made.
 
     ``curve`` is :func:`alliance.models.specification_curve` output; ``labels`` are its
-    columns naming the choices.
+    columns naming the choices; ``names`` maps a column to {choice: the name shown} (e.g.
+    ``{"outcome": {"phq9": "PHQ-9 total"}}``), the choice itself where none is given.
     """
+    names = names or {}
     _require(curve, ["rank", "estimate", "ci_low", "ci_high", "significant", *labels], "curve")
     choices = [(col, value) for col in labels for value in sorted(curve[col].astype(str).unique())]
     fig, (top, bottom) = new_figure(7.5, 4.0 + 0.22 * len(choices), nrows=2, sharex=True,
@@ -113,14 +118,15 @@ def specification_curve_plot(curve: pd.DataFrame, labels: Sequence[str] = ("earl
     sig = curve["significant"].to_numpy(bool)
     top.scatter(x[sig], curve["estimate"][sig], marker=MARKERS[0], color="black", label="p < .05", zorder=3)
     top.scatter(x[~sig], curve["estimate"][~sig], marker=MARKERS[0], facecolor="white", edgecolor="black",
-                label="p >= .05", zorder=3)
+                label="p \u2265 .05", zorder=3)
     top.set_ylabel(ylabel)
     # Outside the axes: inside, the legend hides estimates or the benchmark band.
     top.legend(frameon=False, fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     for i, (col, value) in enumerate(choices):
         used = curve[col].astype(str).to_numpy() == value
         bottom.scatter(x[used], np.full(used.sum(), i), marker="|", color="black")
-    bottom.set_yticks(range(len(choices)), [f"{c}: {v}" for c, v in choices])
+    bottom.set_yticks(range(len(choices)), [f"{CHOICE_NAMES.get(c, c)}: {names.get(c, {}).get(v, v)}"
+                                             for c, v in choices])
     bottom.invert_yaxis()
     bottom.set_xlabel("specification (ranked by estimate)")
     bottom.xaxis.set_major_locator(MaxNLocator(integer=True))

@@ -861,7 +861,8 @@ def run_specification(scores_path: str | Path, clients_path: str | Path | None, 
     return record
 
 
-def write_specification_curve(spec_paths: Sequence[str | Path], out_csv: str | Path, out_png: str | Path) -> pd.DataFrame:
+def write_specification_curve(spec_paths: Sequence[str | Path], out_csv: str | Path, out_png: str | Path,
+                              config: Mapping[str, Any] | None = None) -> pd.DataFrame:
     """Workflow step: gather the specifications into the specification curve (ranked by the
     r-equivalent), its table and figure; the median and the share with p < .05 are logged.
 
@@ -887,7 +888,7 @@ def write_specification_curve(spec_paths: Sequence[str | Path], out_csv: str | P
                           ignore_index=True).reindex(columns=[*curve.columns, "status", "reason"])
         curve.attrs.update(attrs)
     write_csv(curve, out_csv)
-    _save(_specification_curve_figure(curve, missing), out_png)
+    _save(_specification_curve_figure(curve, missing, _choice_names(config) if config else None), out_png)
     log.info("specification curve: %d specifications, %d not estimable, median r = %.3f, %.0f%% with p < .05",
              len(records), len(missing), curve.attrs.get("median_estimate", math.nan),
              100 * curve.attrs.get("share_significant", math.nan))
@@ -902,7 +903,26 @@ def _ranked_curve(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     return M.specification_curve(frame)
 
 
-def _specification_curve_figure(curve: pd.DataFrame, missing: Sequence[Mapping[str, Any]]):
+def _choice_names(config: Mapping[str, Any]) -> dict[str, dict[str, str]]:
+    """The multiverse's choices by name: early-alliance definitions in words, measures by their
+    instruments' keys (``phq9`` -> ``PHQ-9 total``), covariate sets by their covariates."""
+    from alliance.models.figures import EARLY_TEXT
+    from alliance.scoring.instruments import keys_from_config, measure_display
+
+    mv, keys = _multiverse(config), keys_from_config(config)
+    early = {label: {**_early_default(config), **(d or {})} for label, d in (mv.get("early") or {}).items()}
+    return {
+        "early": {label: EARLY_TEXT.get(d["method"], str(d["method"])).format(k=d["k"]) for label, d in early.items()},
+        "outcome": {label: measure_display(_measure(m, f"models: multiverse: outcomes: {label}"), keys)
+                    for label, m in (mv.get("outcomes") or {}).items()},
+        "respondent": {label: measure_display(_measure(m, f"models: multiverse: respondents: {label}"), keys)
+                       for label, m in (mv.get("respondents") or {}).items()},
+        "covariates": {label: ", ".join(c or []) or "none" for label, c in (mv.get("covariate_sets") or {}).items()},
+    }
+
+
+def _specification_curve_figure(curve: pd.DataFrame, missing: Sequence[Mapping[str, Any]],
+                                names: Mapping[str, Mapping[str, str]] | None = None):
     """The specification curve of the estimated specifications, with a footnote naming each
     specification that could not be estimated and why."""
     from alliance.report.style import new_figure
@@ -912,7 +932,7 @@ def _specification_curve_figure(curve: pd.DataFrame, missing: Sequence[Mapping[s
     if len(ranked):
         fig = specification_curve_plot(ranked.assign(rank=ranked["rank"].astype("int64"),
                                                      significant=ranked["significant"].astype(bool)),
-                                       ylabel="r-equivalent (+: better outcome)")
+                                       ylabel="r-equivalent (+: better outcome)", names=names)
     else:
         fig, axis = new_figure(7.5, 2.0)
         axis.set_axis_off()
