@@ -51,7 +51,7 @@ def _jacobson_panel(ax, rows: pd.DataFrame, params: Mapping[str, Any], entry: st
     grid = np.array(lims)
     band = params["reliable_change"]
     ax.plot(grid, grid, color="0.3", lw=1, label="no change")
-    ax.plot(grid, grid + band, color="0.5", lw=1, ls="--", label=f"reliable change (+/-{band:.3g})")
+    ax.plot(grid, grid + band, color="0.5", lw=1, ls="--", label=f"reliable change (\u00b1{band:.3g})")
     ax.plot(grid, grid - band, color="0.5", lw=1, ls="--")
     if params.get("cutoff") is not None:
         ax.axhline(params["cutoff"], color="0.2", lw=1, ls=":", label=f"cut-off {params['cutoff']:.3g}")
