@@ -486,7 +486,7 @@ def print_notes(complete: dict, incomplete: dict) -> None:
     print(f"  lme4 target {lme4['target']:.10g} rater {lme4['rater']:.10g} residual "
           f"{lme4['residual']:.10g} REMLcrit {lme4['reml_criterion']:.10f}"
           + (f"; lme4 messages: {lme4['messages']}" if lme4["messages"] else ""))
-    print(f"  rel. differences of components: "
+    print("  rel. differences of components: "
           + ", ".join(f"{c} {v:.2e}" for c, v in incomplete["rel_diff_components"].items())
           + f"; REMLcrit ours - lme4 = {incomplete['abs_diff_reml_criterion']:.3e} "
           f"(rel {incomplete['rel_diff_reml_criterion']:.2e}); lower: {incomplete['lower_criterion']}")

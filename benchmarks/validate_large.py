@@ -137,7 +137,7 @@ def main() -> int:
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="validate_large_"))
     workdir.mkdir(parents=True, exist_ok=True)
-    print(f"| scale | rows | CSV MB | wall s | CPU s | peak RSS MiB | exit | load (1, 5, 15 min) |")
+    print("| scale | rows | CSV MB | wall s | CPU s | peak RSS MiB | exit | load (1, 5, 15 min) |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     try:
         for scale in args.scale:

@@ -116,7 +116,8 @@ def test_run_model_writes_the_contract_and_matches_lme4(fitted_dir, small):
     assert info["model"] == "early" and info["kind"] == "early_outcome"
     assert info["settings"]["early"] == {"method": "mean_1_to_k", "k": 3, "min_sessions": 1}
     effects = pd.read_csv(folder / "therapist_effects.csv")
-    assert effects.columns.tolist() == ["rank", "(Intercept)", "n_clients"]
+    assert effects.columns.tolist() == ["rank", "(Intercept)", "(Intercept)_cond_sd", "n_clients"]
+    assert (effects["(Intercept)_cond_sd"] > 0).all()  # lme4's condVar: tests/test_figure_statistics.py
     assert effects["n_clients"].sum() == 480 and effects["(Intercept)"].is_monotonic_increasing
     data = pd.read_parquet(root / "interim" / "early.parquet")
     assert len(data) == 480 and {"early_alliance", "baseline", "post"} <= set(data.columns)

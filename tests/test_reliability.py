@@ -22,7 +22,6 @@ from __future__ import annotations
 import doctest
 import json
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np

@@ -262,7 +262,6 @@ HOSTILE_LABEL = "Early | *alliance*\n\n.. raw:: html\n<script>alert(1)</script> 
 def test_a_model_label_is_escaped_for_every_table_format(tmp_path):
     import zipfile
 
-    from alliance.report.methods_text import methods_paragraph
     from alliance.report.tables import fixed_effects_table, markdown_text
 
     fixed = pd.DataFrame({"term": ["(Intercept)"], "estimate": [1.0], "se": [0.1], "df": [10.0], "t": [10.0],

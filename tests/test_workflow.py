@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-import pytest
 
 from conftest import EXAMPLE, ROOT, example_config, make_workdir, run_snakemake
 

@@ -47,9 +47,7 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +66,7 @@ from alliance.report.tables import (
     shown_decimals,
     write_docx,
 )
+from alliance.scoring.instruments import instrument_abbreviation  # re-exported: figures use it too
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +115,6 @@ EARLY_TEXT = {
     "session_k": "score at session {k}",
     "first_up_to_k": "first score in sessions 1\u2013{k}",
 }
-_ABBREVIATION = re.compile(r"\(([^()\s]+)\)\s*$")
 
 
 # --------------------------------------------------------------------------------------
@@ -193,12 +191,6 @@ def client_descriptives_data(config: Mapping[str, Any], scores: pd.DataFrame,
 # --------------------------------------------------------------------------------------
 # Labels and decimals
 # --------------------------------------------------------------------------------------
-def instrument_abbreviation(entry: str, key: Any) -> str:
-    """Short name of an instrument: the abbreviation closing its full name ("Patient Health
-    Questionnaire-9 (PHQ-9)" -> "PHQ-9"), else the config entry in capitals ("wai_sr" ->
-    "WAI-SR")."""
-    match = _ABBREVIATION.search(getattr(key, "full_name", "") or "")
-    return match.group(1) if match else entry.upper().replace("_", "-")
 
 
 def term_labels(covariates: Sequence[str] = (), terms: Sequence[str] = ()) -> dict[str, str]:

@@ -51,6 +51,7 @@ rule agreement:
             )
             for path, scale in bland_altman_figure_paths(config["agreement"])
         ],
+        pdf=[path.removesuffix(".png") + ".pdf" for path, scale in bland_altman_figure_paths(config["agreement"])],
     params:
         settings=config["agreement"],
         instruments=config["instruments"],
@@ -80,6 +81,7 @@ rule agreement_surface:
             caption="../report/agreement_surface_figure.rst",
             category="Agreement",
         ),
+        pdf="results/agreement/response_surface.pdf",
         # the figure's caption with the a1-a5 tests, included by agreement_surface_figure.rst
         caption="results/agreement/response_surface_caption.rst",
     params:

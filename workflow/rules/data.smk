@@ -98,6 +98,9 @@ rule data_summary:
             caption="../report/missingness.rst",
             category="Data",
         ),
+        pdf="results/figures/missingness.pdf",
+        # the figure's facts (sessions drawn, N), included by missingness.rst
+        caption="results/figures/missingness_caption.rst",
     conda:
         "../envs/alliance.yaml"
     log:

@@ -78,6 +78,8 @@ rule interrater_figures:
             subcategory="Inter-rater",
             labels={"instrument": "{instrument}", "figure": "coder pairs"},
         ),
+        leniency_pdf="results/figures/interrater/{instrument}_leniency.pdf",
+        pairs_pdf="results/figures/interrater/{instrument}_pairs.pdf",
     params:
         settings=config["interrater"],
     wildcard_constraints:

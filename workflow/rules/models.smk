@@ -124,6 +124,7 @@ rule alliance_forest_plot:
             subcategory="All models",
             labels={"model": "all", "file": "forest plot"},
         ),
+        pdf="results/figures/alliance_forest.pdf",
         table=report(
             "results/tables/alliance_effects.csv",
             caption="../report/models_forest.rst",
@@ -169,6 +170,7 @@ rule model_trajectories:
             subcategory="Figures",
             labels={"model": FIGURE_MODELS["trajectories"] or "none", "file": "trajectories"},
         ),
+        pdf="results/figures/trajectories.pdf",
     params:
         model=FIGURE_MODELS["trajectories"],
     conda:
@@ -190,6 +192,9 @@ rule early_alliance_scatter:
             subcategory="Figures",
             labels={"model": FIGURE_MODELS["scatter"] or "none", "file": "scatter"},
         ),
+        pdf="results/figures/early_alliance_scatter.pdf",
+        # the model-implied line's estimate, p and N, included by models_scatter.rst
+        caption="results/figures/early_alliance_scatter_caption.rst",
     params:
         model=FIGURE_MODELS["scatter"],
     conda:
@@ -211,6 +216,9 @@ rule therapist_caterpillar:
             subcategory="Figures",
             labels={"model": FIGURE_MODELS["caterpillar"] or "none", "file": "caterpillar"},
         ),
+        pdf="results/figures/therapist_caterpillar.pdf",
+        # the number of therapists and clients drawn, included by models_caterpillar.rst
+        caption="results/figures/therapist_caterpillar_caption.rst",
     conda:
         "../envs/alliance.yaml"
     log:
@@ -256,6 +264,7 @@ rule specification_curve:
             category="Sensitivity",
             labels={"file": "specification curve"},
         ),
+        pdf="results/sensitivity/specification_curve.pdf",
     conda:
         "../envs/alliance.yaml"
     log:
@@ -393,6 +402,7 @@ rule power:
             caption="../report/power_figure.rst",
             category="Power",
         ),
+        pdf="results/figures/power_curve.pdf",
     params:
         power=config_digest(config.get("power")),
     conda:

@@ -45,6 +45,7 @@ rule ruptures:
             )
             for path, label in trajectory_figure_paths(config["ruptures"])
         ],
+        pdf=[path.removesuffix(".png") + ".pdf" for path, label in trajectory_figure_paths(config["ruptures"])],
     params:
         settings=config["ruptures"],
     conda:

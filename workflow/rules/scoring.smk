@@ -97,6 +97,7 @@ rule jacobson_plot:
             caption="../report/jacobson.rst",
             category="Scoring",
         ),
+        pdf="results/figures/jacobson.pdf",
     conda:
         "../envs/alliance.yaml"
     log:

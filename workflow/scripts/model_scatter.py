@@ -6,4 +6,5 @@ log_to_file(snakemake.log[0])
 
 from alliance.models.steps import write_scatter_figure  # noqa: E402
 
-write_scatter_figure(snakemake.input.data, snakemake.config, snakemake.params.model, snakemake.output[0])
+write_scatter_figure(snakemake.input.data, snakemake.config, snakemake.params.model, snakemake.output[0],
+                     snakemake.output.caption)

@@ -6,4 +6,5 @@ log_to_file(snakemake.log[0])
 
 from alliance.models.steps import write_specification_curve  # noqa: E402
 
-write_specification_curve(snakemake.input.specifications, snakemake.output.table, snakemake.output.figure)
+write_specification_curve(snakemake.input.specifications, snakemake.output.table, snakemake.output.figure,
+                          snakemake.config)

@@ -14,6 +14,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 
 from alliance.agreement.dyads import ResponseSurface, discrepancy_summary
+from alliance.report.style import OKABE_ITO
 
 __all__ = [
     "plot_bland_altman",
@@ -29,6 +30,7 @@ def plot_bland_altman(
     loa_z: float = 1.96,
     level: float = 0.95,
     ax_labels: tuple[str, str] = ("mean of client and therapist", "client − therapist"),
+    title: str | None = None,
 ) -> Figure:
     """Bland–Altman plot of client versus therapist ratings on one scale.
 
@@ -43,11 +45,12 @@ def plot_bland_altman(
     mean, diff = (x[keep] + y[keep]) / 2, x[keep] - y[keep]
     fig = Figure(figsize=(5.5, 4), layout="constrained")
     ax = fig.subplots()
-    ax.scatter(mean, diff, s=12, alpha=0.6, color=_PALETTE[0], edgecolors="none")
+    ax.scatter(mean, diff, s=12, alpha=0.5, color=OKABE_ITO["grey"], edgecolors="none", label="dyad-sessions")
+    # blue and vermilion: the palette's orange and vermilion looked alike
     lines = [
-        ("mean_diff", "mean_diff_ci_low", "mean_diff_ci_high", _PALETTE[1], "mean difference"),
-        ("loa_low", "loa_low_ci_low", "loa_low_ci_high", _PALETTE[3], "limits of agreement"),
-        ("loa_high", "loa_high_ci_low", "loa_high_ci_high", _PALETTE[3], None),
+        ("mean_diff", "mean_diff_ci_low", "mean_diff_ci_high", OKABE_ITO["blue"], "mean difference (95% CI)"),
+        ("loa_low", "loa_low_ci_low", "loa_low_ci_high", OKABE_ITO["vermilion"], "limits of agreement (95% CI)"),
+        ("loa_high", "loa_high_ci_low", "loa_high_ci_high", OKABE_ITO["vermilion"], None),
     ]
     for value, low, high, colour, label in lines:
         ax.axhline(summary[value], color=colour, lw=1.5, label=label)
@@ -55,7 +58,7 @@ def plot_bland_altman(
     ax.axhline(0, color="0.5", lw=0.8, ls=":")
     ax.set_xlabel(ax_labels[0])
     ax.set_ylabel(ax_labels[1])
-    ax.set_title(f"{scale}: n = {int(summary['n'])}", fontsize=10)
+    ax.set_title(f"{title or scale}: n = {int(summary['n'])}", fontsize=10)
     ax.legend(fontsize=8, loc="best")
     return fig
 
@@ -102,9 +105,10 @@ def plot_response_surface(
     line = np.linspace(max(x_range[0], y_range[0]), min(x_range[1], y_range[1]), grid)
     mirrored = 2 * result.centre - line  # x - c = -(y - c)
     inside = (mirrored >= y_range[0]) & (mirrored <= y_range[1])
+    # vermilion and black: the palette's orange and vermilion looked alike
     lines = [
-        (line, line, dict(color=_PALETTE[1], lw=2.5, label="congruence (x = y)")),
-        (line[inside], mirrored[inside], dict(color=_PALETTE[3], lw=2.5, ls="--",
+        (line, line, dict(color=OKABE_ITO["vermilion"], lw=2.5, label="congruence (x = y)")),
+        (line[inside], mirrored[inside], dict(color=OKABE_ITO["black"], lw=2.5, ls="--",
                                               label="incongruence (x − c = −(y − c))")),
     ]
     fig = Figure(figsize=(12, 5.2 + 0.18 * len(tests)), layout="constrained")

@@ -37,7 +37,6 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from alliance.lmm import fit as lmm_fit
@@ -51,7 +50,8 @@ from alliance.agreement.dyads import (
     response_surface,
 )
 from alliance.scoring.instruments import InstrumentKey, keys_from_config
-from alliance.outputs import atomic_path, write_csv, write_figure, write_json
+from alliance.outputs import atomic_path, write_csv, write_json
+from alliance.report.style import save_figure
 from alliance.outputs import json_safe
 from alliance.report.tables import format_number, format_p
 from alliance.scoring.select import require_instrument, require_scores, select_change
@@ -218,15 +218,21 @@ def item_discrepancy(administrations: pd.DataFrame, settings: Mapping[str, Any],
     return table
 
 
-def bland_altman_figure(pairs: pd.DataFrame, settings: Mapping[str, Any], scale: str):
-    """Bland–Altman plot of client versus therapist ratings on ``scale`` (a matplotlib Figure)."""
+def bland_altman_figure(pairs: pd.DataFrame, settings: Mapping[str, Any], scale: str,
+                        keys: Mapping[str, Any] | None = None):
+    """Bland–Altman plot of client versus therapist ratings on ``scale`` (a matplotlib Figure);
+    instruments and the scale named from their ``keys`` (config entry -> key) when given."""
     from alliance.agreement.figures import plot_bland_altman
+    from alliance.scoring.instruments import instrument_abbreviation, scale_display
 
     if scale not in settings["scales"]:
         raise ValueError(f"scale {scale!r} is not among agreement/scales {settings['scales']}")
-    fig = plot_bland_altman(pairs, scale, loa_z=settings["loa_z"], level=settings["level"])
-    fig.suptitle(f"{settings['client_instrument']} (client) - {settings['therapist_instrument']} (therapist)",
-                 fontsize=10)
+    keys = keys or {}
+    client, therapist = settings["client_instrument"], settings["therapist_instrument"]
+    fig = plot_bland_altman(pairs, scale, loa_z=settings["loa_z"], level=settings["level"],
+                            title=scale_display(client, scale, keys.get(client)).split(" ", 1)[-1].capitalize())
+    fig.suptitle(f"{instrument_abbreviation(client, keys.get(client))} (client) \u2212 "
+                 f"{instrument_abbreviation(therapist, keys.get(therapist))} (therapist)", fontsize=10)
     return fig
 
 
@@ -255,8 +261,9 @@ def write_agreement_outputs(scores_path: str, administrations_path: str, setting
     write_csv(summary, discrepancy_path)
     write_csv(items, items_path)
     write_csv(per_dyad, per_dyad_path)
+    figure_keys = keys_from_config({"instruments": instruments})
     for scale, path in zip(settings["scales"], figure_paths):
-        write_figure(bland_altman_figure(pairs, settings, scale), path, dpi=150)
+        save_figure(bland_altman_figure(pairs, settings, scale, figure_keys), path)
     return {"discrepancy": summary, "items": items, "per_dyad": per_dyad}
 
 
@@ -421,6 +428,7 @@ def write_response_surface(scores_path: str, change_path: str, clients_path: str
     otherwise (``midpoint``: the scale midpoint of Shanock et al., 2010; or a number).
     """
     from alliance.agreement.figures import plot_response_surface
+    from alliance.scoring.instruments import instrument_abbreviation, scale_display
 
     keys = keys_from_config({"instruments": instruments})
     pairs = agreement_pairs(pd.read_parquet(scores_path), settings)
@@ -446,10 +454,11 @@ def write_response_surface(scores_path: str, change_path: str, clients_path: str
     write_json(json_safe(info), json_path)
     fig = plot_response_surface(
         result, data.loc[data[[X, Y, Z, BASELINE]].notna().all(axis=1), [X, Y]].to_numpy(dtype=float),
-        labels=(f"client {surface['scale']}", f"therapist {surface['scale']}",
-                f"{surface['outcome']} post (baseline at mean)"),
+        labels=(f"client-rated {scale_display(settings['client_instrument'], surface['scale'], keys.get(settings['client_instrument']))}",
+                f"therapist-rated {scale_display(settings['therapist_instrument'], surface['scale'], keys.get(settings['therapist_instrument']))}",
+                f"{instrument_abbreviation(surface['outcome'], keys.get(surface['outcome']))} post (baseline at mean)"),
         tests=list(surface_tests(result).values()))
-    write_figure(fig, png_path, dpi=150)
+    save_figure(fig, png_path)
     if caption_path is not None:
         with atomic_path(caption_path) as tmp:
             tmp.write_text(surface_caption(result, info), encoding="utf-8")

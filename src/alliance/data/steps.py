@@ -12,9 +12,9 @@ import pandas as pd
 
 from alliance.data.deid import pseudonymise, refuse_identifiers
 from alliance.data.keys import study_key
-from alliance.scoring.instruments import keys_from_config
+from alliance.scoring.instruments import instrument_labels, keys_from_config
 from alliance.data.io import read_columns
-from alliance.outputs import write_csv, write_json, write_parquet
+from alliance.outputs import atomic_path, write_csv, write_json, write_parquet
 from alliance.data.ids import normalise_ids
 from alliance.data.validate import (
     _numeric,
@@ -26,10 +26,9 @@ from alliance.data.validate import (
 )
 
 
-from alliance.report.style import close
-from alliance.outputs import write_figure
-from alliance.data.figures import missingness_figure
-from alliance.data.summary import completion, sample_sizes
+from alliance.report.style import close, save_figure
+from alliance.data.figures import missingness_caption, missingness_figure
+from alliance.data.summary import completion, sample_sizes, scheduled_completion
 
 log = logging.getLogger(__name__)
 
@@ -262,8 +261,11 @@ def switch_report(tidy: pd.DataFrame) -> pd.DataFrame:
 
 
 
-def write_summary(administrations_path, clients_path, switches_path, out_json, out_completion, out_figure) -> None:
-    """Write the summary numbers, the completion table and the missingness figure."""
+def write_summary(administrations_path, clients_path, switches_path, out_json, out_completion, out_figure,
+                  out_caption=None, config=None) -> None:
+    """Write the summary numbers, the completion table and the missingness figure (with, when
+    ``out_caption`` is given, its caption sentence of sessions and N; instrument names from the
+    keys of ``config``)."""
     administrations = pd.read_parquet(administrations_path)
     clients = pd.read_parquet(clients_path)
     switches = pd.read_csv(switches_path)
@@ -272,6 +274,10 @@ def write_summary(administrations_path, clients_path, switches_path, out_json, o
     comp = completion(administrations)
     write_json(summary, out_json)
     write_csv(comp, out_completion)
-    fig = missingness_figure(comp)
-    write_figure(fig, out_figure)
+    labels = instrument_labels(config) if config else None
+    fig, facts = missingness_figure(scheduled_completion(administrations), labels)
+    save_figure(fig, out_figure)
     close(fig)
+    if out_caption:
+        with atomic_path(out_caption) as tmp:
+            tmp.write_text(missingness_caption(facts, summary["clients"], labels), encoding="utf-8")

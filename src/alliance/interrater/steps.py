@@ -36,7 +36,8 @@ import numpy as np
 import pandas as pd
 
 from alliance.errors import require_columns
-from alliance.outputs import write_csv, write_figure
+from alliance.outputs import write_csv
+from alliance.report.style import save_figure
 from alliance.scoring.select import require_instrument
 
 __all__ = [
@@ -341,9 +342,11 @@ def write_interrater_figures(administrations_path: str, scores_path: str, config
     if scale not in units:
         raise ValueError(f"at interrater/figure_scale: {scale!r} is not a scale of {instrument!r}: {sorted(units)}")
     ratings = units[scale]
-    label = f"{instrument} {scale}"
+    from alliance.scoring.instruments import keys_from_config, scale_display
+
+    label = scale_display(instrument, scale, keys_from_config(config).get(instrument))
     table = rater_leniency(ratings, "target", "rater", "rating", ci_level=settings["ci_level"])
-    write_figure(plot_rater_leniency(table, scale_label=label), leniency_png, dpi=150)
+    save_figure(plot_rater_leniency(table, scale_label=label), leniency_png)
     try:
         figure = plot_pairwise_agreement(ratings, "target", "rater", "rating", min_shared=settings["min_shared"],
                                          scale_label=label)
@@ -351,7 +354,7 @@ def write_interrater_figures(administrations_path: str, scores_path: str, config
         log.warning("pairwise figure: %s", err)
         figure = _message_figure(f"No pair of coders shares {settings['min_shared']} or more sessions\n"
                                  "(interrater: min_shared); see results/reliability/rater_pairs.csv")
-    write_figure(figure, pairs_png, dpi=150)
+    save_figure(figure, pairs_png)
 
 
 def _message_figure(text: str):

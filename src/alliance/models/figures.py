@@ -14,14 +14,25 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
+from matplotlib.transforms import blended_transform_factory
 
-from alliance.report.style import MARKERS, new_figure
+from alliance.report.style import MARKERS, OKABE_ITO, new_figure
 from alliance.models.summaries import BENCHMARK
 from alliance.errors import require_columns
 
 import math
 
 
+
+
+#: the multiverse's choices as the specification curve names them
+CHOICE_NAMES = {"early": "Early alliance", "outcome": "Outcome", "respondent": "Alliance", "covariates": "Covariates"}
+#: how the early alliance is defined, for axis labels (``scoring: early_alliance: method``)
+EARLY_TEXT = {
+    "mean_1_to_k": "mean over sessions 1\u2013{k}",
+    "session_k": "score at session {k}",
+    "first_up_to_k": "first score in sessions 1\u2013{k}",
+}
 
 
 def _require(data: pd.DataFrame, columns: Sequence[str], what: str) -> None:
@@ -85,13 +96,16 @@ def forest_plot(effects: pd.DataFrame, benchmark: Mapping[str, float] = BENCHMAR
 
 
 def specification_curve_plot(curve: pd.DataFrame, labels: Sequence[str] = ("early", "outcome", "respondent", "covariates"),
-                             benchmark: Mapping[str, float] | None = BENCHMARK, ylabel: str = "r-equivalent"):
+                             benchmark: Mapping[str, float] | None = BENCHMARK, ylabel: str = "r-equivalent",
+                             names: Mapping[str, Mapping[str, str]] | None = None):
     """Specification curve (Simonsohn, Simmons & Nelson, 2020): estimates ranked, with CIs,
     and below them which choice each specification made.
 
     ``curve`` is :func:`alliance.models.specification_curve` output; ``labels`` are its
-    columns naming the choices.
+    columns naming the choices; ``names`` maps a column to {choice: the name shown} (e.g.
+    ``{"outcome": {"phq9": "PHQ-9 total"}}``), the choice itself where none is given.
     """
+    names = names or {}
     _require(curve, ["rank", "estimate", "ci_low", "ci_high", "significant", *labels], "curve")
     choices = [(col, value) for col in labels for value in sorted(curve[col].astype(str).unique())]
     fig, (top, bottom) = new_figure(7.5, 4.0 + 0.22 * len(choices), nrows=2, sharex=True,
@@ -104,14 +118,15 @@ def specification_curve_plot(curve: pd.DataFrame, labels: Sequence[str] = ("earl
     sig = curve["significant"].to_numpy(bool)
     top.scatter(x[sig], curve["estimate"][sig], marker=MARKERS[0], color="black", label="p < .05", zorder=3)
     top.scatter(x[~sig], curve["estimate"][~sig], marker=MARKERS[0], facecolor="white", edgecolor="black",
-                label="p >= .05", zorder=3)
+                label="p \u2265 .05", zorder=3)
     top.set_ylabel(ylabel)
     # Outside the axes: inside, the legend hides estimates or the benchmark band.
     top.legend(frameon=False, fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     for i, (col, value) in enumerate(choices):
         used = curve[col].astype(str).to_numpy() == value
         bottom.scatter(x[used], np.full(used.sum(), i), marker="|", color="black")
-    bottom.set_yticks(range(len(choices)), [f"{c}: {v}" for c, v in choices])
+    bottom.set_yticks(range(len(choices)), [f"{CHOICE_NAMES.get(c, c)}: {names.get(c, {}).get(v, v)}"
+                                             for c, v in choices])
     bottom.invert_yaxis()
     bottom.set_xlabel("specification (ranked by estimate)")
     bottom.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -119,47 +134,96 @@ def specification_curve_plot(curve: pd.DataFrame, labels: Sequence[str] = ("earl
 
 
 def caterpillar_plot(ranef: pd.DataFrame, term: str = "(Intercept)", lower: str | None = None,
-                     upper: str | None = None, ylabel: str = "therapist effect on the outcome"):
-    """Therapists' conditional modes, sorted (caterpillar plot), without their ids.
+                     upper: str | None = None, xlabel: str = "therapist effect on the outcome",
+                     sd: str | None = None, n_clients: str | None = None, z: float = 1.96,
+                     unit: str = "Therapist"):
+    """Therapists' conditional modes, sorted (caterpillar plot), as lme4's
+    ``dotplot(ranef(m, condVar = TRUE))``: each therapist's mode with mode +- ``z`` conditional
+    SD, the most negative at the bottom, labelled by rank ("Therapist 1" … "Therapist k",
+    never by id) and with the number of its clients at the right margin.
 
-    ``ranef`` is the engine's ``result.ranef["therapist"]`` (rows: therapists); ``lower``
-    and ``upper`` name interval columns when available (e.g. from the cluster bootstrap).
+    Parameters
+    ----------
+    ranef : DataFrame
+        One row per therapist: the mode (``term``) and, optionally, its conditional SD (``sd``;
+        :func:`alliance.models.uncertainty.conditional_sd`) or interval columns ``lower`` and
+        ``upper`` (e.g. from a bootstrap), and the client count (``n_clients``).
+    xlabel : str
+        What the effect is, with the outcome's name.
+
+    Returns
+    -------
+    Figure
     """
-    _require(ranef, [term] + [c for c in (lower, upper) if c], "ranef")
+    _require(ranef, [term] + [c for c in (lower, upper, sd, n_clients) if c], "ranef")
     d = ranef.sort_values(term, kind="mergesort").reset_index(drop=True)
-    fig, ax = new_figure(6.5, 4.0)
-    rank = np.arange(1, len(d) + 1)
-    if lower and upper:
-        ax.vlines(rank, d[lower], d[upper], color="0.5", linewidth=1)
-    ax.scatter(rank, d[term], marker=MARKERS[0], color="black", s=14, zorder=3)
-    ax.axhline(0, color="black", linewidth=0.8)
-    ax.set_xlabel("therapists, ranked")
-    ax.set_ylabel(ylabel)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    n = len(d)
+    est = d[term].to_numpy(float)
+    if sd:
+        low, high = est - z * d[sd].to_numpy(float), est + z * d[sd].to_numpy(float)
+        what = f"conditional mode \u00b1 {z:g} conditional SD"
+    elif lower and upper:
+        low, high = d[lower].to_numpy(float), d[upper].to_numpy(float)
+        what = "estimate and interval"
+    else:
+        low = high = None
+        what = "conditional mode"
+    fig, ax = new_figure(6.5, min(0.2 * n + 1.9, 40.0), layout="constrained")
+    pos = np.arange(n)
+    colour = OKABE_ITO["blue"]
+    if low is not None:
+        err = np.clip(np.vstack([est - low, high - est]), 0, None)
+        ax.errorbar(est, pos, xerr=err, fmt=MARKERS[0], color=colour, ms=3.5, lw=1, capsize=1.5, label=what)
+    else:
+        ax.scatter(est, pos, marker=MARKERS[0], color=colour, s=14, zorder=3, label=what)
+    ax.axvline(0, color="0.35", ls="--", lw=1, label="average therapist (0)")
+    ax.set_yticks(pos, [f"{unit} {k}" for k in pos + 1], fontsize=max(5, 8 - n // 25))
+    ax.set_ylim(-0.7, n - 0.3)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(f"{unit.lower()}s, ranked by their effect")
+    ax.grid(axis="y", visible=False)
+    if n_clients:
+        margin = blended_transform_factory(ax.transAxes, ax.transData)
+        for p, count in zip(pos, d[n_clients]):
+            ax.text(1.01, p, f"{int(count)}", transform=margin, va="center", fontsize=6.5, color="0.3")
+        ax.text(1.01, n - 0.3, "clients", transform=margin, va="bottom", fontsize=6.5, color="0.3")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.09), ncol=2, frameon=False, fontsize="small")
     return fig
 
 
 def early_outcome_scatter(client_data: pd.DataFrame, x: str = "early_alliance", y: str = "post",
-                          xlabel: str = "early alliance", ylabel: str = "post-treatment outcome"):
-    """Early alliance against outcome, one point per client, with the OLS line."""
+                          xlabel: str = "early alliance", ylabel: str = "post-treatment outcome",
+                          line: pd.DataFrame | None = None, line_label: str = "model-implied line, 95% CI"):
+    """Early alliance against outcome, one point per client, with the model-implied line.
+
+    Parameters
+    ----------
+    line : DataFrame, optional
+        :func:`alliance.models.uncertainty.implied_line` of the fitted model (``x``, ``fit``,
+        ``ci_low``, ``ci_high``), drawn with its band and labelled ``line_label`` (give the
+        estimate and p). Without it only the points are drawn: an unadjusted least-squares line
+        would show a slope the model need not support.
+    """
     _require(client_data, [x, y], "client_data")
     d = client_data[[x, y]].dropna()
-    fig, ax = new_figure(5.5, 4.5)
-    ax.scatter(d[x], d[y], s=10, alpha=0.5, color="0.2", marker=MARKERS[0])
-    if len(d) >= 2 and d[x].nunique() > 1:
-        slope, intercept = np.polyfit(d[x], d[y], 1)
-        grid = np.linspace(d[x].min(), d[x].max(), 50)
-        ax.plot(grid, intercept + slope * grid, color="black", linewidth=1.5)
+    fig, ax = new_figure(5.5, 4.8)
+    ax.scatter(d[x], d[y], s=10, alpha=0.45, color=OKABE_ITO["grey"], edgecolors="none", marker=MARKERS[0],
+               label=f"clients (N = {len(d)})")
+    if line is not None and len(line):
+        ax.fill_between(line["x"], line["ci_low"], line["ci_high"], color=OKABE_ITO["blue"], alpha=0.25, lw=0)
+        ax.plot(line["x"], line["fit"], color=OKABE_ITO["blue"], linewidth=2, label=line_label)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.set_title(f"N = {len(d)} clients")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), frameon=False, fontsize="small")
     return fig
 
 
 def trajectory_plot(session_data: pd.DataFrame, values: Sequence[str] = ("alliance", "symptoms"),
-                    n_individual: int = 40, seed: int = 0, client: str = "client", session: str = "session"):
+                    n_individual: int = 40, seed: int = 0, client: str = "client", session: str = "session",
+                    names: Mapping[str, str] | None = None):
     """Session-by-session trajectories: a random subset of clients (thin lines) and the mean
-    by session (thick line, with the number of clients at each session on a second axis)."""
+    by session (thick line, with the number of clients at each session on a second axis);
+    ``names`` maps a value column to the name shown (e.g. ``"Outcome (PHQ-9 total)"``)."""
     _require(session_data, [client, session, *values], "session_data")
     rng = np.random.default_rng(seed)
     clients = session_data[client].unique()
@@ -168,15 +232,18 @@ def trajectory_plot(session_data: pd.DataFrame, values: Sequence[str] = ("allian
                            gridspec_kw={"height_ratios": [3, 1]})
     for ax, count_ax, value in zip(axes[0], axes[1], values):
         d = session_data[[client, session, value]].dropna()
-        for _, one in d.loc[d[client].isin(shown)].groupby(client, sort=False):
-            ax.plot(one[session], one[value], color="0.75", linewidth=0.6)
+        name = (names or {}).get(value, value)
+        for k, (_, one) in enumerate(d.loc[d[client].isin(shown)].groupby(client, sort=False)):
+            ax.plot(one[session], one[value], color="0.75", linewidth=0.6, label="single clients" if k == 0 else None)
         mean = d.groupby(session)[value].agg(["mean", "size"])
-        ax.plot(mean.index, mean["mean"], color="black", linewidth=2, marker=MARKERS[0], markersize=3, label="mean")
-        ax.set_ylabel(value)
-        ax.set_title(f"{value}: {len(shown)} of {d[client].nunique()} clients and the mean")
+        ax.plot(mean.index, mean["mean"], color=OKABE_ITO["blue"], linewidth=2, marker=MARKERS[0], markersize=3,
+                label="mean of all clients")
+        ax.set_ylabel(name)
+        ax.set_title(f"{name}: {len(shown)} of {d[client].nunique()} clients", fontsize="medium")
+        ax.legend(loc="best", frameon=False, fontsize="small")
         count_ax.bar(mean.index, mean["size"], color="0.6")
         count_ax.set_ylabel("clients")
-        count_ax.set_xlabel(session)
+        count_ax.set_xlabel(session.capitalize())
         count_ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     return fig
 

@@ -316,11 +316,17 @@ def fit_declared_model(spec: Mapping[str, Any], scores: pd.DataFrame, clients: p
 
 
 def _therapist_effects(fitted: FittedModel) -> pd.DataFrame:
-    """The therapists' conditional modes, ranked, without their ids (for the caterpillar plot)."""
+    """The therapists' conditional modes with their conditional SDs (``<term>_cond_sd``, lme4's
+    ``condVar``), ranked, without their ids (for the caterpillar plot)."""
+    from alliance.models.uncertainty import conditional_sd
+
     ranef = getattr(fitted.result, "ranef", {}) or {}
     if M.THERAPIST not in ranef:
         return pd.DataFrame(columns=["rank", "(Intercept)", "n_clients"])
     modes = ranef[M.THERAPIST].copy()
+    if getattr(fitted.result, "_structure", None) is not None:  # not for a test's stand-in engine
+        sds = conditional_sd(fitted.result, M.THERAPIST)
+        modes[[f"{c}_cond_sd" for c in sds.columns]] = sds.to_numpy()
     rows = fitted.data
     n_clients = rows.groupby(M.THERAPIST, sort=False)[M.CLIENT].nunique()
     modes["n_clients"] = n_clients.reindex(modes.index).fillna(0).astype("int64").to_numpy()
@@ -602,9 +608,8 @@ def write_forest_plot(fit_paths: Sequence[str | Path], out_png: str | Path, out_
     band of Flückiger et al. (2018; r = .278, 95% CI .256–.299); within-client effects
     (standardised by the within-client SDs) and therapist-level r-equivalents (df bounded by
     the number of therapists) in panels of their own, without the band."""
-    from alliance.report.style import close
+    from alliance.report.style import close, save_figure
     from alliance.models.figures import forest_plot
-    from alliance.outputs import write_figure
 
     effects = alliance_effects(fit_paths)
     if effects.empty:
@@ -615,7 +620,7 @@ def write_forest_plot(fit_paths: Sequence[str | Path], out_png: str | Path, out_
                            benchmark_ci_high=np.where(client, M.BENCHMARK["ci_high"], np.nan))
     write_csv(table, out_csv)
     fig = forest_plot(effects)
-    write_figure(fig, out_png)
+    save_figure(fig, out_png)
     close(fig)
     return effects
 
@@ -652,53 +657,75 @@ def figure_models(config: Mapping[str, Any]) -> dict[str, str | None]:
 
 
 def _save(fig, path: str | Path) -> None:
-    from alliance.report.style import close
-    from alliance.outputs import write_figure
+    from alliance.report.style import close, save_figure
 
-    write_figure(fig, path)
+    save_figure(fig, path)
     close(fig)
-
-
-def _measure_text(measure: Sequence[Any]) -> str:
-    instrument, respondent, scale = measure
-    return " ".join(str(p) for p in (instrument, respondent, scale) if p)
 
 
 def write_trajectory_figure(data_path: str | Path, config: Mapping[str, Any], name: str, out_png: str | Path) -> None:
     """Workflow step: alliance and symptom trajectories by session (a seeded random subset of
     clients and the mean) from a session-level model's data."""
     from alliance.models.figures import trajectory_plot
+    from alliance.scoring.instruments import keys_from_config, measure_display
 
     figures = _models_config(config).get("figures") or {}
     data = pd.read_parquet(data_path)
     if data.empty:
         _save(_not_estimable_figure(name), out_png)
         return
-    fig = trajectory_plot(data, ("alliance", "symptoms"), n_individual=int(figures.get("n_individual", 40)),
-                          seed=int(config["study"]["seed"]))
     spec = model_spec(config, name)
-    axes = fig.axes
-    axes[0].set_ylabel(f"alliance ({_measure_text(spec['alliance'])})")
-    axes[1].set_ylabel(f"outcome ({_measure_text(spec['outcome'])})")
+    keys = keys_from_config(config)
+    alliance, outcome = measure_display(spec["alliance"], keys), measure_display(spec["outcome"], keys)
+    fig = trajectory_plot(data, ("alliance", "symptoms"), n_individual=int(figures.get("n_individual", 40)),
+                          seed=int(config["study"]["seed"]), names={"alliance": f"Alliance ({alliance})",
+                                                                   "symptoms": f"Outcome ({outcome})"})
     _save(fig, out_png)
 
 
-def write_scatter_figure(data_path: str | Path, config: Mapping[str, Any], name: str, out_png: str | Path) -> None:
-    """Workflow step: early alliance against the client-level response of a client-level model."""
-    from alliance.models.figures import early_outcome_scatter
+def write_scatter_figure(data_path: str | Path, config: Mapping[str, Any], name: str, out_png: str | Path,
+                         out_caption: str | Path | None = None) -> None:
+    """Workflow step: early alliance against the client-level response of a client-level model,
+    with the model-implied line and its 95% band (the model refitted to its data; the other
+    terms at their sample means, :func:`alliance.models.uncertainty.implied_line`), the
+    early-alliance coefficient and its p in the legend; and, when ``out_caption`` is given, its
+    caption sentence (model, N, estimate, CI, p)."""
+    from alliance.models.figures import EARLY_TEXT, early_outcome_scatter
+    from alliance.models.uncertainty import implied_line
+    from alliance.report.tables import format_number, format_p
+    from alliance.scoring.instruments import keys_from_config, measure_display
 
     spec = model_spec(config, name)
     response = M.EARLY_VARIANTS[spec["variant"]][0]
     early = spec["early"]
-    what = {"post": "post-treatment", "change_resid": "residualised change in", "slope": "rate of change of"}[response]
+    what = {"post": "Post-treatment", "change_resid": "Residualised change in", "slope": "Rate of change of"}[response]
     data = pd.read_parquet(data_path)
     if data.empty:
         _save(_not_estimable_figure(name), out_png)
+        _write_caption(out_caption, f"Model {name} could not be estimated.")
         return
+    keys = keys_from_config(config)
+    definition = EARLY_TEXT.get(early["method"], str(early["method"])).format(k=early["k"])
+    line, line_label, sentence = None, "", "No model-implied line: the model has no single early-alliance term."
+    if spec["kind"] == "early_outcome":
+        result = _fit_kind(spec, data, None)[0]
+        row = result.fixed_effects.loc["early_alliance"]
+        # the clients the model used (complete on every model variable), as the line describes them
+        data = data.dropna(subset=[v for v in result._model_frame.parsed.variables if v in data.columns])
+        x = data["early_alliance"].dropna()
+        line = implied_line(result, "early_alliance", np.linspace(x.min(), x.max(), 60))
+        b, p = format_number(row["estimate"], 2), format_p(row["p"])
+        line_label = f"model-implied line, 95% CI (b = {b}, p {p if p[0] in '<>' else '= ' + p})"
+        sentence = (f"Early-alliance coefficient *b* = {b}, 95% CI [{format_number(row['ci_low'], 2)}, "
+                    f"{format_number(row['ci_high'], 2)}], *p* {p if p[0] in '<>' else '= ' + p}; the line is the "
+                    "model's prediction with the other terms at their sample means, the band its 95% CI.")
     fig = early_outcome_scatter(data, "early_alliance", response,
-                                xlabel=f"early alliance ({_measure_text(spec['alliance'])}; {early['method']}, k = {early['k']})",
-                                ylabel=f"{what} {_measure_text(spec['outcome'])}")
+                                xlabel=f"Early alliance ({measure_display(spec['alliance'], keys)}, {definition})",
+                                ylabel=f"{what} {measure_display(spec['outcome'], keys)}",
+                                line=line, line_label=line_label)
     _save(fig, out_png)
+    n = int(data[["early_alliance", response]].dropna().shape[0])
+    _write_caption(out_caption, f"Model: {_rst_text(spec['label'] or name)}. N = {n} clients. {sentence}")
 
 
 def _not_estimable_figure(name: str, reason: str | None = None):
@@ -713,18 +740,48 @@ def _not_estimable_figure(name: str, reason: str | None = None):
     return fig
 
 
-def write_caterpillar_figure(effects_path: str | Path, out_png: str | Path) -> None:
-    """Workflow step: caterpillar plot of the therapists' random intercepts (no ids)."""
+def write_caterpillar_figure(effects_path: str | Path, out_png: str | Path, out_caption: str | Path | None = None,
+                             config: Mapping[str, Any] | None = None) -> None:
+    """Workflow step: caterpillar plot of the therapists' random intercepts with their 95%
+    intervals (conditional mode +- 1.96 conditional SD), ranked, with each therapist's number of
+    clients, no ids; and, when ``out_caption`` is given, its caption sentence (model, N)."""
     from alliance.models.figures import caterpillar_plot
+    from alliance.scoring.instruments import keys_from_config, measure_display
 
     effects = pd.read_csv(effects_path)
     fit_path = Path(effects_path).parent / "fit.json"
-    if effects.empty and fit_path.exists() and not is_estimated(info := _read_fit(fit_path)):
+    info = _read_fit(fit_path) if fit_path.exists() else {}
+    if effects.empty and info and not is_estimated(info):
         _save(_not_estimable_figure(info.get("model") or fit_path.parent.name, info.get("reason")), out_png)
+        _write_caption(out_caption, f"Model {info.get('model') or fit_path.parent.name} could not be estimated.")
         return
     if effects.empty:
         raise ValueError(f"{effects_path}: the model has no therapist random effect to plot")
-    _save(caterpillar_plot(effects), out_png)
+    outcome = (info.get("settings") or {}).get("outcome")
+    keys = keys_from_config(config) if config and outcome else {}
+    name = measure_display(outcome, keys) if outcome else "the outcome"
+    sd = "(Intercept)_cond_sd" if "(Intercept)_cond_sd" in effects.columns else None
+    _save(caterpillar_plot(effects, sd=sd, n_clients="n_clients",
+                           xlabel=f"therapist effect on {name} (random intercept)"), out_png)
+    counts = effects["n_clients"]
+    _write_caption(out_caption, f"Model: {_rst_text(info.get('label') or fit_path.parent.name)}. "
+                                f"{len(effects)} therapists with {int(counts.min())}\u2013{int(counts.max())} "
+                                f"clients each ({int(counts.sum())} clients)."
+                                + ("" if sd else " No conditional SDs were computed, so no intervals are drawn."))
+
+
+def _rst_text(text: str) -> str:
+    """A config label as plain reStructuredText (markup characters escaped)."""
+    return "".join("\\" + ch if ch in "*`_|\\" else ch for ch in str(text))
+
+
+def _write_caption(path: str | Path | None, text: str) -> None:
+    """A figure's generated caption sentence, included by its caption file in workflow/report/."""
+    from alliance.outputs import atomic_path
+
+    if path:
+        with atomic_path(path) as tmp:
+            tmp.write_text(text + "\n", encoding="utf-8")
 
 
 # --------------------------------------------------------------------------------------
@@ -804,7 +861,8 @@ def run_specification(scores_path: str | Path, clients_path: str | Path | None, 
     return record
 
 
-def write_specification_curve(spec_paths: Sequence[str | Path], out_csv: str | Path, out_png: str | Path) -> pd.DataFrame:
+def write_specification_curve(spec_paths: Sequence[str | Path], out_csv: str | Path, out_png: str | Path,
+                              config: Mapping[str, Any] | None = None) -> pd.DataFrame:
     """Workflow step: gather the specifications into the specification curve (ranked by the
     r-equivalent), its table and figure; the median and the share with p < .05 are logged.
 
@@ -830,7 +888,7 @@ def write_specification_curve(spec_paths: Sequence[str | Path], out_csv: str | P
                           ignore_index=True).reindex(columns=[*curve.columns, "status", "reason"])
         curve.attrs.update(attrs)
     write_csv(curve, out_csv)
-    _save(_specification_curve_figure(curve, missing), out_png)
+    _save(_specification_curve_figure(curve, missing, _choice_names(config) if config else None), out_png)
     log.info("specification curve: %d specifications, %d not estimable, median r = %.3f, %.0f%% with p < .05",
              len(records), len(missing), curve.attrs.get("median_estimate", math.nan),
              100 * curve.attrs.get("share_significant", math.nan))
@@ -845,7 +903,26 @@ def _ranked_curve(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     return M.specification_curve(frame)
 
 
-def _specification_curve_figure(curve: pd.DataFrame, missing: Sequence[Mapping[str, Any]]):
+def _choice_names(config: Mapping[str, Any]) -> dict[str, dict[str, str]]:
+    """The multiverse's choices by name: early-alliance definitions in words, measures by their
+    instruments' keys (``phq9`` -> ``PHQ-9 total``), covariate sets by their covariates."""
+    from alliance.models.figures import EARLY_TEXT
+    from alliance.scoring.instruments import keys_from_config, measure_display
+
+    mv, keys = _multiverse(config), keys_from_config(config)
+    early = {label: {**_early_default(config), **(d or {})} for label, d in (mv.get("early") or {}).items()}
+    return {
+        "early": {label: EARLY_TEXT.get(d["method"], str(d["method"])).format(k=d["k"]) for label, d in early.items()},
+        "outcome": {label: measure_display(_measure(m, f"models: multiverse: outcomes: {label}"), keys)
+                    for label, m in (mv.get("outcomes") or {}).items()},
+        "respondent": {label: measure_display(_measure(m, f"models: multiverse: respondents: {label}"), keys)
+                       for label, m in (mv.get("respondents") or {}).items()},
+        "covariates": {label: ", ".join(c or []) or "none" for label, c in (mv.get("covariate_sets") or {}).items()},
+    }
+
+
+def _specification_curve_figure(curve: pd.DataFrame, missing: Sequence[Mapping[str, Any]],
+                                names: Mapping[str, Mapping[str, str]] | None = None):
     """The specification curve of the estimated specifications, with a footnote naming each
     specification that could not be estimated and why."""
     from alliance.report.style import new_figure
@@ -855,7 +932,7 @@ def _specification_curve_figure(curve: pd.DataFrame, missing: Sequence[Mapping[s
     if len(ranked):
         fig = specification_curve_plot(ranked.assign(rank=ranked["rank"].astype("int64"),
                                                      significant=ranked["significant"].astype(bool)),
-                                       ylabel="r-equivalent (+: better outcome)")
+                                       ylabel="r-equivalent (+: better outcome)", names=names)
     else:
         fig, axis = new_figure(7.5, 2.0)
         axis.set_axis_off()
@@ -1186,8 +1263,8 @@ def write_planned_batch(config: Mapping[str, Any], cell_id: str, batch: int, pat
 def write_power_curve(batch_paths: Sequence[str], config: Mapping[str, Any], results_path: str,
                       curve_path: str, figure_path: str) -> None:
     """Workflow step: gather the batches, write every replication, the curve and its figure."""
-    from alliance.report.style import close
-    from alliance.outputs import write_csv, write_figure
+    from alliance.report.style import close, save_figure
+    from alliance.outputs import write_csv
 
     settings = power_settings(config["power"], config["study"]["seed"])
     results = pd.concat([pd.read_csv(p) for p in sorted(batch_paths)], ignore_index=True)
@@ -1196,7 +1273,7 @@ def write_power_curve(batch_paths: Sequence[str], config: Mapping[str, Any], res
     write_csv(results, results_path)
     write_csv(curve, curve_path)
     fig = power_figure(curve, alpha=settings["analysis"].alpha)
-    write_figure(fig, figure_path)
+    save_figure(fig, figure_path)
     close(fig)
 
 

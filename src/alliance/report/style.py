@@ -1,6 +1,10 @@
-"""One figure style for every plot: seaborn, colour-blind-safe, readable in greyscale."""
+"""One figure style for every plot: seaborn, colour-blind-safe, readable in greyscale; one way
+to save a figure (:func:`save_figure`: a 300-dpi PNG and a PDF beside it, byte-identical reruns).
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 # No backend is forced: scripts without a display get Agg from matplotlib itself, and Jupyter
 # keeps its inline backend, so that a notebook shows the figures it draws.
@@ -8,6 +12,13 @@ import matplotlib.pyplot as plt
 import seaborn as sns
 
 PALETTE = "colorblind"
+#: Okabe & Ito (2008) colours, the same as seaborn's "colorblind" palette's distinct hues, by name
+OKABE_ITO = {
+    "blue": "#0072B2", "orange": "#E69F00", "green": "#009E73", "vermilion": "#D55E00",
+    "sky": "#56B4E9", "purple": "#CC79A7", "yellow": "#F0E442", "grey": "#999999", "black": "#000000",
+}
+#: resolution of every PNG the workflow writes (journals ask for 300 dpi for line art and halftones)
+PNG_DPI = 300
 # Markers and line styles carry the same information as colour, for greyscale printing.
 MARKERS = ["o", "s", "^", "D", "v", "P", "X"]
 LINESTYLES = ["-", "--", ":", "-."]
@@ -19,7 +30,7 @@ def apply_style() -> None:
     sns.set_theme(context="paper", style="whitegrid", palette=PALETTE)
     plt.rcParams.update({
         "figure.dpi": 100,
-        "savefig.dpi": 150,
+        "savefig.dpi": PNG_DPI,
         "savefig.bbox": "tight",
         "font.family": "DejaVu Sans",
         "svg.hashsalt": "alliance",
@@ -35,3 +46,26 @@ def new_figure(width: float = 6.5, height: float = 4.0, **kwargs):
 
 def close(fig) -> None:
     plt.close(fig)
+
+
+def pdf_path(png_path: str | Path) -> Path:
+    """The PDF written beside a figure's PNG (same name, ``.pdf``)."""
+    return Path(png_path).with_suffix(".pdf")
+
+
+def save_figure(fig, png_path: str | Path) -> Path:
+    """Write ``fig`` as a 300-dpi PNG at ``png_path`` and as a PDF beside it; return the PDF's path.
+
+    Both files carry no date or software version in their metadata (PNG ``Software``, PDF
+    ``CreationDate``/``Creator``/``Producer`` left out), so the same figure gives the same bytes on
+    every run; each is written atomically (:func:`alliance.outputs.write_figure`).
+    """
+    from alliance.outputs import write_figure
+
+    png = Path(png_path)
+    if png.suffix != ".png":
+        raise ValueError(f"save_figure: {png} must end in .png (the PDF is written beside it)")
+    write_figure(fig, png, dpi=PNG_DPI)
+    pdf = pdf_path(png)
+    write_figure(fig, pdf)
+    return pdf

@@ -550,7 +550,7 @@ def _html_table(table: ApaTable) -> str:
     ``<table>`` (column groups in a first header row) and note."""
     esc = html.escape
     parts = [f'<div class="apa-table" id="table-{table.number}">',
-             f'<table>',
+             '<table>',
              f'<caption class="left"><p class="apa-number"><strong>{table.caption}</strong></p>'
              f'<p class="apa-title"><em>{esc(table.title)}</em></p></caption>',
              "<thead>"]
@@ -1155,8 +1155,8 @@ def fixed_effects_table(fixed_effects: pd.DataFrame, number: int = 1, title: str
                Column("t", "t", "number", 2 if decimals is None else decimals, italic=True),
                Column("p", "p", "p", italic=True),
                Column("ci_low", ci, "number", decimals, upper="ci_high", decimals_from=by_se)]
-    standard = (f"b = unstandardised estimate; SE = standard error; df = Satterthwaite degrees of freedom "
-                f"(Kuznetsova et al., 2017); CI = confidence interval")
+    standard = ("b = unstandardised estimate; SE = standard error; df = Satterthwaite degrees of freedom "
+                "(Kuznetsova et al., 2017); CI = confidence interval")
     if decimals is None:
         standard += "; b, SE and CI are shown to the decimals two significant digits of the row's SE need"
     if "std_estimate" in rows.columns:

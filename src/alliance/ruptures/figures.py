@@ -23,7 +23,8 @@ __all__ = [
 ]
 
 _PALETTE = sns.color_palette("colorblind")
-LINE, REPAIRED, UNREPAIRED, REPAIR, CENSORED = _PALETTE[0], _PALETTE[2], _PALETTE[3], _PALETTE[1], _PALETTE[7]
+# The repair marker black: the palette's orange looked like the vermilion of unrepaired ruptures.
+LINE, REPAIRED, UNREPAIRED, REPAIR, CENSORED = _PALETTE[0], _PALETTE[2], _PALETTE[3], "black", _PALETTE[7]
 
 
 def _require(data: pd.DataFrame, columns: Sequence[str], what: str) -> None:

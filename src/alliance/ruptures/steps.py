@@ -39,7 +39,8 @@ import numpy as np
 import pandas as pd
 
 from alliance.lmm import fit as lmm_fit
-from alliance.outputs import write_csv, write_figure, write_json
+from alliance.outputs import write_csv, write_json
+from alliance.report.style import save_figure
 from alliance.ruptures.episodes import (
     COUNT_COLUMNS,
     DETECTION_COLUMNS,
@@ -328,7 +329,8 @@ def _clients_without_episodes(series: pd.DataFrame, n: int) -> list[Any]:
     return list(longest.index[:n])
 
 
-def trajectory_figure(series: pd.DataFrame, episodes: pd.DataFrame, settings: Mapping[str, Any], c: float):
+def trajectory_figure(series: pd.DataFrame, episodes: pd.DataFrame, settings: Mapping[str, Any], c: float,
+                      keys: Mapping[str, Any] | None = None):
     """Example trajectories with the episodes at threshold ``c`` marked (a matplotlib Figure).
 
     Panels are labelled "client 1..n" (no ids). Clients are chosen by
@@ -342,7 +344,10 @@ def trajectory_figure(series: pd.DataFrame, episodes: pd.DataFrame, settings: Ma
     n = int(settings["example_clients"])
     clients = None if len(own) else _clients_without_episodes(series, n)
     fig = plot_rupture_trajectories(series, own, clients=clients, max_clients=n)
-    what = f"{settings['instrument']} {settings['scale']} ({settings['respondent']})"
+    from alliance.scoring.instruments import measure_display
+
+    what = measure_display((settings["instrument"], settings["respondent"], settings["scale"]), keys or {})
+    what = what[0].upper() + what[1:]
     rule = (f"drop of at least {float(c):g} SD (own SD), repair to within "
             f"{float(settings.get('repair_tolerance', 0.5)):g} SD of the pre-level in {settings['repair_window']} sessions")
     fig.suptitle(f"{what}: {rule}" + ("" if len(own) else " - no episode found"), fontsize=10)
@@ -350,14 +355,15 @@ def trajectory_figure(series: pd.DataFrame, episodes: pd.DataFrame, settings: Ma
 
 
 def write_rupture_outputs(scores_path: str, settings: Mapping[str, Any], episodes_path: str, counts_path: str,
-                          summary_path: str, figure_paths: Sequence[str]) -> dict[str, pd.DataFrame]:
+                          summary_path: str, figure_paths: Sequence[str],
+                          config: Mapping[str, Any] | None = None) -> dict[str, pd.DataFrame]:
     """Workflow step: rupture episodes, per-client counts and summary at every threshold, and one
     trajectory figure per threshold.
 
     Reads ``results/scores/scores.parquet``, selects the series of ``settings`` (the
     ``ruptures:`` config section), writes the three tables of :func:`rupture_tables` as CSV and
     the figures of :func:`trajectory_figure` to ``figure_paths`` (in the order of
-    ``settings["thresholds"]``).
+    ``settings["thresholds"]``), the measure named from the instrument keys of ``config``.
     """
     if len(figure_paths) != len(settings["thresholds"]):
         raise ValueError(
@@ -370,8 +376,11 @@ def write_rupture_outputs(scores_path: str, settings: Mapping[str, Any], episode
     write_csv(tables["episodes"], episodes_path)
     write_csv(tables["counts"], counts_path)
     write_csv(tables["summary"], summary_path)
+    from alliance.scoring.instruments import keys_from_config
+
+    keys = keys_from_config(config) if config else None
     for c, path in zip(settings["thresholds"], figure_paths):
-        write_figure(trajectory_figure(series, tables["episodes"], settings, c), path, dpi=150)
+        save_figure(trajectory_figure(series, tables["episodes"], settings, c, keys), path)
     return tables
 
 

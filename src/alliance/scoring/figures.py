@@ -8,13 +8,14 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from alliance.outputs import write_figure
 from alliance.scoring.change import CATEGORIES
 
 
-def jacobson_plot(change_csv: str, parameters_json: str, png_path: str) -> None:
+def jacobson_plot(change_csv: str, parameters_json: str, png_path: str,
+                  labels: Mapping[str, str] | None = None) -> None:
     """Workflow step: one Jacobson plot per instrument (pre against post, the no-change line,
-    the reliable-change band and the cut-off), written to ``png_path``."""
+    the reliable-change band and the cut-off), written to ``png_path`` and a PDF beside it;
+    ``labels`` maps an instrument entry to its name in the panel titles (e.g. ``"PHQ-9"``)."""
     import json
     import math
 
@@ -35,8 +36,8 @@ def jacobson_plot(change_csv: str, parameters_json: str, png_path: str) -> None:
         axes[0, 0].text(0.5, 0.5, "No outcome measure with change norms", ha="center", va="center")
         axes[0, 0].set_axis_off()
     for ax, entry in zip(axes.ravel(), instruments):
-        _jacobson_panel(ax, table[table["instrument"].eq(entry)], parameters[entry], entry)
-    write_figure(fig, png_path)
+        _jacobson_panel(ax, table[table["instrument"].eq(entry)], parameters[entry], (labels or {}).get(entry, entry))
+    figures.save_figure(fig, png_path)
     figures.close(fig)
 
 
@@ -50,7 +51,7 @@ def _jacobson_panel(ax, rows: pd.DataFrame, params: Mapping[str, Any], entry: st
     grid = np.array(lims)
     band = params["reliable_change"]
     ax.plot(grid, grid, color="0.3", lw=1, label="no change")
-    ax.plot(grid, grid + band, color="0.5", lw=1, ls="--", label=f"reliable change (+/-{band:.3g})")
+    ax.plot(grid, grid + band, color="0.5", lw=1, ls="--", label=f"reliable change (\u00b1{band:.3g})")
     ax.plot(grid, grid - band, color="0.5", lw=1, ls="--")
     if params.get("cutoff") is not None:
         ax.axhline(params["cutoff"], color="0.2", lw=1, ls=":", label=f"cut-off {params['cutoff']:.3g}")
@@ -66,7 +67,7 @@ def _jacobson_panel(ax, rows: pd.DataFrame, params: Mapping[str, Any], entry: st
         if not chosen.empty:
             ax.scatter(chosen["pre"], chosen["post"], s=14, marker=figures.MARKERS[i], color=colours[i],
                        label=f"{category} ({len(chosen)})", alpha=0.8)
-    ax.set(xlim=lims, ylim=lims, xlabel="first administration", ylabel="last administration",
+    ax.set(xlim=lims, ylim=lims, xlabel="First administration", ylabel="Last administration",
            title=f"{entry} ({'higher is better' if params['direction'] == 'higher_is_better' else 'lower is better'})")
     ax.set_aspect("equal")
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)

@@ -17,6 +17,8 @@ schema and replaces the shipped key.
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -340,3 +342,41 @@ def instrument_key_paths(config: dict) -> list[str]:
         if spec.get("key_file"):
             paths.add(spec["key_file"])
     return sorted(paths)
+
+
+# --------------------------------------------------------------------------------------
+# Display names (tables, figures and text name instruments and scales alike)
+# --------------------------------------------------------------------------------------
+_ABBREVIATION_AT_END = re.compile(r"\(([^()\s]+)\)\s*$")
+
+
+def instrument_abbreviation(entry: str, key: Any) -> str:
+    """Short name of an instrument: the abbreviation closing its full name ("Patient Health
+    Questionnaire-9 (PHQ-9)" -> "PHQ-9"), else the config entry in capitals ("wai_sr" ->
+    "WAI-SR")."""
+    match = _ABBREVIATION_AT_END.search(getattr(key, "full_name", "") or "")
+    return match.group(1) if match else entry.upper().replace("_", "-")
+
+
+def scale_display(entry: str, scale: str | None, key: Any) -> str:
+    """An instrument's scale as a reader knows it: ``PHQ-9 total``, ``OQ-45.2 Symptom Distress``
+    (the key's scale label; the scale code when the key does not know it)."""
+    scales = getattr(key, "scales", None) or {}
+    label = scales[scale].label if scale in scales else (scale or "")
+    if label.lower() == "total":
+        label = "total"
+    return f"{instrument_abbreviation(entry, key)} {label}".strip()
+
+
+def measure_display(measure: Sequence[Any], keys: Mapping[str, Any]) -> str:
+    """A measure ``(instrument, respondent, scale)`` as a reader knows it: ``client-rated
+    WAI-SR total``, ``PHQ-9 total`` (no respondent)."""
+    instrument, respondent, scale = measure
+    text = scale_display(instrument, scale, keys.get(instrument))
+    return f"{respondent}-rated {text}" if respondent else text
+
+
+def instrument_labels(config: Mapping[str, Any]) -> dict[str, str]:
+    """Config entry -> the instrument's short name (:func:`instrument_abbreviation`), every entry
+    under ``instruments:``."""
+    return {entry: instrument_abbreviation(entry, key) for entry, key in keys_from_config(config).items()}
