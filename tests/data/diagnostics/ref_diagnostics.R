@@ -72,6 +72,13 @@ breusch_pagan <- function(m) {
   pchisq((sum(SS) - SS[length(SS)]) / 2, df = 1, lower.tail = FALSE)
 }
 
+# The reference line of qqline(): through the first and third quartiles.
+qqline_coef <- function(y) {
+  yq <- quantile(y, c(0.25, 0.75)); xq <- qnorm(c(0.25, 0.75))
+  slope <- diff(yq) / diff(xq)
+  list(intercept = unname(yq[1] - slope * xq[1]), slope = unname(slope))
+}
+
 out <- list()
 for (name in names(models)) {
   spec <- models[[name]]
@@ -96,6 +103,8 @@ for (name in names(models)) {
     performance_breusch_pagan_p = as.numeric(check_heteroscedasticity(m)),
     residual_df = insight::get_df(m, type = "residual"),
     shapiro_residuals_p = shapiro.test(r)$p.value,
+    qq_theoretical = sort(qqnorm(unname(r), plot.it = FALSE)$x),
+    qqline = qqline_coef(unname(r)),
     loo = loo
   )
 }
