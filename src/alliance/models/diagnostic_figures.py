@@ -59,6 +59,13 @@ def _term_label(group: str, term: str) -> str:
     return f"{group.capitalize()} {what}"
 
 
+def _legend(group: str, term: str, part) -> str:
+    label = f"{_term_label(group, term)} (n = {len(part)})"
+    if not np.any(part["sample"].to_numpy() != 0):
+        label += ": variance estimated at 0, all modes 0"
+    return label
+
+
 def _qq_random_panel(ax, diag: ModelDiagnostics) -> None:
     qq = diag.random_qq
     if qq.empty:
@@ -70,7 +77,7 @@ def _qq_random_panel(ax, diag: ModelDiagnostics) -> None:
     for k, (group, term) in enumerate(keys):
         part = qq.loc[(qq["group"] == group) & (qq["term"] == term)]
         ax.scatter(part["theoretical"], part["standardised_sample"], s=10, alpha=0.7, color=colours[k],
-                   marker=MARKERS[k % len(MARKERS)], linewidths=0, label=f"{_term_label(group, term)} (n = {len(part)})")
+                   marker=MARKERS[k % len(MARKERS)], linewidths=0, label=_legend(group, term, part))
     lim = float(np.nanmax(np.abs(qq["theoretical"]))) if len(qq) else 1.0
     ax.plot([-lim, lim], [-lim, lim], color="black", linewidth=0.8)
     ax.set_xlabel("normal quantile")

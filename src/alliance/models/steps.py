@@ -16,6 +16,9 @@ the cluster bootstrap (``models: bootstrap:``) and the parameter-recovery study
   specification per job, then the specification curve (Simonsohn, Simmons & Nelson, 2020).
 * :func:`run_bootstrap_batch`, :func:`gather_bootstrap`: cluster bootstrap (Davison &
   Hinkley, 1997, sec. 3.8) split into parallel jobs, gathered into percentile intervals.
+* :func:`write_model_diagnostics`: residuals, random-effect QQ and leave-one-therapist-out
+  influence of one model (:mod:`alliance.models.diagnostics`) -> ``diagnostics.json``,
+  ``influence.csv`` and its figure; :func:`diagnostic_sentences` for the landing page.
 * :func:`run_recovery_batch`, :func:`summarise_recovery`: simulated studies
   (:mod:`alliance.simulate`) scored and fitted by the pipeline's own functions; coverage of
   the 95% CIs and relative bias of the within- and between-client alliance effects
@@ -1293,6 +1296,7 @@ def write_model_diagnostics(data_path: str | Path, fit_path: str | Path, config:
     """
     from alliance.models import diagnostics as diag_mod
     from alliance.models.diagnostic_figures import diagnostics_figure
+    from alliance.models.summaries import _model_rows
 
     info = _read_fit(fit_path)
     name = info.get("model") or Path(fit_path).parent.name
@@ -1307,7 +1311,7 @@ def write_model_diagnostics(data_path: str | Path, fit_path: str | Path, config:
     spec = model_spec(config, name)
     data = pd.read_parquet(data_path)
     result = M.fit_model(info["formula"], data, reml=bool(info["reml"]), engine=info["engine"])
-    rows = _model_rows_of(result, data)
+    rows = _model_rows(result, data)
     terms = _alliance_terms(spec)
     labels = {t: ALLIANCE_TERMS[t][0] for t in terms if t in ALLIANCE_TERMS}
     influence = diagnostics_influence(config, spec["kind"])
@@ -1337,12 +1341,6 @@ def write_model_diagnostics(data_path: str | Path, fit_path: str | Path, config:
                                    "(models: diagnostics: influence: client_level; set it to all)")
     _save(diagnostics_figure(diag, f"Model diagnostics: {label}", labels, note), out_png)
     return record
-
-
-def _model_rows_of(result: Any, data: pd.DataFrame) -> pd.DataFrame:
-    from alliance.models.summaries import _model_rows
-
-    return _model_rows(result, data)
 
 
 def diagnostic_sentences(paths: Sequence[str | Path], all_models: bool = False) -> list[str]:
