@@ -49,6 +49,17 @@ def test_residuals_fitted_and_modes_match_lme4(reference_fit):
             np.testing.assert_allclose(modes[term], block["values"][term], rtol=0, atol=1e-6 * ref["sigma"])
 
 
+def test_conditional_variances_match_lme4_condvar(reference_fit):
+    """LmmResult.cond_var (added for the diagnostics) against ranef(condVar = TRUE)."""
+    ref, _, result, _, _ = reference_fit
+    cond = result.cond_var()
+    for block in ref["ranef"]:
+        position = result.ranef[block["group"]].index.get_indexer(block["levels"])
+        assert cond[block["group"]].shape == (len(block["levels"]), len(block["terms"]), len(block["terms"]))
+        for j, _term in enumerate(block["terms"]):
+            np.testing.assert_allclose(np.sqrt(cond[block["group"]][position, j, j]), block["cond_sd"][j], rtol=1e-5)
+
+
 def test_residual_and_random_effect_tests_match_r(reference_fit):
     ref, _, result, _, _ = reference_fit
     checks = D.residual_checks(result)

@@ -493,16 +493,19 @@ def influence_checks(influence: pd.DataFrame) -> dict[str, Any]:
     """Summary of :func:`group_influence`: ``computed``, ``n_groups``, ``n_failed`` (refits
     that raised), ``cooks_cutoff`` (4/k), ``n_above_cooks_cutoff``, ``dfbetas_cutoff``
     (2/sqrt(k)), ``max_abs_change_in_se`` per term and ``flagged``: one record per flagged
-    group and term (``rank``, ``therapist``, ``term``, ``reason``)."""
+    group and term (``rank``, ``therapist``, ``term``, ``change_in_se``, ``p_full``, ``p``,
+    ``reason``)."""
     levels = influence.drop_duplicates("therapist")
     k = len(levels)
-    flagged = influence.loc[influence["flagged"], ["rank", "therapist", "term", "change_in_se", "p_full", "p", "reason"]]
+    columns = ["rank", "therapist", "term", "change_in_se", "p_full", "p", "reason"]
+    flagged = influence.loc[influence["flagged"], columns]
     return {
         "computed": True, "n_groups": k, "n_failed": int((levels["error"] != "").sum()),
         "cooks_cutoff": 4 / k if k else math.nan,
         "n_above_cooks_cutoff": int((levels["cooks_distance"] > 4 / k).sum()) if k else 0,
         "dfbetas_cutoff": 2 / math.sqrt(k) if k else math.nan,
-        "max_abs_change_in_se": {t: float(g["change_in_se"].abs().max()) for t, g in influence.groupby("term", sort=False)},
+        "max_abs_change_in_se": {t: float(g["change_in_se"].abs().max())
+                                 for t, g in influence.groupby("term", sort=False)},
         "flagged": flagged.to_dict("records"),
     }
 
