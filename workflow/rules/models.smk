@@ -443,3 +443,37 @@ rule model_dynamic:
         "logs/models/dynamic_{name}.log",
     script:
         "../scripts/model_dynamic.py"
+
+
+# Model diagnostics (issue 17): residuals, random-effect QQ and leave-one-therapist-out influence
+# per declared model (alliance.models.diagnostics; models: diagnostics: in the config).
+rule model_diagnostics:
+    input:
+        data="results/interim/models/{model}.parquet",
+        fit="results/models/{model}/fit.json",
+    output:
+        json=report(
+            "results/models/{model}/diagnostics.json",
+            caption="../report/models_diagnostics.rst",
+            category="4 Models",
+            subcategory="{model}",
+            labels={"model": "{model}", "file": "diagnostics (flags and summary)"},
+        ),
+        influence="results/models/{model}/influence.csv",
+        figure=report(
+            "results/figures/diagnostics_{model}.png",
+            caption="../report/models_diagnostics.rst",
+            category="4 Models",
+            subcategory="{model}",
+            labels={"model": "{model}", "file": "diagnostics figure"},
+        ),
+    params:
+        diagnostics=config_digest((config.get("models") or {}).get("diagnostics")),
+    wildcard_constraints:
+        model="[A-Za-z][A-Za-z0-9_]*",
+    conda:
+        "../envs/alliance.yaml"
+    log:
+        "logs/models/diagnostics_{model}.log",
+    script:
+        "../scripts/model_diagnostics.py"

@@ -16,6 +16,9 @@ the cluster bootstrap (``models: bootstrap:``) and the parameter-recovery study
   specification per job, then the specification curve (Simonsohn, Simmons & Nelson, 2020).
 * :func:`run_bootstrap_batch`, :func:`gather_bootstrap`: cluster bootstrap (Davison &
   Hinkley, 1997, sec. 3.8) split into parallel jobs, gathered into percentile intervals.
+* :func:`write_model_diagnostics`: residuals, random-effect QQ and leave-one-therapist-out
+  influence of one model (:mod:`alliance.models.diagnostics`) -> ``diagnostics.json``,
+  ``influence.csv`` and its figure; :func:`diagnostic_sentences` for the landing page.
 * :func:`run_recovery_batch`, :func:`summarise_recovery`: simulated studies
   (:mod:`alliance.simulate`) scored and fitted by the pipeline's own functions; coverage of
   the 95% CIs and relative bias of the within- and between-client alliance effects
@@ -84,6 +87,8 @@ __all__ = [
     "write_trajectory_figure",
     "write_scatter_figure",
     "write_caterpillar_figure",
+    "write_model_diagnostics",
+    "diagnostic_sentences",
     "multiverse_grid",
     "specification_ids",
     "run_specification",
@@ -447,8 +452,10 @@ FIGURE_FILES = {
 def default_targets(config: Mapping[str, Any]) -> list[str]:
     """The files ``snakemake`` builds by default for the models section: every declared
     model's contract files, the tables, the forest plot (when a model has an alliance ->
-    outcome effect), the figures whose model exists, the bootstrap intervals and, when the
-    multiverse is enabled, the specification curve. Empty without declared models."""
+    outcome effect), the figures whose model exists, every model's diagnostics
+    (``diagnostics.json``, ``influence.csv``, ``results/figures/diagnostics_{model}.png``), the
+    bootstrap intervals and, when the multiverse is enabled, the specification curve. Empty
+    without declared models."""
     models = declared_models(config)
     if not models:
         return []
@@ -458,6 +465,8 @@ def default_targets(config: Mapping[str, Any]) -> list[str]:
         out += ["results/figures/alliance_forest.png", "results/tables/alliance_effects.csv"]
     out += ["results/tables/therapist_icc.csv"]
     out += [FIGURE_FILES[f] for f, m in figure_models(config).items() if m]
+    out += [f"results/models/{m}/{f}" for m in models for f in DIAGNOSTICS_FILES]
+    out += [f"results/figures/diagnostics_{m}.png" for m in models]
     out += [f"results/models/{m}/bootstrap.csv" for m in bootstrap_models(config)]
     if specification_ids(config):
         out += ["results/sensitivity/specification_curve.csv", "results/sensitivity/specification_curve.png"]
@@ -1329,3 +1338,100 @@ def run_dynamic_model(scores_path: str | Path, name: str, config: Mapping[str, A
         log.warning("dynamic model %s: %s", name, message)
     write_csv(table, outdir / "estimates.csv")
     write_json(_plain_dict(info), outdir / "fit.json")
+
+
+# --------------------------------------------------------------------------------------
+# Model diagnostics (issue 17): residuals, random-effect QQ, therapist influence
+# --------------------------------------------------------------------------------------
+DIAGNOSTICS_INFLUENCE = ("all", "client_level", "none")
+DIAGNOSTICS_FILES = ("diagnostics.json", "influence.csv")
+
+
+def diagnostics_influence(config: Mapping[str, Any], kind: str) -> bool:
+    """Whether a model of ``kind`` gets the leave-one-therapist-out refits
+    (``models: diagnostics: influence:``: ``all``, ``client_level`` (default: the fast
+    client-level kinds only) or ``none``)."""
+    setting = (_models_config(config).get("diagnostics") or {}).get("influence", "client_level")
+    if setting not in DIAGNOSTICS_INFLUENCE:
+        raise ValueError(f"models: diagnostics: influence must be one of {', '.join(DIAGNOSTICS_INFLUENCE)}, "
+                         f"got {setting!r}")
+    return setting == "all" or (setting == "client_level" and kind in CLIENT_LEVEL_KINDS)
+
+
+def write_model_diagnostics(data_path: str | Path, fit_path: str | Path, config: Mapping[str, Any],
+                            out_json: str | Path, out_csv: str | Path, out_png: str | Path) -> dict[str, Any]:
+    """Workflow step: diagnostics of one fitted model (:func:`alliance.models.diagnostics.diagnose`).
+
+    Refits the model of ``fit.json`` (formula, REML, engine) to its data, then writes
+    ``diagnostics.json`` (the flags, the one-sentence ``summary`` and every check at full
+    precision; therapists in ``influence.flagged`` by pseudonymised id and rank),
+    ``influence.csv`` (one row per therapist and alliance term, ranked by Cook's distance; no
+    rows when the influence is not computed) and the 2 x 2 figure
+    (:func:`alliance.models.diagnostic_figures.diagnostics_figure`; therapists by rank only).
+    A model that was not estimable gets a record saying so, an empty table and a figure that
+    says so.
+    """
+    from alliance.models import diagnostics as diag_mod
+    from alliance.models.diagnostic_figures import diagnostics_figure
+    from alliance.models.summaries import _model_rows
+
+    info = _read_fit(fit_path)
+    name = info.get("model") or Path(fit_path).parent.name
+    label = info.get("label") or name
+    if not is_estimated(info):
+        record = {"model": name, "label": label, "status": NOT_ESTIMABLE, "reason": info.get("reason"),
+                  "flags": [], "summary": f"{label}: not estimable, so not diagnosed."}
+        write_json(_plain_dict(record), out_json)
+        write_csv(pd.DataFrame(columns=diag_mod.INFLUENCE_COLUMNS), out_csv)
+        _save(_not_estimable_figure(name, info.get("reason")), out_png)
+        return record
+    spec = model_spec(config, name)
+    data = pd.read_parquet(data_path)
+    result = M.fit_model(info["formula"], data, reml=bool(info["reml"]), engine=info["engine"])
+    rows = _model_rows(result, data)
+    terms = _alliance_terms(spec)
+    labels = {t: ALLIANCE_TERMS[t][0] for t in terms if t in ALLIANCE_TERMS}
+    influence = diagnostics_influence(config, spec["kind"])
+    diag = diag_mod.diagnose(
+        result, rows, terms, label, influence=influence, engine=info["engine"], term_labels=labels,
+        progress=lambda levels: progress(levels, len(levels), logger=log, desc=f"diagnostics {name}"))
+    for flag in diag.flags:
+        log.warning("model %s diagnostics: %s", name, flag["message"])
+    log.info("%s", diag.summary)
+    record = {
+        "model": name, "label": label, "formula": info["formula"], "summary": diag.summary, "flags": diag.flags,
+        "residuals": diag.residual, "random_effects": diag.random, "influence": diag.influence_summary,
+        "influence_setting": (_models_config(config).get("diagnostics") or {}).get("influence", "client_level"),
+        "rules": {"residual_skew_limit": diag_mod.RESIDUAL_SKEW_LIMIT,
+                  "residual_excess_kurtosis_limit": diag_mod.RESIDUAL_KURTOSIS_LIMIT,
+                  "spread_ratio_limit": diag_mod.SPREAD_RATIO_LIMIT,
+                  "heteroscedasticity_alpha": diag_mod.HETEROSCEDASTICITY_ALPHA,
+                  "random_effect_alpha": diag_mod.RANDOM_EFFECT_ALPHA,
+                  "random_effect_min_levels": diag_mod.MIN_LEVELS_FOR_TEST,
+                  "influence": "leaving a therapist out changes an alliance estimate by more than its SE "
+                               "or its significance at .05"},
+    }
+    write_json(_plain_dict(record), out_json)
+    table = diag.influence if diag.influence is not None else pd.DataFrame(columns=diag_mod.INFLUENCE_COLUMNS)
+    write_csv(table, out_csv)
+    note = None if influence else ("Therapist influence not computed for session-level models\n"
+                                   "(models: diagnostics: influence: client_level; set it to all)")
+    _save(diagnostics_figure(diag, f"Model diagnostics: {label}", labels, note), out_png)
+    return record
+
+
+def diagnostic_sentences(paths: Sequence[str | Path], all_models: bool = False) -> list[str]:
+    """The one-sentence summaries of ``diagnostics.json`` files, in the order given.
+
+    By default only the sentences of models whose diagnostics raised a flag (what a landing
+    page shows "when something is off"); ``all_models=True`` returns every model's sentence,
+    "no problems found" included. Models that were not estimable are left out.
+    """
+    out = []
+    for path in paths:
+        record = _read_fit(path)
+        if record.get("status") == NOT_ESTIMABLE:
+            continue
+        if all_models or record.get("flags"):
+            out.append(str(record["summary"]))
+    return out
