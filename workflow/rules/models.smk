@@ -33,23 +33,23 @@ rule model_fit:
         fixed=report(
             "results/models/{model}/fixed_effects.csv",
             caption="../report/models_fixed_effects.rst",
-            category="Models",
-            subcategory="{model}",
-            labels={"model": "{model}", "file": "fixed effects"},
+            category="4 Models",
+            subcategory=model_subcategory,
+            labels=result_labels("fixed", "CSV"),
         ),
         random=report(
             "results/models/{model}/random_effects.csv",
             caption="../report/models_random_effects.rst",
-            category="Models",
-            subcategory="{model}",
-            labels={"model": "{model}", "file": "random effects"},
+            category="4 Models",
+            subcategory=model_subcategory,
+            labels=result_labels("random", "CSV"),
         ),
         fit=report(
             "results/models/{model}/fit.json",
             caption="../report/models_fit.rst",
-            category="Models",
-            subcategory="{model}",
-            labels={"model": "{model}", "file": "fit"},
+            category="4 Models",
+            subcategory=model_subcategory,
+            labels=result_labels("fit", "JSON"),
         ),
         therapists="results/models/{model}/therapist_effects.csv",
         data="results/interim/models/{model}.parquet",
@@ -75,21 +75,21 @@ rule model_tables:
         fixed=report(
             "results/tables/model_fixed_effects.csv",
             caption="../report/models_tables.rst",
-            category="Models",
+            category="4 Models",
             subcategory="All models",
             labels={"model": "all", "file": "fixed effects"},
         ),
         fit=report(
             "results/tables/model_fit.csv",
             caption="../report/models_fit_table.rst",
-            category="Models",
+            category="4 Models",
             subcategory="All models",
             labels={"model": "all", "file": "fit statistics and warnings"},
         ),
         markdown=report(
             "results/tables/model_tables.md",
             caption="../report/models_tables.rst",
-            category="Models",
+            category="4 Models",
             subcategory="All models",
             labels={"model": "all", "file": "APA tables (Markdown)"},
         ),
@@ -108,16 +108,16 @@ rule alliance_forest_plot:
         figure=report(
             "results/figures/alliance_forest.png",
             caption="../report/models_forest.rst",
-            category="Models",
+            category="4 Models",
             subcategory="All models",
-            labels={"model": "all", "file": "forest plot"},
+            labels=result_labels("Forest plot (figure)"),
         ),
         table=report(
             "results/tables/alliance_effects.csv",
             caption="../report/models_forest.rst",
-            category="Models",
+            category="4 Models",
             subcategory="All models",
-            labels={"model": "all", "file": "r-equivalents"},
+            labels=result_labels("alliance_effects", "CSV"),
         ),
     conda:
         "../envs/alliance.yaml"
@@ -134,9 +134,9 @@ rule therapist_icc:
         table=report(
             "results/tables/therapist_icc.csv",
             caption="../report/models_therapist_icc.rst",
-            category="Models",
+            category="4 Models",
             subcategory="All models",
-            labels={"model": "all", "file": "therapist ICC"},
+            labels=result_labels("therapist_icc", "CSV"),
         ),
     conda:
         "../envs/alliance.yaml"
@@ -153,9 +153,9 @@ rule model_trajectories:
         report(
             "results/figures/trajectories.png",
             caption="../report/models_trajectories.rst",
-            category="Models",
+            category="4 Models",
             subcategory="Figures",
-            labels={"model": FIGURE_MODELS["trajectories"] or "none", "file": "trajectories"},
+            labels=figure_model_labels("trajectories", "Trajectories (figure)"),
         ),
     params:
         model=FIGURE_MODELS["trajectories"],
@@ -174,9 +174,9 @@ rule early_alliance_scatter:
         report(
             "results/figures/early_alliance_scatter.png",
             caption="../report/models_scatter.rst",
-            category="Models",
+            category="4 Models",
             subcategory="Figures",
-            labels={"model": FIGURE_MODELS["scatter"] or "none", "file": "scatter"},
+            labels=figure_model_labels("scatter", "Early alliance scatter (figure)"),
         ),
     params:
         model=FIGURE_MODELS["scatter"],
@@ -195,9 +195,9 @@ rule therapist_caterpillar:
         report(
             "results/figures/therapist_caterpillar.png",
             caption="../report/models_caterpillar.rst",
-            category="Models",
+            category="4 Models",
             subcategory="Figures",
-            labels={"model": FIGURE_MODELS["caterpillar"] or "none", "file": "caterpillar"},
+            labels=figure_model_labels("caterpillar", "Therapist caterpillar (figure)"),
         ),
     conda:
         "../envs/alliance.yaml"
@@ -233,14 +233,16 @@ rule specification_curve:
         table=report(
             "results/sensitivity/specification_curve.csv",
             caption="../report/models_specification_curve.rst",
-            category="Sensitivity",
-            labels={"file": "specification curve (table)"},
+            category="4 Models",
+            subcategory="Sensitivity: multiverse",
+            labels=result_labels("specification_curve", "CSV"),
         ),
         figure=report(
             "results/sensitivity/specification_curve.png",
             caption="../report/models_specification_curve.rst",
-            category="Sensitivity",
-            labels={"file": "specification curve"},
+            category="4 Models",
+            subcategory="Sensitivity: multiverse",
+            labels=result_labels("Specification curve (figure)"),
         ),
     conda:
         "../envs/alliance.yaml"
@@ -277,9 +279,9 @@ rule model_bootstrap:
         report(
             "results/models/{model}/bootstrap.csv",
             caption="../report/models_bootstrap.rst",
-            category="Sensitivity",
-            subcategory="Cluster bootstrap",
-            labels={"model": "{model}", "file": "bootstrap CIs"},
+            category="4 Models",
+            subcategory=model_subcategory,
+            labels=result_labels("bootstrap", "CSV"),
         ),
     wildcard_constraints:
         model="[A-Za-z][A-Za-z0-9_]*",
@@ -313,16 +315,16 @@ rule validate_recovery:
         table=report(
             "results/validation/recovery.csv",
             caption="../report/models_recovery.rst",
-            category="Models",
+            category="4 Models",
             subcategory="Parameter recovery",
-            labels={"file": "recovery (table)"},
+            labels=result_labels("recovery", "CSV"),
         ),
         summary=report(
             "results/validation/recovery.md",
             caption="../report/models_recovery.rst",
-            category="Models",
+            category="4 Models",
             subcategory="Parameter recovery",
-            labels={"file": "recovery (summary)"},
+            labels=result_labels("recovery_summary", "Markdown"),
         ),
     conda:
         "../envs/alliance.yaml"
@@ -363,12 +365,16 @@ rule power:
         curve=report(
             "results/power/power_curve.csv",
             caption="../report/power_curve.rst",
-            category="Power",
+            category="4 Models",
+            subcategory="Power",
+            labels=result_labels("power_curve", "CSV"),
         ),
         figure=report(
             "results/figures/power_curve.png",
             caption="../report/power_figure.rst",
-            category="Power",
+            category="4 Models",
+            subcategory="Power",
+            labels=result_labels("Power curve (figure)"),
         ),
     params:
         power=config_digest(config.get("power")),
@@ -394,9 +400,9 @@ rule model_dynamic:
         estimates=report(
             "results/models/dynamic/{name}/estimates.csv",
             caption="../report/models_dynamic.rst",
-            category="Models",
-            subcategory="dynamic {name}",
-            labels={"model": "{name}", "file": "RI-CLPM estimates"},
+            category="4 Models",
+            subcategory=dynamic_subcategory,
+            labels=result_labels("dynamic", "CSV"),
         ),
         fit="results/models/dynamic/{name}/fit.json",
     params:
