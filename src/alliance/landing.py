@@ -40,6 +40,42 @@ def _rst(text: Any) -> str:
     return text.replace("{", "(").replace("}", ")")  # braces would open a Jinja expression
 
 
+def _link(text: str, target: str) -> str:
+    """A reference to the report entry whose file is named ``target`` (Snakemake's report
+    defines a target for every result's file name and every category)."""
+    return f"`{text} <{target}_>`_"
+
+
+def table_page_name(stem: str) -> str:
+    """The file name of a result's HTML page (``results/report/tables/{stem}.html``)."""
+    return f"{stem}.html"
+
+
+#: the report's categories in the order of the analysis, with what each holds
+CATEGORIES = (
+    ("1 Data", "sample, completion, missingness, therapist switches", None),
+    ("2 Scores and change", "scores (as a page about the data file), reliable and clinically significant change", None),
+    ("3 Reliability", "internal consistency and, with observer ratings, inter-rater reliability", None),
+    ("4 Models", "every declared model by its label (fixed and random effects, fit), all models together, "
+                 "figures, sensitivity (multiverse, bootstrap)", None),
+    ("5 Ruptures", "rupture-repair episodes and their link to outcome", "ruptures"),
+    ("6 Client–therapist agreement", "discrepancies, Bland-Altman plots, response surface", "agreement"),
+    ("7 Manuscript tables", "APA tables, the Word document and the Methods paragraph", None),
+    ("8 Provenance", "input hashes, configuration, versions and seeds", None),
+)
+
+
+def _guide(config: Mapping[str, Any]) -> list[str]:
+    """Where every category of the report is (only those the run has)."""
+    lines = ["**Where the results are.** Every table is shown as a page (the CSV or JSON file beside it "
+             "holds full precision); the categories follow the analysis:", ""]
+    for name, holds, section in CATEGORIES:
+        if section is not None and not (config.get(section) or {}).get("enabled"):
+            continue
+        lines.append(f"- `{name}`_: {holds}.")
+    return lines + [""]
+
+
 def _ci(low: float, high: float, decimals: int = 2, bounded: bool = False) -> str:
     fmt = format_bounded if bounded else format_number
     return f"[{fmt(low, decimals)}, {fmt(high, decimals)}]"
@@ -67,7 +103,7 @@ def _sample_sentence(summary: Mapping[str, Any]) -> str:
              f"{int(summary['sessions']):,} client sessions"]
     if summary.get("raters"):
         parts.append(f"{int(summary['raters']):,} observers")
-    return "**Sample.** " + ", ".join(parts) + "."
+    return "**Sample.** " + ", ".join(parts) + f". {_link('Sample table', table_page_name('data_summary'))}."
 
 
 def _main_sentences(name: str, info: Mapping[str, Any], fixed: pd.DataFrame) -> list[str]:
@@ -81,13 +117,16 @@ def _main_sentences(name: str, info: Mapping[str, Any], fixed: pd.DataFrame) -> 
     p_text = f"*p* {p}" if p.startswith(("<", ">")) else f"*p* = {p}"
     lines = [f"**Main result** ({label}; N = {int(info['nobs']):,}): early alliance -> outcome "
              f"*b* = {format_number(r['estimate'], d)}, 95% CI {_ci(r['ci_low'], r['ci_high'], d)}, "
-             f"*SE* = {format_number(r['se'], d)}, {p_text}."]
+             f"*SE* = {format_number(r['se'], d)}, {p_text} "
+             f"({_link('fixed effects', table_page_name(f'model_{name}_fixed_effects'))}, "
+             f"{_link('fit', table_page_name(f'model_{name}_fit'))})."]
     icc = info.get("therapist_icc") or {}
     if icc.get("icc") is not None and math.isfinite(float(icc["icc"])):
         lines.append(f"**Therapists** account for {format_number(100 * float(icc['icc']), 1)}% of the outcome "
                      f"variance (unconditional therapist ICC, 95% CI {format_number(100 * float(icc['ci_low']), 1)}"
                      f"–{format_number(100 * float(icc['ci_high']), 1)}%, {int(icc['n_therapists']):,} therapists; "
-                     f"the field's benchmark is about 5%, Baldwin & Imel 2013).")
+                     f"the field's benchmark is about 5%, Baldwin & Imel 2013; "
+                     f"{_link('table', table_page_name('models_therapist_icc'))}).")
     effects = [e for e in info.get("alliance_effects") or []
                if e.get("term") == ALLIANCE_TERM and e.get("level") == "client"]
     for e in effects:
@@ -95,7 +134,9 @@ def _main_sentences(name: str, info: Mapping[str, Any], fixed: pd.DataFrame) -> 
             f"**Benchmark.** As a client-level correlation, the effect is *r* = {format_bounded(e['estimate'])} "
             f"{_ci(e['ci_low'], e['ci_high'], bounded=True)} ({int(e['n']):,} {_rst(e['n_unit'])}; positive: a "
             f"better alliance goes with a better outcome), beside *r* = {format_bounded(BENCHMARK['r'])} "
-            f"{_ci(BENCHMARK['ci_low'], BENCHMARK['ci_high'], bounded=True)} of Flückiger et al. (2018).")
+            f"{_ci(BENCHMARK['ci_low'], BENCHMARK['ci_high'], bounded=True)} of Flückiger et al. (2018) "
+            f"({_link('table', table_page_name('models_alliance_effects'))}, "
+            f"{_link('forest plot', 'alliance_forest.png')}).")
     return lines
 
 
@@ -110,7 +151,8 @@ def _icc_sentence(interrater: pd.DataFrame, keys: Mapping[str, Any]) -> str | No
     scale = key.scales[row["unit"]].label if key is not None and row["unit"] in key.scales else row["unit"]
     return (f"**Observer agreement** ({_rst(instrument)}, {_rst(scale)}): ICC(A,1) = "
             f"{format_bounded(row['icc'])}, 95% CI {_ci(row['ci_low'], row['ci_high'], bounded=True)}, "
-            f"{int(row['n_targets']):,} sessions, {int(row['n_raters'])} coders.")
+            f"{int(row['n_targets']):,} sessions, {int(row['n_raters'])} coders "
+            f"({_link('table', table_page_name('reliability_interrater'))}).")
 
 
 def landing_page(config: Mapping[str, Any], summary: Mapping[str, Any], fits: Mapping[str, Mapping[str, Any]],
@@ -142,8 +184,8 @@ def landing_page(config: Mapping[str, Any], summary: Mapping[str, Any], fits: Ma
         sentence = _icc_sentence(interrater, keys_from_config(config))
         if sentence:
             lines += [sentence, ""]
-    lines += ["The tables behind these numbers are under **Tables** (APA tables), the models under "
-              "**Models**, the observer ICCs under **Reliability**.", "", "About this analysis",
+    lines += _guide(config)
+    lines += ["About this analysis",
               "===================", "", description.strip(), ""]
     return "\n".join(lines)
 

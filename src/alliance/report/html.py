@@ -61,6 +61,8 @@ _NAMES = {
     "ci_low": "CI lower", "ci_high": "CI upper", "df1": "df1", "df2": "df2",
 }
 _ITALIC = {"p", "t", "df", "F", "r", "b", "n", "k", "z", "df1", "df2"}
+#: first words whose case is kept (statistical symbols)
+_KEEP_CASE = {"df", "b", "r", "t", "p", "n", "k", "z"}
 #: columns shown to the decimals of the row's standard error
 _SE_FAMILY = {"estimate", "ci_low", "ci_high", "se", "b", "b_ci_low", "b_ci_high", "std_error"}
 
@@ -98,7 +100,7 @@ def readable_column(name: Any) -> str:
         return name
     shown = [_WORDS.get(w.lower(), w) for w in words]
     first = shown[0]
-    if first == words[0] and first.islower():
+    if first not in _KEEP_CASE and first[:1].islower():
         shown[0] = first[:1].upper() + first[1:]
     return " ".join(shown)
 
