@@ -119,8 +119,10 @@ def result_labels(name, download=None):
 
 
 def _subcategory_text(text):
-    # report() applies the wildcards to the returned text: braces would be read as wildcards
-    return " ".join(str(text).replace("{", "(").replace("}", ")").split())
+    """A config label as a report name: report() applies wildcards to it (braces would be read
+    as wildcards) and the report embeds it in a script element (no markup may reach it)."""
+    text = str(text).replace("->", "\u2192").replace("{", "(").replace("}", ")")
+    return " ".join(text.replace("<", "\u2039").replace(">", "\u203a").split())
 
 
 def model_subcategory(wildcards):
