@@ -248,7 +248,10 @@ def test_config_edits_rerun_what_they_affect_and_nothing_else(own_run):
     # config (provenance)
     assert planned_rules(workdir, edited(config, covariate)) == {
         "model_fit": 1, "model_tables": 1, "alliance_forest_plot": 1, "therapist_icc": 1, "manuscript_tables": 1,
-        "methods_paragraph": 1, "landing_page": 1, "provenance": 1, "all": 1}
+        "methods_paragraph": 1, "landing_page": 1, "provenance": 1, "all": 1,
+        # the report's HTML pages of what changed (issue 17)
+        "report_pages_model": 1, "report_pages_alliance_effects": 1, "report_pages_therapist_icc": 1,
+        "report_pages_methods": 1, "report_pages_data": 1}
 
     plan = planned_rules(workdir, edited(config, mapping))
     assert {"validate_data", "ingest", "score"} <= set(plan)

@@ -29,25 +29,24 @@ rule agreement:
         discrepancy=report(
             "results/agreement/discrepancy.csv",
             caption="../report/agreement_discrepancy.rst",
-            category="Agreement",
+            category="6 Client–therapist agreement",
+            labels=result_labels("discrepancy", "CSV"),
         ),
         item_table=report(
             "results/agreement/items.csv",
             caption="../report/agreement_items.rst",
-            category="Agreement",
+            category="6 Client–therapist agreement",
+            labels=result_labels("item_table", "CSV"),
         ),
-        per_dyad=report(
-            "results/agreement/per_dyad.csv",
-            caption="../report/agreement_per_dyad.rst",
-            category="Agreement",
-        ),
+        # a large data file: not embedded in the report; its page there says what it holds
+        per_dyad="results/agreement/per_dyad.csv",
         figures=[
             report(
                 path,
                 caption="../report/agreement_bland_altman.rst",
-                category="Agreement",
+                category="6 Client–therapist agreement",
                 subcategory="Bland-Altman plots",
-                labels={"scale": scale},
+                labels={"result": "Bland-Altman plot (figure)", "scale": scale},
             )
             for path, scale in bland_altman_figure_paths(config["agreement"])
         ],
@@ -73,13 +72,15 @@ rule agreement_surface:
         table=report(
             "results/agreement/response_surface.csv",
             caption="../report/agreement_surface.rst",
-            category="Agreement",
+            category="6 Client–therapist agreement",
+            labels=result_labels("surface", "CSV"),
         ),
         fit="results/agreement/response_surface.json",
         figure=report(
             "results/agreement/response_surface.png",
             caption="../report/agreement_surface_figure.rst",
-            category="Agreement",
+            category="6 Client–therapist agreement",
+            labels=result_labels("Response surface (figure)"),
         ),
         pdf="results/agreement/response_surface.pdf",
         # the figure's caption with the a1-a5 tests, included by agreement_surface_figure.rst

@@ -104,3 +104,55 @@ def detection_truth():
         logger.warning(f"ruptures: detection: truth file {truth} not found; the detection table is not made")
         return None
     return truth
+
+
+# The report (issue 17): categories in the order of the analysis, every entry labelled with the
+# title of its HTML page (alliance.report.pages.PAGES), models named by their config label.
+from alliance.report.pages import PAGES
+
+
+def result_labels(name, download=None):
+    """report() labels of result ``name``: its title; ``download`` ("CSV", "JSON") marks the file
+    beside the HTML page (an empty download column sorts the page first, and never a toggle)."""
+    title = PAGES[name].title if name in PAGES else name
+    return {"result": title, "download": download} if download else {"result": title}
+
+
+def _subcategory_text(text):
+    """A config label as a report name: report() applies wildcards to it (braces would be read
+    as wildcards) and the report embeds it in a script element (no markup may reach it)."""
+    text = str(text).replace("->", "\u2192").replace("{", "(").replace("}", ")")
+    return " ".join(text.replace("<", "\u2039").replace(">", "\u203a").split())
+
+
+def model_subcategory(wildcards):
+    """A model's report subcategory: its ``label:`` from the config, not its code name."""
+    entry = config["models"]["fits"].get(wildcards.model) or {}
+    return _subcategory_text(entry.get("label") or wildcards.model)
+
+
+def dynamic_subcategory(wildcards):
+    """A dynamic model's report subcategory: its ``label:`` from the config."""
+    entry = ((config.get("models") or {}).get("dynamic") or {}).get(wildcards.name) or {}
+    return _subcategory_text(entry.get("label") or wildcards.name)
+
+
+def figure_model_labels(figure, title):
+    """report() labels of the one-model figure ``figure``: ``title`` and the model's label."""
+    name = FIGURE_MODELS[figure]
+    entry = (config["models"]["fits"].get(name) or {}) if name else {}
+    return {"result": title, "model": _subcategory_text(entry.get("label") or name or "none")}
+
+
+def report_page_targets(pages, targets):
+    """The pages (``pages``: source pattern -> page pattern) of the sources among ``targets``."""
+    import re
+
+    found = []
+    for source, page in pages.items():
+        pattern = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[A-Za-z][A-Za-z0-9_]*)", re.escape(source))
+        for target in targets:
+            match = re.fullmatch(pattern, str(target))
+            if match:
+                found.append(page.format(**match.groupdict()))
+    return found

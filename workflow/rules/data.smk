@@ -64,7 +64,8 @@ rule ingest:
         switches=report(
             "results/data/therapist_switches.csv",
             caption="../report/therapist_switches.rst",
-            category="Data",
+            category="1 Data",
+            labels=result_labels("switches", "CSV"),
         ),
     params:
         reading=reading_settings(),
@@ -86,17 +87,20 @@ rule data_summary:
         summary=report(
             "results/data/summary.json",
             caption="../report/summary.rst",
-            category="Data",
+            category="1 Data",
+            labels=result_labels("summary", "JSON"),
         ),
         completion=report(
             "results/data/completion.csv",
             caption="../report/completion.rst",
-            category="Data",
+            category="1 Data",
+            labels=result_labels("completion", "CSV"),
         ),
         figure=report(
             "results/figures/missingness.png",
             caption="../report/missingness.rst",
-            category="Data",
+            category="1 Data",
+            labels=result_labels("Missingness (figure)"),
         ),
         pdf="results/figures/missingness.pdf",
         # the figure's facts (sessions drawn, N), included by missingness.rst

@@ -33,23 +33,23 @@ rule model_fit:
         fixed=report(
             "results/models/{model}/fixed_effects.csv",
             caption="../report/models_fixed_effects.rst",
-            category="Models",
-            subcategory="{model}",
-            labels={"model": "{model}", "file": "fixed effects"},
+            category="4 Models",
+            subcategory=model_subcategory,
+            labels=result_labels("fixed", "CSV"),
         ),
         random=report(
             "results/models/{model}/random_effects.csv",
             caption="../report/models_random_effects.rst",
-            category="Models",
-            subcategory="{model}",
-            labels={"model": "{model}", "file": "random effects"},
+            category="4 Models",
+            subcategory=model_subcategory,
+            labels=result_labels("random", "CSV"),
         ),
         fit=report(
             "results/models/{model}/fit.json",
             caption="../report/models_fit.rst",
-            category="Models",
-            subcategory="{model}",
-            labels={"model": "{model}", "file": "fit"},
+            category="4 Models",
+            subcategory=model_subcategory,
+            labels=result_labels("fit", "JSON"),
         ),
         therapists="results/models/{model}/therapist_effects.csv",
         data="results/interim/models/{model}.parquet",
@@ -78,28 +78,28 @@ rule model_tables:
             caption="../report/models_tables.rst",
             category="4 Models",
             subcategory="All models",
-            labels={"model": "all", "file": "fixed effects"},
+            labels={"result": "Model tables (side by side)", "download": "CSV (fixed effects)"},
         ),
         fit=report(
             "results/tables/model_fit.csv",
             caption="../report/models_fit_table.rst",
             category="4 Models",
             subcategory="All models",
-            labels={"model": "all", "file": "fit statistics and warnings"},
+            labels={"result": "Model tables (side by side)", "download": "CSV (fit and warnings)"},
         ),
         markdown=report(
             "results/tables/model_tables.md",
             caption="../report/models_tables.rst",
             category="4 Models",
             subcategory="All models",
-            labels={"model": "all", "file": "model tables (Markdown)"},
+            labels={"result": "Model tables (side by side)", "download": "Markdown"},
         ),
         html=report(
             "results/tables/model_tables.html",
             caption="../report/models_tables.rst",
             category="4 Models",
             subcategory="All models",
-            labels={"model": "all", "file": "model tables (side by side)"},
+            labels={"result": "Model tables (side by side)"},
         ),
     params:
         # the table numbers follow the manuscript's (models declared, their kinds and labels)
@@ -120,17 +120,17 @@ rule alliance_forest_plot:
         figure=report(
             "results/figures/alliance_forest.png",
             caption="../report/models_forest.rst",
-            category="Models",
+            category="4 Models",
             subcategory="All models",
-            labels={"model": "all", "file": "forest plot"},
+            labels=result_labels("Forest plot (figure)"),
         ),
         pdf="results/figures/alliance_forest.pdf",
         table=report(
             "results/tables/alliance_effects.csv",
             caption="../report/models_forest.rst",
-            category="Models",
+            category="4 Models",
             subcategory="All models",
-            labels={"model": "all", "file": "r-equivalents"},
+            labels=result_labels("alliance_effects", "CSV"),
         ),
     conda:
         "../envs/alliance.yaml"
@@ -147,9 +147,9 @@ rule therapist_icc:
         table=report(
             "results/tables/therapist_icc.csv",
             caption="../report/models_therapist_icc.rst",
-            category="Models",
+            category="4 Models",
             subcategory="All models",
-            labels={"model": "all", "file": "therapist ICC"},
+            labels=result_labels("therapist_icc", "CSV"),
         ),
     conda:
         "../envs/alliance.yaml"
@@ -166,9 +166,9 @@ rule model_trajectories:
         report(
             "results/figures/trajectories.png",
             caption="../report/models_trajectories.rst",
-            category="Models",
+            category="4 Models",
             subcategory="Figures",
-            labels={"model": FIGURE_MODELS["trajectories"] or "none", "file": "trajectories"},
+            labels=figure_model_labels("trajectories", "Trajectories (figure)"),
         ),
         pdf="results/figures/trajectories.pdf",
     params:
@@ -188,9 +188,9 @@ rule early_alliance_scatter:
         report(
             "results/figures/early_alliance_scatter.png",
             caption="../report/models_scatter.rst",
-            category="Models",
+            category="4 Models",
             subcategory="Figures",
-            labels={"model": FIGURE_MODELS["scatter"] or "none", "file": "scatter"},
+            labels=figure_model_labels("scatter", "Early alliance scatter (figure)"),
         ),
         pdf="results/figures/early_alliance_scatter.pdf",
         # the model-implied line's estimate, p and N, included by models_scatter.rst
@@ -212,9 +212,9 @@ rule therapist_caterpillar:
         report(
             "results/figures/therapist_caterpillar.png",
             caption="../report/models_caterpillar.rst",
-            category="Models",
+            category="4 Models",
             subcategory="Figures",
-            labels={"model": FIGURE_MODELS["caterpillar"] or "none", "file": "caterpillar"},
+            labels=figure_model_labels("caterpillar", "Therapist caterpillar (figure)"),
         ),
         pdf="results/figures/therapist_caterpillar.pdf",
         # the number of therapists and clients drawn, included by models_caterpillar.rst
@@ -255,14 +255,16 @@ rule specification_curve:
         table=report(
             "results/sensitivity/specification_curve.csv",
             caption="../report/models_specification_curve.rst",
-            category="Sensitivity",
-            labels={"file": "specification curve (table)"},
+            category="4 Models",
+            subcategory="Sensitivity: multiverse",
+            labels=result_labels("specification_curve", "CSV"),
         ),
         figure=report(
             "results/sensitivity/specification_curve.png",
             caption="../report/models_specification_curve.rst",
-            category="Sensitivity",
-            labels={"file": "specification curve"},
+            category="4 Models",
+            subcategory="Sensitivity: multiverse",
+            labels=result_labels("Specification curve (figure)"),
         ),
         pdf="results/sensitivity/specification_curve.pdf",
     conda:
@@ -303,9 +305,9 @@ rule model_bootstrap:
         report(
             "results/models/{model}/bootstrap.csv",
             caption="../report/models_bootstrap.rst",
-            category="Sensitivity",
-            subcategory="Cluster bootstrap",
-            labels={"model": "{model}", "file": "bootstrap CIs"},
+            category="4 Models",
+            subcategory=model_subcategory,
+            labels=result_labels("bootstrap", "CSV"),
         ),
     wildcard_constraints:
         model="[A-Za-z][A-Za-z0-9_]*",
@@ -342,16 +344,16 @@ rule validate_recovery:
         table=report(
             "results/validation/recovery.csv",
             caption="../report/models_recovery.rst",
-            category="Models",
+            category="4 Models",
             subcategory="Parameter recovery",
-            labels={"file": "recovery (table)"},
+            labels=result_labels("recovery", "CSV"),
         ),
         summary=report(
             "results/validation/recovery.md",
             caption="../report/models_recovery.rst",
-            category="Models",
+            category="4 Models",
             subcategory="Parameter recovery",
-            labels={"file": "recovery (summary)"},
+            labels=result_labels("recovery_summary", "Markdown"),
         ),
     conda:
         "../envs/alliance.yaml"
@@ -395,12 +397,16 @@ rule power:
         curve=report(
             "results/power/power_curve.csv",
             caption="../report/power_curve.rst",
-            category="Power",
+            category="4 Models",
+            subcategory="Power",
+            labels=result_labels("power_curve", "CSV"),
         ),
         figure=report(
             "results/figures/power_curve.png",
             caption="../report/power_figure.rst",
-            category="Power",
+            category="4 Models",
+            subcategory="Power",
+            labels=result_labels("Power curve (figure)"),
         ),
         pdf="results/figures/power_curve.pdf",
     params:
@@ -427,9 +433,9 @@ rule model_dynamic:
         estimates=report(
             "results/models/dynamic/{name}/estimates.csv",
             caption="../report/models_dynamic.rst",
-            category="Models",
-            subcategory="dynamic {name}",
-            labels={"model": "{name}", "file": "RI-CLPM estimates"},
+            category="4 Models",
+            subcategory=dynamic_subcategory,
+            labels=result_labels("dynamic", "CSV"),
         ),
         fit="results/models/dynamic/{name}/fit.json",
     params:
@@ -456,16 +462,16 @@ rule model_diagnostics:
             "results/models/{model}/diagnostics.json",
             caption="../report/models_diagnostics.rst",
             category="4 Models",
-            subcategory="{model}",
-            labels={"model": "{model}", "file": "diagnostics (flags and summary)"},
+            subcategory=model_subcategory,
+            labels=result_labels("diagnostics", "JSON"),
         ),
         influence="results/models/{model}/influence.csv",
         figure=report(
             "results/figures/diagnostics_{model}.png",
             caption="../report/models_diagnostics.rst",
             category="4 Models",
-            subcategory="{model}",
-            labels={"model": "{model}", "file": "diagnostics figure"},
+            subcategory=model_subcategory,
+            labels=result_labels("Diagnostics (figure)"),
         ),
     params:
         diagnostics=config_digest((config.get("models") or {}).get("diagnostics")),

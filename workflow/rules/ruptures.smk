@@ -24,24 +24,22 @@ rule ruptures:
     input:
         scores="results/scores/analysis_scores.parquet",
     output:
-        episodes=report(
-            "results/ruptures/episodes.csv",
-            caption="../report/ruptures_episodes.rst",
-            category="Ruptures",
-        ),
+        # a large data file: not embedded in the report; its page there says what it holds
+        episodes="results/ruptures/episodes.csv",
         counts="results/ruptures/counts.csv",
         summary=report(
             "results/ruptures/summary.csv",
             caption="../report/ruptures_summary.rst",
-            category="Ruptures",
+            category="5 Ruptures",
+            labels=result_labels("rupture_summary", "CSV"),
         ),
         figures=[
             report(
                 path,
                 caption="../report/ruptures_trajectories.rst",
-                category="Ruptures",
+                category="5 Ruptures",
                 subcategory="Example trajectories",
-                labels={"threshold": label},
+                labels={"result": "Example trajectories (figure)", "threshold": label},
             )
             for path, label in trajectory_figure_paths(config["ruptures"])
         ],
@@ -65,7 +63,8 @@ rule ruptures_outcome:
         table=report(
             "results/ruptures/outcome_model.csv",
             caption="../report/ruptures_outcome.rst",
-            category="Ruptures",
+            category="5 Ruptures",
+            labels=result_labels("rupture_outcome", "CSV"),
         ),
         fit="results/ruptures/outcome_model.json",
     params:
@@ -88,7 +87,8 @@ rule ruptures_detection:
         table=report(
             "results/ruptures/detection.csv",
             caption="../report/ruptures_detection.rst",
-            category="Ruptures",
+            category="5 Ruptures",
+            labels=result_labels("detection", "CSV"),
         ),
     params:
         settings=config["ruptures"],

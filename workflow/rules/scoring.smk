@@ -20,11 +20,8 @@ rule score:
     output:
         parquet="results/scores/scores.parquet",
         analysis="results/scores/analysis_scores.parquet",
-        csv=report(
-            "results/scores/scores.csv",
-            caption="../report/scores.rst",
-            category="Scoring",
-        ),
+        # a large data file: not embedded in the report; its page there says what it holds
+        csv="results/scores/scores.csv",
     params:
         instruments=config_digest(config["instruments"]),
         # how the coders' ratings enter results/scores/analysis_scores.parquet
@@ -47,7 +44,9 @@ rule internal_consistency:
         report(
             "results/reliability/internal_consistency.csv",
             caption="../report/internal_consistency.rst",
-            category="Reliability",
+            category="3 Reliability",
+            subcategory="Internal consistency",
+            labels=result_labels("consistency", "CSV"),
         ),
     params:
         instruments=config_digest(config["instruments"]),
@@ -68,13 +67,15 @@ rule change:
         table=report(
             "results/change/change.csv",
             caption="../report/change.rst",
-            category="Scoring",
+            category="2 Scores and change",
+            labels=result_labels("change", "CSV"),
         ),
         parameters="results/change/change_parameters.json",
         programme=report(
             "results/change/nhs_talking_therapies.csv",
             caption="../report/nhs_talking_therapies.rst",
-            category="Scoring",
+            category="2 Scores and change",
+            labels=result_labels("programme", "CSV"),
         ),
     params:
         instruments=config_digest(config["instruments"]),
@@ -95,7 +96,8 @@ rule jacobson_plot:
         report(
             "results/figures/jacobson.png",
             caption="../report/jacobson.rst",
-            category="Scoring",
+            category="2 Scores and change",
+            labels=result_labels("Jacobson plot (figure)"),
         ),
         pdf="results/figures/jacobson.pdf",
     conda:
