@@ -139,7 +139,8 @@ def test_row_order_and_integer_client_ids_do_not_matter():
 
 
 # ----------------------------------------------------------------------------------------
-# Hand-worked example of the default rule: own SD, pre-level mean, repair band, censoring
+# Hand-worked example of the own-SD rule (sd_basis "client", no below-median condition):
+# pre-level mean, repair band, censoring
 # ----------------------------------------------------------------------------------------
 # c = 2, repair window 3, pre-level = mean of the last 3 sessions before the drop, band 0.5 SD.
 # E: 6 5 7 2 5 6 6 7. Mean 5.5, SS = .25+.25+2.25+12.25+.25+.25+.25+2.25 = 18, SD = sqrt(18/7)
@@ -161,8 +162,12 @@ DEFAULT_HAND = {
 }
 
 
-def test_default_rule_hand_worked():
-    episodes = detect_ruptures(series_from(DEFAULT_HAND), c=2, repair_window=3)
+# The own-SD rule as it was the default before the change-SD yardstick (issue 16).
+OWN_SD = {"sd_basis": "client", "below_median": False}
+
+
+def test_own_sd_rule_hand_worked():
+    episodes = detect_ruptures(series_from(DEFAULT_HAND), c=2, repair_window=3, **OWN_SD)
     sds = [math.sqrt(18 / 7), math.sqrt(3.675), math.sqrt(22 / 7), math.sqrt(3.8)]
     assert list(episodes["client"]) == ["E", "F", "G", "H"]
     assert list(episodes["rupture_session"]) == [4, 5, 4, 4]
@@ -181,7 +186,7 @@ def test_default_rule_hand_worked():
     assert counts["n_repaired"].tolist() == [1, 0, 0, 0, 0]
     assert counts["n_unrepaired"].tolist() == [0, 0, 1, 0, 0]
     assert counts["n_censored"].tolist() == [0, 1, 0, 1, 0]
-    summary = rupture_summary(series_from(DEFAULT_HAND), cs=(2,), repair_window=3).iloc[0]
+    summary = rupture_summary(series_from(DEFAULT_HAND), cs=(2,), repair_window=3, **OWN_SD).iloc[0]
     assert (summary["n_repaired"], summary["n_unrepaired"], summary["n_censored"]) == (1, 1, 2)
     assert summary["prop_repaired"] == 0.5  # of the 2 episodes that are not censored
     assert math.isnan(summary["sd"])  # each client has its own
@@ -190,13 +195,13 @@ def test_default_rule_hand_worked():
 def test_repair_band_width_and_pre_sessions():
     series = series_from(DEFAULT_HAND)
     # No band: E needs 6 (the pre-level): s6 = 6 repairs (equality counts).
-    e = detect_ruptures(series, 2, 3, repair_tolerance=0.0).iloc[0]
+    e = detect_ruptures(series, 2, 3, repair_tolerance=0.0, **OWN_SD).iloc[0]
     assert e["repair_session"] == 6
     # One-session pre-level (7) and no band: s5..s7 = 5, 6, 6 never reach 7 -> unrepaired.
-    e = detect_ruptures(series, 2, 3, pre_sessions=1, repair_tolerance=0.0).iloc[0]
+    e = detect_ruptures(series, 2, 3, pre_sessions=1, repair_tolerance=0.0, **OWN_SD).iloc[0]
     assert e["pre_level"] == 7 and e["status"] == "unrepaired"
     # A band of 1.3 SD (6 - 2.08 = 3.92) takes s5 = 5.
-    e = detect_ruptures(series, 2, 3, repair_tolerance=1.3).iloc[0]
+    e = detect_ruptures(series, 2, 3, repair_tolerance=1.3, **OWN_SD).iloc[0]
     assert e["repair_session"] == 5
 
 
@@ -210,7 +215,7 @@ def test_successive_difference_sd():
 
 def test_own_sd_needs_three_sessions():
     two = series_from({"A": ([1, 2], [5, 1]), "B": ([1, 2, 3], [5, 5, 1])})
-    episodes = detect_ruptures(two, 1, 3)
+    episodes = detect_ruptures(two, 1, 3, **OWN_SD)
     # A has 2 sessions: no own SD, no rupture. B: SD sqrt(16/3) = 2.309, drop 4 >= 2.309.
     assert list(episodes["client"]) == ["B"]
     assert episodes["sd"].iloc[0] == pytest.approx(math.sqrt(16 / 3))
@@ -373,28 +378,94 @@ def test_invalid_series_raise():
 # ----------------------------------------------------------------------------------------
 # Independent re-implementation of the documented definition
 # ----------------------------------------------------------------------------------------
-def reference_episodes(series: pd.DataFrame, c: float, window: int, sd: float | None = None,
-                       pre_sessions: int = 1, tolerance: float = 0.0) -> list[tuple]:
+def limma_prior(variances: list[float], dfs: list[int]) -> tuple[float, float]:
+    """Prior df and variance of a scaled inverse chi-square fitted to sample variances by the
+    moments of log variances, as limma's fitFDist (Smyth, 2004), with limma's Newton iteration
+    for the inverse trigamma function (a different root finder from the code under test)."""
+    from scipy.special import digamma, polygamma
+
+    d = np.asarray(dfs, dtype=float)
+    e = np.log(variances) - digamma(d / 2) + np.log(d / 2)
+    emean = e.mean()
+    evar = ((e - emean) ** 2).sum() / (len(e) - 1) - polygamma(1, d / 2).mean()
+    if evar <= 0:
+        return math.inf, math.exp(emean)
+    x = 0.5 + 1 / evar  # limma::trigammaInverse
+    for _ in range(100):
+        tri = polygamma(1, x)
+        dif = tri * (1 - tri / evar) / polygamma(2, x)
+        x += dif
+        if -dif / x < 1e-12:
+            break
+    d0 = 2 * x
+    return d0, math.exp(emean + digamma(d0 / 2) - math.log(d0 / 2))
+
+
+def change_sds(data: pd.DataFrame) -> dict:
+    """sd_basis "client_change", literally: per client and row, the moderated SD of the client's
+    successive differences other than the two touching that row (None: fewer than 2 others)."""
+    per_client = {}
+    for client, group in data.groupby("client", sort=True):
+        x = group["score"].tolist()
+        per_client[client] = [x[k] - x[k - 1] for k in range(1, len(x))]
+    informative = [(sum(v * v for v in d) / len(d), len(d)) for d in per_client.values()
+                   if len(d) >= 2 and sum(v * v for v in d) > 0]
+    if len(informative) >= 2:
+        d0, s0 = limma_prior([v for v, _ in informative], [k for _, k in informative])
+    else:
+        d0, s0 = 0.0, 0.0
+    out = {}
+    for client, d in per_client.items():
+        rows = []
+        for i in range(len(d) + 1):  # row i: changes d[i-1] (into) and d[i] (out of) are left out
+            other = [v for k, v in enumerate(d) if k not in (i - 1, i)]
+            if len(other) < 2:
+                rows.append(None)
+            elif math.isinf(d0):
+                rows.append(math.sqrt(s0))
+            else:
+                rows.append(math.sqrt((sum(v * v for v in other) + d0 * s0) / (len(other) + d0)))
+        out[client] = rows
+    return out
+
+
+def reference_episodes(series: pd.DataFrame, c: float, window: int, sd: float | str | None = None,
+                       pre_sessions: int = 1, tolerance: float = 0.0,
+                       below_median: bool = False) -> list[tuple]:
     """One client at a time, one session at a time: the docstring's rules, literally.
-    ``sd`` None: the client's own SD (statistics.stdev, needs 3 sessions)."""
+    ``sd`` None: the client's own SD (statistics.stdev, needs 3 sessions); "client_change":
+    :func:`change_sds`; a number: that SD."""
     import statistics
 
     out = []
     data = series.dropna(subset=["score"]).sort_values(["client", "session"])
+    changes = change_sds(data) if sd == "client_change" else None
     for client, group in data.groupby("client", sort=True):
         s, x = group["session"].tolist(), group["score"].tolist()
         if sd is None and len(x) < 3:
             continue
-        own = statistics.stdev(x) if sd is None else sd
-        threshold = c * own
+        if changes is not None:
+            row_sd = changes[client]
+        else:
+            row_sd = [statistics.stdev(x) if sd is None else sd] * len(x)
+        median = statistics.median(x)
+
+        def drop_at(k):
+            if row_sd[k] is None:
+                return False
+            threshold = c * row_sd[k]
+            fall = x[k - 1] - x[k]
+            ok = fall > 0 and fall >= threshold - 1e-9 * max(1.0, abs(threshold))
+            return ok and (not below_median or x[k] < median - 1e-9 * max(1.0, abs(median)))
+
         last = s[-1]
         i = 1
         while i < len(x):
-            if x[i - 1] - x[i] > 0 and x[i - 1] - x[i] >= threshold - 1e-9 * max(1.0, abs(threshold)):
+            if drop_at(i):
                 first = i
-                while (i + 1 < len(x) and x[i] - x[i + 1] > 0
-                       and x[i] - x[i + 1] >= threshold - 1e-9 * max(1.0, abs(threshold))):
+                while i + 1 < len(x) and drop_at(i + 1):
                     i += 1
+                own = row_sd[i]
                 before = x[max(0, first - pre_sessions):first]
                 level = sum(before) / len(before)
                 band = level - tolerance * own
@@ -422,18 +493,21 @@ def test_vectorised_detection_matches_plain_reference(seed):
         scores = np.round(rng.normal(5, 1.2, size=n) * 2) / 2
         frames.append(pd.DataFrame({"client": client, "session": sessions, "score": scores}))
     series = pd.concat(frames, ignore_index=True)
-    rules = [(1.0, 1, 1.0, 1, 0.0), (2.0, 3, 1.0, 1, 0.0), (1.5, 2, 1.0, 3, 0.5),
-             (1.0, 3, None, 3, 0.5), (2.0, 2, None, 2, 0.0), (1.5, 3, None, 4, 1.0)]
-    for c, window, sd, pre, tol in rules:
+    rules = [(1.0, 1, 1.0, 1, 0.0, False), (2.0, 3, 1.0, 1, 0.0, True), (1.5, 2, 1.0, 3, 0.5, False),
+             (1.0, 3, None, 3, 0.5, False), (2.0, 2, None, 2, 0.0, True), (1.5, 3, None, 4, 1.0, False),
+             (1.0, 3, "client_change", 3, 0.5, True), (2.0, 2, "client_change", 2, 0.0, False),
+             (1.5, 3, "client_change", 1, 1.0, True)]
+    for c, window, sd, pre, tol, below in rules:
         basis = "client" if sd is None else sd
-        got = detect_ruptures(series, c, window, sd_basis=basis, pre_sessions=pre, repair_tolerance=tol)
-        ref = reference_episodes(series, c, window, sd, pre, tol)
+        got = detect_ruptures(series, c, window, sd_basis=basis, pre_sessions=pre, repair_tolerance=tol,
+                              below_median=below)
+        ref = reference_episodes(series, c, window, sd, pre, tol, below)
         got_rows = [
             (r.client, r.pre_session, r.rupture_session, r.n_drops, r.pre_score, r.rupture_score,
              None if pd.isna(r.repair_session) else int(r.repair_session), bool(r.censored))
             for r in got.itertuples()
         ]  # fmt: skip
-        assert got_rows == ref, (c, window, sd, pre, tol)
+        assert got_rows == ref, (c, window, sd, pre, tol, below)
         assert len(ref) > 10  # the comparison is not vacuous
         assert (got["status"] == np.where(got["repaired"], "repaired",
                                           np.where(got["censored"], "censored", "unrepaired"))).all()
