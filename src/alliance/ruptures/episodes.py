@@ -661,6 +661,8 @@ def _episode_table(
     censored = ~repaired & (last_session[ep_codes] < session[ends] + window)
     status = np.where(repaired, "repaired", np.where(censored, "censored", "unrepaired")).astype(object)
     depth = pre_level - score[ends]
+    with np.errstate(divide="ignore", invalid="ignore"):  # an SD of 0 gives an infinite depth_sd
+        depth_sd = depth / sd
     safe_row = np.where(repaired, repair_row, 0)
     repair_session = pd.array(np.where(repaired, session[safe_row], 0), dtype="Int64")
     repair_session[~repaired] = pd.NA
@@ -674,7 +676,7 @@ def _episode_table(
             "pre_level": pre_level,
             "rupture_score": score[ends],
             "depth": depth,
-            "depth_sd": depth / sd,
+            "depth_sd": depth_sd,
             "sd": sd,
             "threshold_sd": np.full(len(ends), c),
             "threshold": c * sd,
