@@ -51,7 +51,13 @@ default, 3-4                .132 / .958  .244 / .921  .447 / .844  .698 / .717
 gumz, 3-4                   .165 / .957  .397 / .862  .737 / .661  .922 / .386
 default, 4-5                .137 / .977  .256 / .967  .473 / .943  .734 / .892
 gumz, 4-5                   .186 / .980  .465 / .949  .820 / .828  .960 / .567
+default, 2-3 SD of scores   .113 / .838  .184 / .687  .307 / .498  .494 / .321
+client, 2-3 SD of scores    .081 / .892  .117 / .734  .169 / .501  .239 / .274
+gumz, 2-3 SD of scores      .128 / .795  .260 / .547  .490 / .298  .720 / .118
 ==========================  ===========  ===========  ===========  ===========
+
+(The last three rows: ``--unit observed``, dips in the unit of the ``client`` rule; there the
+default has the same recall as ``client`` at c = 2 with 1.8 times its precision.)
 
 Example-sized study (seed 20261129, dips 2-3 SDs of a change), c = 2: default .364 / .597,
 client .194 / .625, gumz .545 / .417 (72 injected episodes). The bundled example as shipped
