@@ -139,7 +139,8 @@ def test_row_order_and_integer_client_ids_do_not_matter():
 
 
 # ----------------------------------------------------------------------------------------
-# Hand-worked example of the default rule: own SD, pre-level mean, repair band, censoring
+# Hand-worked example of the own-SD rule (sd_basis "client", no below-median condition):
+# pre-level mean, repair band, censoring
 # ----------------------------------------------------------------------------------------
 # c = 2, repair window 3, pre-level = mean of the last 3 sessions before the drop, band 0.5 SD.
 # E: 6 5 7 2 5 6 6 7. Mean 5.5, SS = .25+.25+2.25+12.25+.25+.25+.25+2.25 = 18, SD = sqrt(18/7)
@@ -161,8 +162,12 @@ DEFAULT_HAND = {
 }
 
 
-def test_default_rule_hand_worked():
-    episodes = detect_ruptures(series_from(DEFAULT_HAND), c=2, repair_window=3)
+# The own-SD rule as it was the default before the change-SD yardstick (issue 16).
+OWN_SD = {"sd_basis": "client", "below_median": False}
+
+
+def test_own_sd_rule_hand_worked():
+    episodes = detect_ruptures(series_from(DEFAULT_HAND), c=2, repair_window=3, **OWN_SD)
     sds = [math.sqrt(18 / 7), math.sqrt(3.675), math.sqrt(22 / 7), math.sqrt(3.8)]
     assert list(episodes["client"]) == ["E", "F", "G", "H"]
     assert list(episodes["rupture_session"]) == [4, 5, 4, 4]
@@ -181,7 +186,7 @@ def test_default_rule_hand_worked():
     assert counts["n_repaired"].tolist() == [1, 0, 0, 0, 0]
     assert counts["n_unrepaired"].tolist() == [0, 0, 1, 0, 0]
     assert counts["n_censored"].tolist() == [0, 1, 0, 1, 0]
-    summary = rupture_summary(series_from(DEFAULT_HAND), cs=(2,), repair_window=3).iloc[0]
+    summary = rupture_summary(series_from(DEFAULT_HAND), cs=(2,), repair_window=3, **OWN_SD).iloc[0]
     assert (summary["n_repaired"], summary["n_unrepaired"], summary["n_censored"]) == (1, 1, 2)
     assert summary["prop_repaired"] == 0.5  # of the 2 episodes that are not censored
     assert math.isnan(summary["sd"])  # each client has its own
@@ -190,14 +195,120 @@ def test_default_rule_hand_worked():
 def test_repair_band_width_and_pre_sessions():
     series = series_from(DEFAULT_HAND)
     # No band: E needs 6 (the pre-level): s6 = 6 repairs (equality counts).
-    e = detect_ruptures(series, 2, 3, repair_tolerance=0.0).iloc[0]
+    e = detect_ruptures(series, 2, 3, repair_tolerance=0.0, **OWN_SD).iloc[0]
     assert e["repair_session"] == 6
     # One-session pre-level (7) and no band: s5..s7 = 5, 6, 6 never reach 7 -> unrepaired.
-    e = detect_ruptures(series, 2, 3, pre_sessions=1, repair_tolerance=0.0).iloc[0]
+    e = detect_ruptures(series, 2, 3, pre_sessions=1, repair_tolerance=0.0, **OWN_SD).iloc[0]
     assert e["pre_level"] == 7 and e["status"] == "unrepaired"
     # A band of 1.3 SD (6 - 2.08 = 3.92) takes s5 = 5.
-    e = detect_ruptures(series, 2, 3, repair_tolerance=1.3).iloc[0]
+    e = detect_ruptures(series, 2, 3, repair_tolerance=1.3, **OWN_SD).iloc[0]
     assert e["repair_session"] == 5
+
+
+# ----------------------------------------------------------------------------------------
+# Hand-worked example of the default rule (sd_basis "client_change", below the median)
+# ----------------------------------------------------------------------------------------
+# One client at a time, so no other client informs the empirical-Bayes prior (d0 = 0): the SD
+# at a session is sqrt(mean of the squared successive differences other than the two touching
+# that session).
+# E: 6 5 7 2 5 6 6 7, changes -1 2 -5 3 1 0 1 (sum of squares 41). At s4 leave out -5 and 3:
+#    7 on 5 changes, SD sqrt(1.4) = 1.183216; drop 7 -> 2 = 5 >= 2.366, and 2 < median 6 ->
+#    rupture. At s2 (6 -> 5) leave out -1 and 2: 36 on 5, SD sqrt(7.2) = 2.683; a drop of 1
+#    is a rupture only for c <= 1/2.683 = .373 (5 < 6: below the median). Pre-level
+#    (6+5+7)/3 = 6, band 6 - 0.5 sqrt(1.4) = 5.408: s5 = 5 below, s6 = 6 in -> repaired at s6.
+# M: 5 5 8 5 5 5 5, changes 0 3 -3 0 0 0. At s4 leave out -3 (into s4) and 0 (out of s4):
+#    9 on 4 changes, SD 1.5; the drop 8 -> 5 = 3 = 2 SD (equality counts) but 5 is
+#    the median, not below it: the return from a high session is not a rupture by default.
+# T: 0 1 2 3 4 5 2 7 8 9 (a steady rise with a dip at s7), changes 1 1 1 1 1 -3 5 1 1. At s7
+#    leave out -3 and 5: seven 1s, SD 1; drop 3 >= 2, 2 < median 3.5 -> rupture. The client's
+#    SD of its scores (sd_basis "client") is 3.05, widened by the rise: 2 SD = 6.1 misses it.
+CHANGE_HAND = {
+    "E": ([1, 2, 3, 4, 5, 6, 7, 8], [6, 5, 7, 2, 5, 6, 6, 7]),
+    "M": ([1, 2, 3, 4, 5, 6, 7], [5, 5, 8, 5, 5, 5, 5]),
+    "T": (list(range(1, 11)), [0, 1, 2, 3, 4, 5, 2, 7, 8, 9]),
+}
+
+
+def one(name: str) -> pd.DataFrame:
+    return series_from({name: CHANGE_HAND[name]})
+
+
+def test_default_rule_hand_worked():
+    e = detect_ruptures(one("E"), c=2, repair_window=3)
+    assert list(e["rupture_session"]) == [4]
+    row = e.iloc[0]
+    assert row["sd"] == pytest.approx(math.sqrt(1.4), rel=1e-12)
+    assert row["threshold"] == pytest.approx(2 * math.sqrt(1.4), rel=1e-12)
+    assert row["pre_level"] == pytest.approx(6.0) and row["depth"] == pytest.approx(4.0)
+    assert row["repair_band"] == pytest.approx(6 - 0.5 * math.sqrt(1.4), rel=1e-12)
+    assert (row["status"], row["repair_session"], row["sessions_to_repair"]) == ("repaired", 6, 2)
+    low = detect_ruptures(one("E"), c=0.37, repair_window=3)
+    assert list(low["rupture_session"]) == [2, 4]
+    assert low["sd"].iloc[0] == pytest.approx(math.sqrt(7.2), rel=1e-12)
+    assert detect_ruptures(one("E"), c=0.38, repair_window=3)["rupture_session"].tolist() == [4]
+
+
+def test_default_rule_needs_the_fall_to_end_below_the_median():
+    assert detect_ruptures(one("M"), c=2, repair_window=3).empty
+    m = detect_ruptures(one("M"), c=2, repair_window=3, below_median=False)
+    assert list(m["rupture_session"]) == [4] and m["sd"].iloc[0] == pytest.approx(1.5, rel=1e-12)
+
+
+def test_a_trend_does_not_widen_the_change_sd():
+    t = detect_ruptures(one("T"), c=2, repair_window=3)
+    assert list(t["rupture_session"]) == [7] and t["sd"].iloc[0] == pytest.approx(1.0, rel=1e-12)
+    assert detect_ruptures(one("T"), c=2, repair_window=3, sd_basis="client", below_median=False).empty
+    # A steady decline alone is no 2-SD rupture: each change is exactly 1 SD of the changes.
+    decline = series_from({"D": (list(range(1, 11)), list(range(10, 0, -1)))})
+    assert detect_ruptures(decline, c=2, repair_window=3).empty
+
+
+def test_change_sd_needs_two_other_changes():
+    # 4 sessions 5 5 5 1: at s4 only the change into it is left out -> 0 0 remain (2 changes),
+    # SD 0 (one client: no prior to borrow from), any fall counts (depth_sd infinite). With 3 sessions 5 5 1, one other change: no SD, no rupture.
+    four = detect_ruptures(series_from({"A": ([1, 2, 3, 4], [5, 5, 5, 1])}), 1, 3)
+    assert list(four["rupture_session"]) == [4] and four["sd"].iloc[0] == 0.0
+    assert detect_ruptures(series_from({"A": ([1, 2, 3], [5, 5, 1])}), 1, 3).empty
+
+
+def test_change_variance_prior_matches_limma_fitfdist():
+    from alliance.ruptures.episodes import change_variance_prior
+
+    rng = np.random.default_rng(5)
+    n_changes = rng.integers(2, 20, 300)
+    # client variances that really differ (log-normal around 1) plus chi-square sampling
+    true = np.exp(rng.normal(0, 0.4, 300))
+    ssd = true * rng.chisquare(n_changes)
+    d0, s0 = change_variance_prior(ssd, n_changes)
+    ref_d0, ref_s0 = limma_prior(list(ssd / n_changes), list(n_changes))
+    assert d0 == pytest.approx(ref_d0, rel=1e-8) and s0 == pytest.approx(ref_s0, rel=1e-8)
+    assert 2 < d0 < 30  # finite: the variances differ beyond sampling
+    # Identical variances: no excess spread, d0 infinite and s0^2 = exp(mean e) by hand:
+    # e = log v - digamma(k/2) + log(k/2) with v = 2, k = 4 changes.
+    from scipy.special import digamma
+
+    d0, s0 = change_variance_prior(np.full(5, 8.0), np.full(5, 4))
+    assert math.isinf(d0) and s0 == pytest.approx(2 * 2 * math.exp(-digamma(2)), rel=1e-12)
+    # Fewer than two informative clients (>= 2 changes, some change): no prior.
+    d0, s0 = change_variance_prior(np.array([0.0, 3.0, 5.0]), np.array([4, 1, 3]))
+    assert d0 == 0.0 and math.isnan(s0)
+
+
+def test_moderated_sd_pulls_toward_the_other_clients():
+    """With other clients the SD at a session is (own sum of squares + d0 s0^2) / (own changes
+    + d0), d0 and s0^2 from limma's fitFDist on all clients' MSSDs (independent code here)."""
+    rng = np.random.default_rng(8)
+    frames = [series_from(CHANGE_HAND)]
+    for k in range(40):
+        frames.append(pd.DataFrame({"client": f"R{k}", "session": np.arange(1, 13),
+                                    "score": np.round(rng.normal(5, rng.uniform(0.5, 2)) + rng.normal(0, 1, 12), 1)}))
+    series = pd.concat(frames, ignore_index=True)
+    expected = change_sds(series.sort_values(["client", "session"]))
+    got = detect_ruptures(series, 0.5, 3)
+    assert len(got) > 20
+    for row in got.itertuples():
+        sessions = CHANGE_HAND[row.client][0] if row.client in CHANGE_HAND else list(range(1, 13))
+        assert row.sd == pytest.approx(expected[row.client][sessions.index(row.rupture_session)], rel=1e-9)
 
 
 def test_successive_difference_sd():
@@ -210,7 +321,7 @@ def test_successive_difference_sd():
 
 def test_own_sd_needs_three_sessions():
     two = series_from({"A": ([1, 2], [5, 1]), "B": ([1, 2, 3], [5, 5, 1])})
-    episodes = detect_ruptures(two, 1, 3)
+    episodes = detect_ruptures(two, 1, 3, **OWN_SD)
     # A has 2 sessions: no own SD, no rupture. B: SD sqrt(16/3) = 2.309, drop 4 >= 2.309.
     assert list(episodes["client"]) == ["B"]
     assert episodes["sd"].iloc[0] == pytest.approx(math.sqrt(16 / 3))
@@ -373,28 +484,94 @@ def test_invalid_series_raise():
 # ----------------------------------------------------------------------------------------
 # Independent re-implementation of the documented definition
 # ----------------------------------------------------------------------------------------
-def reference_episodes(series: pd.DataFrame, c: float, window: int, sd: float | None = None,
-                       pre_sessions: int = 1, tolerance: float = 0.0) -> list[tuple]:
+def limma_prior(variances: list[float], dfs: list[int]) -> tuple[float, float]:
+    """Prior df and variance of a scaled inverse chi-square fitted to sample variances by the
+    moments of log variances, as limma's fitFDist (Smyth, 2004), with limma's Newton iteration
+    for the inverse trigamma function (a different root finder from the code under test)."""
+    from scipy.special import digamma, polygamma
+
+    d = np.asarray(dfs, dtype=float)
+    e = np.log(variances) - digamma(d / 2) + np.log(d / 2)
+    emean = e.mean()
+    evar = ((e - emean) ** 2).sum() / (len(e) - 1) - polygamma(1, d / 2).mean()
+    if evar <= 0:
+        return math.inf, math.exp(emean)
+    x = 0.5 + 1 / evar  # limma::trigammaInverse
+    for _ in range(100):
+        tri = polygamma(1, x)
+        dif = tri * (1 - tri / evar) / polygamma(2, x)
+        x += dif
+        if -dif / x < 1e-12:
+            break
+    d0 = 2 * x
+    return d0, math.exp(emean + digamma(d0 / 2) - math.log(d0 / 2))
+
+
+def change_sds(data: pd.DataFrame) -> dict:
+    """sd_basis "client_change", literally: per client and row, the moderated SD of the client's
+    successive differences other than the two touching that row (None: fewer than 2 others)."""
+    per_client = {}
+    for client, group in data.groupby("client", sort=True):
+        x = group["score"].tolist()
+        per_client[client] = [x[k] - x[k - 1] for k in range(1, len(x))]
+    informative = [(sum(v * v for v in d) / len(d), len(d)) for d in per_client.values()
+                   if len(d) >= 2 and sum(v * v for v in d) > 0]
+    if len(informative) >= 2:
+        d0, s0 = limma_prior([v for v, _ in informative], [k for _, k in informative])
+    else:
+        d0, s0 = 0.0, 0.0
+    out = {}
+    for client, d in per_client.items():
+        rows = []
+        for i in range(len(d) + 1):  # row i: changes d[i-1] (into) and d[i] (out of) are left out
+            other = [v for k, v in enumerate(d) if k not in (i - 1, i)]
+            if len(other) < 2:
+                rows.append(None)
+            elif math.isinf(d0):
+                rows.append(math.sqrt(s0))
+            else:
+                rows.append(math.sqrt((sum(v * v for v in other) + d0 * s0) / (len(other) + d0)))
+        out[client] = rows
+    return out
+
+
+def reference_episodes(series: pd.DataFrame, c: float, window: int, sd: float | str | None = None,
+                       pre_sessions: int = 1, tolerance: float = 0.0,
+                       below_median: bool = False) -> list[tuple]:
     """One client at a time, one session at a time: the docstring's rules, literally.
-    ``sd`` None: the client's own SD (statistics.stdev, needs 3 sessions)."""
+    ``sd`` None: the client's own SD (statistics.stdev, needs 3 sessions); "client_change":
+    :func:`change_sds`; a number: that SD."""
     import statistics
 
     out = []
     data = series.dropna(subset=["score"]).sort_values(["client", "session"])
+    changes = change_sds(data) if sd == "client_change" else None
     for client, group in data.groupby("client", sort=True):
         s, x = group["session"].tolist(), group["score"].tolist()
         if sd is None and len(x) < 3:
             continue
-        own = statistics.stdev(x) if sd is None else sd
-        threshold = c * own
+        if changes is not None:
+            row_sd = changes[client]
+        else:
+            row_sd = [statistics.stdev(x) if sd is None else sd] * len(x)
+        median = statistics.median(x)
+
+        def drop_at(k):
+            if row_sd[k] is None:
+                return False
+            threshold = c * row_sd[k]
+            fall = x[k - 1] - x[k]
+            ok = fall > 0 and fall >= threshold - 1e-9 * max(1.0, abs(threshold))
+            return ok and (not below_median or x[k] < median - 1e-9 * max(1.0, abs(median)))
+
         last = s[-1]
         i = 1
         while i < len(x):
-            if x[i - 1] - x[i] > 0 and x[i - 1] - x[i] >= threshold - 1e-9 * max(1.0, abs(threshold)):
+            if drop_at(i):
                 first = i
-                while (i + 1 < len(x) and x[i] - x[i + 1] > 0
-                       and x[i] - x[i + 1] >= threshold - 1e-9 * max(1.0, abs(threshold))):
+                while i + 1 < len(x) and drop_at(i + 1):
                     i += 1
+                own = row_sd[i]
                 before = x[max(0, first - pre_sessions):first]
                 level = sum(before) / len(before)
                 band = level - tolerance * own
@@ -422,18 +599,21 @@ def test_vectorised_detection_matches_plain_reference(seed):
         scores = np.round(rng.normal(5, 1.2, size=n) * 2) / 2
         frames.append(pd.DataFrame({"client": client, "session": sessions, "score": scores}))
     series = pd.concat(frames, ignore_index=True)
-    rules = [(1.0, 1, 1.0, 1, 0.0), (2.0, 3, 1.0, 1, 0.0), (1.5, 2, 1.0, 3, 0.5),
-             (1.0, 3, None, 3, 0.5), (2.0, 2, None, 2, 0.0), (1.5, 3, None, 4, 1.0)]
-    for c, window, sd, pre, tol in rules:
+    rules = [(1.0, 1, 1.0, 1, 0.0, False), (2.0, 3, 1.0, 1, 0.0, True), (1.5, 2, 1.0, 3, 0.5, False),
+             (1.0, 3, None, 3, 0.5, False), (2.0, 2, None, 2, 0.0, True), (1.5, 3, None, 4, 1.0, False),
+             (1.0, 3, "client_change", 3, 0.5, True), (2.0, 2, "client_change", 2, 0.0, False),
+             (1.5, 3, "client_change", 1, 1.0, True)]
+    for c, window, sd, pre, tol, below in rules:
         basis = "client" if sd is None else sd
-        got = detect_ruptures(series, c, window, sd_basis=basis, pre_sessions=pre, repair_tolerance=tol)
-        ref = reference_episodes(series, c, window, sd, pre, tol)
+        got = detect_ruptures(series, c, window, sd_basis=basis, pre_sessions=pre, repair_tolerance=tol,
+                              below_median=below)
+        ref = reference_episodes(series, c, window, sd, pre, tol, below)
         got_rows = [
             (r.client, r.pre_session, r.rupture_session, r.n_drops, r.pre_score, r.rupture_score,
              None if pd.isna(r.repair_session) else int(r.repair_session), bool(r.censored))
             for r in got.itertuples()
         ]  # fmt: skip
-        assert got_rows == ref, (c, window, sd, pre, tol)
+        assert got_rows == ref, (c, window, sd, pre, tol, below)
         assert len(ref) > 10  # the comparison is not vacuous
         assert (got["status"] == np.where(got["repaired"], "repaired",
                                           np.where(got["censored"], "censored", "unrepaired"))).all()
@@ -727,23 +907,43 @@ def _recovery():
 
 
 def test_recovery_on_a_few_simulated_studies():
-    """The benchmark's recovery run on 3 studies of the project's generator (the full run of 200
-    is benchmarks/ruptures_recovery.py). Dips of 5-6 observed within-client SDs are found by
-    the 2-SD rule (recall >= .8) where dips of 2-3 SD (the default) are found about half the
-    time. Precision is low either way: with each client's own SD, session-to-session noise
-    alone makes a 2-SD drop at about 4% of sessions, while ruptures are injected at about 1.5%
-    of them; a higher threshold trades recall for precision."""
+    """The benchmark's recovery run on 4 studies of the project's generator, dips of 2-3 SDs of
+    a change (the full run of 200 is benchmarks/ruptures_recovery.py: at c = 2 the default rule
+    has precision .355 (MC SE .002) and recall .605 (.004)). Floors: the 200-study value minus
+    4 Monte Carlo SEs of a 4-study run (about .017 and .03), so a correct detector fails this
+    test with probability well under 1 in 10,000."""
+    recovery = _recovery()
+    start = time.perf_counter()
+    _, summary = recovery.recovery_run(4, seed=77, rules={"default": recovery.RULES["default"]})
+    at_two = summary.set_index("threshold_sd").loc[2.0]
+    assert at_two["n_injected"] > 250
+    assert at_two["precision"] >= 0.28, at_two.to_dict()
+    assert at_two["recall"] >= 0.48, at_two.to_dict()
+    assert at_two["precision_se"] < 0.04 and at_two["recall_se"] < 0.06
+    assert summary["recall"].is_monotonic_decreasing and summary["precision"].is_monotonic_increasing
+    # Deeper dips (4-5 SDs) are found: recall >= .8 at c = 2 (200 studies: see the benchmark).
     from dataclasses import replace
 
-    from alliance.simulate import SimulationEffects
+    deep = replace(recovery.DETECTION_EFFECTS, rupture_depth_sd=(4.0, 5.0))
+    _, deep_summary = recovery.recovery_run(4, seed=77, effects=deep, rules={"default": recovery.RULES["default"]})
+    assert deep_summary.set_index("threshold_sd").loc[2.0, "recall"] >= 0.8
+    assert time.perf_counter() - start < 20
 
+
+def test_no_rule_reaches_80_80_with_two_to_three_sd_dips():
+    """Why the issue's target is out of reach at the generator's prevalence: precision .80 at
+    recall .80 allows a false-alarm rate of at most 0.2 x prevalence (0.33% of sessions at
+    1.67%), and even the oracle (known noise covariance, trajectory, dip shape and depth)
+    finds fewer than 80% of 2-3 SD dips at that rate; with 3-4 SD dips it could."""
     recovery = _recovery()
-    deep = replace(SimulationEffects(), rupture_depth_sd=(5.0, 6.0))
-    _, summary = recovery.recovery_run(3, seed=77, effects=deep)
-    at_two = summary.set_index("threshold_sd").loc[2.0]
-    assert at_two["n_injected"] > 150
-    assert at_two["recall"] >= 0.8, at_two.to_dict()
-    _, default = recovery.recovery_run(3, seed=77)
-    for table in (summary, default):
-        assert table["recall"].is_monotonic_decreasing and table["precision"].is_monotonic_increasing
-    assert default.set_index("threshold_sd").loc[2.0, "recall"] < at_two["recall"] - 0.2
+    effects = recovery.DETECTION_EFFECTS
+    bound = recovery.oracle_bound(effects, prevalence=0.0167)
+    assert bound["alpha"] == pytest.approx(0.2 * 0.0167)
+    assert bound["oracle_recall"] < 0.8
+    # Gaussian noise alone falls by 2 SDs of a change in Phi(-2) = 2.3% of sessions, 7x the
+    # allowed rate: a 2-SD rule's precision is at most pi / (pi + 0.023) < .5 at any recall.
+    assert bound["gaussian_false_alarm_at_2sd_of_change"] > 5 * bound["alpha"]
+    from dataclasses import replace
+
+    deeper = recovery.oracle_bound(replace(effects, rupture_depth_sd=(3.0, 4.0)), prevalence=0.0167)
+    assert deeper["oracle_recall"] > 0.9

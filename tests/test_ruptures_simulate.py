@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alliance.simulate import SimulationEffects, observed_within_sd, simulate_study
+from alliance.simulate import SimulationEffects, observed_change_sd, observed_within_sd, simulate_study
 
 
 def observed(study) -> pd.DataFrame:
@@ -65,3 +65,28 @@ def test_unit_is_deterministic_and_follows_the_item_model():
     assert observed_within_sd(SimulationEffects()) == observed_within_sd(SimulationEffects())
     noisier = observed_within_sd(SimulationEffects(wai_item_sd=1.0))
     assert noisier > observed_within_sd(SimulationEffects())
+
+
+def test_change_unit_is_the_observed_sd_of_a_change():
+    """``observed_change``: the unit is the root mean squared successive difference of the
+    observed score of clients without a rupture (what the default detector's yardstick,
+    sd_basis "client_change", estimates), to within 5% in simulated studies; dips are that many
+    points deep."""
+    effects = SimulationEffects(rupture_depth_unit="observed_change")
+    unit = observed_change_sd(effects)
+    assert unit == pytest.approx(1.16 * observed_within_sd(effects), rel=0.08)  # sqrt(2 (1 - r1)), r1 ~ .33
+    for seed in (5, 6):
+        study = simulate_study(seed=seed, effects=effects)
+        assert study.truth["rupture_sd_unit"] == unit
+        series = observed(study)
+        clean = series[~series["client"].isin({e["client_id"] for e in study.truth["ruptures"]})]
+        clean = clean.sort_values(["client", "session"])
+        change = clean.groupby("client")["score"].diff().dropna()
+        assert float(np.sqrt(np.mean(change**2))) == pytest.approx(unit, rel=0.05)
+        for e in study.truth["ruptures"]:
+            assert e["depth_points"] == pytest.approx(e["depth_sd"] * unit, rel=1e-12)
+
+
+def test_unknown_unit_is_refused():
+    with pytest.raises(ValueError, match="rupture_depth_unit"):
+        simulate_study(seed=1, effects=SimulationEffects(rupture_depth_unit="points"))

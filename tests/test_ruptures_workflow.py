@@ -38,12 +38,13 @@ from alliance.ruptures.episodes import EPISODE_COLUMNS
 SETTINGS = {
     "enabled": True, "instrument": "wai_sr", "respondent": "client", "scale": "total",
     "thresholds": [1, 2], "repair_window": 3, "sd_basis": 1.0, "max_gap": None,
-    "pre_sessions": 1, "repair_tolerance": 0.0,
+    "pre_sessions": 1, "repair_tolerance": 0.0, "below_median": False,
     "example_clients": 4, "outcome": {"instrument": "phq9", "covariates": []},
     "detection": {"truth": None, "thresholds": [1, 2], "tolerance": 1},
 }  # fmt: skip
 
-# SD fixed at 1: c = 1 needs a drop of >= 1 point, c = 2 a drop of >= 2; repair window 3;
+# SD fixed at 1: c = 1 needs a drop of >= 1 point, c = 2 a drop of >= 2 (any drop: the
+# below-median condition is off here; tests/test_ruptures.py tests it); repair window 3;
 # pre-level = the one score before the drop, no band (a repair is a return to that score).
 # A: 5 3 5 5      s1->s2 drops 2 (c = 1 and 2); s3 = 5 >= 5 -> repaired after 1 session.
 # B: 5 4 4 4      s1->s2 drops 1 (c = 1 only); 4 < 5 to the end -> unrepaired; last session 4

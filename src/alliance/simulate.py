@@ -131,7 +131,10 @@ class SimulationEffects:
     # rupture-repair
     rupture_depth_sd: tuple[float, float] = (2.0, 3.0)  # uniform, in rupture_depth_unit SDs
     # "latent": alliance_sd_within (the bundled example's unit); "observed": the observed
-    # within-client SD the rupture detector uses (observed_within_sd), for detection studies
+    # within-client SD of the scores (observed_within_sd, the yardstick of sd_basis "client");
+    # "observed_change": the observed SD of a session-to-session change (observed_change_sd,
+    # the yardstick of the detector's default sd_basis "client_change"), for detection studies.
+    # Sources of the rupture settings: see _draw_ruptures.
     rupture_depth_unit: str = "latent"
     repair_probability: float = 0.6
     sessions_to_repair: tuple[int, int] = (1, 3)  # inclusive range
@@ -395,19 +398,12 @@ def _ar1_fluctuations(rng: np.random.Generator, s: _Sessions, phi: float, sd: fl
 
 
 @functools.lru_cache(maxsize=16)
-def observed_within_sd(effects: SimulationEffects) -> float:
-    """The SD of a client's observed WAI-SR score (mean of the 12 items) around its own mean,
-    for a client without a rupture: the quantity the rupture detector's default yardstick (the
-    client's own SD) estimates, and the unit of the injected dips' depth.
-
-    Computed by simulation, not by formula, because rounding the items and clipping them to 1-5
-    shrink it (by about 10% at the defaults, where many clients are near the ceiling): 2,000
-    rupture-free clients of 14 sessions are drawn with the generator's own alliance and item
-    model (trait with therapist part, growth, AR(1) fluctuation, subscale factors, item offsets
-    and noise, rounding and clipping) from a fixed seed of their own, so the value is
-    deterministic and no stream of a simulated study is touched. Returns the pooled
-    within-client SD, sqrt(sum of within-client squares / (N - K)).
-    """
+def _rupture_free_observed(effects: SimulationEffects) -> tuple[np.ndarray, np.ndarray]:
+    """Observed WAI-SR scores (mean of the 12 items) of 2,000 rupture-free clients of 14
+    sessions, drawn with the generator's own alliance and item model (trait with therapist
+    part, growth, AR(1) fluctuation, subscale factors, item offsets and noise, rounding and
+    clipping) from a fixed seed of their own, so the result is deterministic and no stream of
+    a simulated study is touched. Returns (client index, score), sorted by client and session."""
     rng = np.random.default_rng(20261205)
     n_clients, n_sessions = 2000, 14
     s = _Sessions.from_counts(np.full(n_clients, n_sessions))
@@ -417,23 +413,79 @@ def observed_within_sd(effects: SimulationEffects) -> float:
               + _ar1_fluctuations(rng, s, effects.alliance_ar1, effects.alliance_sd_within))
     offsets = rng.normal(0.0, effects.wai_item_offset_sd, N_WAI)
     score = _ordinal_items(rng, latent, offsets, effects.wai_item_sd, 1, 5, effects.wai_subscale_sd).mean(axis=1)
-    means = s.client_mean(score)
-    return float(math.sqrt(np.sum((score - means[s.client]) ** 2) / (len(score) - n_clients)))
+    return s.client, score
+
+
+def observed_within_sd(effects: SimulationEffects) -> float:
+    """The SD of a client's observed WAI-SR score around its own mean, for a client without a
+    rupture: what the detector's ``sd_basis="client"`` yardstick (the client's own SD of its
+    sessions) estimates, and the dips' unit with ``rupture_depth_unit="observed"``.
+
+    Computed by simulation, not by formula, because rounding the items and clipping them to 1-5
+    shrink it (by about 10% at the defaults, where many clients are near the ceiling); see
+    :func:`_rupture_free_observed`. Returns the pooled within-client SD,
+    sqrt(sum of within-client squares / (N - K)).
+    """
+    client, score = _rupture_free_observed(effects)
+    n_clients = int(client.max()) + 1
+    means = np.bincount(client, weights=score, minlength=n_clients) / np.bincount(client, minlength=n_clients)
+    return float(math.sqrt(np.sum((score - means[client]) ** 2) / (len(score) - n_clients)))
+
+
+def observed_change_sd(effects: SimulationEffects) -> float:
+    """The SD of a session-to-session change of a client's observed WAI-SR score, for a client
+    without a rupture: sqrt of the pooled mean squared successive difference (von Neumann et
+    al., 1941), what the rupture detector's default yardstick (``sd_basis="client_change"``)
+    estimates, and the dips' unit with ``rupture_depth_unit="observed_change"``. About 1.2
+    times :func:`observed_within_sd` at the defaults (sqrt(2 (1 - r1)) with the observed
+    lag-1 autocorrelation r1 near .3). Same simulated clients as :func:`observed_within_sd`.
+    """
+    client, score = _rupture_free_observed(effects)
+    same = client[1:] == client[:-1]
+    return float(math.sqrt(np.mean((score[1:][same] - score[:-1][same]) ** 2)))
+
+
+RUPTURE_DEPTH_UNITS = ("latent", "observed", "observed_change")
 
 
 def rupture_sd_unit(effects: SimulationEffects) -> float:
-    """The SD in which injected dips are sized (``effects.rupture_depth_unit``)."""
+    """The SD in which injected dips are sized (``effects.rupture_depth_unit``): ``latent``,
+    the SD of the latent AR(1) fluctuation; ``observed``, :func:`observed_within_sd`;
+    ``observed_change``, :func:`observed_change_sd` (the default detector's yardstick)."""
+    if effects.rupture_depth_unit == "observed_change":
+        return observed_change_sd(effects)
     if effects.rupture_depth_unit == "observed":
         return observed_within_sd(effects)
     if effects.rupture_depth_unit == "latent":
         return effects.alliance_sd_within
-    raise ValueError(f"rupture_depth_unit must be 'latent' or 'observed', got {effects.rupture_depth_unit!r}")
+    raise ValueError(f"rupture_depth_unit must be one of {RUPTURE_DEPTH_UNITS}, got {effects.rupture_depth_unit!r}")
 
 
 def _draw_ruptures(rng: np.random.Generator, design: SimulationDesign, effects: SimulationEffects,
                    s: _Sessions) -> dict[str, np.ndarray]:
-    """Rupture episodes: client, session, depth (in observed within-client SDs), repaired,
-    sessions to repair."""
+    """Rupture episodes: client, session, depth (in ``rupture_depth_unit`` SDs), repaired,
+    sessions to repair.
+
+    One episode in ``rupture_client_share`` (20%) of the clients with at least
+    RUPTURE_MIN_SESSIONS sessions, at a session drawn uniformly from 3 to n - 3; depth uniform
+    on ``rupture_depth_sd`` (2-3 SD); repaired with ``repair_probability`` (.6) within 1-3
+    sessions, else a lasting partial dip. Where these come from: session-by-session
+    self-reported alliance shows a rupture (a drop of >= 1-2 of the client's SDs) in about
+    half of the clients once noise-level drops count too (46% of clients, McLaughlin et al.,
+    2014; local rupture-repair patterns in 50% of cases, Stevens et al., 2007; counts vary
+    several-fold with the criterion, Gumz et al., 2012), so the true share is below that: 20%
+    with one episode each, at the conservative end. Post-session rupture questionnaires and
+    observer coding find some rupture in a sizeable share of sessions, patients reporting
+    fewer than therapists and observers (Eubanks, Muran & Safran, 2018); most are minor
+    tensions that do not move a WAI total by 2 SD, which is what is injected here (about one
+    episode per 70 sessions at the defaults). Depth: the
+    rupture criteria define a rupture as a drop of at least 2 SD of the client's own
+    variation (Stiles et al., 2004; Gumz et al., 2012, stricter criterion), so injected dips
+    are 2-3 such SDs; to be the SD the detector uses, the unit must be ``observed_change``
+    for the default detector. Repair: most ruptures found in session-by-session self-report
+    are followed by a return (McLaughlin et al., 2014; Stiles et al., 2004, V-shape); the
+    1-3 session return matches the detector's default repair window of 3 sessions.
+    """
     eligible = np.flatnonzero(s.n_sessions >= RUPTURE_MIN_SESSIONS)
     k = int(round(design.rupture_client_share * len(eligible)))
     client = np.sort(rng.choice(eligible, size=k, replace=False))
@@ -895,9 +947,11 @@ DEFINITIONS = {
                         "(stationary SD alliance_sd_within) + rupture offset"),
     "wai_items": ("round(alliance_latent + item offset + subscale factor (SD wai_subscale_sd, per session and subscale) "
                   "+ item noise (SD wai_item_sd)), clipped to 1-5; subscales Task 1,2,10,12; Bond 3,5,7,9; Goal 4,6,8,11"),
-    "rupture": ("latent dip of depth_sd*rupture_sd_unit at the rupture session (rupture_sd_unit: the pooled "
-                "within-client SD of the observed WAI-SR mean of rupture-free clients, simulated with this item model, "
-                "the yardstick of the rupture detector); repaired: V-shaped linear return to "
+    "rupture": ("latent dip of depth_sd*rupture_sd_unit at the rupture session (rupture_sd_unit by "
+                "rupture_depth_unit: latent = alliance_sd_within; observed = the pooled within-client SD, "
+                "observed_change = the root mean squared successive difference, of the observed WAI-SR mean of "
+                "rupture-free clients simulated with this item model: the yardsticks of the detector's sd_basis "
+                "client and client_change); repaired: V-shaped linear return to "
                 "the no-rupture trajectory, reached at repair_session = rupture_session + sessions_to_repair; "
                 "not repaired: the dip persists at unrepaired_residual of its depth for the rest of treatment"),
     "gad7_total": "clip(round(gad_intercept + gad_slope*phq9_total_latent + N(0, gad_sd_resid)), 0, 21), split into 7 items (0-3)",

@@ -1,8 +1,10 @@
 """Rupture–repair episodes in session-by-session alliance ratings.
 
 A *rupture* is a drop of the alliance from one observed session to the next by at least
-``c`` standard deviations of the client's own session-to-session variation (Stiles et al.,
-2004: the SD of that client's sessions); a *repair* is a return into a tolerance band around
+``c`` standard deviations of the client's own session-to-session change (the within-person
+yardstick of Stiles et al., 2004, taken from the client's successive differences other than
+the two around the session judged, so that neither a slow trend nor the dip itself widens
+it), ending below the client's median score; a *repair* is a return into a tolerance band around
 the pre-rupture level (the mean of the client's last sessions before the drop) within a fixed
 number of sessions (the V-shape of Stiles et al., 2004). Episodes whose repair window runs past
 the client's last observed session without a repair, among them every dip at the last session,
@@ -21,9 +23,15 @@ considerations on the classification and assessment of breaches in the therapeut
 relationship. *BMC Medical Research Methodology*, 12, 10.
 Stiles, W. B., Glick, M. J., Osatuke, K., et al. (2004). Patterns of alliance development
 and the rupture-repair hypothesis. *Journal of Counseling Psychology*, 51, 81–92.
+Jacobson, N. S., & Truax, P. (1991). Clinical significance: a statistical approach to
+defining meaningful change in psychotherapy research. *Journal of Consulting and Clinical
+Psychology*, 59, 12–19.
 McLaughlin, A. A., Keller, S. M., Feeny, N. C., Youngstrom, E. A., & Zoellner, L. A.
 (2014). Patterns of therapeutic alliance: rupture-repair episodes in prolonged exposure for
 PTSD. *Journal of Consulting and Clinical Psychology*, 82, 112–121.
+Smyth, G. K. (2004). Linear models and empirical Bayes methods for assessing differential
+expression in microarray experiments. *Statistical Applications in Genetics and Molecular
+Biology*, 3, Article 3.
 von Neumann, J., Kent, R. H., Bellinson, H. R., & Hart, B. I. (1941). The mean square
 successive difference. *Annals of Mathematical Statistics*, 12, 153–162.
 """
@@ -38,6 +46,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import optimize, special
 from alliance.errors import require_columns as _require_columns
 from alliance.lmm import fit as lmm_fit
 
@@ -80,10 +89,16 @@ EPISODE_COLUMNS = [
 
 COUNT_COLUMNS = ["client", "n_ruptures", "n_repaired", "n_unrepaired", "n_censored"]
 
-# "client" (the default) and "client_successive" are each client's own variation; "gumz" is
-# the per-client rule of Gumz et al. (2012); the pooled ones are kept for comparison only.
-SD_BASES = ("client", "client_successive", "gumz", "stricter_per_client", "stricter", "within", "between")
-PER_CLIENT_BASES = ("client", "client_successive", "gumz", "stricter_per_client")
+# "client_change" (the default), "client" and "client_successive" are each client's own
+# variation; "gumz" is the per-client rule of Gumz et al. (2012); the pooled ones are kept for
+# comparison only.
+SD_BASES = ("client_change", "client", "client_successive", "gumz", "stricter_per_client", "stricter",
+            "within", "between")
+PER_CLIENT_BASES = ("client_change", "client", "client_successive", "gumz", "stricter_per_client")
+# "client_change" judges a session against the client's other session-to-session changes: it
+# needs at least this many successive differences besides the (up to) two that touch the session
+# (with one, a single earlier change would be the whole yardstick).
+MIN_OTHER_CHANGES = 2
 # A client's own SD needs at least this many observed sessions (with two, any fall between
 # them is 1.41 of their SD: every decline would be a 1-SD rupture).
 MIN_SESSIONS_OWN_SD = 3
@@ -221,6 +236,89 @@ def _per_client_successive_sd(parts: dict[str, Any]) -> np.ndarray:
         return np.where(enough, np.sqrt(parts["ssd"] / np.where(enough, 2 * (n - 1), 1)), np.nan)
 
 
+def _change_sd_leave_out(codes: np.ndarray, score: np.ndarray, parts: dict[str, Any]) -> np.ndarray:
+    """Per row: the client's SD of a session-to-session change, ``sqrt(MSSD)`` (von Neumann et
+    al., 1941), from the client's successive differences *other than* the two that enter and
+    leave this session; NaN with fewer than MIN_OTHER_CHANGES of them.
+
+    MSSD is the mean squared successive difference, the variance of one change: a slow trend
+    adds only its squared step, and leaving the session's own differences out means a dip
+    cannot widen the yardstick it is judged by (a dip of depth d adds about 2 d^2 to the sum).
+    """
+    n = len(score)
+    same = codes[1:] == codes[:-1]
+    diff2 = np.where(same, (score[1:] - score[:-1]) ** 2, 0.0)
+    into = np.concatenate(([0.0], diff2))  # difference entering row i (0 at a client's first row)
+    has_into = np.concatenate(([False], same))
+    out_of = np.concatenate((diff2, [0.0]))  # difference leaving row i
+    has_out = np.concatenate((same, [False]))
+    n_changes = parts["counts"][codes] - 1
+    other = n_changes - has_into - has_out
+    rest = np.maximum(parts["ssd"][codes] - into - out_of, 0.0)
+    enough = other >= MIN_OTHER_CHANGES
+    d0, s0_sq = change_variance_prior(parts["ssd"], parts["counts"] - 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if math.isinf(d0):
+            variance = np.full(n, s0_sq)
+        elif d0 == 0:
+            variance = rest / np.where(enough, other, 1)
+        else:
+            variance = (rest + d0 * s0_sq) / (other + d0)
+        sd = np.where(enough, np.sqrt(variance), np.nan)
+    return sd if n else np.zeros(0)
+
+
+def change_variance_prior(ssd: np.ndarray, n_changes: np.ndarray) -> tuple[float, float]:
+    """Prior degrees of freedom ``d0`` and variance ``s0^2`` of the clients' change variances.
+
+    Empirical Bayes as in Smyth (2004, section 6.2): each client's MSSD ``s_i^2`` (``d_i``
+    changes) is taken as ``s0^2 * chi2(d_i) / d_i`` around a prior scaled inverse chi-square
+    of ``d0`` degrees of freedom; ``d0`` and ``s0^2`` come from the mean and variance of
+    ``e_i = log s_i^2 - digamma(d_i/2) + log(d_i/2)``. A session is then judged against the
+    moderated variance ``(d s^2 + d0 s0^2) / (d + d0)`` of its client's other changes: with a
+    dozen sessions a client's own variance is itself uncertain (a client near the ceiling of
+    the scale may show almost no change, which would make any small fall a "rupture"), and
+    this borrows just as much strength from the other clients as their spread allows.
+
+    Clients with fewer than MIN_OTHER_CHANGES changes or a zero MSSD do not inform the prior.
+    Returns ``(inf, s0^2)`` when the clients' variances vary no more than sampling alone
+    explains (then every client gets ``s0^2``), and ``(0.0, nan)`` with fewer than 2 clients
+    to learn from (then each client's own variance is used).
+    """
+    d = np.asarray(n_changes, dtype=float)
+    use = (d >= MIN_OTHER_CHANGES) & (np.asarray(ssd) > 0)
+    if use.sum() < 2:
+        return 0.0, float("nan")
+    d = d[use]
+    s2 = np.asarray(ssd, dtype=float)[use] / d
+    e = np.log(s2) - special.digamma(d / 2) + np.log(d / 2)
+    e_bar = float(e.mean())
+    excess = float(np.mean((e - e_bar) ** 2 * len(e) / (len(e) - 1) - special.polygamma(1, d / 2)))
+    if excess <= 0:
+        return math.inf, math.exp(e_bar)
+    d0 = 2 * _inverse_trigamma(excess)
+    return d0, math.exp(e_bar + special.digamma(d0 / 2) - math.log(d0 / 2))
+
+
+def _inverse_trigamma(y: float) -> float:
+    """x > 0 with trigamma(x) = y (trigamma decreases from inf to 0 on (0, inf))."""
+    f = lambda x: float(special.polygamma(1, x)) - y  # noqa: E731
+    hi = 1.0
+    while f(hi) > 0:
+        hi *= 2
+    lo = hi / 2
+    while f(lo) < 0:
+        lo /= 2
+    return optimize.brentq(f, lo, hi, xtol=1e-12, rtol=1e-12)
+
+
+def _sd_by_row(codes: np.ndarray, score: np.ndarray, parts: dict[str, Any], sd_basis: str | float) -> np.ndarray:
+    """The SD that scales the threshold at each row (the session judged)."""
+    if isinstance(sd_basis, str) and sd_basis == "client_change":
+        return _change_sd_leave_out(codes, score, parts)
+    return _sd_by_client(parts, sd_basis)[codes]
+
+
 def _sd_by_client(parts: dict[str, Any], sd_basis: str | float) -> np.ndarray:
     """The SD that scales the rupture threshold, one value per client (NaN: undefined)."""
     n_clients = len(parts["counts"])
@@ -232,6 +330,8 @@ def _sd_by_client(parts: dict[str, Any], sd_basis: str | float) -> np.ndarray:
         )
     if sd_basis == "client":
         return _per_client_sd(parts)
+    if sd_basis == "client_change":
+        raise ValueError("sd_basis 'client_change' varies by session; use _sd_by_row")
     if sd_basis == "client_successive":
         return _per_client_successive_sd(parts)
     within, between = _pooled_within_sd(parts), _between_sd(parts)
@@ -289,8 +389,11 @@ def _drop_flags(
     score: np.ndarray,
     threshold: np.ndarray,
     max_gap: int | None,
+    below: np.ndarray | None = None,
 ) -> np.ndarray:
-    """True where the score fell from the previous observed session by >= threshold."""
+    """True where the score fell from the previous observed session by >= threshold (and,
+    when ``below`` is given, where ``below`` is True: the session lies under the client's
+    median)."""
     n = len(score)
     flags = np.zeros(n, dtype=bool)
     if n < 2:
@@ -298,11 +401,21 @@ def _drop_flags(
     same_client = codes[1:] == codes[:-1]
     drop = score[:-1] - score[1:]
     thr = threshold[1:]
-    enough = (drop > 0) & (drop >= thr - _REL_TOL * np.maximum(1.0, np.abs(thr)))
+    with np.errstate(invalid="ignore"):
+        enough = (drop > 0) & (drop >= thr - _REL_TOL * np.maximum(1.0, np.abs(thr)))
     if max_gap is not None:
         enough &= (session[1:] - session[:-1]) <= max_gap
+    if below is not None:
+        enough &= below[1:]
     flags[1:] = same_client & enough
     return flags
+
+
+def _below_client_median(codes: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """True where a score lies strictly below the median of its client's observed scores (the
+    median, unlike the mean, is not pulled down by the dip being judged)."""
+    median = pd.Series(score).groupby(codes).transform("median").to_numpy()
+    return score < median - _REL_TOL * np.maximum(1.0, np.abs(median))
 
 
 def _episode_bounds(flags: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -374,10 +487,11 @@ def detect_ruptures(
     series: pd.DataFrame,
     c: float,
     repair_window: int,
-    sd_basis: str | float = "client",
+    sd_basis: str | float = "client_change",
     max_gap: int | None = None,
     pre_sessions: int = 3,
     repair_tolerance: float = 0.5,
+    below_median: bool = True,
 ) -> pd.DataFrame:
     """Find rupture–repair episodes in session-by-session alliance scores.
 
@@ -394,14 +508,20 @@ def detect_ruptures(
     sd_basis : str or float
         The SD that scales the threshold (and the repair band), per client:
 
-        * ``"client"`` (default): the SD (ddof = 1) of the client's own observed scores. This
-          is the within-person yardstick of Stiles et al. (2004), who judged each client's
-          session-to-session drops against that client's own variation (Gumz et al., 2012,
-          call it the intraindividual criterion). Chosen over the successive-difference SD
-          because it is the quantity the 2-SD rule was stated in and what readers of the
-          rupture literature expect; it includes any slow trend and the dips themselves, which
-          makes it a little conservative. Needs at least 3 observed sessions (NaN below: no
-          rupture can be found in that client).
+        * ``"client_change"`` (default): the client's own SD of a session-to-session change,
+          ``sqrt(MSSD)`` of the client's successive differences (von Neumann et al., 1941),
+          computed for each session from the client's *other* changes (the two differences
+          entering and leaving the session judged are left out). The rupture is a change, so
+          it is judged against the spread of the client's changes, as a reliable change is
+          judged against the SD of a difference (Jacobson & Truax, 1991), and within person
+          as Stiles et al. (2004) and Gumz et al. (2012, "intraindividual criterion") ask. The
+          successive differences carry no slow trend (a growing alliance does not widen the
+          yardstick, unlike the SD of the scores), and leaving the session's own differences
+          out keeps a dip from widening the yardstick it is judged by. Needs at least 2 other
+          changes (NaN below: no rupture at that session).
+        * ``"client"``: the SD (ddof = 1) of the client's own observed scores, the yardstick
+          in which Stiles et al. (2004) stated the rule. It includes any slow trend and the
+          dips themselves. Needs at least 3 observed sessions.
         * ``"client_successive"``: ``sqrt(MSSD / 2)`` of the client's successive differences
           (von Neumann et al., 1941), the SD of session-to-session noise free of slow trends.
         * ``"gumz"`` (alias ``"stricter_per_client"``): per client, the larger of the client's
@@ -421,6 +541,12 @@ def detect_ruptures(
     repair_tolerance : float
         Half-width of the repair band in SDs: a repair is a score of at least
         ``pre_level - repair_tolerance * SD``. 0 asks for a full return to the pre-level.
+    below_median : bool
+        If True (default), a drop counts only when it ends strictly below the median of the
+        client's observed scores: a rupture is a fall *below the client's usual level*, not
+        the return from a high session to it (the V-shape of Stiles et al., 2004, has its
+        low point under the course around it). False: any large enough drop counts (the
+        rule of Gumz et al., 2012, as published).
 
     Returns
     -------
@@ -445,7 +571,9 @@ def detect_ruptures(
 
     * **Drop.** A session is a drop when its score is lower than the score of the previous
       *observed* session by at least ``c * SD`` (equality counts, up to a relative
-      floating-point tolerance of 1e-9). Missing sessions are bridged: after a gap the
+      floating-point tolerance of 1e-9) and, with ``below_median``, lies strictly below the
+      client's median. With ``"client_change"`` the SD is that of the session's row (the
+      client's other changes), reported in ``sd``. Missing sessions are bridged: after a gap the
       comparison is with the last observed session (unless ``max_gap`` forbids it), and the
       gap is visible as ``rupture_session - pre_session``.
     * **Consecutive drops** (a drop whose previous observed session was itself a drop) form
@@ -465,7 +593,8 @@ def detect_ruptures(
       end-of-treatment outcome.
     * Every episode is judged on its own: a new rupture may start before an earlier one is
       repaired, and one later session can repair both.
-    * A client with fewer than 3 observed sessions (own-SD bases), or whose scores never fall
+    * A client with fewer than 3 observed sessions (own-SD bases; ``"client_change"``: a
+      session with fewer than 2 other changes of its client), or whose scores never fall
       by the threshold (e.g. a constant series), has no episodes. If the SD is zero or
       undefined, no drop qualifies.
 
@@ -486,16 +615,19 @@ def detect_ruptures(
     session = prepared["session"].to_numpy()
     score = prepared["score"].to_numpy()
     parts = _variance_parts(codes, score, len(uniques))
-    sd_client = _sd_by_client(parts, sd_basis)
-    threshold = (c * sd_client)[codes]
-    flags = _drop_flags(codes, session, score, threshold, max_gap)
+    sd_row = _sd_by_row(codes, score, parts, sd_basis)
+    threshold = c * sd_row
+    below = _below_client_median(codes, score) if below_median else None
+    flags = _drop_flags(codes, session, score, threshold, max_gap, below)
     starts, ends = _episode_bounds(flags)
     if len(starts) == 0:
         return _empty_episodes()
     labels = prepared["client"].to_numpy()
+    if not isinstance(below_median, (bool, np.bool_)):
+        raise ValueError(f"below_median must be true or false, got {below_median!r}")
     rule = {"c": c, "repair_window": repair_window, "pre_sessions": pre_sessions,
             "repair_tolerance": repair_tolerance}
-    return _episode_table(labels, codes, session, score, starts, ends, sd_client, rule)
+    return _episode_table(labels, codes, session, score, starts, ends, sd_row, rule)
 
 
 def _check_nonnegative_number(value: Any, name: str) -> float:
@@ -513,22 +645,24 @@ def _episode_table(
     score: np.ndarray,
     starts: np.ndarray,
     ends: np.ndarray,
-    sd_client: np.ndarray,
+    sd_row: np.ndarray,
     rule: dict[str, Any],
 ) -> pd.DataFrame:
     c, window = rule["c"], rule["repair_window"]
     pre = starts - 1
     ep_codes = codes[ends]
-    sd = sd_client[ep_codes]
+    sd = sd_row[ends]
     pre_level = _pre_level(codes, score, pre, rule["pre_sessions"])
     band = pre_level - rule["repair_tolerance"] * sd
     repair_row = _find_repairs(codes, session, score, ends, band, window)
     repaired = repair_row >= 0
-    last_session = np.zeros(len(sd_client), dtype=np.int64)
+    last_session = np.zeros(int(codes.max()) + 1, dtype=np.int64)
     np.maximum.at(last_session, codes, session)
     censored = ~repaired & (last_session[ep_codes] < session[ends] + window)
     status = np.where(repaired, "repaired", np.where(censored, "censored", "unrepaired")).astype(object)
     depth = pre_level - score[ends]
+    with np.errstate(divide="ignore", invalid="ignore"):  # an SD of 0 gives an infinite depth_sd
+        depth_sd = depth / sd
     safe_row = np.where(repaired, repair_row, 0)
     repair_session = pd.array(np.where(repaired, session[safe_row], 0), dtype="Int64")
     repair_session[~repaired] = pd.NA
@@ -542,7 +676,7 @@ def _episode_table(
             "pre_level": pre_level,
             "rupture_score": score[ends],
             "depth": depth,
-            "depth_sd": depth / sd,
+            "depth_sd": depth_sd,
             "sd": sd,
             "threshold_sd": np.full(len(ends), c),
             "threshold": c * sd,
@@ -608,10 +742,11 @@ def rupture_summary(
     series: pd.DataFrame,
     cs: Sequence[float] = (1, 2),
     repair_window: int = 3,
-    sd_basis: str | float = "client",
+    sd_basis: str | float = "client_change",
     max_gap: int | None = None,
     pre_sessions: int = 3,
     repair_tolerance: float = 0.5,
+    below_median: bool = True,
 ) -> pd.DataFrame:
     """Study-level rupture–repair summary for several thresholds, side by side.
 
@@ -624,7 +759,7 @@ def rupture_summary(
         ``client``, ``session``, ``score`` (see :func:`detect_ruptures`).
     cs : sequence of float
         Thresholds in SD units, one row each.
-    repair_window, sd_basis, max_gap, pre_sessions, repair_tolerance
+    repair_window, sd_basis, max_gap, pre_sessions, repair_tolerance, below_median
         As in :func:`detect_ruptures`.
 
     Returns
@@ -645,7 +780,7 @@ def rupture_summary(
     sd = _common_sd(prepared, sd_basis)
     rows = [
         _summary_row(detect_ruptures(series, c, repair_window, sd_basis, max_gap, pre_sessions,
-                                     repair_tolerance), c, clients, sd)
+                                     repair_tolerance, below_median), c, clients, sd)
         for c in cs
     ]
     return pd.DataFrame(rows)
@@ -657,10 +792,10 @@ def _common_sd(prepared: pd.DataFrame, sd_basis: str | float) -> float:
         return float("nan")
     codes, uniques = _client_codes(prepared)
     parts = _variance_parts(codes, prepared["score"].to_numpy(), len(uniques))
-    per_client = _sd_by_client(parts, sd_basis)
     if isinstance(sd_basis, str) and sd_basis in PER_CLIENT_BASES:
+        _sd_by_row(codes, prepared["score"].to_numpy(), parts, sd_basis)  # validates sd_basis
         return float("nan")
-    return float(per_client[0])
+    return float(_sd_by_client(parts, sd_basis)[0])
 
 
 def _summary_row(
@@ -890,7 +1025,7 @@ def detection_table(
         Matching tolerance in session numbers (see :func:`match_episodes`).
     **detect
         Further arguments of :func:`detect_ruptures` (``repair_window`` (default 3),
-        ``sd_basis``, ``max_gap``, ``pre_sessions``, ``repair_tolerance``).
+        ``sd_basis``, ``max_gap``, ``pre_sessions``, ``repair_tolerance``, ``below_median``).
 
     Returns
     -------

@@ -130,7 +130,8 @@ def _rule(settings: Mapping[str, Any]) -> dict[str, Any]:
     """The detection arguments of :func:`alliance.ruptures.detect_ruptures` from the config."""
     return {"repair_window": settings["repair_window"], "sd_basis": settings["sd_basis"],
             "max_gap": settings["max_gap"], "pre_sessions": settings.get("pre_sessions", 3),
-            "repair_tolerance": settings.get("repair_tolerance", 0.5)}
+            "repair_tolerance": settings.get("repair_tolerance", 0.5),
+            "below_median": settings.get("below_median", True)}
 
 
 def _detect(series: pd.DataFrame, c: float, settings: Mapping[str, Any]) -> pd.DataFrame:
