@@ -75,7 +75,7 @@ def test_every_figure_rule_declares_the_pdf_beside_each_png():
     figure_rules = {name: out for name, out in outputs_of.items()
                     if '.png"' in out or re.search(r"for path, \w+ in \w*figure_paths", out)}
     assert {"ruptures", "agreement", "interrater_figures", "therapist_caterpillar", "data_summary"} <= set(figure_rules)
-    assert len(figure_rules) == 12
+    assert len(figure_rules) == 13
     for name, outputs in figure_rules.items():
         for png in re.findall(r'"([^"]+)\.png"', outputs):
             assert f'"{png}.pdf"' in outputs, f"rule {name}: {png}.png has no {png}.pdf output"

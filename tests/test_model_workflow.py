@@ -568,6 +568,8 @@ def test_workflow_records_an_impossible_cell_and_model_and_reaches_the_report(tm
         "alliance": {"instrument": "wai_o", "respondent": "observer", "scale": "total"},
         "early": {"method": "session_k", "k": 4}}
     config["models"]["bootstrap"] = {"models": ["early_phq9_post", "impossible"], "replicates": 20, "batches": 2}
+    for section in ("ruptures", "agreement"):  # not what this test is about; they cost run time
+        config[section]["enabled"] = False
     workdir = make_workdir(tmp_path, config)
     run_snakemake(workdir)
     results = workdir / "results"

@@ -187,8 +187,9 @@ def landing_page(config: Mapping[str, Any], summary: Mapping[str, Any], fits: Ma
         if sentence:
             lines += [sentence, ""]
     for model, sentence in diagnostics:
-        lines += [f"**Diagnostics** ({_rst(config['models']['fits'].get(model, {}).get('label') or model)}): "
-                  f"{_rst(sentence)} ({_link('diagnostics', table_page_name(f'model_{model}_diagnostics'))}, "
+        # the sentence names the model by its label already
+        lines += [f"**Diagnostics.** {_rst(sentence.rstrip('. '))} "
+                  f"({_link('diagnostics', table_page_name(f'model_{model}_diagnostics'))}, "
                   f"{_link('figure', f'diagnostics_{model}.png')}).", ""]
     lines += _guide(config)
     lines += ["About this analysis",

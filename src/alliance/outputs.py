@@ -70,13 +70,42 @@ def _plain(value):
 
 
 def write_figure(fig, path: str | Path, **kwargs) -> None:
-    """Save a matplotlib figure without timestamps in its metadata (byte-identical reruns)."""
+    """Save a matplotlib figure without timestamps in its metadata (byte-identical reruns).
+
+    A PNG is stored with a 256-colour palette (median cut, no dithering, on white): plots have
+    few colours, so it looks the same at a third of the size, and the report, which embeds every
+    figure, stays small. The PDF beside it (:func:`alliance.report.style.save_figure`) is the
+    vector original.
+    """
     path = Path(path)
     meta = {"Software": None} if path.suffix == ".png" else {"CreationDate": None, "Creator": None, "Producer": None}
     if path.suffix == ".svg":
         meta = {"Date": None, "Creator": None}
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format=path.suffix.lstrip("."), metadata=meta, **kwargs)
+        if path.suffix == ".png":
+            _write_palette_png(fig, tmp, meta, **kwargs)
+        else:
+            fig.savefig(tmp, format=path.suffix.lstrip("."), metadata=meta, **kwargs)
+
+
+def _write_palette_png(fig, target: Path, meta: Mapping[str, Any], **kwargs) -> None:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", metadata=meta, **kwargs)
+    buffer.seek(0)
+    with Image.open(buffer) as image:
+        dpi = image.info.get("dpi")
+        rgba = image.convert("RGBA")
+    flat = Image.new("RGB", rgba.size, (255, 255, 255))
+    flat.paste(rgba, mask=rgba.split()[3])
+    palette = flat.quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    options = {"optimize": True}
+    if dpi:
+        options["dpi"] = tuple(round(d) for d in dpi)
+    palette.save(target, format="PNG", **options)
 
 
 

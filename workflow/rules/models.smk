@@ -473,6 +473,7 @@ rule model_diagnostics:
             subcategory=model_subcategory,
             labels=result_labels("Diagnostics (figure)"),
         ),
+        pdf="results/figures/diagnostics_{model}.pdf",
     params:
         diagnostics=config_digest((config.get("models") or {}).get("diagnostics")),
     wildcard_constraints:
