@@ -6,7 +6,9 @@ that share a factor (e.g. the two terms of ``(x || g)``) form one block per leve
 factor, with a block-diagonal relative covariance factor. Grouping factors are arranged in
 "levels" of the blocked Cholesky factorisation (finest first). A run of factors in which each
 is nested in the next gives block-diagonal blocks at every level; any factors left after that
-run (a crossed design, e.g. targets x raters) are gathered into one dense block.
+run (a crossed design, e.g. targets x raters) are gathered into one dense block. A crossed
+design too large for that block (``MAX_DENSE``) keeps the whole sparse Z instead
+(:class:`SparseDesign`, factorised by :mod:`alliance.lmm.sparse`).
 """
 
 from __future__ import annotations
@@ -19,10 +21,13 @@ import scipy.sparse as sp
 
 from .formula import ParsedFormula, RandomTerm
 
-#: largest dense block (summed levels x terms of the crossed factors) accepted
+#: largest dense block (summed levels x terms of the crossed factors) of the blocked
+#: factorisation; larger crossed designs go to the sparse path (:mod:`alliance.lmm.sparse`)
 MAX_DENSE = 3000
-#: largest number of stored entries in a cross block to the dense level
+#: largest number of stored entries in a dense cross block to the dense level (larger: sparse path)
 MAX_DENSE_CROSS = 60_000_000
+#: send every design through the sparse path (for cross-checks and tests)
+FORCE_SPARSE = False
 
 
 # --------------------------------------------------------------------------- fixed effects
@@ -406,6 +411,8 @@ class Structure:
     # crossed design with one blocked level: Z_0'Z_s as a sparse (n_0 q_0, Q) matrix
     cross_sparse: sp.csr_matrix | None = None
     ldW: float = 0.0  # sum of log prior weights (lme4 subtracts it from the objective)
+    # crossed design too large for the dense level: the whole sparse Z (then ``levels`` is empty)
+    sparse: SparseDesign | None = None
 
     @property
     def ntheta(self) -> int:
@@ -482,7 +489,8 @@ def build_structure(
     by sqrt(w); their log sum is kept for the objective.
 
     Returns the structure and the row permutation applied to the data (rows sorted by the
-    finest grouping factor, groups sorted by their parents).
+    finest grouping factor, groups sorted by their parents; the identity for a design on the
+    sparse path).
     """
     n = len(data)
     codes_by_group: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -548,18 +556,22 @@ def build_structure(
     perm = np.lexsort((new_codes[0],))  # stable sort of rows by finest group
     sorted_codes = [c[perm] for c in new_codes]
 
+    if FORCE_SPARSE or (rest and _too_large_for_dense(factors, chain, rest)):
+        # a large crossed design: sparse Z and a sparse factorisation (alliance.lmm.sparse)
+        sqrt_w = None if weights is None else np.sqrt(np.asarray(weights, dtype=float))
+        XY = np.column_stack([X, y]) if sqrt_w is None else np.column_stack([X, y]) * sqrt_w[:, None]
+        return Structure(
+            terms, term_names, slices, lower, factors, [], [], [], XY.T @ XY, [], [], n,
+            X.shape[1], [], None, 0.0 if weights is None else float(np.sum(np.log(weights))),
+            sparse_design(data, terms, factors, XY, sqrt_w),
+        ), np.arange(n)
+
     levels = [Level("blocks", [f], factors[f].nlevels, factors[f].q) for f in chain]
     if rest:
         offsets, off = [], 0
         for f in rest:
             offsets.append(off)
             off += factors[f].nlevels * factors[f].q
-        if off > MAX_DENSE:
-            raise ValueError(
-                f"crossed random effects are supported when all grouping factors except the "
-                f"largest nested chain have at most {MAX_DENSE} levels x terms in total; "
-                f"{[factors[f].name for f in rest]} have {off}"
-            )
         levels.append(Level("dense", rest, 1, off, offsets))
         group_order.append(np.zeros(1, dtype=np.int64))
 
@@ -602,11 +614,6 @@ def build_structure(
             cross_sparse = sp.csr_matrix((vals, (rows, cols)), shape=(levels[0].n * levels[0].q, levels[-1].q))
         for li in range(len(chain) if cross_sparse is None else 0):
             nli, qli = levels[li].n, levels[li].q
-            if nli * qli * levels[-1].q > MAX_DENSE_CROSS:
-                raise ValueError(
-                    f"crossed design too large: {nli} levels of {factors[chain[li]].name!r} x "
-                    f"{levels[-1].q} crossed random effects; supported up to {MAX_DENSE_CROSS} entries"
-                )
             blocks = []
             for a in range(qli):
                 G = sp.csr_matrix((z[li][:, a], (sorted_codes[li], np.arange(n))), shape=(nli, n))
@@ -624,6 +631,78 @@ def build_structure(
         0.0 if weights is None else float(np.sum(np.log(weights))),
     )
     return structure, perm
+
+
+def _too_large_for_dense(factors: list[Factor], chain: list[int], rest: list[int]) -> bool:
+    """Whether a crossed design exceeds the blocked factorisation's dense level: more than
+    ``MAX_DENSE`` levels x terms outside the nested chain, or (with a chain of two or more
+    factors) a dense cross block of more than ``MAX_DENSE_CROSS`` entries."""
+    dense_q = sum(factors[f].nlevels * factors[f].q for f in rest)
+    if dense_q > MAX_DENSE:
+        return True
+    return len(chain) > 1 and any(factors[f].nlevels * factors[f].q * dense_q > MAX_DENSE_CROSS
+                                  for f in chain)
+
+
+@dataclass
+class SparseDesign:
+    """The random-effects design of the sparse path: all of Z at once, in lme4's layout.
+
+    Columns are grouped by factor (the order of ``Structure.factors``, which is lme4's term
+    order), within a factor by level, within a level by the factor's terms:
+    ``offsets[f] + level * q_f + j``. Rows carry the square roots of the prior weights.
+    """
+
+    ZtZ: sp.csc_matrix  # Z'Z (q x q)
+    ZtXY: np.ndarray  # Z'[X y] (q x (p + 1))
+    lam_rows: np.ndarray  # pattern of Lambda (lower triangular, block-diagonal) ...
+    lam_cols: np.ndarray
+    lam_theta: np.ndarray  # ... and the index into theta of each of its entries (lme4's Lind)
+    offsets: list[int]  # first column of each factor; offsets[-1] is q
+
+    @property
+    def q(self) -> int:
+        return self.offsets[-1]
+
+
+def sparse_design(data: pd.DataFrame, terms: list[RandomTerm], factors: list[Factor],
+                  XY: np.ndarray, sqrt_w: np.ndarray | None) -> SparseDesign:
+    """Sparse Z, Z'Z, Z'[X y] and the pattern of Lambda for :mod:`alliance.lmm.sparse`
+    (``XY`` is [X y] with rows already scaled by ``sqrt_w``)."""
+    n = len(data)
+    slices, _ = theta_layout(terms)
+    z_blocks, offsets = [], [0]
+    lam_rows, lam_cols, lam_theta = [], [], []
+    for fac in factors:
+        z = term_rows(data, terms, fac)
+        q = fac.q
+        cols = (fac.codes[:, None] * q + np.arange(q)[None, :]).ravel()
+        z_blocks.append(sp.csr_matrix((z.ravel(), (np.repeat(np.arange(n), q), cols)),
+                                      shape=(n, fac.nlevels * q)))
+        # one level's block of Lambda: each term's lower triangle, theta column-major
+        r0, c0, t0 = [], [], []
+        for ti, off in zip(fac.terms, fac.offsets):
+            qt = terms[ti].q
+            k = slices[ti].start
+            for j in range(qt):
+                for i in range(j, qt):
+                    r0.append(off + i)
+                    c0.append(off + j)
+                    t0.append(k)
+                    k += 1
+        base = offsets[-1] + np.arange(fac.nlevels)[:, None] * q
+        lam_rows.append((base + np.asarray(r0)[None, :]).ravel())
+        lam_cols.append((base + np.asarray(c0)[None, :]).ravel())
+        lam_theta.append(np.tile(np.asarray(t0), fac.nlevels))
+        offsets.append(offsets[-1] + fac.nlevels * q)
+    Z = sp.hstack(z_blocks).tocsr()
+    if sqrt_w is not None:  # XY comes weighted
+        Z = sp.csr_matrix(sp.diags(sqrt_w) @ Z)
+    return SparseDesign(
+        ZtZ=(Z.T @ Z).tocsc(), ZtXY=np.asarray(Z.T @ XY),
+        lam_rows=np.concatenate(lam_rows), lam_cols=np.concatenate(lam_cols),
+        lam_theta=np.concatenate(lam_theta), offsets=offsets,
+    )
 
 
 def term_rows(data: pd.DataFrame, terms: list[RandomTerm], fac: Factor) -> np.ndarray:

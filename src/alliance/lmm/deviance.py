@@ -11,7 +11,8 @@ penalised least-squares problem is solved through the Cholesky factor of
 and the deviance is profiled over beta and sigma. Here the factorisation is blocked by
 grouping factor (as in MixedModels.jl): the finest factor's blocks are small and independent,
 and their Schur complements into coarser nested factors stay block-diagonal, so every step is a
-batched operation over groups.
+batched operation over groups. Crossed designs too large for the blocked factorisation's dense
+level (``design.MAX_DENSE``) are factorised sparsely by :mod:`alliance.lmm.sparse`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import scipy.sparse as sp
 
 from . import blocks
 from .design import Structure, level_lambda
+from .sparse import SparsePLS
 
 
 @dataclass
@@ -69,9 +71,16 @@ class ProfiledDeviance:
         self.s = structure
         self.reml = reml
         self.n_evals = 0
+        self.sparse = None if structure.sparse is None else SparsePLS(structure)
 
     def solve(self, theta: np.ndarray, keep: bool = False) -> PLSSolution:
         """Factorise at ``theta``; keep the per-level factors when ``keep`` (for modes)."""
+        if self.sparse is not None:
+            self.n_evals += 1
+            ld, LX, kept = self.sparse.solve(theta, keep)
+            dX = np.diag(LX)
+            return PLSSolution(np.array(theta, dtype=float), ld, 2.0 * float(np.sum(np.log(dX[:-1]))),
+                               float(dX[-1] ** 2), LX, kept)
         if self.s.cross_sparse is not None:
             return self._solve_crossed(theta, keep)
         s = self.s
@@ -210,6 +219,10 @@ class ProfiledDeviance:
 
     def random_effects(self, sol: PLSSolution) -> list[np.ndarray]:
         """Conditional modes b = Lambda u per factor, rows in the factor's original level order."""
+        if self.sparse is not None:
+            if sol.factors is None:
+                raise ValueError("PLS solution was computed without keep=True")
+            return self.sparse.random_effects(sol.factors, sol.beta())
         s = self.s
         u = self.modes(sol)
         out: list[np.ndarray | None] = [None] * len(s.factors)

@@ -184,7 +184,11 @@ def fit(formula: str, data: pd.DataFrame, reml: bool = True, *, contrasts: dict[
     * nested factors (sessions in clients in therapists, ``(1 | a/b)``): every level is
       block-diagonal, each coarser level gets the Schur complement of the finer one;
     * crossed factors (targets x raters): the largest factor's blocks are independent, all
-      other factors form one dense block (up to a few thousand levels x terms in total).
+      other factors form one dense block (up to ``design.MAX_DENSE`` = 3,000 levels x terms);
+    * larger crossed designs (a national study's clients x 3,500 raters) are factorised as lme4
+      does, with the whole sparse Z and a sparse factorisation of Lambda'Z'Z Lambda + I
+      (:mod:`alliance.lmm.sparse`: SuperLU from scipy, or CHOLMOD when scikit-sparse is
+      installed).
 
     Designs whose random terms are all scalar, with one large factor crossed with others (lme4's
     InstEval benchmark: students x lecturers), take a faster route (:mod:`alliance.lmm.scalar`):
@@ -301,8 +305,10 @@ def _fit_theta(formula, parsed, frame, spec, X, y, structure: Structure, dev: Pr
         if theta0.shape != structure.lower.shape:
             raise ValueError(f"start must have {structure.ntheta} elements (lme4's theta), got {theta0.shape}")
         sm_extra = None
-        # y ~ 1 + (1|a) + (1|b) by REML: the fast path of alliance.lmm.crossed (none if start given)
-        theta = None if start is not None else crossed_intercepts_theta(parsed, frame, y, reml, structure)
+        # y ~ 1 + (1|a) + (1|b) by REML: the fast path of alliance.lmm.crossed (none if start
+        # given; nor for designs on the sparse path, where its dense n_b x n_b block is too large)
+        theta = (None if start is not None or structure.sparse is not None
+                 else crossed_intercepts_theta(parsed, frame, y, reml, structure))
         if theta is None and is_scalar_crossed(structure):
             # crossed scalar terms (lme4's InstEval): exact gradient, AI-REML steps
             dev.scalar = ScalarCrossed(structure, reml)

@@ -37,7 +37,8 @@ before any fill, so a fill-reducing sparse factorisation (CHOLMOD, as lme4) coul
 the dense one (17 ms single-threaded here). scikit-sparse, which wraps CHOLMOD, is not used:
 PyPI has only its source distribution (0.5.0, no wheel for CPython 3.11 on linux x86_64) and
 this machine has no SuiteSparse library to build it against. The dense level stays bounded by
-``design.MAX_DENSE`` (3,000 levels x terms).
+``design.MAX_DENSE`` (3,000 levels x terms); larger crossed designs take the general sparse
+path (:mod:`alliance.lmm.sparse`), not this one.
 """
 
 from __future__ import annotations
