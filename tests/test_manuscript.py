@@ -235,8 +235,8 @@ def test_model_tables_hold_the_fit_json_random_part(run):
         assert_shows(rows["ICC"], icc, 3, what)
         assert_shows(rows["Marginal R²"], info["r2_marginal"], 3, what)
         assert_shows(rows["Conditional R²"], info["r2_conditional"], 3, what)
-        assert_shows(rows["AIC"], info["aic"], 1, what)
-        assert_shows(rows["BIC"], info["bic"], 1, what)
+        assert_shows(rows["AIC"], info["aic_ml"], 1, what)
+        assert_shows(rows["BIC"], info["bic_ml"], 1, what)
         assert rows["Observations"] == f"{info['nobs']:,}"
         for group, n in info["ngroups"].items():
             assert rows[f"N {group.capitalize()}"] == f"{n:,}", what
@@ -245,12 +245,13 @@ def test_model_tables_hold_the_fit_json_random_part(run):
         if info["singular"]:
             assert re.search(rf"Singular fit \(Models? [\d, and]*\b{number}\b[\d, and]*\): the therapist intercept "
                              r"variance was estimated at 0", note), note
-        assert "AIC and BIC are from the REML criterion" in note if info["reml"] else True
+        assert "AIC and BIC are from maximum-likelihood (ML) refits of the REML models" in note if info["reml"] else True
+        assert "REML criterion" not in note
 
 
 def test_session_model_column_equals_r_lme4_and_performance(run):
     """The within_between model's column against R (tests/data/tables_r/ref_model_table.R on the
-    model's data of the bundled example): lme4's fixed effects, VarCorr and REML AIC/BIC, and
+    model's data of the bundled example): lme4's fixed effects, VarCorr and ML-refit AIC/BIC, and
     performance's adjusted ICC and Nakagawa R², the quantities sjPlot::tab_model prints."""
     reference = json.loads((Path(__file__).parent / "data" / "tables_r" / "within_between.json").read_text())
     title, number, column, info = next(c for c in model_columns(run) if c[3]["model"] == "within_between")
@@ -261,12 +262,26 @@ def test_session_model_column_equals_r_lme4_and_performance(run):
                                  ("τ00 Therapist", "tau00_therapist", 3), ("τ11 Client: Session", "tau11_client_session", 3),
                                  ("ρ01 Client", "rho01_client", 2), ("ICC", "icc_adjusted", 3),
                                  ("Marginal R²", "r2_marginal", 3), ("Conditional R²", "r2_conditional", 3),
-                                 ("AIC", "aic_reml", 1), ("BIC", "bic_reml", 1),
+                                 ("AIC", "aic_ml", 1), ("BIC", "bic_ml", 1),
                                  ("Intercept", "(Intercept)", None), ("Session", "session", None)]:
         value = reference["fixed"][key] if key in reference["fixed"] else reference[key]
         assert_shows(rows[label], value, decimals, f"{what}: {label}")
     assert rows["N Client"] == f"{reference['n_client']:,}" and rows["N Therapist"] == f"{reference['n_therapist']:,}"
     assert rows["Observations"] == f"{reference['nobs']:,}"
+
+
+def test_fit_json_ml_statistics_equal_r_refitml(run):
+    """fit.json's loglik_ml, aic_ml and bic_ml of three of the example's models equal lme4's
+    logLik/AIC/BIC(refitML(m)) on the model's data (tests/data/tables_r/ref_ml_refit.R), to 1e-6
+    relative; its REML aic/bic stay lme4's AIC/BIC of the REML fit."""
+    reference = json.loads((Path(__file__).parent / "data" / "tables_r" / "ml_refit.json").read_text())
+    for name in ("within_between", "early_phq9_post", "trait_state"):
+        info, ref = run["fits"][name], reference[name]
+        assert " ".join(info["formula"].split()) == ref["formula"] and info["nobs"] == ref["nobs"], name
+        for key in ("loglik_ml", "aic_ml", "bic_ml"):
+            assert info[key] == pytest.approx(ref[key], rel=1e-6), (name, key)
+        assert info["aic"] == pytest.approx(ref["aic_reml"], rel=1e-6) and info["bic"] == pytest.approx(ref["bic_reml"], rel=1e-6)
+        assert "refitML" in info["ml_refit"]
 
 
 def test_docx_and_markdown_show_the_same_cells(run):

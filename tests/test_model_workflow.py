@@ -36,6 +36,8 @@ FIXED_COLUMNS = ["term", "estimate", "se", "df", "t", "p", "ci_low", "ci_high", 
 RANDOM_COLUMNS = ["group", "term1", "term2", "variance", "sd", "corr"]
 FIT_KEYS = {"engine", "formula", "reml", "objective", "loglik", "aic", "bic", "nobs", "ngroups", "converged",
             "singular", "warnings", "r2_marginal", "r2_conditional", "therapist_share"}
+#: fit.json as run_model writes it: also the ML refit's statistics (the model tables' AIC/BIC)
+RUN_FIT_KEYS = FIT_KEYS | {"loglik_ml", "aic_ml", "bic_ml", "ml_refit", "ml_warnings"}
 PHQ9 = {"instrument": "phq9", "scale": "total"}
 WAI = {"instrument": "wai_sr", "respondent": "client", "scale": "total"}
 REF_NAMES = {"client_id": "client", "therapist_id": "therapist"}
@@ -109,7 +111,8 @@ def test_run_model_writes_the_contract_and_matches_lme4(fitted_dir, small):
     assert fixed.columns.tolist() == FIXED_COLUMNS
     assert pd.read_csv(folder / "random_effects.csv").columns.tolist() == RANDOM_COLUMNS
     info = json.loads((folder / "fit.json").read_text())
-    assert FIT_KEYS <= set(info)
+    assert RUN_FIT_KEYS <= set(info)
+    assert info["aic_ml"] == pytest.approx(-2 * info["loglik_ml"] + 2 * (len(fixed) + 2), rel=1e-12)
     assert info["formula"] == "post ~ early_alliance + baseline + (1 | therapist)"
     assert info["objective"] == pytest.approx(ref["early_alliance_outcome"]["objective"], rel=1e-6)
     assert_fixed_match(fixed.set_index("term"), ref["early_alliance_outcome"])
@@ -409,7 +412,7 @@ def test_example_run_writes_every_model_file(example_run):
         folder = results / "models" / name
         assert pd.read_csv(folder / "fixed_effects.csv").columns.tolist() == FIXED_COLUMNS, name
         assert pd.read_csv(folder / "random_effects.csv").columns.tolist() == RANDOM_COLUMNS, name
-        assert FIT_KEYS <= set(json.loads((folder / "fit.json").read_text())), name
+        assert RUN_FIT_KEYS <= set(json.loads((folder / "fit.json").read_text())), name
     for rel in ("figures/alliance_forest.png", "figures/trajectories.png", "figures/early_alliance_scatter.png",
                 "figures/therapist_caterpillar.png", "sensitivity/specification_curve.png",
                 "tables/model_tables.md", "tables/alliance_effects.csv"):

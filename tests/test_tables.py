@@ -587,11 +587,13 @@ def reference_model_columns() -> list[T.ModelColumn]:
     residual = float(random.loc[random["group"] == "Residual", "variance"].iloc[0])
     three = {"var_residual": residual, "var_random": 10.9, "ngroups": fit["ngrps"], "nobs": fit["nobs"],
              "r2_marginal": 0.1712, "r2_conditional": 0.7453, "aic": fit["objective"] + 18, "bic": 22190.123,
-             "reml": True, "formula": fit["formula"], "singular": False}
+             "aic_ml": fit["objective"] + 4.25, "bic_ml": 22176.875, "reml": True, "formula": fit["formula"],
+             "singular": False}
     singular = pd.DataFrame({"group": ["therapist_id", "Residual"], "term1": ["(Intercept)", None], "term2": [None, None],
                              "variance": [0.0, 24.6], "sd": [0.0, 4.96], "corr": [np.nan, np.nan]})
     client = {"var_residual": 24.6, "var_random": 0.0, "ngroups": {"therapist_id": 40}, "nobs": 376,
-              "r2_marginal": 0.2701, "r2_conditional": 0.2701, "aic": -365.4581, "bic": 2243.29, "reml": True,
+              "r2_marginal": 0.2701, "r2_conditional": 0.2701, "aic": -365.4581, "bic": 2243.29,
+              "aic_ml": -371.0449, "bic_ml": 2237.7, "reml": True,
               "formula": "post ~ early_alliance + (1 | therapist)", "singular": True}
     return [T.ModelColumn(1, "Three-level", three, reference_fixed_effects(), random),
             T.ModelColumn(2, "Client level", client, edge_fixed_effects(), singular),
@@ -630,7 +632,9 @@ def test_model_table_cells_are_the_model_numbers():
         assert decimals_of(rows["ICC"][b]) == 3 and rows["ICC"][b].startswith(".")
         assert_shows(rows["Marginal R\u00b2"][b], info["r2_marginal"], "R2m")
         assert_shows(rows["Conditional R\u00b2"][b], info["r2_conditional"], "R2c")
-        assert_shows(rows["AIC"][b], info["aic"], "AIC") and decimals_of(rows["AIC"][b]) == 1
+        # AIC and BIC of the ML refit (fit.json's aic_ml/bic_ml), not of the REML criterion
+        assert_shows(rows["AIC"][b], info["aic_ml"], "AIC") and decimals_of(rows["AIC"][b]) == 1
+        assert_shows(rows["BIC"][b], info["bic_ml"], "BIC") and decimals_of(rows["BIC"][b]) == 1
         assert rows["Observations"][b] == f"{info['nobs']:,}"
         assert rows["Observations"][ci] == rows["Observations"][p] == ""
     three = models[0].random
@@ -648,10 +652,44 @@ def test_model_table_cells_are_the_model_numbers():
 def test_model_table_notes_name_singular_fits_reml_aic_and_unestimable_models():
     note = comparison_table().note
     assert "Singular fit (Model 2): the therapist_id intercept variance was estimated at 0" in note
-    assert "AIC and BIC are from the REML criterion" in note
+    assert "All models were estimated by REML." in note
+    assert ("AIC and BIC are from maximum-likelihood (ML) refits of the REML models (lme4's refitML), so they may "
+            "compare models with different fixed effects fitted to the same observations.") in note
+    assert "REML criterion" not in note and "No AIC or BIC" not in note
     assert "Model 3: Not estimable: model impossible: no data." in note
     assert ("Formulas (lme4 notation): Model 1, symptoms ~ session + a_cw + a_cm + (1 + session | client_id) + "
             "(1 | therapist_id); Model 2, post ~ early_alliance + (1 | therapist).") in note
+
+
+def test_model_table_aic_bic_rows_are_lme4s_refitml_values():
+    """Two sleepstudy models with different fixed effects: the AIC and BIC rows show lme4's
+    AIC(refitML(m)) and BIC(refitML(m)) (tests/data/tables_r/ref_ml_refit.R), not the REML
+    fit's; a model without ML values keeps those cells empty and the note says so."""
+    reference = json.loads((Path(__file__).parent / "data" / "tables_r" / "ml_refit.json").read_text())
+    random = pd.DataFrame({"group": ["Subject", "Residual"], "term1": ["(Intercept)", None], "term2": [None, None],
+                           "variance": [612.1, 654.9], "sd": [24.74, 25.59], "corr": [np.nan, np.nan]})
+    fixed = pd.DataFrame({"term": ["(Intercept)"], "estimate": [251.4], "se": [6.8], "p": [1e-20],
+                          "ci_low": [237.0], "ci_high": [265.8]})
+    columns = []
+    for k, name in enumerate(["sleepstudy_days", "sleepstudy_intercept", "sleepstudy_weighted"], start=1):
+        ref = reference[name]
+        info = {"var_residual": 654.9, "var_random": 612.1, "ngroups": {"Subject": 18}, "nobs": ref["nobs"],
+                "r2_marginal": 0.2, "r2_conditional": 0.7, "aic": ref["aic_reml"], "bic": ref["bic_reml"],
+                "reml": True, "formula": ref["formula"], "singular": False}
+        if k < 3:
+            info.update(aic_ml=ref["aic_ml"], bic_ml=ref["bic_ml"], loglik_ml=ref["loglik_ml"])
+        else:
+            info.update(aic_ml=None, bic_ml=None, ml_refit="not available")
+        columns.append(T.ModelColumn(k, name, info, fixed, random))
+    table = T.model_comparison_table(columns, 3, "Sleep")
+    rows = {cells[0]: cells for cells in table.body}
+    for k, name in enumerate(["sleepstudy_days", "sleepstudy_intercept"]):
+        ref = reference[name]
+        assert rows["AIC"][1 + 3 * k] == T.format_number(ref["aic_ml"], 1) != T.format_number(ref["aic_reml"], 1)
+        assert rows["BIC"][1 + 3 * k] == T.format_number(ref["bic_ml"], 1)
+    assert rows["AIC"][7] == rows["BIC"][7] == ""
+    assert rows["AIC"][1] == "1,763.9" and rows["BIC"][4] == "1,801.4"
+    assert "No AIC or BIC for Model 3: no ML fit was available." in table.note
 
 
 def test_model_table_in_every_format(tmp_path):

@@ -417,6 +417,26 @@ def _finish(formula, parsed, frame, spec: FixedSpec, X, structure: Structure,
     )
 
 
+def refit_ml(m: LmmResult) -> LmmResult:
+    """The model refitted by maximum likelihood, as lme4's ``refitML(m)`` (``m`` itself if it
+    was fitted by ML).
+
+    Same formula, rows (those the fit used, after dropping missing values), contrasts and prior
+    weights; always by the ``"alliance"`` engine (lme4's semantics), whichever engine fitted
+    ``m``; no Satterthwaite df. Its ``loglik``, ``aic`` and ``bic`` are lme4's
+    ``logLik``/``AIC``/``BIC`` of ``refitML(m)``: ``npar`` = fixed effects + variance-covariance
+    parameters + 1 (residual), BIC with log(nobs). :func:`lrt` compares models this way.
+    """
+    if not isinstance(m, LmmResult):
+        raise ValueError(f"refit_ml expects an LmmResult, got {type(m).__name__}")
+    if not m.reml:
+        return m
+    if m._data is None:
+        raise ValueError("refit_ml: the result holds no data to refit (not made by alliance.lmm.fit)")
+    return fit(m.formula, m._data, reml=False, satterthwaite_df=False, contrasts=m._contrasts,
+               weights=m._weights)
+
+
 def lrt(m0: LmmResult, m1: LmmResult) -> pd.DataFrame:
     """Likelihood-ratio test of nested models, as lme4's ``anova(m0, m1)``.
 
@@ -438,9 +458,7 @@ def lrt(m0: LmmResult, m1: LmmResult) -> pd.DataFrame:
             raise ValueError(f"lrt expects two LmmResult objects, got {type(m).__name__}")
         if m.reml:
             refitted.append(m.formula)
-            m = fit(m.formula, m._data, reml=False, satterthwaite_df=False, contrasts=m._contrasts,
-                    weights=m._weights)
-        models.append(m)
+        models.append(refit_ml(m))
     a, b = models
     responses = {m.formula.split("~")[0].strip() for m in models}
     if len(responses) != 1:

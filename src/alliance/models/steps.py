@@ -366,11 +366,18 @@ def run_model(scores_path: str | Path, clients_path: str | Path | None, name: st
         write_not_estimable_model(name, spec, str(exc), outdir, data_path)
         return None
     info = fitted.summary.fit
+    # AIC/BIC of the model tables: from the ML refit, which compare models with different
+    # fixed effects on the same rows (the REML fit's stay in loglik/aic/bic)
+    info.update(M.ml_criteria(fitted.result))
     log.info("model %s (%s): %s", name, spec["kind"], fitted.formula)
     log.info("model %s: %d observations, groups %s, converged %s, singular %s", name, info["nobs"],
              info["ngroups"], info["converged"], info["singular"])
     for message in info["warnings"]:
         log.warning("model %s: %s", name, message)
+    if info["aic_ml"] is None:
+        log.warning("model %s: no ML AIC/BIC: %s", name, info["ml_refit"])
+    for message in info["ml_warnings"]:
+        log.warning("model %s, ML refit: %s", name, message)
     info.update({"model": name, "kind": spec["kind"], "label": spec["label"] or name, "settings": _settings(spec)})
     info.update(_level_statistics(fitted, _spec_direction(config, spec)))
     if "n_post_in_early_window" in fitted.data.attrs:
@@ -531,6 +538,7 @@ def _fit_row(name: str, info: Mapping[str, Any]) -> dict[str, Any]:
         "n_clients": groups.get(M.CLIENT, info.get("nobs") if info.get("kind") in CLIENT_LEVEL_KINDS else None),
         "n_therapists": groups.get(M.THERAPIST),
         "loglik": info.get("loglik"), "aic": info.get("aic"), "bic": info.get("bic"),
+        "loglik_ml": info.get("loglik_ml"), "aic_ml": info.get("aic_ml"), "bic_ml": info.get("bic_ml"),
         "r2_marginal": info.get("r2_marginal"), "r2_conditional": info.get("r2_conditional"),
         "therapist_share": info.get("therapist_share"),
         **{f"therapist_icc{suffix}": (info.get("therapist_icc") or {}).get(key)

@@ -55,6 +55,7 @@ __all__ = [
     "therapist_icc",
     "ModelSummary",
     "model_summary",
+    "ml_criteria",
 ]
 
 #: Flückiger et al. (2018), face-to-face psychotherapy: r between alliance and outcome, coded
@@ -358,6 +359,36 @@ def model_summary(result: Any, data: pd.DataFrame, alliance_terms: Sequence[str]
     }
     r_eq = r_equivalents(fixed.set_index("term"), alliance_terms, outcome_direction) if alliance_terms else pd.DataFrame()
     return ModelSummary(fixed, random, info, std.reset_index(), r_eq, [dict(c) for c in contrasts])
+
+
+def ml_criteria(result: Any) -> dict[str, Any]:
+    """Log-likelihood, AIC and BIC of the model refitted by maximum likelihood, for ``fit.json``.
+
+    As lme4's ``logLik(refitML(m))``, ``AIC(refitML(m))``, ``BIC(refitML(m))`` (what
+    ``sjPlot::tab_model`` and ``anova()`` compare models with different fixed effects by):
+    :func:`alliance.lmm.refit_ml`, with df = fixed effects + variance-covariance parameters + 1
+    (residual) and BIC with log(nobs). A model fitted by ML gives its own values.
+
+    Returns
+    -------
+    dict
+        ``loglik_ml``, ``aic_ml``, ``bic_ml`` (full precision; None when the model could not
+        be refitted), ``ml_refit`` (how they were obtained, or why they are None) and
+        ``ml_warnings`` (the ML fit's messages).
+    """
+    from alliance.lmm import LmmResult, refit_ml
+
+    empty = {"loglik_ml": None, "aic_ml": None, "bic_ml": None, "ml_warnings": []}
+    if not isinstance(result, LmmResult) or (result.reml and result._data is None):
+        return {**empty, "ml_refit": f"not available: the fit ({type(result).__name__}) holds no data to refit by ML"}
+    try:
+        ml = refit_ml(result)
+    except (ValueError, np.linalg.LinAlgError) as exc:
+        return {**empty, "ml_refit": f"not available: the ML refit failed: {exc}"}
+    how = ("the model's own ML fit" if not result.reml
+           else "the model refitted by maximum likelihood (lme4's refitML, engine 'alliance')")
+    return {"loglik_ml": float(ml.loglik), "aic_ml": float(ml.aic), "bic_ml": float(ml.bic), "ml_refit": how,
+            "ml_warnings": [] if ml is result else [str(w) for w in ml.warnings]}
 
 
 # --------------------------------------------------------------------------------------

@@ -27,8 +27,8 @@ R²), exact p to three decimals and ``< .001`` below that, thousands separated b
 
 Builders turn the pipeline's results into tables: :func:`model_comparison_table` (mixed
 models side by side as ``sjPlot::tab_model`` lays them out: fixed effects with CI and p, then
-σ², τ00/τ11/ρ01 per grouping factor, ICC, N, observations, R² and AIC/BIC from
-``fit.json``), :func:`fixed_effects_table` (``results/models/{model}/fixed_effects.csv``,
+σ², τ00/τ11/ρ01 per grouping factor, ICC, N, observations, R² and AIC/BIC of the ML refits
+from ``fit.json``), :func:`fixed_effects_table` (``results/models/{model}/fixed_effects.csv``,
 with SE, df, t and β), :func:`random_effects_table` (``random_effects.csv``),
 :func:`reliability_table` (internal consistency,
 :func:`alliance.scoring.psychometrics.internal_consistency`) and :func:`descriptives_table`
@@ -1264,7 +1264,8 @@ class ModelColumn:
         Its name (the config's ``label:``).
     info : mapping
         Its ``fit.json``: ``var_residual``, ``var_random``, ``ngroups``, ``nobs``,
-        ``r2_marginal``, ``r2_conditional``, ``aic``, ``bic``, ``reml``, ``formula``,
+        ``r2_marginal``, ``r2_conditional``, ``aic_ml``, ``bic_ml`` (of the ML refit,
+        :func:`alliance.models.ml_criteria`), ``reml``, ``formula``,
         ``singular`` (a model that could not be estimated: ``status`` and ``reason``).
     fixed : DataFrame, optional
         Its ``fixed_effects.csv`` (``term``, ``estimate``, ``se``, ``p``, ``ci_low``,
@@ -1300,6 +1301,11 @@ def random_part(random: pd.DataFrame, info: Mapping[str, Any],
     random slope, ρ01 per intercept–slope correlation, the ICC, N per grouping factor,
     observations, marginal and conditional R², AIC and BIC.
 
+    AIC and BIC are those of the maximum-likelihood fit (``fit.json``'s ``aic_ml`` and
+    ``bic_ml``: a REML fit refitted by ML, as lme4's ``AIC(refitML(m))``), which compare models
+    with different fixed effects fitted to the same observations, as ``sjPlot::tab_model`` and
+    ``anova()`` do; they are left out when the model has none.
+
     ``key`` identifies the row across models (``tau00|therapist``); values are numbers.
     """
     _require(random, ["group", "term1", "term2", "variance", "sd", "corr"], "random_part")
@@ -1325,9 +1331,15 @@ def random_part(random: pd.DataFrame, info: Mapping[str, Any],
         out.append((f"n|{group}", f"N {_label(group, names)}", float(n)))
     out.append(("nobs", "Observations", float(info["nobs"])))
     out += [("r2_marginal", "Marginal R\u00b2", float(info["r2_marginal"])),
-            ("r2_conditional", "Conditional R\u00b2", float(info["r2_conditional"])),
-            ("aic", "AIC", float(info["aic"])), ("bic", "BIC", float(info["bic"]))]
+            ("r2_conditional", "Conditional R\u00b2", float(info["r2_conditional"]))]
+    if _has_ml_criteria(info):
+        out += [("aic", "AIC", float(info["aic_ml"])), ("bic", "BIC", float(info["bic_ml"]))]
     return out
+
+
+def _has_ml_criteria(info: Mapping[str, Any]) -> bool:
+    """Whether ``fit.json`` holds the AIC and BIC of the model's ML fit."""
+    return info.get("aic_ml") is not None and info.get("bic_ml") is not None
 
 
 #: How each random-part row is shown: (format, decimals); None = the model's variance decimals.
@@ -1432,8 +1444,16 @@ def _comparison_note(models: Sequence[ModelColumn], ci: str) -> str:
     reml = [m for m in fitted if m.info.get("reml")]
     if reml:
         which = "All models were" if len(reml) == len(fitted) else f"{_models_text(reml)} {'was' if len(reml) == 1 else 'were'}"
-        parts.append(f"{which} estimated by REML; AIC and BIC are from the REML criterion and compare only models "
-                     "with the same fixed effects and observations.")
+        parts.append(f"{which} estimated by REML.")
+    with_ml = [m for m in fitted if _has_ml_criteria(m.info)]
+    if with_ml:
+        source = ("maximum-likelihood (ML) refits of the REML models (lme4's refitML)" if reml
+                  else "the maximum-likelihood (ML) fits")
+        parts.append(f"AIC and BIC are from {source}, so they may compare models with different fixed effects "
+                     "fitted to the same observations.")
+    without = [m for m in fitted if not _has_ml_criteria(m.info)]
+    if without:
+        parts.append(f"No AIC or BIC for {_models_text(without)}: no ML fit was available.")
     if fitted:
         parts.append("Formulas (lme4 notation): " + "; ".join(
             f"Model {m.number}, {' '.join(str(m.info.get('formula')).split())}" for m in fitted) + ".")
