@@ -251,7 +251,9 @@ def test_config_edits_rerun_what_they_affect_and_nothing_else(own_run):
         "methods_paragraph": 1, "landing_page": 1, "provenance": 1, "all": 1,
         # the report's HTML pages of what changed (issue 17)
         "report_pages_model": 1, "report_pages_alliance_effects": 1, "report_pages_therapist_icc": 1,
-        "report_pages_methods": 1, "report_pages_data": 1}
+        "report_pages_methods": 1, "report_pages_data": 1,
+        # its diagnostics (the model changed)
+        "model_diagnostics": 1}
 
     plan = planned_rules(workdir, edited(config, mapping))
     assert {"validate_data", "ingest", "score"} <= set(plan)

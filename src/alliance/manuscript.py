@@ -54,6 +54,7 @@ from typing import Any
 import pandas as pd
 
 from alliance.models import steps as W
+from alliance.models.summaries import early_definition
 from alliance.outputs import atomic_path
 from alliance.report.tables import (
     DEFAULT_TERM_LABELS,
@@ -110,12 +111,6 @@ EXTRA_TERM_LABELS = {
     "symptoms_lag": "Symptoms (previous session)",
     "alliance_lag": "Alliance (previous session)",
 }
-EARLY_TEXT = {
-    "mean_1_to_k": "mean over sessions 1\u2013{k}",
-    "session_k": "score at session {k}",
-    "first_up_to_k": "first score in sessions 1\u2013{k}",
-}
-
 
 # --------------------------------------------------------------------------------------
 # What is written
@@ -227,7 +222,7 @@ def _client_variable_labels(spec: Mapping[str, Any], keys: Mapping[str, Any],
     alliance = _measure_label(spec["alliance"], keys, abbreviations)
     outcome = _measure_label(spec["outcome"], keys, abbreviations)
     early = spec["early"]
-    definition = EARLY_TEXT.get(early.get("method"), str(early.get("method"))).format(k=early.get("k"))
+    definition = early_definition(early)
     labels = {"early_alliance": f"Early alliance ({alliance})", "baseline": f"Baseline {outcome}",
               "post": f"Post-treatment {outcome}", "slope": f"{outcome} change per session"}
     note = (f"Early alliance = {definition}; baseline = first and post-treatment = last {outcome} score of "
@@ -275,6 +270,17 @@ def _model_labels(columns: Sequence[ModelColumn], abbreviations: Mapping[str, st
     return {**labels, **GROUP_LABELS}
 
 
+def _declared_model_folders(config: Mapping[str, Any], fit_paths: Sequence[str | Path]) -> tuple[list[str], dict[str, Path]]:
+    """The declared models and the folder of each one's ``fit.json``; every declared model needs one."""
+    models = W.declared_models(config)
+    folders = {Path(p).parent.name: Path(p).parent for p in fit_paths}
+    missing = [m for m in models if m not in folders]
+    if missing:
+        raise ValueError(f"manuscript tables: no fit.json given for declared model(s) {missing}; "
+                         f"got {[str(p) for p in fit_paths]}")
+    return models, folders
+
+
 def model_tables(config: Mapping[str, Any], fit_paths: Sequence[str | Path],
                  abbreviations: Mapping[str, str] | None = None) -> dict[str, ApaTable]:
     """The model tables by stem (:func:`model_table_groups`), numbered as in the manuscript
@@ -293,12 +299,7 @@ def model_tables(config: Mapping[str, Any], fit_paths: Sequence[str | Path],
         Instrument entry -> short name (:func:`instrument_abbreviation`); default: from the
         configured scoring keys.
     """
-    models = W.declared_models(config)
-    folders = {Path(p).parent.name: Path(p).parent for p in fit_paths}
-    missing = [m for m in models if m not in folders]
-    if missing:
-        raise ValueError(f"manuscript tables: no fit.json given for declared model(s) {missing}; "
-                         f"got {[str(p) for p in fit_paths]}")
+    models, folders = _declared_model_folders(config, fit_paths)
     if abbreviations is None:
         from alliance.scoring.instruments import keys_from_config
 
@@ -378,12 +379,7 @@ def manuscript_tables(config: Mapping[str, Any], scores: pd.DataFrame, clients: 
 
     keys = keys_from_config(config)
     abbreviations = {entry: instrument_abbreviation(entry, key) for entry, key in keys.items()}
-    models = W.declared_models(config)
-    folders = {Path(p).parent.name: Path(p).parent for p in fit_paths}
-    missing = [m for m in models if m not in folders]
-    if missing:
-        raise ValueError(f"manuscript tables: no fit.json given for declared model(s) {missing}; "
-                         f"got {[str(p) for p in fit_paths]}")
+    models, folders = _declared_model_folders(config, fit_paths)
     tables: dict[str, ApaTable] = {}
     number = 1
     if models:

@@ -28,11 +28,6 @@ import math
 #: the multiverse's choices as the specification curve names them
 CHOICE_NAMES = {"early": "Early alliance", "outcome": "Outcome", "respondent": "Alliance", "covariates": "Covariates"}
 #: how the early alliance is defined, for axis labels (``scoring: early_alliance: method``)
-EARLY_TEXT = {
-    "mean_1_to_k": "mean over sessions 1\u2013{k}",
-    "session_k": "score at session {k}",
-    "first_up_to_k": "first score in sessions 1\u2013{k}",
-}
 
 
 def _require(data: pd.DataFrame, columns: Sequence[str], what: str) -> None:

@@ -707,7 +707,8 @@ def write_scatter_figure(data_path: str | Path, config: Mapping[str, Any], name:
     terms at their sample means, :func:`alliance.models.uncertainty.implied_line`), the
     early-alliance coefficient and its p in the legend; and, when ``out_caption`` is given, its
     caption sentence (model, N, estimate, CI, p)."""
-    from alliance.models.figures import EARLY_TEXT, early_outcome_scatter
+    from alliance.models.figures import early_outcome_scatter
+    from alliance.models.summaries import early_definition
     from alliance.models.uncertainty import implied_line
     from alliance.report.tables import format_number, format_p
     from alliance.scoring.instruments import keys_from_config, measure_display
@@ -722,7 +723,7 @@ def write_scatter_figure(data_path: str | Path, config: Mapping[str, Any], name:
         _write_caption(out_caption, f"Model {name} could not be estimated.")
         return
     keys = keys_from_config(config)
-    definition = EARLY_TEXT.get(early["method"], str(early["method"])).format(k=early["k"])
+    definition = early_definition(early)
     line, line_label, sentence = None, "", "No model-implied line: the model has no single early-alliance term."
     if spec["kind"] == "early_outcome":
         result = _fit_kind(spec, data, None)[0]
@@ -923,13 +924,13 @@ def _ranked_curve(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
 def _choice_names(config: Mapping[str, Any]) -> dict[str, dict[str, str]]:
     """The multiverse's choices by name: early-alliance definitions in words, measures by their
     instruments' keys (``phq9`` -> ``PHQ-9 total``), covariate sets by their covariates."""
-    from alliance.models.figures import EARLY_TEXT
+    from alliance.models.summaries import early_definition
     from alliance.scoring.instruments import keys_from_config, measure_display
 
     mv, keys = _multiverse(config), keys_from_config(config)
     early = {label: {**_early_default(config), **(d or {})} for label, d in (mv.get("early") or {}).items()}
     return {
-        "early": {label: EARLY_TEXT.get(d["method"], str(d["method"])).format(k=d["k"]) for label, d in early.items()},
+        "early": {label: early_definition(d) for label, d in early.items()},
         "outcome": {label: measure_display(_measure(m, f"models: multiverse: outcomes: {label}"), keys)
                     for label, m in (mv.get("outcomes") or {}).items()},
         "respondent": {label: measure_display(_measure(m, f"models: multiverse: respondents: {label}"), keys)

@@ -40,6 +40,8 @@ from alliance.models.data import CLIENT, THERAPIST
 
 __all__ = [
     "BENCHMARK",
+    "EARLY_TEXT",
+    "early_definition",
     "variance_components",
     "nakagawa_r2",
     "standardised_coefficients",
@@ -60,6 +62,19 @@ __all__ = [
 
 #: Flückiger et al. (2018), face-to-face psychotherapy: r between alliance and outcome, coded
 #: so that a positive r means a better alliance goes with a better outcome.
+#: the early-alliance definitions in words, for captions, axis labels and table notes
+EARLY_TEXT = {
+    "mean_1_to_k": "mean over sessions 1\u2013{k}",
+    "session_k": "score at session {k}",
+    "first_up_to_k": "first score in sessions 1\u2013{k}",
+}
+
+
+def early_definition(early) -> str:
+    """An early-alliance definition (``{"method": ..., "k": ...}``) in words."""
+    return EARLY_TEXT.get(early.get("method"), str(early.get("method"))).format(k=early.get("k"))
+
+
 BENCHMARK = {
     "r": 0.278,
     "ci_low": 0.256,

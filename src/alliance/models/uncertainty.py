@@ -17,11 +17,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
-import scipy.sparse.linalg as spla
 from scipy import stats
 
-from alliance.lmm.design import factor_lambda, fixed_matrix, term_rows
+from alliance.lmm.design import fixed_matrix
 
 __all__ = ["conditional_sd", "implied_line"]
 
@@ -49,35 +47,13 @@ def conditional_sd(result, factor: str) -> pd.DataFrame:
         Rows and columns as ``result.ranef[factor]``; each cell the conditional SD of that
         conditional mode.
     """
-    structure, frame = _fitted_parts(result)
+    structure, _ = _fitted_parts(result)
     names = [f.name for f in structure.factors]
     if factor not in names:
         raise ValueError(f"the fit has no grouping factor {factor!r}; it has {names}")
-    weights = getattr(result, "_weights", None)
-    root_w = np.sqrt(np.asarray(weights, dtype=float)) if weights is not None else np.ones(len(frame))
-    blocks_z, blocks_lam, offsets, start = [], [], {}, 0
-    for f, fac in enumerate(structure.factors):
-        z = term_rows(frame, structure.terms, fac) * root_w[:, None]
-        rows = np.repeat(np.arange(len(frame)), fac.q)
-        cols = (fac.codes[:, None] * fac.q + np.arange(fac.q)[None, :]).ravel()
-        blocks_z.append(sp.csr_matrix((z.ravel(), (rows, cols)), shape=(len(frame), fac.nlevels * fac.q)))
-        blocks_lam.append(sp.kron(sp.identity(fac.nlevels), factor_lambda(structure, f, result.theta)))
-        offsets[fac.name] = (start, fac)
-        start += fac.nlevels * fac.q
-    zl = sp.hstack(blocks_z).tocsc() @ sp.block_diag(blocks_lam, format="csc")
-    system = (zl.T @ zl + sp.identity(start, format="csc")).tocsc()
-    first, fac = offsets[factor]
-    width = fac.nlevels * fac.q
-    unit = np.zeros((start, width))
-    unit[first:first + width] = np.eye(width)
-    inverse_cols = spla.splu(system).solve(unit)[first:first + width]  # (M^-1) block of the factor
-    lam = factor_lambda(structure, structure.factors.index(fac), result.theta)
-    variances = np.empty((fac.nlevels, fac.q))
-    for level in range(fac.nlevels):
-        part = inverse_cols[level * fac.q:(level + 1) * fac.q, level * fac.q:(level + 1) * fac.q]
-        variances[level] = np.diag(lam @ part @ lam.T) * result.sigma ** 2
+    blocks = result.cond_var()[factor]  # (levels, q, q), lme4's postVar
     ranef = result.ranef[factor]
-    return pd.DataFrame(np.sqrt(variances), index=ranef.index, columns=ranef.columns)
+    return pd.DataFrame(np.sqrt(np.einsum("lii->li", blocks)), index=ranef.index, columns=ranef.columns)
 
 
 def implied_line(result, term: str, grid, level: float = 0.95) -> pd.DataFrame:
