@@ -55,6 +55,8 @@ def log_to_file(path: str, level: int = logging.INFO) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # matplotlib's PDF writer subsets fonts through fontTools, which logs every table it prunes
+    logging.getLogger("fontTools").setLevel(logging.WARNING)
     logging.captureWarnings(True)
     summary = WarningSummary()
     summary.install()
