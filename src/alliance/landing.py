@@ -23,7 +23,7 @@ from alliance.models.steps import declared_models, diagnostic_sentences, is_esti
 from alliance.models.summaries import BENCHMARK
 from alliance.outputs import atomic_path
 from alliance.scoring.instruments import instrument_abbreviation, keys_from_config
-from alliance.report.tables import format_bounded, format_number, format_p
+from alliance.report.tables import format_bounded, format_number, format_p, significant_decimals
 
 __all__ = ["main_model", "landing_page", "write_landing_page"]
 
@@ -81,10 +81,8 @@ def _ci(low: float, high: float, decimals: int = 2, bounded: bool = False) -> st
 
 
 def _decimals(se: float) -> int:
-    """Decimals that show two significant digits of ``se`` (at least 2)."""
-    if not math.isfinite(se) or se <= 0:
-        return 2
-    return max(2, 1 - math.floor(math.log10(se)))
+    """Decimals that show two significant digits of ``se`` (at least 2), as the tables do."""
+    return max(2, significant_decimals(se, 2))
 
 
 def main_model(config: Mapping[str, Any], fits: Mapping[str, Mapping[str, Any]]) -> str | None:
