@@ -503,7 +503,8 @@ def test_reliability_table_with_multilevel_columns_in_every_format(tmp_path):
     tex = paths["tex"].read_text(encoding="utf-8")
     assert "\\multicolumn{2}{c}{Within clients}" in tex and "\\cmidrule(lr){11-12}" in tex
     assert latex_cells(tex) == (table.header, table.body)
-    rows = [[cell.text.replace("\u00a0", " ") for cell in row.cells] for row in docx.Document(str(paths["docx"])).tables[0].rows]
+    grid = docx.Document(str(paths["docx"])).tables[0]
+    rows = [[cell.text.replace("\u00a0", " ") for cell in row.cells] for row in grid.rows]
     assert rows[1] == table.header and rows[2:] == table.body
     assert T.docx_layout(table).landscape  # 14 columns: a landscape page
 
