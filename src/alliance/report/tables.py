@@ -1490,24 +1490,44 @@ def _models_text(models: Sequence[ModelColumn]) -> str:
     return f"Models {', '.join(numbers[:-1])} and {numbers[-1]}"
 
 
+EN_DASH = "\u2013"
+#: Multilevel omega columns of :func:`alliance.scoring.psychometrics.internal_consistency`,
+#: each with its cluster-bootstrap interval: (estimate, lower, upper, spanner).
+MULTILEVEL_OMEGA = (("omega_within", "omega_within_ci_low", "omega_within_ci_high", "Within clients"),
+                    ("omega_between", "omega_between_ci_low", "omega_between_ci_high", "Between clients"))
+#: ``ci_method`` values as the note names them, with the method's reference.
+CI_METHODS = {"Feldt": "Feldt (1965)",
+              "cluster bootstrap over clients (percentile)": "cluster bootstrap over clients (percentile{replicates};"
+                                                             " Field & Welsh, 2007)"}
+
+
 def reliability_table(consistency: pd.DataFrame, number: int = 3, title: str = "Internal Consistency",
                       labels: Mapping[str, str] | None = None, decimals: int = 2,
                       note: str | None = None, level: float = 0.95) -> ApaTable:
     """APA table of internal consistency per instrument, scale and respondent.
+
+    Single-level alpha with its CI, omega total and (where a scale's key declares
+    subscales) omega hierarchical; then, where clients gave several administrations, omega
+    within and between clients with their intervals, under column groups. A multilevel cell
+    that was not estimated shows an en dash and the note says why.
 
     Parameters
     ----------
     consistency : DataFrame
         :func:`alliance.scoring.psychometrics.internal_consistency`: ``instrument``, ``scale``,
         ``respondent``, ``n``, ``k``, ``alpha``, ``ci_low``, ``ci_high``, ``omega_total``
-        (and ``session``, shown when it is given).
+        (and ``session``, ``omega_hierarchical`` and the :data:`MULTILEVEL_OMEGA` columns,
+        shown when they hold a value; ``ci_method``, ``n_boot`` and ``n_clients`` for the note).
     labels : mapping, optional
         Display names of instruments, scales and respondents.
 
     Notes
     -----
-    Cronbach's alpha with Feldt's (1965) interval; omega total (McDonald, 1999) from a
-    one-factor model (as computed upstream; the table only presents them).
+    Cronbach's alpha with the interval ``ci_method`` names (Feldt, 1965, where each client
+    gave one administration; else a percentile cluster bootstrap over clients); omega total
+    and hierarchical (McDonald, 1999; Zinbarg et al., 2005); omega within and between from a
+    two-level one-factor model (Geldhof, Preacher & Zyphur, 2014). The table only presents
+    them: the numbers are computed and tested (against lavaan) upstream.
     """
     _require(consistency, ["instrument", "scale", "respondent", "n", "k", "alpha", "ci_low", "ci_high",
                            "omega_total"], "reliability_table")
@@ -1518,16 +1538,91 @@ def reliability_table(consistency: pd.DataFrame, number: int = 3, title: str = "
     ci = f"{round(level * 100):g}% CI"
     columns = [Column("instrument_label", "Instrument"), Column("scale_label", "Scale"),
                Column("respondent_label", "Respondent")]
-    if "session" in rows.columns and rows["session"].notna().any():
+    if _shown(rows, "session"):
         columns.append(Column("session", "Session", "integer"))
-    columns += [Column("n", "n", "integer", italic=True), Column("k", "k", "integer", italic=True),
-                Column("alpha", "\u03b1", "bounded", decimals),
-                Column("ci_low", ci, "bounded", decimals, upper="ci_high"),
-                Column("omega_total", "\u03c9", "bounded", decimals)]
-    standard = (f"n = complete administrations; k = items; \u03b1 = Cronbach's alpha with Feldt's (1965) {ci}"
-                " (a cluster bootstrap over clients where clients repeat); \u03c9 = McDonald's omega total from a"
-                " one-factor model (a bifactor model of the declared subscales for a scale that has them).")
-    return ApaTable(number, title, columns, rows, _joined_note(standard, note))
+    columns += [Column("n", "n", "integer", italic=True), Column("k", "k", "integer", italic=True)]
+    single = [Column("alpha", "\u03b1", "bounded", decimals),
+              Column("ci_low", ci, "bounded", decimals, upper="ci_high"),
+              Column("omega_total", "\u03c9", "bounded", decimals)]
+    hierarchical = _shown(rows, "omega_hierarchical")
+    if hierarchical:
+        # blank, not a dash: a scale without declared subscales has no omega hierarchical to estimate
+        rows["omega_hierarchical"] = rows["omega_hierarchical"].astype(object).where(
+            rows["omega_hierarchical"].notna(), "")
+        single.append(Column("omega_hierarchical", "\u03c9h", "bounded", decimals))
+    multilevel = [m for m in MULTILEVEL_OMEGA if all(c in rows.columns for c in m[:3]) and _shown(rows, m[0])]
+    spanners: list[tuple[str, int]] = []
+    if multilevel:
+        spanners = [("", len(columns)), ("Single level", len(single))] + [(m[3], 2) for m in multilevel]
+    columns += single
+    for estimate, low, high, _ in multilevel:
+        columns += [Column(estimate, "\u03c9", "bounded", decimals), Column(low, ci, "bounded", decimals, upper=high)]
+    standard = _reliability_note(rows, ci, hierarchical=hierarchical,
+                                 multilevel=[m[0] for m in multilevel])
+    return ApaTable(number, title, columns, rows, _joined_note(standard, note),
+                    missing=EN_DASH if multilevel else "", spanners=spanners)
+
+
+def _shown(rows: pd.DataFrame, column: str) -> bool:
+    return column in rows.columns and bool(rows[column].notna().any())
+
+
+def _reliability_note(rows: pd.DataFrame, ci: str, hierarchical: bool, multilevel: Sequence[str]) -> str:
+    """The reliability table's note: symbols, CI methods as ``ci_method`` names them, and why a
+    multilevel cell is empty."""
+    parts = ["n = complete administrations; k = items; \u03b1 = Cronbach's alpha; \u03c9 = McDonald's omega total"
+             " from a one-factor model (a bifactor model of the declared subscales for a scale that has them)"
+             + (", \u03c9h = omega hierarchical of that bifactor model (the general factor's share of the"
+                " total score's variance; Zinbarg et al., 2005; blank for a scale without subscales)." if hierarchical
+                else ".")]
+    if multilevel:
+        parts.append("Single-level values treat every administration alike; \u03c9 within and between clients come"
+                     " from a two-level one-factor model and give the reliability of a client's changes from"
+                     " session to session and of the differences between clients' mean levels (Geldhof, Preacher"
+                     " & Zyphur, 2014).")
+    parts.append(_ci_sentence(rows, ci, multilevel))
+    if multilevel:
+        parts.append(_not_estimated_sentence(rows, multilevel))
+    return " ".join(p for p in parts if p)
+
+
+def _ci_sentence(rows: pd.DataFrame, ci: str, multilevel: Sequence[str]) -> str:
+    if "ci_method" not in rows.columns or not rows["ci_method"].notna().any():
+        return f"{ci}s of \u03b1 as given in the results."
+    methods = []
+    for method in dict.fromkeys(rows["ci_method"].dropna()):
+        chosen = rows[rows["ci_method"].eq(method)]
+        text = CI_METHODS.get(method, method)
+        if "{replicates}" in text:
+            boots = chosen["n_boot"].dropna().astype(int) if "n_boot" in chosen.columns else pd.Series(dtype=int)
+            span = "" if boots.empty else (f"{boots.min():,}" if boots.min() == boots.max()
+                                           else f"{boots.min():,}{EN_DASH}{boots.max():,}")
+            text = text.format(replicates=f", {span} replicates" if span else "")
+        repeat = (not {"n", "n_clients"} <= set(chosen.columns)
+                  or bool((chosen["n_clients"] < chosen["n"]).all()))
+        if len(rows["ci_method"].dropna().unique()) > 1:
+            text += (" where clients gave several administrations" if repeat
+                     else " where each client gave one administration")
+        methods.append(text)
+    subject = "\u03b1" + (" and of \u03c9 within and between clients" if multilevel else "")
+    return f"{ci}s of {subject}: " + "; ".join(methods) + "."
+
+
+def _not_estimated_sentence(rows: pd.DataFrame, multilevel: Sequence[str]) -> str:
+    empty = rows[multilevel].isna().all(axis=1) & rows["alpha"].notna()
+    if not empty.any():
+        return ""
+    reasons = []
+    if "n_clients" in rows.columns:
+        once = empty & rows["n_clients"].ge(rows["n"])
+        if once.any():
+            reasons.append("each client gave one administration, so no variance lies within clients")
+        if (empty & ~once).any():
+            reasons.append("fewer clients than items + 1, or fewer repeated administrations (n minus clients)"
+                           " than items + 1, for the two-level model")
+    else:
+        reasons.append("the two-level model was not estimated")
+    return f"{EN_DASH} = not estimated: " + "; or ".join(reasons) + "."
 
 
 def descriptives(data: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
