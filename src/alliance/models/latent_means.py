@@ -69,8 +69,16 @@ from alliance.errors import require_columns as _require_columns
 from alliance.models.data import THERAPIST, NotEstimableError
 from alliance.models.dynamic import _hessian_from_gradient
 
-__all__ = ["LATENT_MEAN_REFERENCE", "ClusterStatistics", "LatentMeanResult", "cluster_statistics",
-           "two_level_loglik", "fit_latent_mean_slopes", "latent_mean_summary", "simulate_latent_mean_data"]
+__all__ = [
+    "LATENT_MEAN_REFERENCE",
+    "ClusterStatistics",
+    "LatentMeanResult",
+    "cluster_statistics",
+    "fit_latent_mean_slopes",
+    "latent_mean_summary",
+    "simulate_latent_mean_data",
+    "two_level_loglik",
+]
 
 LATENT_MEAN_REFERENCE = ("Lüdtke, O., Marsh, H. W., Robitzsch, A., Trautwein, U., Asparouhov, T., & Muthén, B. "
                          "(2008). The multilevel latent covariate model: a new, more reliable approach to group-level "
@@ -165,7 +173,7 @@ def _vech(m: np.ndarray) -> np.ndarray:
 
 
 def _unvech(v: np.ndarray, p: int) -> np.ndarray:
-    m = np.zeros((p, p))
+    m = np.zeros((p, p), dtype=np.result_type(v, float))
     m[np.tril_indices(p)] = v
     return m + np.tril(m, -1).T
 
@@ -197,23 +205,58 @@ def _regression(sigma: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
 
 
 def _natural(v: np.ndarray, p: int) -> np.ndarray:
-    """The reported parameters (:func:`_parameter_rows` order) from ``(mu, vech W, vech B)``."""
+    """The model parameters (:func:`_parameter_rows` order, without the contextual effect)
+    from the moments ``(mu, vech Sigma_W, vech Sigma_B)``."""
     mu, sigma_w, sigma_b = _split(v, p)
     phi_w, beta_w, psi_w = _regression(sigma_w)
     phi_b, beta_b, psi_b = _regression(sigma_b)
     intercept = mu[-1] - beta_b @ mu[:-1]
-    return np.r_[beta_w, psi_w, _vech(phi_w), beta_b, psi_b, _vech(phi_b), intercept, mu[:-1], beta_b[0] - beta_w[0]]
+    return np.r_[beta_w, psi_w, _vech(phi_w), beta_b, psi_b, _vech(phi_b), intercept, mu[:-1]]
+
+
+def _level_block(beta: np.ndarray, psi, phi: np.ndarray) -> np.ndarray:
+    c = phi @ beta
+    top = np.concatenate([phi, c[:, None]], axis=1)
+    bottom = np.concatenate([c, [beta @ c + psi]])[None, :]
+    return np.concatenate([top, bottom], axis=0)
+
+
+def _moments(theta: np.ndarray, p: int) -> np.ndarray:
+    """``(mu, vech Sigma_W, vech Sigma_B)`` from the model parameters (the inverse of
+    :func:`_natural`; products only, so complex steps pass through)."""
+    k = p - 1
+    q = k * (k + 1) // 2
+    blocks = []
+    for start in (0, k + 1 + q):
+        beta, psi, phi = theta[start:start + k], theta[start + k], _unvech(theta[start + k + 1:start + k + 1 + q], k)
+        blocks.append(_level_block(beta, psi, phi))
+    intercept, mu_x = theta[2 * (k + 1 + q)], theta[2 * (k + 1 + q) + 1:]
+    beta_b = theta[k + 1 + q:2 * k + 1 + q]
+    mu = np.concatenate([mu_x, [intercept + beta_b @ mu_x]])
+    return np.concatenate([mu, _vech(blocks[0]), _vech(blocks[1])])
+
+
+def _complex_jacobian(f, x: np.ndarray) -> np.ndarray:
+    """Jacobian of an analytic map by complex steps (exact to rounding, no step-size trade-off)."""
+    h = 1e-30
+    cols = []
+    for i in range(len(x)):
+        z = x.astype(complex)
+        z[i] += 1j * h
+        cols.append(np.imag(f(z)) / h)
+    return np.column_stack(cols)
 
 
 def _parameter_rows(names: Sequence[str]) -> pd.DataFrame:
-    """Level, lhs, op, rhs of every reported parameter, as lavaan's ``parameterEstimates``."""
+    """Level, lhs, op, rhs of every reported parameter, as lavaan's ``parameterEstimates``
+    (covariances in :func:`_vech` order)."""
     predictors, outcome = list(names[:-1]), names[-1]
-    pairs = [(predictors[i], predictors[j]) for j in range(len(predictors)) for i in range(j, len(predictors))]
+    pairs = list(zip(*np.tril_indices(len(predictors))))
     rows = []
     for level in ("within", "between"):
         rows += [(level, outcome, "~", x) for x in predictors]
         rows.append((level, outcome, "~~", outcome))
-        rows += [(level, a, "~~", b) if a == b else (level, b, "~~", a) for a, b in pairs]
+        rows += [(level, predictors[j], "~~", predictors[i]) for i, j in pairs]
     rows.append(("between", outcome, "~1", ""))
     rows += [("between", x, "~1", "") for x in predictors]
     rows.append(("", "contextual", ":=", f"between {predictors[0]} - within {predictors[0]}"))
@@ -271,7 +314,7 @@ def _design(data: pd.DataFrame, covariates: Sequence[str]) -> tuple[np.ndarray, 
 
 def _start(s: ClusterStatistics) -> np.ndarray:
     """Moment estimates: pooled within covariance; between from the covariance of the cluster
-    means less the within part (Muthén's sigma_B*), shrunk to positive definite."""
+    means less the within part (Muthén's sigma_B*), made positive definite."""
     sigma_w = s.within / max(s.n_obs - s.n_clusters, 1)
     mu = s.means.T @ s.sizes / s.n_obs
     n_tilde = (s.n_obs - (s.sizes ** 2).sum() / s.n_obs) / max(s.n_clusters - 1, 1)
@@ -284,78 +327,153 @@ def _start(s: ClusterStatistics) -> np.ndarray:
     return np.r_[mu, _vech(sigma_w), _vech(sigma_b)]
 
 
-def _maximise(s: ClusterStatistics) -> tuple[np.ndarray, float, bool, str]:
-    """ML estimates of ``(mu, vech Sigma_W, vech Sigma_B)``: BFGS on ``(mu, Cholesky of
-    Sigma_W with log diagonal, vech Sigma_B)`` in units of the variables' SDs, then Newton
-    steps on the moments until the gradient vanishes."""
-    p = len(s.names)
-    v0 = _start(s)
-    sd = np.sqrt(np.diag(_split(v0, p)[1]))
-    scale = np.r_[sd, _vech(np.outer(sd, sd)), _vech(np.outer(sd, sd))]
-    tril = np.tril_indices(p)
+class _Layout:
+    """Positions in the parameter vector of :func:`_natural` for ``p`` variables."""
+
+    def __init__(self, p: int):
+        k = p - 1
+        q = k * (k + 1) // 2
+        self.p, self.k, self.q = p, k, q
+        self.psi_w, self.psi_b = k, 2 * k + 1 + q
+        self.phi_w = slice(k + 1, k + 1 + q)
+        self.phi_b = slice(2 * k + 2 + q, 2 * k + 2 + 2 * q)
+        self.beta_w0, self.beta_b0 = 0, k + 1 + q
+        self.size = 2 * (k + 1 + q) + 1 + k
+
+
+def _from_unconstrained(u: np.ndarray, lay: _Layout) -> np.ndarray:
+    """Model parameters from the optimiser's vector: log residual variance and Cholesky
+    factor (log diagonal) within, squared residual SD and Cholesky factor between, so that
+    Sigma_W is positive definite and Sigma_B positive semi-definite."""
+    theta = u.astype(np.result_type(u, float)).copy()
+    tril = np.tril_indices(lay.k)
     diag = tril[0] == tril[1]
-    q = len(tril[0])
+    theta[lay.psi_w] = np.exp(u[lay.psi_w])
+    theta[lay.psi_b] = u[lay.psi_b] ** 2
+    for part, log_diag in ((lay.phi_w, True), (lay.phi_b, False)):
+        lower = np.zeros((lay.k, lay.k), dtype=theta.dtype)
+        lower[tril] = np.where(diag, np.exp(u[part]), u[part]) if log_diag else u[part]
+        theta[part] = _vech(lower @ lower.T)
+    return theta
 
-    def to_moments(u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        mu = u[:p] * sd
-        lower = np.zeros((p, p))
-        lower[tril] = np.where(diag, np.exp(u[p:p + q]), u[p:p + q])
-        chol = lower * sd[:, None]
-        sigma_b = _unvech(u[p + q:], p) * np.outer(sd, sd)
-        return np.r_[mu, _vech(chol @ chol.T), _vech(sigma_b)], chol
 
-    def negll(u: np.ndarray) -> tuple[float, np.ndarray]:
-        v, chol = to_moments(u)
-        value, g_mu, g_w, g_b = _loglik_and_gradient(s, *_split(v, p))
-        if not np.isfinite(value):
-            return 1e20, np.zeros_like(u)
-        d_chol = 2 * g_w @ chol * sd[:, None]  # dl/dL for Sigma_W = L L', then the unit scaling
-        d_lower = d_chol[tril] * np.where(diag, np.exp(u[p:p + q]), 1.0)
-        d_b = _vech_gradient(g_b) * _vech(np.outer(sd, sd))
-        return -value, -np.r_[g_mu * sd, d_lower, d_b]
+def _to_unconstrained(theta: np.ndarray, lay: _Layout) -> np.ndarray:
+    u = theta.astype(float).copy()
+    tril = np.tril_indices(lay.k)
+    diag = tril[0] == tril[1]
+    u[lay.psi_w] = math.log(theta[lay.psi_w])
+    u[lay.psi_b] = math.sqrt(max(theta[lay.psi_b], 1e-4))
+    for part, log_diag in ((lay.phi_w, True), (lay.phi_b, False)):
+        lower = np.linalg.cholesky(_unvech(theta[part], lay.k))
+        values = lower[tril]
+        if log_diag:
+            values[diag] = np.log(values[diag])
+        u[part] = values
+    return u
 
-    chol0 = np.linalg.cholesky(_split(v0, p)[1]) / sd[:, None]
-    u0 = np.r_[v0[:p] / sd, np.where(diag, np.log(np.diag(chol0)[tril[0]]), chol0[tril]), v0[p + q:] / scale[p + q:]]
-    fit = optimize.minimize(negll, u0, jac=True, method="BFGS", options={"gtol": 1e-8, "maxiter": 5000})
-    v = to_moments(fit.x)[0]
-    message = str(fit.message)
-    for _ in range(20):
-        g = _moment_gradient(s, v)
-        if not np.all(np.isfinite(g)) or np.max(np.abs(g * scale)) < 1e-9:
+
+def _standardised(s: ClusterStatistics) -> tuple[ClusterStatistics, np.ndarray, np.ndarray]:
+    """The statistics of the variables centred and scaled to unit total SD (one step size
+    for the optimiser), with the centre and the SDs."""
+    centre = s.means.T @ s.sizes / s.n_obs
+    total = s.within + ((s.means - centre).T * s.sizes) @ (s.means - centre)
+    sd = np.sqrt(np.diag(total) / s.n_obs)
+    return (ClusterStatistics(s.names, s.sizes, (s.means - centre) / sd, s.within / np.outer(sd, sd)),
+            centre, sd)
+
+
+def _theta_gradient(s: ClusterStatistics, theta: np.ndarray, lay: _Layout) -> np.ndarray:
+    jac = _complex_jacobian(lambda t: _moments(t, lay.p), theta)
+    return jac.T @ _moment_gradient(s, _moments(theta, lay.p))
+
+
+def _loglik_at(s: ClusterStatistics, theta: np.ndarray, lay: _Layout) -> float:
+    return two_level_loglik(s, *_split(_moments(theta, lay.p), lay.p))
+
+
+def _newton(s: ClusterStatistics, theta: np.ndarray, free: np.ndarray, lay: _Layout) -> np.ndarray:
+    """Newton steps with step halving on the free parameters until the gradient vanishes."""
+    def grad(t_free: np.ndarray) -> np.ndarray:
+        t = theta.copy()
+        t[free] = t_free
+        return _theta_gradient(s, t, lay)[free]
+
+    for _ in range(30):
+        g = grad(theta[free])
+        if not np.all(np.isfinite(g)) or np.max(np.abs(g) * np.maximum(1.0, np.abs(theta[free]))) < 1e-10:
             break
-        H = _hessian_from_gradient(lambda w: _moment_gradient(s, w), v)
+        H = _hessian_from_gradient(grad, theta[free])
         try:
             step = np.linalg.solve(H, g)
         except np.linalg.LinAlgError:
             break
-        current = two_level_loglik(s, *_split(v, p))
-        for shrink in 0.5 ** np.arange(12):
-            trial = v - shrink * step
-            if two_level_loglik(s, *_split(trial, p)) >= current - 1e-12:
-                v = trial
+        current = _loglik_at(s, theta, lay)
+        for shrink in 0.5 ** np.arange(20):
+            trial = theta.copy()
+            trial[free] -= shrink * step
+            if _loglik_at(s, trial, lay) >= current - 1e-10:
+                theta = trial
                 break
         else:
             break
-    g = _moment_gradient(s, v)
-    converged = bool(np.all(np.isfinite(g)) and np.max(np.abs(g * scale)) < 1e-5)
-    return v, two_level_loglik(s, *_split(v, p)), converged, message
+    return theta
 
 
-def _delta_covariance(s: ClusterStatistics, v: np.ndarray) -> np.ndarray:
-    """Covariance of the reported parameters: the inverse observed information of the
-    moments, carried through :func:`_natural` by its Jacobian (central differences)."""
-    p = len(s.names)
-    H = _hessian_from_gradient(lambda w: _moment_gradient(s, w), v)
-    cov_v = np.linalg.inv(-H)
-    k = len(v)
-    base = _natural(v, p)
-    J = np.empty((len(base), k))
-    for i in range(k):
-        h = 1e-6 * max(1.0, abs(v[i]))
-        e = np.zeros(k)
-        e[i] = h
-        J[:, i] = (_natural(v + e, p) - _natural(v - e, p)) / (2 * h)
-    return J @ cov_v @ J.T
+def _maximise(s: ClusterStatistics) -> tuple[np.ndarray, np.ndarray, float, bool, str]:
+    """ML estimates of the model parameters with Sigma_W positive definite and Sigma_B positive
+    semi-definite: BFGS on the standardised variables in an unconstrained parameterisation
+    (:func:`_from_unconstrained`), then Newton steps on the original scale. A between residual
+    variance of the outcome at the boundary 0 is fixed there (``free`` False) when the
+    likelihood falls towards negative values.
+
+    Returns
+    -------
+    (theta, free, loglik, converged, message)
+    """
+    lay = _Layout(len(s.names))
+    std, centre, sd = _standardised(s)
+    theta0 = _natural(_start(std), lay.p)
+    u0 = _to_unconstrained(theta0, lay)
+
+    def negll(u: np.ndarray) -> tuple[float, np.ndarray]:
+        v = _moments(_from_unconstrained(u, lay), lay.p)
+        value, g_mu, g_w, g_b = _loglik_and_gradient(std, *_split(v, lay.p))
+        if not np.isfinite(value):
+            return 1e20, np.zeros_like(u)
+        jac = _complex_jacobian(lambda w: _moments(_from_unconstrained(w, lay), lay.p), u)
+        return -value, -(jac.T @ np.r_[g_mu, _vech_gradient(g_w), _vech_gradient(g_b)])
+
+    fit = optimize.minimize(negll, u0, jac=True, method="BFGS", options={"gtol": 1e-9, "maxiter": 10000})
+    mu_s, w_s, b_s = _split(_moments(_from_unconstrained(fit.x, lay), lay.p), lay.p)
+    scale = np.outer(sd, sd)
+    theta = _natural(np.r_[centre + sd * mu_s, _vech(w_s * scale), _vech(b_s * scale)], lay.p)
+    free = np.ones(lay.size, dtype=bool)
+    at_zero = fit.x[lay.psi_b] ** 2 < 1e-4  # below 1e-4 of the outcome's total variance
+    if at_zero:
+        theta[lay.psi_b] = 0.0
+        free[lay.psi_b] = False
+    theta = _newton(s, theta, free, lay)
+    if at_zero and _theta_gradient(s, theta, lay)[lay.psi_b] > 0:
+        free[lay.psi_b] = True  # the maximum lies inside after all
+        theta = _newton(s, theta, free, lay)
+    g = _theta_gradient(s, theta, lay)[free]
+    converged = bool(np.all(np.isfinite(g)) and np.max(np.abs(g) * np.maximum(1.0, np.abs(theta[free]))) < 1e-6)
+    return theta, free, _loglik_at(s, theta, lay), converged, str(fit.message)
+
+
+def _covariance(s: ClusterStatistics, theta: np.ndarray, free: np.ndarray) -> np.ndarray:
+    """Inverse observed information of the free parameters (central differences of the
+    analytic gradient); rows and columns of fixed parameters are 0."""
+    lay = _Layout(len(s.names))
+
+    def grad(t_free: np.ndarray) -> np.ndarray:
+        t = theta.copy()
+        t[free] = t_free
+        return _theta_gradient(s, t, lay)[free]
+
+    cov = np.zeros((lay.size, lay.size))
+    cov[np.ix_(free, free)] = np.linalg.inv(-_hessian_from_gradient(grad, theta[free]))
+    return cov
 
 
 def fit_latent_mean_slopes(data: pd.DataFrame, outcome: str, predictor: str, covariates: Sequence[str] = (),
@@ -410,28 +528,35 @@ def fit_latent_mean_slopes(data: pd.DataFrame, outcome: str, predictor: str, cov
     if np.any(within_var <= 1e-12 * np.maximum(1.0, np.abs(s.means).max(axis=0)) ** 2):
         flat = [n for n, w in zip(names, within_var) if w <= 0 or not np.isfinite(w)] or names
         raise NotEstimableError(f"variable(s) {flat} do not vary within therapists; they cannot have a within slope")
-    v, loglik, converged, message = _maximise(s)
+    theta, free, loglik, converged, message = _maximise(s)
+    lay = _Layout(p)
     warnings = [] if converged else [f"latent-mean model: no maximum found ({message})"]
-    est = _natural(v, p)
+    contrast = np.zeros(lay.size)
+    contrast[lay.beta_b0], contrast[lay.beta_w0] = 1.0, -1.0
+    est = np.r_[theta, contrast @ theta]
     try:
-        se = np.sqrt(np.clip(np.diag(_delta_covariance(s, v)), 0, None))
+        cov = _covariance(s, theta, free)
+        se = np.sqrt(np.clip(np.r_[np.diag(cov), contrast @ cov @ contrast], 0, None))
     except np.linalg.LinAlgError:
         se = np.full(len(est), np.nan)
         warnings.append("latent-mean model: the information matrix is singular; standard errors are missing")
     table = _parameter_rows(names)
-    table["estimate"], table["se"] = est, se
-    table["z"] = est / se
+    table["estimate"], table["se"] = est, np.where(np.r_[free, True], se, np.nan)
+    table["z"] = est / table["se"]
     table["p"] = 2 * stats.norm.sf(np.abs(table["z"]))
     therapist_level = ((table["level"] == "between") & (table["op"] == "~")) | (table["op"] == ":=")
     table["df"] = np.where(therapist_level, df_between, np.inf)
-    t = np.where(therapist_level, est / se, np.nan)
+    t = np.where(therapist_level, table["z"], np.nan)
     table.loc[therapist_level, "p"] = 2 * stats.t.sf(np.abs(t[therapist_level]), df_between)
     q = np.where(therapist_level, stats.t.ppf(0.5 + level / 2, df_between), stats.norm.ppf(0.5 + level / 2))
-    table["ci_low"], table["ci_high"] = est - q * se, est + q * se
-    for r in table.loc[(table["op"] == "~~") & (table["lhs"] == table["rhs"])].itertuples():
-        if r.estimate <= 0:
-            warnings.append(f"latent-mean model: the {r.level} variance of {r.lhs} is estimated at "
-                            f"{'0' if r.estimate == 0 else 'below 0'} ({r.estimate:.3g}; a Heywood case)")
+    table["ci_low"], table["ci_high"] = est - q * table["se"], est + q * table["se"]
+    if not free[lay.psi_b]:
+        warnings.append(f"latent-mean model: the between-therapist residual variance of {outcome} is estimated "
+                        "at 0 (boundary); it was held there for the standard errors")
+    phi_b = _unvech(theta[lay.phi_b], lay.k)
+    if np.linalg.eigvalsh(phi_b).min() <= 1e-8 * max(np.abs(phi_b).max(), 1e-300):
+        warnings.append("latent-mean model: the between-therapist covariance matrix of the predictors is "
+                        "singular (a between variance at 0); the between slopes are not identified")
     sizes = s.sizes
     return LatentMeanResult(table, loglik, s.n_obs, s.n_clusters,
                             {"min": float(sizes.min()), "median": float(np.median(sizes)), "max": float(sizes.max())},
@@ -458,16 +583,19 @@ def latent_mean_summary(result: LatentMeanResult, term_tm: str, term_cd: str) ->
 # --------------------------------------------------------------------------------------
 def simulate_latent_mean_data(sizes: Sequence[int], beta_within: float, beta_between: float, seed: int,
                               var_u: float = 1.0, var_e: float = 4.0, var_v: float = 0.5, var_r: float = 2.0,
-                              mu_x: float = 5.0, intercept: float = 1.0) -> pd.DataFrame:
+                              mu_x: float = 5.0, intercept: float = 1.0, gamma: float = 0.4) -> pd.DataFrame:
     """Draw clients from the model of Lüdtke et al. (2008) with therapist ``j`` having
-    ``sizes[j]`` clients: columns ``therapist`` (``T001``...), ``x``, ``y``."""
+    ``sizes[j]`` clients: columns ``therapist`` (``T001``...), ``x``, ``z`` (a client-level
+    covariate whose therapist part correlates with ``u_j``) and ``y`` (``gamma z`` added)."""
     rng = np.random.default_rng(seed)
     sizes = np.asarray(sizes, dtype=int)
     u = rng.normal(0, math.sqrt(var_u), len(sizes))
     v = rng.normal(0, math.sqrt(var_v), len(sizes))
+    z_between = 0.5 * u + rng.normal(0, 0.7, len(sizes))
     j = np.repeat(np.arange(len(sizes)), sizes)
     e = rng.normal(0, math.sqrt(var_e), len(j))
     r = rng.normal(0, math.sqrt(var_r), len(j))
+    z = z_between[j] + 0.3 * e + rng.normal(0, 1.0, len(j))
     x = mu_x + u[j] + e
-    y = intercept + beta_within * e + beta_between * u[j] + v[j] + r
-    return pd.DataFrame({"therapist": [f"T{k + 1:03d}" for k in j], "x": x, "y": y})
+    y = intercept + beta_within * e + beta_between * u[j] + gamma * z + v[j] + r
+    return pd.DataFrame({"therapist": [f"T{k + 1:03d}" for k in j], "x": x, "z": z, "y": y})
