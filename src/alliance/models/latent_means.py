@@ -566,11 +566,14 @@ def fit_latent_mean_slopes(data: pd.DataFrame, outcome: str, predictor: str, cov
 def latent_mean_summary(result: LatentMeanResult, term_tm: str, term_cd: str) -> dict:
     """Plain-type record for ``fit.json``: the latent-mean between and within slopes and the
     contextual effect (estimate, se, df, p, CI), what they stand beside in the mixed model
-    (``term_tm``, ``term_cd``), N per level, the loglik and the method."""
+    (``term_tm``, ``term_cd``), N per level, the loglik and the method. ``df`` is None for
+    the normal-theory (within) row."""
     rows = {}
     for key in ("between", "within", "contextual"):
         r = result.effect(key)
         rows[key] = {k: float(r[k]) for k in ("estimate", "se", "df", "p", "ci_low", "ci_high")}
+        if not math.isfinite(rows[key]["df"]):
+            rows[key]["df"] = None  # normal-theory row (strict JSON has no infinity)
     return {"method": "two-level SEM with latent therapist means, ML (Lüdtke et al., 2008)",
             "outcome": result.outcome, "predictor": result.predictor, "covariates": list(result.covariates),
             "beside": {"between": term_tm, "within": term_cd},
