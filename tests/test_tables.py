@@ -863,3 +863,27 @@ def test_bad_spanners_and_sections_are_refused():
         ApaTable(1, "T", columns, rows, sections={3: "S"})
     with pytest.raises(ValueError, match="no models"):
         T.model_comparison_table([], 1, "T")
+
+
+def test_latent_mean_rows_and_note_of_the_therapist_client_model():
+    """fit.json's latent_mean (alliance.models.latent_mean_summary) becomes three rows in the
+    model's columns, in their own section, with N and the therapist df in the note."""
+    row = {"estimate": -0.0648, "se": 0.1771, "df": 37.0, "p": 0.716, "ci_low": -0.4237, "ci_high": 0.2941}
+    latent = {"between": row, "within": {**row, "estimate": -0.0166, "se": 0.0389, "df": math.inf},
+              "contextual": {**row, "estimate": -0.0483}, "outcome": "post", "predictor": "early_alliance",
+              "covariates": ["baseline"], "not_adjusted": ["arm"], "n_clients": 376, "n_therapists": 40,
+              "warnings": ["latent-mean model: the between-therapist residual variance of post is estimated at 0"]}
+    columns = reference_model_columns()
+    columns[1] = T.ModelColumn(2, "Client level", {**columns[1].info, "latent_mean": latent}, columns[1].fixed,
+                               columns[1].random)
+    table = T.model_comparison_table(columns, 6, "Models", labels={"early_alliance": "Early alliance"})
+    rows = {cells[0]: cells for cells in table.body}
+    between = rows["Early alliance, between therapists (latent mean)"]
+    assert between[4] == "\u22120.06" and between[5] == "[\u22120.42, 0.29]" and between[6] == ".716"
+    assert between[1] == ""  # model 1 has no latent-mean fit
+    assert rows["Early alliance, within therapists"][4] == "\u22120.017"
+    assert "Early alliance, contextual effect (between \u2212 within)" in rows
+    assert T.LATENT_MEAN_TITLE in table.sections.values()
+    assert "N = 376 clients, 40 therapists" in table.note and "t with 37 df" in table.note
+    assert "arm not included" in table.note and "residual variance of the outcome was estimated at 0" in table.note
+    assert "Latent" not in (comparison_table().note or "") and T.LATENT_MEAN_TITLE not in comparison_table().sections.values()

@@ -1407,7 +1407,8 @@ def model_comparison_table(models: Sequence[ModelColumn], number: int, title: st
         decimals = shown_decimals([v for key, _, v in part if key.split("|")[0] in ("sigma2", "tau00", "tau11")])
         for key, text, value in part:
             random_rows.setdefault(key, {"label": text})[f"b{k}"] = format_random_part(key, value, decimals)
-    order = list(records.values()) + [random_rows[key] for key in _random_order(random_rows)]
+    latent = _latent_mean_rows(models, names)
+    order = list(records.values()) + latent + [random_rows[key] for key in _random_order(random_rows)]
     columns, spanners = [Column("label", "")], [("", 1)]
     ci = f"{round(level * 100):g}% CI"
     for k, model in enumerate(models):
@@ -1419,9 +1420,57 @@ def model_comparison_table(models: Sequence[ModelColumn], number: int, title: st
     keys = [c for k in range(len(models)) for c in (f"b{k}", f"se{k}", f"lo{k}", f"hi{k}", f"p{k}")]
     rows = pd.DataFrame(order, columns=["label", *keys]).astype({k: object for k in keys})
     rows = rows.where(rows.notna(), None)
-    sections = {len(records): RANDOM_PART_TITLE} if random_rows else {}
+    sections = {len(records): LATENT_MEAN_TITLE} if latent else {}
+    if random_rows:
+        sections[len(records) + len(latent)] = RANDOM_PART_TITLE
     return ApaTable(number, title, columns, rows, _joined_note(_comparison_note(models, ci), note),
                     spanners=spanners, sections=sections)
+
+
+LATENT_MEAN_TITLE = "Latent therapist means (Lüdtke et al., 2008)"
+LATENT_MEAN_LABELS = {"between": "between therapists (latent mean)", "within": "within therapists",
+                      "contextual": "contextual effect (between \u2212 within)"}
+
+
+def _latent_mean_rows(models: Sequence[ModelColumn], names: Mapping[str, str]) -> list[dict[str, Any]]:
+    """Rows of the latent-mean slopes (``fit.json``'s ``latent_mean``) in the models' columns:
+    between, within, contextual; none when no model has them."""
+    rows = {key: {"label": f"{names.get('early_alliance', 'Early alliance')}, {text}"}
+            for key, text in LATENT_MEAN_LABELS.items()}
+    found = False
+    for k, model in enumerate(models):
+        record = model.info.get("latent_mean") if model.estimated else None
+        if not record or record.get("status"):
+            continue
+        found = True
+        for key in LATENT_MEAN_LABELS:
+            r = record[key]
+            rows[key].update({f"b{k}": r["estimate"], f"se{k}": r["se"], f"lo{k}": r["ci_low"],
+                              f"hi{k}": r["ci_high"], f"p{k}": r["p"]})
+    return list(rows.values()) if found else []
+
+
+def _latent_mean_note(model: ModelColumn) -> str:
+    """What the latent-mean rows of one model are: the model, its adjustment, N and df."""
+    record = model.info["latent_mean"]
+    if record.get("status"):
+        return f"Model {model.number}: latent therapist means not estimable: {record.get('reason')}."
+    covariates = record.get("covariates") or []
+    adjusted = f", adjusted for {', '.join(covariates)} at both levels" if covariates else ""
+    left = record.get("not_adjusted") or []
+    left_text = (f" ({', '.join(left)} not included: a covariate randomised within therapists has no "
+                 "between-therapist variance)") if left else ""
+    df = record["between"]["df"]
+    text = (f"Model {model.number}, latent therapist means: {record['outcome']} on {record['predictor']} at the "
+            f"within- and between-therapist level of a two-level model with the therapist mean of "
+            f"{record['predictor']} latent, by ML (Lüdtke et al., 2008){adjusted}{left_text}; N = "
+            f"{record['n_clients']} clients, {record['n_therapists']} therapists; SEs from the observed information; "
+            f"CI and p of the between and contextual rows from t with {df:g} df (therapists \u2212 between-level "
+            f"predictors \u2212 1), of the within row normal.")
+    zero = [w for w in record.get("warnings") or [] if "estimated at 0" in w]
+    if zero:
+        text += " The between-therapist residual variance of the outcome was estimated at 0."
+    return text
 
 
 def _random_order(rows: Mapping[str, Any]) -> list[str]:
@@ -1479,6 +1528,7 @@ def _comparison_note(models: Sequence[ModelColumn], ci: str) -> str:
         parts.append(f"Unconditional therapist ICC of the outcome [{round(100 * first['level']):g}% CI]: " + "; ".join(
             f"Model {m.number}, {_percent(i['icc'])} [{_percent(i['ci_low'])}, {_percent(i['ci_high'])}]"
             for m, i in iccs) + ".")
+    parts += [_latent_mean_note(m) for m in fitted if m.info.get("latent_mean")]
     parts += [f"Model {m.number}: Not estimable: {m.info.get('reason')}." for m in models if not m.estimated]
     return " ".join(parts)
 
