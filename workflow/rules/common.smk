@@ -56,6 +56,23 @@ def instrument_key_files(wildcards=None):
     return instrument_key_paths(config)
 
 
+# Memory and time of the heavy steps (issue 18): each claims a straight line in the size of its
+# input, fitted to measured runs (alliance.job_resources, README.md "Running on a cluster").
+# Snakemake calls these with the job's input, its attempt (1, then 2 on a resubmission) and its
+# rule's name; a job whose input does not exist yet is evaluated again just before it starts.
+from alliance.job_resources import input_megabytes, step_memory_mb, step_runtime_minutes
+
+
+def input_sized_mem_mb(wildcards, input, attempt, rulename):
+    """The job's memory in MB, from its rule's measured line and its input size."""
+    return step_memory_mb(rulename, input_megabytes(input), attempt)
+
+
+def input_sized_runtime(wildcards, input, attempt, rulename):
+    """The job's wall-time limit in minutes, from its rule's measured line and its input size."""
+    return step_runtime_minutes(rulename, input_megabytes(input), attempt)
+
+
 # What `snakemake` builds by default; each rules file adds its own final outputs.
 FINAL_OUTPUTS = [
     "results/data/summary.json",
