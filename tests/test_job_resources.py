@@ -17,6 +17,7 @@ from conftest import ROOT
 from alliance import job_resources
 from alliance.job_resources import (
     STEP_MODELS,
+    influence_runtime_minutes,
     input_megabytes,
     step_memory_mb,
     step_runtime_minutes,
@@ -30,7 +31,7 @@ def sized_rules() -> set[str]:
     for path in (ROOT / "workflow" / "rules").glob("*.smk"):
         for block in re.split(r"^(?=rule |checkpoint )", path.read_text(), flags=re.MULTILINE):
             name = re.match(r"(?:rule|checkpoint) (\w+):", block)
-            if name and "mem_mb=input_sized_mem_mb" in block and "runtime=input_sized_runtime" in block:
+            if name and "mem_mb=input_sized_mem_mb" in block and re.search(r"runtime=(input_sized|diagnostics)_runtime", block):
                 found.add(name.group(1))
     return found
 
@@ -70,6 +71,12 @@ def test_claims_grow_with_the_input_and_double_on_a_retry():
         assert step_runtime_minutes(rule, 1000.0) > step_runtime_minutes(rule, 1.0)
         assert step_memory_mb(rule, 5.0, attempt=2) == 2 * step_memory_mb(rule, 5.0)
         assert step_runtime_minutes(rule, 5.0, attempt=2) == 2 * step_runtime_minutes(rule, 5.0)
+
+
+def test_influence_time_grows_with_the_square_of_the_input():
+    # one refit per therapist, each on data that grow with the input
+    assert influence_runtime_minutes(20.0) / influence_runtime_minutes(10.0) == pytest.approx(4, rel=0.01)
+    assert influence_runtime_minutes(10.0) > step_runtime_minutes("model_diagnostics", 10.0)
 
 
 def test_an_unknown_rule_is_named():

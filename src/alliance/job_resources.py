@@ -7,16 +7,19 @@ and time grow with their input files, so each such rule's claim is a straight li
 of its input::
 
     mem_mb  = ceil(MEMORY_HEADROOM * (base_mb + mb_per_input_mb * input_mb)) * attempt
-    runtime = ceil(TIME_HEADROOM * (base_minutes + minutes_per_input_mb * input_mb)) * attempt
+    runtime = ceil(TIME_HEADROOM * (base_minutes + minutes_per_input_mb * input_mb ** time_exponent)) * attempt
 
 ``input_mb`` is the job's input in Parquet megabytes (:func:`input_megabytes`): text tables
 count at 1/TEXT_PER_PARQUET of their size, because the same table is that much larger as CSV.
 A job that Snakemake resubmits (``retries:``) claims twice as much on its second attempt.
+Time is a straight line too (``time_exponent`` 1) except for the leave-one-therapist-out
+influence of the model diagnostics (:data:`INFLUENCE_MODEL`), which refits the model once per
+therapist: therapists and rows both grow with the input, so its time grows with its square.
 
 The lines (:data:`STEP_MODELS`) were fitted to the step logs' peak memory and wall time
-(``alliance.logs``) of ``benchmarks/rom_scale.py`` at 5,000, 10,000 and 20,000 clients on the
-2-core development machine and checked against the 100,000-client run of issue 18; the
-figures and the fit are in README.md ("Running on a cluster"). They describe the code as it was
+(``alliance.logs``) of ``benchmarks/rom_scale.py`` at 5,000 and 10,000 clients on the 2-core
+development machine and to the 100,000-client run of issue 18; the figures and the fit are in
+README.md ("Running on a cluster"). They describe the code as it was
 measured: a step made leaner later claims more than it needs until the lines are refitted.
 """
 
@@ -30,30 +33,45 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class StepModel:
-    """A step's peak memory (MB) and wall time (minutes) as straight lines in its input size."""
+    """A step's peak memory (MB) and wall time (minutes) in its input size (Parquet MB)."""
 
     base_mb: float
     mb_per_input_mb: float
     base_minutes: float
     minutes_per_input_mb: float
+    time_exponent: float = 1.0
 
 
-#: the measured lines, per rule (see the module docstring)
+#: the measured lines, per rule: (base_mb, mb_per_input_mb, base_minutes, minutes_per_input_mb).
+#: Memory: least squares through the step logs' peaks (MiB x 1.048576) of benchmarks/rom_scale.py
+#: at 5,000 and 10,000 clients (Parquet input, the example's config) and, where issue 18 lists
+#: it, the 100,000-client run's peak (input sizes there: 20 x those at 5,000 clients). Time: 5
+#: minutes to start a step plus the 100,000-client run's wall time per input MB where issue 18
+#: lists it (interrater, bootstrap batch, score, agreement, ingest, change, models and
+#: specifications); validate_data from `alliance validate` on a 200 MB CSV (17.4 min for 29
+#: Parquet MB); model_diagnostics from the local runs' wall time (inflated by the shared
+#: machine's load); the other steps were not among that run's slowest: 2 minutes at its size.
 STEP_MODELS: dict[str, StepModel] = {
-    "deid_gate": StepModel(400, 300, 5, 1),
-    "validate_data": StepModel(400, 300, 5, 1),
-    "ingest": StepModel(400, 300, 5, 1),
-    "data_summary": StepModel(400, 300, 5, 1),
-    "score": StepModel(400, 300, 5, 1),
-    "internal_consistency": StepModel(400, 300, 5, 1),
-    "change": StepModel(400, 300, 5, 1),
-    "interrater": StepModel(400, 300, 5, 1),
-    "agreement": StepModel(400, 300, 5, 1),
-    "model_fit": StepModel(400, 300, 5, 1),
-    "model_specification": StepModel(400, 300, 5, 1),
-    "model_bootstrap_batch": StepModel(400, 300, 5, 1),
-    "model_diagnostics": StepModel(400, 300, 5, 1),
+    "deid_gate": StepModel(287, 29, 5, 0.077),
+    "validate_data": StepModel(293, 26, 5, 0.601),
+    "ingest": StepModel(288, 331, 5, 0.044),
+    "data_summary": StepModel(362, 180, 5, 0.075),
+    "score": StepModel(266, 296, 5, 0.095),
+    "internal_consistency": StepModel(450, 126, 5, 0.049),
+    "change": StepModel(250, 144, 5, 0.061),
+    "interrater": StepModel(407, 101, 5, 0.086),
+    "agreement": StepModel(316, 136, 5, 0.029),
+    "model_fit": StepModel(388, 152, 5, 0.05),
+    "model_specification": StepModel(257, 159, 5, 0.05),
+    # measured peaks stay at the interpreter's ~260 MiB up to 10,000 clients (slope 0): the
+    # slope is the smallest any other step showed, so that ten times the data still fits
+    "model_bootstrap_batch": StepModel(278, 25, 5, 1.1),
+    "model_diagnostics": StepModel(467, 23, 5, 1.425),
 }
+
+#: model_diagnostics with leave-one-therapist-out influence: 58 s of CPU time for the 250
+#: therapists of the 5,000-client study (0.135 MB of input), times the square of the input
+INFLUENCE_MODEL = StepModel(467, 23, 5, 53.3, time_exponent=2.0)
 
 #: measured peaks are multiplied by this: a job's memory limit must not be its measured peak
 MEMORY_HEADROOM = 1.25
@@ -87,8 +105,16 @@ def step_memory_mb(rule: str, input_mb: float, attempt: int = 1) -> int:
 
 def step_runtime_minutes(rule: str, input_mb: float, attempt: int = 1) -> int:
     """The wall time (minutes) rule ``rule`` claims for ``input_mb`` Parquet megabytes of input."""
-    model = _model(rule)
-    minutes = TIME_HEADROOM * (model.base_minutes + model.minutes_per_input_mb * input_mb)
+    return _minutes(_model(rule), input_mb, attempt)
+
+
+def influence_runtime_minutes(input_mb: float, attempt: int = 1) -> int:
+    """The wall time (minutes) of model diagnostics with leave-one-therapist-out influence."""
+    return _minutes(INFLUENCE_MODEL, input_mb, attempt)
+
+
+def _minutes(model: StepModel, input_mb: float, attempt: int) -> int:
+    minutes = TIME_HEADROOM * (model.base_minutes + model.minutes_per_input_mb * input_mb**model.time_exponent)
     return math.ceil(minutes) * max(attempt, 1)
 
 

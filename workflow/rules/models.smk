@@ -489,7 +489,7 @@ rule model_diagnostics:
         model="[A-Za-z][A-Za-z0-9_]*",
     resources:
         mem_mb=input_sized_mem_mb,
-        runtime=input_sized_runtime,
+        runtime=diagnostics_runtime,
     conda:
         "../envs/alliance.yaml"
     log:
