@@ -19,8 +19,8 @@ therapist: therapists and rows both grow with the input, so its time grows with 
 The lines (:data:`STEP_MODELS`) were fitted to the step logs' peak memory and wall time
 (``alliance.logs``) of ``benchmarks/rom_scale.py`` at 5,000 and 10,000 clients on the 2-core
 development machine and to the 100,000-client run of issue 18; the figures and the fit are in
-README.md ("Running on a cluster"). They describe the code as it was
-measured: a step made leaner later claims more than it needs until the lines are refitted.
+README.md ("Running on a cluster"). They describe the code as it was measured: a step made
+leaner later claims more than it needs until the lines are refitted.
 """
 
 from __future__ import annotations
