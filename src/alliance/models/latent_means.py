@@ -27,8 +27,11 @@ those of the saturated two-level normal model. The log-likelihood of therapist `
 so the sufficient statistics are the cluster sizes, the cluster means and the pooled
 within-cluster SSCP ``sum_j S_j``; unbalanced sizes are handled exactly (one ``V`` per
 distinct ``n_j``). It is maximised with scipy (BFGS on a Cholesky factor of ``Sigma_W``,
-then Newton steps), ``Sigma_B`` left unrestricted as lavaan leaves it (a between variance
-may come out negative, a Heywood case, which is reported). The slopes, residual variances
+then Newton steps), with ``Sigma_B`` kept positive semi-definite. lavaan leaves it
+unrestricted, but then the likelihood has no maximum once there are three or more variables
+and one therapist alone has the largest caseload (on the example lavaan does not converge);
+a between residual variance that reaches 0 is held there for the standard errors and
+reported. The slopes, residual variances
 and the contextual effect ``beta_B - beta_W`` are functions of ``(mu, Sigma_W, Sigma_B)``;
 their standard errors come from the observed information (central differences of the
 analytic gradient) by the delta method, which at the maximum equals the observed information
