@@ -27,8 +27,9 @@ is stationary.
 
 Scenarios (``SCENARIOS``): ``dynamics`` is in the RI-CLPM's class up to the pipeline's scoring
 (PHQ-9 rounding, clipping and proration of missing items, WAI-SR item rounding) and the
-injected rupture dips; its alliance mean is 3.0 so that WAI-SR items are not clipped at 5. The
-others add one realistic feature each that the RI-CLPM does not model and measure what it costs:
+injected rupture dips (``dynamics_no_ruptures`` leaves those out too); its alliance mean is 3.0
+so that WAI-SR items are not clipped at 5. The others add one realistic feature each that the
+RI-CLPM does not model and measure what it costs:
 ``dynamics_ceiling`` (the default alliance mean 3.8: items clipped at 5 make the observed score
 a non-linear function of the state), ``dynamics_measurement_error`` (carry-over and feedback act
 on the latent alliance; the item noise is measurement error that does not carry, so the observed
@@ -62,15 +63,19 @@ from scipy import stats
 WAVES = 8
 _DYNAMICS = {"symptom_ar": 0.4, "symptom_to_alliance": -0.05, "sd_client_slope": 0.0, "alliance_carry": "observed",
              "alliance_mean": 3.0}
+#: Per scenario: SimulationEffects and SimulationDesign fields changed from their defaults.
 SCENARIOS = {
     # carry-over and reverse causation in the RI-CLPM's class (see the module docstring)
-    "dynamics": _DYNAMICS,
+    "dynamics": {"effects": _DYNAMICS, "design": {}},
+    # the same without the injected rupture dips (not carried over like the rest of the state)
+    "dynamics_no_ruptures": {"effects": _DYNAMICS, "design": {"rupture_client_share": 0.0}},
     # the same at the default alliance mean: WAI-SR items clipped at 5 (a ceiling)
-    "dynamics_ceiling": {**_DYNAMICS, "alliance_mean": 3.8},
+    "dynamics_ceiling": {"effects": {**_DYNAMICS, "alliance_mean": 3.8}, "design": {}},
     # carry-over and feedback on the latent alliance: the items' noise is measurement error
-    "dynamics_measurement_error": {**_DYNAMICS, "alliance_carry": "latent"},
+    "dynamics_measurement_error": {"effects": {**_DYNAMICS, "alliance_carry": "latent"}, "design": {}},
     # plus early sudden gains: a lasting level shift, outside every stationary model
-    "dynamics_sudden_gains": {**_DYNAMICS, "sudden_gain_share": 0.2, "sudden_gain_size": 4.0},
+    "dynamics_sudden_gains": {"effects": {**_DYNAMICS, "sudden_gain_share": 0.2, "sudden_gain_size": 4.0},
+                              "design": {}},
 }
 
 
@@ -79,8 +84,9 @@ def one_study(seed: int, scenario: str = "dynamics") -> list[dict]:
     from alliance.models.steps import RECOVERY_SPEC, fit_declared_model, simulated_scores
     from alliance.simulate import SimulationDesign, SimulationEffects, simulate_study
 
-    effects = replace(SimulationEffects(), **SCENARIOS[scenario])
-    study = simulate_study(SimulationDesign(n_therapists=30, n_clients=240), effects, seed=seed)
+    effects = replace(SimulationEffects(), **SCENARIOS[scenario]["effects"])
+    design = SimulationDesign(n_therapists=30, n_clients=240, **SCENARIOS[scenario]["design"])
+    study = simulate_study(design, effects, seed=seed)
     truth = effects.b_within / 12
     scores = simulated_scores(study.client_forms)
     rows = []
