@@ -19,7 +19,7 @@ estimator's limit, not noise:
 
 Truth: ``alliance_to_outcome`` = b = -1.2 per point of the alliance score.
 
-usage: python benchmarks/dynamic_recovery_mismatch.py [--clients 3000] [--reps 20] [--variant NAME ...]
+usage: python benchmarks/dynamic_recovery_mismatch.py [--clients 3000] [--reps 20] [--coverage] [--variant NAME ...]
 """
 from __future__ import annotations
 
@@ -94,16 +94,25 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=3000)
     parser.add_argument("--reps", type=int, default=20)
     parser.add_argument("--seed", type=int, default=20261206)
+    parser.add_argument("--coverage", action="store_true", help="also fit SEs: empirical vs mean SE, coverage")
     parser.add_argument("--variant", action="append", choices=list(VARIANTS), help="repeatable; default: all")
     args = parser.parse_args()
     seeds = [int(s) for s in np.random.SeedSequence(args.seed).generate_state(args.reps)]
-    print(f"| variant | mean estimate (truth {B}) | relative bias, + = towards 0 (MC SE) |")
-    print("| --- | --- | --- |")
+    extra = " empirical SE | mean SE | 95% CI coverage (MC SE) |" if args.coverage else ""
+    print(f"| variant | clients | studies | mean estimate (truth {B}) | relative bias, + = towards 0 (MC SE) |{extra}")
+    print("| --- | --- | --- | --- | --- |" + (" --- | --- | --- |" if args.coverage else ""))
     for name in args.variant or VARIANTS:
-        est = np.array([fit_riclpm(simulate(s, args.clients, **VARIANTS[name]), standard_errors=False)
-                        .estimates.loc["alliance_to_outcome", "estimate"] for s in seeds])
+        fits = [fit_riclpm(simulate(s, args.clients, **VARIANTS[name]), standard_errors=args.coverage)
+                .estimates.loc["alliance_to_outcome"] for s in seeds]
+        est = np.array([f["estimate"] for f in fits])
         mcse = est.std(ddof=1) / math.sqrt(len(est))
-        print(f"| {name} | {est.mean():.4f} | {(est.mean() - B) / abs(B):+.1%} ({mcse / abs(B):.1%}) |", flush=True)
+        row = (f"| {name} | {args.clients} | {args.reps} | {est.mean():.4f} | "
+               f"{(est.mean() - B) / abs(B):+.1%} ({mcse / abs(B):.1%}) |")
+        if args.coverage:
+            cover = np.mean([f["ci_low"] <= B <= f["ci_high"] for f in fits])
+            row += (f" {est.std(ddof=1):.4f} | {np.mean([f['se'] for f in fits]):.4f} | "
+                    f"{cover:.1%} ({math.sqrt(cover * (1 - cover) / len(fits)):.1%}) |")
+        print(row, flush=True)
 
 
 if __name__ == "__main__":

@@ -890,7 +890,11 @@ def simulate_study(design: SimulationDesign | None = None, effects: SimulationEf
     (unweighted). When the lagged administration has no score, the mean of its answered items
     (or the items the client would have given) is used, so rows whose lag the pipeline cannot
     compute are missing completely at random. ``u_therapist`` is that of the session's
-    therapist. ``truth["definitions"]`` states all of this in words.
+    therapist. ``truth["definitions"]`` states all of this in words. With session-to-session
+    dynamics on (:func:`has_dynamics`), the symptoms are centred on the client's alliance level
+    instead and the observed score's deviation from it follows the RI-CLPM's within-person model
+    (``DEFINITIONS["dynamics"]``; tested in tests/test_simulate.py, recovery measured in
+    benchmarks/dynamic_recovery.md).
 
     Examples
     --------
