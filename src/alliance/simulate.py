@@ -114,7 +114,7 @@ class SimulationEffects:
     sd_client_slope: float = 0.25
     sd_resid: float = 2.5
     # session-to-session dynamics (issue 15); all 0 leaves the model above as it is
-    symptom_ar: float = 0.0  # d_t = symptom_ar*d_(t-1) + b_within*(A_lag - Abar) + e_t (within-client deviation)
+    symptom_ar: float = 0.0  # d_t = symptom_ar*d_(t-1) + b_within*(A_lag - L_lag) + e_t (within-client deviation)
     symptom_to_alliance: float = 0.0  # alliance at t per PHQ-9 point of the symptom deviation at t-1
     # What the alliance's session-to-session carry-over acts on when symptoms feed the alliance
     # (symptom_to_alliance != 0): "observed", the observed WAI-SR score (a session's deviation of
