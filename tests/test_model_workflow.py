@@ -420,6 +420,25 @@ def test_recovery_batch_and_summary(tmp_path):
         W.run_recovery_batch(config, 1, tmp_path / "x.csv")
 
 
+def test_recovery_summary_quotes_the_committed_dynamic_benchmark(tmp_path):
+    """The summary quotes the marked table of benchmarks/dynamic_recovery.md, says where it comes
+    from, says so when the file is absent (an installed package), and refuses a file without markers."""
+    committed = W.dynamic_benchmark()
+    assert len(committed) == 1 and committed[0].endswith("benchmarks/dynamic_recovery.md")
+    text = Path(committed[0]).read_text()
+    table_start = text.index("<!-- recovery-table -->")
+    quoted = W._dynamic_benchmark_section(committed)
+    assert any("RI-CLPM" in line and line.startswith("|") for line in quoted)
+    assert all(line in text[table_start:] for line in quoted if line.startswith("|"))
+    assert "not rerun by this target" in "\n".join(quoted)
+    assert "not part of this installation" in "\n".join(W._dynamic_benchmark_section([]))
+    assert W._dynamic_benchmark_section(None) == []
+    bare = tmp_path / "bare.md"
+    bare.write_text("| a |\n")
+    with pytest.raises(ValueError, match="recovery-table"):
+        W._dynamic_benchmark_section(bare)
+
+
 # --------------------------------------------------------------------------------------
 # The workflow on the bundled example (tests/conftest.py runs it once)
 # --------------------------------------------------------------------------------------

@@ -465,3 +465,73 @@ def test_dynamic_symptoms_carry_over_and_leave_other_streams_alone():
         return d[["dev", "prev"]].dropna().corr().iloc[0, 1]
 
     assert lag1_within(dynamic) > lag1_within(static) + 0.2
+
+
+def test_dynamics_truth_is_the_riclpm_within_model():
+    """With dynamics on (alliance_carry "observed") the generator follows DEFINITIONS["dynamics"]:
+    with L the client's alliance level (trait + therapist part + growth, redrawn here from the
+    alliance stream) and W = A - L the observed score's deviation from it, pooled regressions on
+    these latent quantities give W_t = alliance_ar1*W_(t-1) + symptom_to_alliance*D_(t-1) + u and
+    D_t = symptom_ar*D_(t-1) + b_within*W_(t-1) + e (D: the PHQ-9 total minus its client and time
+    parts): the RI-CLPM's within-person model, so its cross-lag is b_within. Tolerance: 4 OLS SEs
+    (the innovations are serially independent here); PHQ-9 rounding attenuates the lagged-D
+    slopes by about 1%, under one SE. When written: b_within -1.218 (SE 0.027), symptom_ar 0.391
+    (0.004), alliance_ar1 0.490 (0.004), symptom_to_alliance -0.0488 (0.0006); with
+    alliance_carry "latent" (item noise outside the carry-over) alliance_ar1 came out 0.374, 31 SEs off."""
+    from dataclasses import replace
+
+    import statsmodels.api as sm
+
+    from alliance.simulate import _streams
+
+    design = SimulationDesign(n_therapists=50, n_clients=4000, rupture_client_share=0.0, item_missing_share=0.0,
+                              skipped_administration_share=0.0, n_therapist_switches=0)
+    effects = replace(SimulationEffects(), symptom_ar=0.4, symptom_to_alliance=-0.05, sd_client_slope=0.0,
+                      alliance_mean=3.0)
+    seed = 15
+    forms = simulate_study(design, effects, seed=seed).client_forms
+    client = forms["client_id"].rank(method="dense").astype(int).to_numpy() - 1  # ids are sorted by index
+    therapist = forms["therapist_id"].rank(method="dense").astype(int).to_numpy() - 1
+    session = forms["session"].to_numpy()
+    alliance_rng, outcome_rng = _streams(seed)["alliance"], _streams(seed)["outcome"]
+    trait = alliance_rng.normal(effects.alliance_mean, effects.alliance_sd_between, design.n_clients)
+    therapist_part = alliance_rng.normal(0.0, effects.alliance_sd_therapist, design.n_therapists)
+    u_therapist = outcome_rng.normal(0.0, effects.sd_therapist, design.n_therapists)
+    u0 = outcome_rng.normal(0.0, effects.sd_client_int, design.n_clients)
+    client_level = trait[client] + therapist_part[therapist]
+    w = wai_score(forms).to_numpy() - client_level - effects.alliance_growth * (session - 1)
+    y = items(forms, "phq", 9).sum(axis=1).to_numpy()
+    d = (y - effects.b0 - effects.b_time * session - effects.b_between * (client_level - effects.alliance_mean)
+         - u_therapist[therapist] - u0[client])
+    lagged = np.r_[False, (client[1:] == client[:-1]) & (session[1:] == session[:-1] + 1)]
+    prev = np.flatnonzero(lagged) - 1
+    now = np.flatnonzero(lagged)
+
+    def slopes(response, *predictors):
+        fit = sm.OLS(response, sm.add_constant(np.column_stack(predictors))).fit()
+        return fit.params[1:], fit.bse[1:]
+
+    (ar_w, w_from_d), (se_ar_w, se_w_from_d) = slopes(w[now], w[prev], d[prev])
+    (ar_d, d_from_w), (se_ar_d, se_d_from_w) = slopes(d[now], d[prev], w[prev])
+    assert abs(d_from_w - effects.b_within) < 4 * se_d_from_w, (d_from_w, se_d_from_w)
+    assert abs(ar_d - effects.symptom_ar) < 4 * se_ar_d, (ar_d, se_ar_d)
+    assert abs(ar_w - effects.alliance_ar1) < 4 * se_ar_w, (ar_w, se_ar_w)
+    assert abs(w_from_d - effects.symptom_to_alliance) < 4 * se_w_from_d, (w_from_d, se_w_from_d)
+    assert se_d_from_w < 0.05 * abs(effects.b_within)  # the check can see a 10% shift
+
+
+def test_dynamics_latent_carry_leaves_the_item_noise_out_of_the_carry_over():
+    """alliance_carry "latent": the same draws give the same first session and a different
+    alliance afterwards (the items' deviation no longer carries), and a bad value is refused."""
+    from dataclasses import replace
+
+    design = SimulationDesign(n_therapists=10, n_clients=120)
+    dynamic = replace(SimulationEffects(), symptom_ar=0.4, symptom_to_alliance=-0.05)
+    observed = simulate_study(design, dynamic, seed=4).client_forms
+    latent = simulate_study(design, replace(dynamic, alliance_carry="latent"), seed=4).client_forms
+    wai = [f"wai{i}" for i in range(1, 13)]
+    first = observed["session"] == 1
+    assert observed.loc[first, wai].equals(latent.loc[first, wai])
+    assert not observed.loc[~first, wai].equals(latent.loc[~first, wai])
+    with pytest.raises(ValueError, match="alliance_carry"):
+        simulate_study(design, replace(dynamic, alliance_carry="items"), seed=1)

@@ -62,6 +62,7 @@ STREAMS = ("ids", "caseload", "sessions", "days", "switches", "alliance", "ruptu
            "outcome", "symptom_items", "therapist_forms", "observers", "missing", "clients", "dynamics")
 TABLES = ("client_forms", "therapist_forms", "observer_ratings", "clients")
 FORMATS = ("csv", "parquet")
+ALLIANCE_CARRY = ("observed", "latent")
 
 
 @dataclass(frozen=True)
@@ -113,8 +114,15 @@ class SimulationEffects:
     sd_client_slope: float = 0.25
     sd_resid: float = 2.5
     # session-to-session dynamics (issue 15); all 0 leaves the model above as it is
-    symptom_ar: float = 0.0  # d_t = symptom_ar*d_(t-1) + b_within*(A_lag - Abar) + e_t (within-client deviation)
-    symptom_to_alliance: float = 0.0  # latent alliance at t per PHQ-9 point of the symptom deviation at t-1
+    symptom_ar: float = 0.0  # d_t = symptom_ar*d_(t-1) + b_within*(A_lag - L_lag) + e_t (within-client deviation)
+    symptom_to_alliance: float = 0.0  # alliance at t per PHQ-9 point of the symptom deviation at t-1
+    # What the alliance's session-to-session carry-over acts on when symptoms feed the alliance
+    # (symptom_to_alliance != 0): "observed", the observed WAI-SR score (a session's deviation of
+    # the item mean from the latent alliance carries over like the rest of the state, so the
+    # observed score's within part is the AR(1)-with-cross-lag of the RI-CLPM); "latent", the
+    # latent alliance only (the items' deviation is measurement error that does not carry: the
+    # observed within part is then ARMA(1,1), outside the RI-CLPM's class). See DEFINITIONS["dynamics"].
+    alliance_carry: str = "observed"
     sudden_gain_share: float = 0.0  # share of clients with an early sudden gain
     sudden_gain_size: float = 0.0  # PHQ-9 points of the lasting drop at the gain session
     sudden_gain_sessions: tuple[int, int] = (2, 3)  # uniform session of the gain, inclusive
@@ -280,6 +288,9 @@ def _check_effects(effects: SimulationEffects) -> None:
     if not 1 <= lo <= hi <= RUPTURE_MIN_SESSIONS - 3:
         raise ValueError(
             f"SimulationEffects.sessions_to_repair = {effects.sessions_to_repair!r}; expected 1 <= min <= max <= 3")
+    if effects.alliance_carry not in ALLIANCE_CARRY:
+        raise ValueError(f"SimulationEffects.alliance_carry = {effects.alliance_carry!r}; expected one of "
+                         f"{', '.join(ALLIANCE_CARRY)}")
     if not -1.0 < effects.symptom_ar < 1.0:
         raise ValueError(f"SimulationEffects.symptom_ar = {effects.symptom_ar!r}; expected -1 < symptom_ar < 1")
     _check_share("sudden_gain_share", effects.sudden_gain_share)
@@ -520,17 +531,20 @@ def _rupture_offsets(ruptures: dict[str, np.ndarray], effects: SimulationEffects
 
 
 def _latent_alliance(rngs: dict, design: SimulationDesign, effects: SimulationEffects, s: _Sessions,
-                     therapist: np.ndarray, feedback: np.ndarray | float = 0.0) -> tuple[np.ndarray, dict, dict]:
+                     therapist: np.ndarray,
+                     feedback: np.ndarray | float = 0.0) -> tuple[np.ndarray, np.ndarray, dict, dict]:
+    """Latent alliance per session, and the client's level at that session (trait + therapist
+    part + growth: the latent alliance without fluctuation, rupture and feedback)."""
     rng = rngs["alliance"]
     trait = rng.normal(effects.alliance_mean, effects.alliance_sd_between, len(s.n_sessions))
     therapist_part = rng.normal(0.0, effects.alliance_sd_therapist, design.n_therapists)
     fluctuation = _ar1_fluctuations(rng, s, effects.alliance_ar1, effects.alliance_sd_within)
     ruptures = _draw_ruptures(rngs["ruptures"], design, effects, s)
-    latent = (trait[s.client] + therapist_part[therapist] + effects.alliance_growth * (s.session - 1)
-              + fluctuation + _rupture_offsets(ruptures, effects, s) + feedback)
+    level = trait[s.client] + therapist_part[therapist] + effects.alliance_growth * (s.session - 1)
+    latent = level + fluctuation + _rupture_offsets(ruptures, effects, s) + feedback
     realised = {"alliance_sd_between": float(np.std(trait, ddof=1)),
                 "alliance_sd_therapist": float(np.std(therapist_part, ddof=1)) if design.n_therapists > 1 else 0.0}
-    return latent, ruptures, realised
+    return latent, level, ruptures, realised
 
 
 def _subscale_of_items() -> np.ndarray:
@@ -636,7 +650,7 @@ def _symptom_latent(draws: dict[str, np.ndarray], design: SimulationDesign, effe
                     s: _Sessions, therapist: np.ndarray, lagged_cw: np.ndarray, cm: np.ndarray,
                     jump: np.ndarray) -> tuple[np.ndarray, dict]:
     u_therapist, u0, u1, e = draws["u_therapist"], draws["u0"], draws["u1"], draws["e"]
-    if effects.symptom_ar or jump.any():
+    if has_dynamics(effects):
         y = (effects.b0 + effects.b_time * s.session + _symptom_deviation(draws, effects, s, lagged_cw, jump)
              + effects.b_between * cm + u_therapist[therapist] + u0[s.client] + u1[s.client] * s.session)
     else:  # the static model, summed in its original order so the bundled example stays byte-identical
@@ -648,42 +662,62 @@ def _symptom_latent(draws: dict[str, np.ndarray], design: SimulationDesign, effe
     return y, realised
 
 
-#: Passes of the alliance <-> symptom fixed point when symptoms feed the alliance (the symptom
-#: deviation uses the client's mean alliance over all sessions, so the two are solved jointly;
-#: the map contracts by about |symptom_to_alliance * b_within|, so the last pass changes the
-#: latent alliance by far less than the item rounding).
-FEEDBACK_PASSES = 6
+def has_dynamics(effects: SimulationEffects) -> bool:
+    """Whether any session-to-session dynamics are on (symptom carry-over, feedback to the
+    alliance, sudden gains); without them the generator is the static model, byte for byte."""
+    return bool(effects.symptom_ar or effects.symptom_to_alliance
+                or (effects.sudden_gain_share and effects.sudden_gain_size))
 
 
 def _symptom_deviation(draws: dict[str, np.ndarray], effects: SimulationEffects, s: _Sessions,
                        lagged_cw: np.ndarray, jump: np.ndarray) -> np.ndarray:
-    """d_t = symptom_ar*d_(t-1) + b_within*(A_lag - Abar) + e_t, plus the sudden-gain level shift:
-    the symptoms' deviation from the client's trajectory."""
+    """d_t = symptom_ar*d_(t-1) + b_within*lagged_cw_t + e_t, plus the sudden-gain level shift:
+    the symptoms' deviation from the client's trajectory (lagged_cw: A_lag minus the client's
+    alliance level at that session, see DEFINITIONS["dynamics"])."""
     d = _ar_within_client(effects.b_within * lagged_cw + draws["e"], effects.symptom_ar, s)
     return d + _cumsum_within(jump, s) if jump.any() else d
 
 
-def _symptom_feedback(effects: SimulationEffects, s: _Sessions, deviation: np.ndarray) -> np.ndarray | float:
+def _symptom_feedback(effects: SimulationEffects, s: _Sessions, deviation: np.ndarray,
+                      measurement: np.ndarray | None = None) -> np.ndarray | float:
     """Latent-alliance offset from the previous session's symptom deviation (reverse causation),
-    carried by the alliance's own AR(1): f_t = alliance_ar1*f_(t-1) + symptom_to_alliance*d_(t-1)."""
+    carried by the alliance's own AR(1): f_t = alliance_ar1*f_(t-1) + symptom_to_alliance*d_(t-1)
+    [+ alliance_ar1*m_(t-1) with ``measurement`` m = observed score - latent alliance, so that the
+    observed score's deviation carries over too (alliance_carry "observed")]."""
     if not effects.symptom_to_alliance:
         return 0.0
-    previous = np.where(s.session > 1, deviation[s.lag_rows()], 0.0)
-    return _ar_within_client(effects.symptom_to_alliance * previous, effects.alliance_ar1, s)
+    lag = s.lag_rows()
+    previous = np.where(s.session > 1, deviation[lag], 0.0)
+    innovation = effects.symptom_to_alliance * previous
+    if measurement is not None:
+        innovation = innovation + effects.alliance_ar1 * np.where(s.session > 1, measurement[lag], 0.0)
+    return _ar_within_client(innovation, effects.alliance_ar1, s)
 
 
 def _alliance_with_feedback(seed: int, rngs: dict, design: SimulationDesign, effects: SimulationEffects,
                             s: _Sessions, therapist: np.ndarray, draws: dict, jump: np.ndarray):
-    """Latent and observed alliance; with symptom_to_alliance the fixed point of alliance and
-    symptoms, each pass from fresh copies of the alliance streams (the same draws every pass)."""
+    """Latent and observed alliance; with symptom_to_alliance alliance and symptoms solved
+    jointly, each pass from fresh copies of the alliance streams (the same draws every pass).
+
+    The joint recursion is causal (session t depends on sessions < t only: the symptoms are
+    centred on the client's alliance level, not on a mean over later sessions), so pass k
+    leaves sessions 1..k final and at most max-sessions passes give the exact solution; the
+    loop stops when a pass no longer changes the feedback."""
     feedback: np.ndarray | float = 0.0
-    for _ in range(FEEDBACK_PASSES if effects.symptom_to_alliance else 1):
+    dynamic = has_dynamics(effects)
+    for _ in range(int(s.n_sessions.max()) if effects.symptom_to_alliance else 1):
         fresh = _streams(seed)
         local = {k: fresh[k] for k in ("alliance", "ruptures", "wai", "missing")}
-        latent, ruptures, realised = _latent_alliance(local, design, effects, s, therapist, feedback)
-        observed = _observed_alliance(local["wai"], local["missing"], design, effects, s, latent)
-        if effects.symptom_to_alliance:
-            feedback = _symptom_feedback(effects, s, _symptom_deviation(draws, effects, s, observed[1], jump))
+        latent, level, ruptures, realised = _latent_alliance(local, design, effects, s, therapist, feedback)
+        observed = _observed_alliance(local["wai"], local["missing"], design, effects, s, latent,
+                                      level if dynamic else None)
+        if not effects.symptom_to_alliance:
+            break
+        measurement = observed[4] - latent if effects.alliance_carry == "observed" else None
+        updated = _symptom_feedback(effects, s, _symptom_deviation(draws, effects, s, observed[1], jump), measurement)
+        if np.array_equal(updated, feedback):
+            break
+        feedback = updated
     rngs.update(local)  # later components go on from the streams' state after the last pass
     return latent, ruptures, realised, observed
 
@@ -695,10 +729,16 @@ def _rounded_clipped(values: np.ndarray, hi: int) -> tuple[np.ndarray, float]:
 
 
 def _observed_alliance(rng: np.random.Generator, missing_rng: np.random.Generator, design: SimulationDesign,
-                       effects: SimulationEffects, s: _Sessions,
-                       latent: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    """WAI-SR items as exported, and the within (lagged) and between predictors built from
-    the observed score A exactly as ``truth.json`` defines them."""
+                       effects: SimulationEffects, s: _Sessions, latent: np.ndarray,
+                       level: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, np.ndarray]:
+    """WAI-SR items as exported, the within (lagged) and between predictors built from the
+    observed score A exactly as ``truth.json`` defines them, the grand mean, and the score
+    each administration has or would have had (mean of the answered items).
+
+    Static model (``level`` None): centred on the client's mean of A over its scored sessions.
+    With dynamics, ``level`` (the client's alliance level per session): the within predictor is
+    A_lag minus the level at that session and the between predictor the level without growth
+    minus alliance_mean, so that neither depends on later sessions (DEFINITIONS["dynamics"])."""
     offsets = rng.normal(0.0, effects.wai_item_offset_sd, N_WAI)
     answered = _mask_items(missing_rng, _ordinal_items(rng, latent, offsets, effects.wai_item_sd, 1, 5,
                                                        effects.wai_subscale_sd), design.item_missing_share)
@@ -712,9 +752,13 @@ def _observed_alliance(rng: np.random.Generator, missing_rng: np.random.Generato
     # A client without any scored session (rare) cannot enter the pipeline's model; the
     # generator still needs a mean, so it falls back to the answered-item means.
     client_mean = np.where(np.isnan(client_mean), s.client_mean(score_if_given), client_mean)
-    cw = score_if_given[s.lag_rows()] - client_mean[s.client]
-    cm = client_mean[s.client] - grand_mean
-    return np.where(skipped[:, None], np.nan, answered), cw, cm, grand_mean
+    if level is None:
+        cw = score_if_given[s.lag_rows()] - client_mean[s.client]
+        cm = client_mean[s.client] - grand_mean
+    else:
+        cw = score_if_given[s.lag_rows()] - level[s.lag_rows()]
+        cm = level - effects.alliance_growth * (s.session - 1) - effects.alliance_mean
+    return np.where(skipped[:, None], np.nan, answered), cw, cm, grand_mean, score_if_given
 
 
 def _symptom_forms(rngs: dict, design: SimulationDesign, effects: SimulationEffects, s: _Sessions,
@@ -846,7 +890,11 @@ def simulate_study(design: SimulationDesign | None = None, effects: SimulationEf
     (unweighted). When the lagged administration has no score, the mean of its answered items
     (or the items the client would have given) is used, so rows whose lag the pipeline cannot
     compute are missing completely at random. ``u_therapist`` is that of the session's
-    therapist. ``truth["definitions"]`` states all of this in words.
+    therapist. ``truth["definitions"]`` states all of this in words. With session-to-session
+    dynamics on (:func:`has_dynamics`), the symptoms are centred on the client's alliance level
+    instead and the observed score's deviation from it follows the RI-CLPM's within-person model
+    (``DEFINITIONS["dynamics"]``; tested in tests/test_simulate.py, recovery measured in
+    benchmarks/dynamic_recovery.md).
 
     Examples
     --------
@@ -873,7 +921,7 @@ def simulate_study(design: SimulationDesign | None = None, effects: SimulationEf
     jump = _sudden_gains(rngs["dynamics"], effects, s)
     latent, ruptures, realised_alliance, observed = _alliance_with_feedback(seed, rngs, design, effects, s,
                                                                             therapist, draws, jump)
-    wai, cw, cm, grand_mean = observed
+    wai, cw, cm, grand_mean, _ = observed
     y, realised_outcome = _symptom_latent(draws, design, effects, s, therapist, cw, cm, jump)
     phq, gad, oq, clipped = _symptom_forms(rngs, design, effects, s, y)
 
@@ -922,15 +970,31 @@ DEFINITIONS = {
     "outcome_model": ("phq9_total_latent = b0 + b_time*session + b_within*(A_lag - A_client_mean) "
                       "+ b_between*(A_client_mean - A_grand_mean) + u_therapist + u0_client + u1_client*session + e; "
                       "phq9_total = clip(round(phq9_total_latent), 0, 27), split into 9 items (0-3) summing to it"),
-    "dynamics": ("with symptom_ar != 0 the within-client part b_within*(A_lag - A_client_mean) + e_t is replaced by "
-                 "d_t = symptom_ar*d_(t-1) + b_within*(A_lag - A_client_mean) + e_t (d_1 = its session-1 terms; e_t "
-                 "innovations of SD sd_resid*sqrt(1 - symptom_ar^2) from session 2), so b_within is the effect of "
-                 "A_lag on y_t holding y_(t-1) fixed; symptom_to_alliance adds f_t = alliance_ar1*f_(t-1) + "
-                 "symptom_to_alliance*D_(t-1) to the latent alliance (reverse causation carried by the alliance's "
-                 "AR(1); D = d + sudden-gain level shift, alliance and symptoms solved jointly in FEEDBACK_PASSES "
-                 "passes); an early sudden gain "
-                 "(share sudden_gain_share of clients, at a session uniform in sudden_gain_sessions) lowers y by "
-                 "sudden_gain_size from that session on. All 0 by default: the static model above"),
+    "dynamics": ("with any dynamics on (symptom_ar, symptom_to_alliance or an early sudden gain != 0; has_dynamics) "
+                 "the outcome is b0 + b_time*session + D_t + b_between*(L_client - alliance_mean) + u_therapist + u0_client "
+                 "+ u1_client*session, where L_t = client trait + therapist part + alliance_growth*(t-1) is the client's "
+                 "alliance level at session t (the latent alliance without AR(1) fluctuation, rupture and feedback; "
+                 "L_client = L_t - alliance_growth*(t-1)) and D_t = d_t + sudden-gain level shift with "
+                 "d_t = symptom_ar*d_(t-1) + b_within*(A_lag - L_lag) + e_t (L_lag: L at the lagged session; d_1 its "
+                 "session-1 terms; e_t innovations of SD sd_resid*sqrt(1 - symptom_ar^2) from session 2). Centring on "
+                 "the level, not on A_client_mean (a mean over later sessions, which the feedback has moved), keeps every "
+                 "session's terms free of later sessions. symptom_to_alliance adds f_t = alliance_ar1*f_(t-1) + "
+                 "symptom_to_alliance*D_(t-1) [+ alliance_ar1*m_(t-1) when alliance_carry is 'observed'] to the latent "
+                 "alliance, with m_t = A_t - latent alliance_t (A_t the mean of the answered items, for a skipped "
+                 "administration of the items the client would have given): alliance and symptoms are solved jointly, "
+                 "exactly (the recursion is causal; pass k fixes session k). With alliance_carry 'observed' the observed "
+                 "score's deviation from the level, W_t = A_t - L_t, follows W_t = alliance_ar1*W_(t-1) + "
+                 "symptom_to_alliance*D_(t-1) + (fluctuation innovation + m_t), plus rupture offsets: with sudden gains "
+                 "and ruptures off this is the within-person model of the RI-CLPM (alliance.models.dynamic) with "
+                 "alliance_to_outcome = b_within, ar_outcome = symptom_ar, ar_alliance = alliance_ar1, "
+                 "outcome_to_alliance = symptom_to_alliance, per point of the mean score A (per point of the 12-60 "
+                 "total: alliance_to_outcome = b_within/12, outcome_to_alliance = 12*symptom_to_alliance), up to "
+                 "PHQ-9 rounding and clipping. With 'latent' only the latent alliance carries over and m_t is "
+                 "measurement error that does not: W_t is then ARMA(1,1), outside the RI-CLPM's class (b_within keeps "
+                 "its meaning, the effect of A at t-1 on y_t holding y_(t-1) fixed). An early sudden gain (share "
+                 "sudden_gain_share of clients, at a session uniform in sudden_gain_sessions) lowers y by "
+                 "sudden_gain_size from that session on (a lasting level shift, outside every stationary model). "
+                 "All 0 by default: the static model above, with the observed-mean centring"),
     "session": "1-based session number, uncentred (time = session)",
     "A": ("observed WAI-SR score: mean of the answered items wai1..wai12 (1-5 scale) when at most "
           "design.wai_max_missing_items items are missing, else no score. Effects are per point of this mean; "

@@ -8,6 +8,7 @@ from alliance.models.steps import (
     bootstrap_models,
     declared_models,
     default_targets,
+    dynamic_benchmark,
     figure_models,
     recovery_batches,
     specification_ids,
@@ -349,6 +350,8 @@ rule recovery_batch:
 rule validate_recovery:
     input:
         batches=expand("results/validation/recovery/batch_{batch}.csv", batch=RECOVERY_BATCHES),
+        # the committed naive-vs-RI-CLPM benchmark on data with dynamics, quoted in the summary
+        dynamic=dynamic_benchmark(),
     output:
         table=report(
             "results/validation/recovery.csv",

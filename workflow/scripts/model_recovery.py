@@ -6,4 +6,5 @@ log_to_file(snakemake.log[0])
 
 from alliance.models.steps import summarise_recovery  # noqa: E402
 
-summarise_recovery(snakemake.input.batches, snakemake.config, snakemake.output.table, snakemake.output.summary)
+summarise_recovery(snakemake.input.batches, snakemake.config, snakemake.output.table, snakemake.output.summary,
+                   snakemake.input.dynamic)

@@ -1204,10 +1204,53 @@ def run_recovery_batch(config: Mapping[str, Any], batch: int, out_csv: str | Pat
     return out
 
 
+#: The committed result of ``benchmarks/dynamic_recovery.py`` (naive models vs the RI-CLPM on
+#: data with dynamics), relative to the workflow root; the part between the markers below is
+#: shown in the recovery summary. Not shipped in an installed package (no ``benchmarks/``).
+DYNAMIC_BENCHMARK = Path("benchmarks") / "dynamic_recovery.md"
+_BENCHMARK_MARKERS = ("<!-- recovery-table -->", "<!-- /recovery-table -->")
+
+
+def dynamic_benchmark() -> list[str]:
+    """The committed dynamic-recovery benchmark file as a rule input: ``[path]`` when this
+    workflow root has it, else ``[]``."""
+    from alliance.resources import root
+
+    path = root() / DYNAMIC_BENCHMARK
+    return [str(path)] if path.is_file() else []
+
+
+def _dynamic_benchmark_section(path: str | Path | Sequence[str | Path] | None) -> list[str]:
+    """Markdown lines quoting the measured table of the committed dynamic-recovery benchmark,
+    labelled as such: it is measured by ``benchmarks/dynamic_recovery.py``, not by this target.
+    ``path``: the file, or the rule's input list of it (:func:`dynamic_benchmark`; empty: not in
+    this installation); None: no section."""
+    if path is None:
+        return []
+    if not isinstance(path, (str, Path)):
+        path = next(iter(path), None)
+    head = ["", "## On data with session-to-session dynamics: naive models vs the RI-CLPM", ""]
+    if not path:
+        return [*head, (f"Measured by `benchmarks/dynamic_recovery.py` in the source repository ({DYNAMIC_BENCHMARK}); "
+                        "that file is not part of this installation.")]
+    text = Path(path).read_text(encoding="utf-8")
+    start, end = (text.find(m) for m in _BENCHMARK_MARKERS)
+    if start < 0 or end < start:
+        raise ValueError(f"{DYNAMIC_BENCHMARK}: expected the measured table between {_BENCHMARK_MARKERS[0]} "
+                         f"and {_BENCHMARK_MARKERS[1]}")
+    quoted = text[start + len(_BENCHMARK_MARKERS[0]):end].strip().splitlines()
+    source = (f"Quoted from `{DYNAMIC_BENCHMARK}` (the committed result of `benchmarks/dynamic_recovery.py`; "
+              "not rerun by this target; that file defines the scenarios and the generator's truth).")
+    return [*head, source, "", *quoted]
+
+
 def summarise_recovery(batch_paths: Sequence[str | Path], config: Mapping[str, Any], out_csv: str | Path,
-                       out_md: str | Path) -> pd.DataFrame:
+                       out_md: str | Path, dynamic_benchmark_md: str | Path | Sequence[str] | None = None,
+                       ) -> pd.DataFrame:
     """Workflow step: coverage and relative bias per term, with Monte Carlo SEs (Morris et al.,
-    2019), against the targets (coverage 93–97%, |relative bias| < 5%)."""
+    2019), against the targets (coverage 93–97%, |relative bias| < 5%). ``dynamic_benchmark_md``:
+    the committed dynamic-recovery benchmark (:func:`dynamic_benchmark`), whose measured table
+    the summary quotes."""
     draws = pd.concat([pd.read_csv(p, keep_default_na=False, na_values=[""], float_precision="round_trip") for p in batch_paths], ignore_index=True)
     draws["error"] = draws["error"].fillna("")
     rows = []
@@ -1228,11 +1271,12 @@ def summarise_recovery(batch_paths: Sequence[str | Path], config: Mapping[str, A
         })
     table = pd.DataFrame(rows)
     write_csv(table, out_csv)
-    _write_recovery_markdown(table, config, out_md)
+    _write_recovery_markdown(table, config, out_md, dynamic_benchmark_md)
     return table
 
 
-def _write_recovery_markdown(table: pd.DataFrame, config: Mapping[str, Any], out_md: str | Path) -> None:
+def _write_recovery_markdown(table: pd.DataFrame, config: Mapping[str, Any], out_md: str | Path,
+                             dynamic_benchmark_md: str | Path | Sequence[str] | None = None) -> None:
     from alliance.outputs import atomic_path
 
     rec, design = _recovery(config), _recovery_design(config)
@@ -1255,6 +1299,7 @@ def _write_recovery_markdown(table: pd.DataFrame, config: Mapping[str, Any], out
             f"{r.mean_se / r.sd_estimate:.3f} | coverage {'yes' if r.coverage_ok else 'no'}, bias {'yes' if r.bias_ok else 'no'} |")
     lines += ["", "Targets: coverage 93-97%, |relative bias| < 5%. Failed fits: "
               + ", ".join(f"{r.term} {r.n_failed}" for r in table.itertuples()) + "."]
+    lines += _dynamic_benchmark_section(dynamic_benchmark_md)
     with atomic_path(out_md) as tmp:
         tmp.write_text("\n".join(lines) + "\n", encoding="utf-8", newline="\n")
 
