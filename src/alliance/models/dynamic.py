@@ -312,7 +312,13 @@ def fit_riclpm(wide: pd.DataFrame | np.ndarray, level: float = 0.95, standard_er
         H = _hessian_from_gradient(lambda u: negll(u)[1], best.x)
         try:
             cov_u = np.linalg.inv(H)
-            se = np.sqrt(np.clip(np.diag(cov_u), 0, None)) * scale
+            variances = np.diag(cov_u)
+            # a negative sampling variance means the information is not positive definite there
+            # (no maximum): the SE is missing, not 0, so no interval pretends to be exact
+            se = np.sqrt(np.where(variances > 0, variances, np.nan)) * scale
+            if not (variances > 0).all():
+                warnings.append(f"the information matrix is not positive definite: {int((variances <= 0).sum())} "
+                                "standard errors are missing")
         except np.linalg.LinAlgError:
             warnings.append("the information matrix is singular; standard errors are missing")
     for i in _VARIANCES:
