@@ -439,6 +439,21 @@ def test_recovery_summary_quotes_the_committed_dynamic_benchmark(tmp_path):
         W._dynamic_benchmark_section(bare)
 
 
+def test_every_run_writes_the_dynamic_benchmark_table_for_the_report(tmp_path):
+    """results/validation/dynamic_recovery.md (a default target, so the report shows the
+    recovery of the dynamic model without the slow recovery target): the committed table's rows
+    as they are in the benchmark file; without the file, a sentence saying where it is."""
+    out = tmp_path / "dynamic_recovery.md"
+    W.write_dynamic_benchmark(W.dynamic_benchmark(), out)
+    text = out.read_text()
+    committed = Path(W.dynamic_benchmark()[0]).read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| dynamics |")]
+    assert len(rows) == 3 and all(row in committed for row in rows)
+    assert any("RI-CLPM" in row for row in rows) and text.startswith("## ")
+    W.write_dynamic_benchmark([], out)
+    assert "not part of this installation" in out.read_text() and "|" not in out.read_text()
+
+
 # --------------------------------------------------------------------------------------
 # The workflow on the bundled example (tests/conftest.py runs it once)
 # --------------------------------------------------------------------------------------

@@ -4,10 +4,11 @@
 # paragraph with the actual N per level, instruments, models and software versions.
 # All of it lives in alliance.manuscript.
 from alliance.manuscript import manuscript_table_stems
-from alliance.models.steps import declared_models
+from alliance.models.steps import declared_models, dynamic_benchmark
 
 MANUSCRIPT_MODELS = declared_models(config)
 MANUSCRIPT_TABLES = manuscript_table_stems(config)
+DYNAMIC_BENCHMARK_INPUT = dynamic_benchmark()  # [] in an installed package (no benchmarks/)
 
 FINAL_OUTPUTS.extend(
     expand("results/tables/{table}.{ext}", table=MANUSCRIPT_TABLES, ext=["md", "tex"])
@@ -159,6 +160,7 @@ REPORT_PAGES = {
     "results/sensitivity/specification_curve.csv": "results/report/tables/models_specification_curve.html",
     "results/validation/recovery.csv": "results/report/tables/models_recovery.html",
     "results/validation/recovery.md": "results/report/tables/models_recovery_summary.html",
+    "results/validation/dynamic_recovery.md": "results/report/tables/models_dynamic_recovery.html",
     "results/power/power_curve.csv": "results/report/tables/models_power_curve.html",
     "results/ruptures/episodes.csv": "results/report/tables/ruptures_episodes_data_file.html",
     "results/ruptures/summary.csv": "results/report/tables/ruptures_summary.html",
@@ -170,6 +172,9 @@ REPORT_PAGES = {
     "results/agreement/response_surface.csv": "results/report/tables/agreement_response_surface.html",
     "results/tables/methods.md": "results/report/tables/manuscript_methods.html",
 }
+# The committed dynamic-recovery benchmark (issue 15) in every report: measured once by
+# benchmarks/dynamic_recovery.py (600 studies, ~30 min), quoted, not rerun.
+FINAL_OUTPUTS.append("results/validation/dynamic_recovery.md")
 FINAL_OUTPUTS.extend(report_page_targets(REPORT_PAGES, FINAL_OUTPUTS))
 
 
@@ -589,5 +594,43 @@ rule report_pages_methods:
         "../envs/alliance.yaml"
     log:
         "logs/report/report_pages_methods.log",
+    script:
+        "../scripts/report_tables.py"
+
+
+rule dynamic_recovery_benchmark:
+    input:
+        benchmark=DYNAMIC_BENCHMARK_INPUT,
+    output:
+        report(
+            "results/validation/dynamic_recovery.md",
+            caption="../report/models_dynamic_recovery.rst",
+            category="4 Models",
+            subcategory="Parameter recovery",
+            labels=result_labels("dynamic_recovery", "Markdown"),
+        ),
+    conda:
+        "../envs/alliance.yaml"
+    log:
+        "logs/validation/dynamic_recovery_benchmark.log",
+    script:
+        "../scripts/dynamic_recovery_benchmark.py"
+
+
+rule report_pages_dynamic_recovery:
+    input:
+        dynamic_recovery="results/validation/dynamic_recovery.md",
+    output:
+        dynamic_recovery=report(
+            "results/report/tables/models_dynamic_recovery.html",
+            caption="../report/models_dynamic_recovery.rst",
+            category="4 Models",
+            subcategory="Parameter recovery",
+            labels=result_labels("dynamic_recovery"),
+        ),
+    conda:
+        "../envs/alliance.yaml"
+    log:
+        "logs/report/report_pages_dynamic_recovery.log",
     script:
         "../scripts/report_tables.py"

@@ -56,6 +56,7 @@ PAGES: dict[str, Page] = {
     "specification_curve": Page("Specification curve (multiverse)"),
     "recovery": Page("Parameter recovery"),
     "recovery_summary": Page("Parameter recovery (summary)", "markdown"),
+    "dynamic_recovery": Page("Parameter recovery with session dynamics (committed benchmark)", "markdown"),
     "power_curve": Page("Power curve"),
     # 5 Ruptures
     "episodes": Page("Rupture-repair episodes (data file)", "data file"),
