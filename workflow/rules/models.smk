@@ -9,6 +9,7 @@ from alliance.models.steps import (
     declared_models,
     default_targets,
     figure_models,
+    model_data_settings,
     recovery_batches,
     specification_ids,
 )
@@ -21,12 +22,38 @@ BOOTSTRAP_MODELS = bootstrap_models(config)
 BOOTSTRAP_BATCHES = list(range(len(bootstrap_batches(config)))) if BOOTSTRAP_MODELS else []
 RECOVERY_BATCHES = list(range(len(recovery_batches(config))))
 FIGURE_MODELS = figure_models(config)
+MODEL_DATA_SETTINGS = config_digest(model_data_settings(config))
 
 FINAL_OUTPUTS.extend(default_targets(config))
 
 
+# Every model's and specification's dataset in one pass over the scores table (read once,
+# only the columns and instruments they use); each fit then reads its own small file.
+rule model_data:
+    input:
+        scores="results/scores/analysis_scores.parquet",
+        clients="results/interim/clients.parquet",
+    output:
+        models=expand("results/interim/datasets/models/{model}.parquet", model=MODELS),
+        specifications=expand("results/interim/datasets/specifications/{spec}.parquet", spec=SPECIFICATIONS),
+    params:
+        # what decides the datasets (measures, early alliance, covariates), not labels or engines
+        datasets=MODEL_DATA_SETTINGS,
+    conda:
+        "../envs/alliance.yaml"
+    log:
+        "logs/models/model_data.log",
+    script:
+        "../scripts/model_data.py"
+
+
+# A fit reads only its dataset. The dataset is ancient(): model_data rewrites every dataset
+# when one model's settings change, with the same bytes for the others, and their fits must
+# not rerun for that. New data rerun every fit through the scores and clients tables, which
+# are inputs for that reason alone (not read); a model's own edit through its params.
 rule model_fit:
     input:
+        data=ancient("results/interim/datasets/models/{model}.parquet"),
         scores="results/scores/analysis_scores.parquet",
         clients="results/interim/clients.parquet",
     output:
@@ -227,8 +254,10 @@ rule therapist_caterpillar:
         "../scripts/model_caterpillar.py"
 
 
+# As model_fit: reads only its dataset (ancient), reruns on new data or a multiverse edit.
 rule model_specification:
     input:
+        data=ancient("results/interim/datasets/specifications/{spec}.parquet"),
         scores="results/scores/analysis_scores.parquet",
         clients="results/interim/clients.parquet",
     output:
