@@ -6,7 +6,9 @@ are declared in the config (``models: fits:``); the multiverse (``models: multiv
 the cluster bootstrap (``models: bootstrap:``) and the parameter-recovery study
 (``models: recovery:``) are configured beside them (config/README.md).
 
-* :func:`run_model`: one declared model -> ``results/models/{model}/fixed_effects.csv``,
+* :func:`write_model_datasets`: every declared model's and specification's dataset in one
+  pass over the scores table (:func:`model_datasets`) -> ``results/interim/datasets/``.
+* :func:`run_model`: one declared model's dataset -> ``results/models/{model}/fixed_effects.csv``,
   ``random_effects.csv``, ``fit.json`` (the result contract) and ``therapist_effects.csv``.
 * :func:`write_model_tables`, :func:`write_forest_plot`, :func:`write_trajectory_figure`,
   :func:`write_scatter_figure`, :func:`write_caterpillar_figure`: tables and figures over the
@@ -443,8 +445,15 @@ def _dataset_instruments(config: Mapping[str, Any]) -> list[str]:
 def read_scores(path: str | Path, instruments: Sequence[str] | None = None) -> pd.DataFrame:
     """The long scores table, only the columns the models use (:data:`alliance.models.SCORE_COLUMNS`)
     and, when ``instruments`` are given, only their rows (in the table's order)."""
-    filters = None if instruments is None else [("instrument", "in", sorted(instruments))]
-    return pd.read_parquet(path, columns=M.SCORE_COLUMNS, filters=filters)
+    import pyarrow.parquet as pq
+
+    from alliance.errors import require_columns
+
+    names = pq.read_schema(path).names
+    filters = None if instruments is None or "instrument" not in names else [("instrument", "in", sorted(instruments))]
+    scores = pd.read_parquet(path, columns=[c for c in M.SCORE_COLUMNS if c in names], filters=filters)
+    require_columns(scores, M.SCORE_COLUMNS, "scores")
+    return scores
 
 
 def _read_clients(path: str | Path | None, covariates: Sequence[str] = ()) -> pd.DataFrame | None:
