@@ -247,21 +247,22 @@ def test_config_edits_rerun_what_they_affect_and_nothing_else(own_run):
     plan = planned_rules(workdir, edited(config, drop_column))
     assert data_steps <= set(plan) and not never & set(plan)
 
-    # that model alone, and what reads its fit (tables, forest plot, methods, landing page) or the
-    # config (provenance); the one step that writes every dataset (the others' bytes unchanged,
-    # their fits do not rerun: their datasets are ancient() inputs)
-    assert planned_rules(workdir, edited(config, covariate)) == {
-        "model_data": 1, "model_fit": 1, "model_tables": 1, "alliance_forest_plot": 1, "therapist_icc": 1, "manuscript_tables": 1,
+    # a covariate changes the model's dataset: the one step that writes every dataset reruns,
+    # and with it every fit and specification (their datasets are rewritten, same bytes)
+    plan = planned_rules(workdir, edited(config, covariate))
+    assert plan["model_data"] == 1 and plan["model_fit"] == 7 and plan["model_specification"] == 16
+    assert not (data_steps | {"score"} | never) & set(plan)
+
+    # a label decides no dataset: that model's fit alone, and what reads its fit (tables, forest
+    # plot, methods, landing page) or the config (provenance)
+    assert planned_rules(workdir, edited(config, label)) == {
+        "model_fit": 1, "model_tables": 1, "alliance_forest_plot": 1, "therapist_icc": 1, "manuscript_tables": 1,
         "methods_paragraph": 1, "landing_page": 1, "provenance": 1, "all": 1,
         # the report's HTML pages of what changed (issue 17)
         "report_pages_model": 1, "report_pages_alliance_effects": 1, "report_pages_therapist_icc": 1,
         "report_pages_methods": 1, "report_pages_data": 1,
         # its diagnostics (the model changed)
         "model_diagnostics": 1}
-
-    # a label decides no dataset: the model's fit reruns (fit.json names it), model_data does not
-    plan = planned_rules(workdir, edited(config, label))
-    assert plan["model_fit"] == 1 and "model_data" not in plan and "model_specification" not in plan
 
     plan = planned_rules(workdir, edited(config, mapping))
     assert {"validate_data", "ingest", "score"} <= set(plan)

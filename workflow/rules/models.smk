@@ -47,15 +47,15 @@ rule model_data:
         "../scripts/model_data.py"
 
 
-# A fit reads only its dataset. The dataset is ancient(): model_data rewrites every dataset
-# when one model's settings change, with the same bytes for the others, and their fits must
-# not rerun for that. New data rerun every fit through the scores and clients tables, which
-# are inputs for that reason alone (not read); a model's own edit through its params.
+# A fit reads only its dataset. An edit that changes a dataset (measures, early alliance,
+# covariates) reruns model_data and so every fit; an edit that changes only the fit (label,
+# engine, variant, random part) reruns that model's fit alone, through its params. (ancient()
+# datasets would spare the other fits, but Snakemake then never checks the edited model's own
+# params: it skips the jobs below a job that reruns and lets the BFS decide, which passes over
+# ancient inputs.)
 rule model_fit:
     input:
-        data=ancient("results/interim/datasets/models/{model}.parquet"),
-        scores="results/scores/analysis_scores.parquet",
-        clients="results/interim/clients.parquet",
+        data="results/interim/datasets/models/{model}.parquet",
     output:
         fixed=report(
             "results/models/{model}/fixed_effects.csv",
@@ -254,12 +254,10 @@ rule therapist_caterpillar:
         "../scripts/model_caterpillar.py"
 
 
-# As model_fit: reads only its dataset (ancient), reruns on new data or a multiverse edit.
+# As model_fit: reads only its dataset.
 rule model_specification:
     input:
-        data=ancient("results/interim/datasets/specifications/{spec}.parquet"),
-        scores="results/scores/analysis_scores.parquet",
-        clients="results/interim/clients.parquet",
+        data="results/interim/datasets/specifications/{spec}.parquet",
     output:
         "results/sensitivity/specifications/{spec}.json",
     params:
