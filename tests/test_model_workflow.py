@@ -67,6 +67,26 @@ def config_with(models: dict) -> dict:
     return validate_config(config)
 
 
+def run_model(scores_path: Path, name: str, config: dict, outdir: Path, fitted_path: Path):
+    """A declared model as the workflow fits it: the model_data step writes every dataset of the
+    config (beside the scores table), then run_model fits the model's own."""
+    return W.run_model(write_datasets(scores_path, config)[name], name, config, outdir, fitted_path)
+
+
+def run_specification(scores_path: Path, spec: str, config: dict, out_json: Path):
+    """A multiverse specification as the workflow fits it (model_data step, then the fit)."""
+    datasets = write_datasets(scores_path, config)
+    return W.run_specification(datasets.get(spec, scores_path.parent / "missing.parquet"), spec, config, out_json)
+
+
+def write_datasets(scores_path: Path, config: dict) -> dict[str, Path]:
+    folder = scores_path.parent / "datasets"
+    models = {n: folder / "models" / f"{n}.parquet" for n in W.declared_models(config)}
+    specs = {s: folder / "specifications" / f"{s}.parquet" for s in W.specification_ids(config)}
+    W.write_model_datasets(scores_path, None, config, list(models.values()), list(specs.values()))
+    return {**models, **specs}
+
+
 FITS = {
     "early": {"kind": "early_outcome", "outcome": PHQ9, "alliance": WAI, "early": {"method": "mean_1_to_k", "k": 3}},
     "split": {"kind": "therapist_client", "outcome": PHQ9, "alliance": WAI},
@@ -87,7 +107,7 @@ def fitted_dir(small, tmp_path_factory):
     scores.to_parquet(root / "scores.parquet")
     config = config_with({"fits": FITS, "bootstrap": {"replicates": 6, "batches": 3}})
     for name in ("early", "split"):
-        W.run_model(root / "scores.parquet", None, name, config, root / "models" / name, root / "interim" / f"{name}.parquet")
+        run_model(root / "scores.parquet", name, config, root / "models" / name, root / "interim" / f"{name}.parquet")
     return root, config
 
 
@@ -184,7 +204,7 @@ def test_fit_warnings_are_logged_and_written(tmp_path, caplog):
     scores.to_parquet(tmp_path / "scores.parquet")
     config = config_with({"fits": {"early": FITS["early"]}})
     with caplog.at_level(logging.WARNING, logger="alliance"):
-        W.run_model(tmp_path / "scores.parquet", None, "early", config, tmp_path / "early", tmp_path / "early.parquet")
+        run_model(tmp_path / "scores.parquet", "early", config, tmp_path / "early", tmp_path / "early.parquet")
     info = json.loads((tmp_path / "early" / "fit.json").read_text())
     assert info["singular"] is True
     assert any("singular" in w for w in info["warnings"])
@@ -290,7 +310,7 @@ def test_levels_of_the_effects_and_the_therapist_icc_match_r(small, fitted_dir, 
     root, config = fitted_dir
     ref = json.loads((Path(__file__).parent / "data" / "models_r" / "icc_reference.json").read_text())
     scores.to_parquet(tmp_path / "scores.parquet")
-    W.run_model(tmp_path / "scores.parquet", None, "session", config, tmp_path / "session", tmp_path / "session.parquet")
+    run_model(tmp_path / "scores.parquet", "session", config, tmp_path / "session", tmp_path / "session.parquet")
     session = json.loads((tmp_path / "session" / "fit.json").read_text())
     effects = {e["term"]: e for e in session["alliance_effects"]}
     assert {t: e["level"] for t, e in effects.items()} == {"a_cw": "within", "a_cm": "client"}
@@ -336,7 +356,7 @@ def test_specifications_run_as_jobs_and_gather_into_the_curve(small, tmp_path):
     paths = []
     for spec in ids:
         paths.append(tmp_path / f"{spec}.json")
-        W.run_specification(tmp_path / "scores.parquet", None, spec, config, paths[-1])
+        run_specification(tmp_path / "scores.parquet", spec, config, paths[-1])
     first = json.loads(paths[0].read_text())
     row = ref["early_alliance_outcome"]["fixed"]["early_alliance"]
     assert first["b"] == pytest.approx(row["Estimate"], rel=1e-4)
@@ -348,7 +368,7 @@ def test_specifications_run_as_jobs_and_gather_into_the_curve(small, tmp_path):
     assert set(table["early"]) == {"mean_1_to_3", "s2"}
     assert curve.attrs["share_significant"] in (0.0, 0.5, 1.0)
     with pytest.raises(ValueError, match="not in the multiverse"):
-        W.run_specification(tmp_path / "scores.parquet", None, "x__y__z__w", config, tmp_path / "x.json")
+        run_specification(tmp_path / "scores.parquet", "x__y__z__w", config, tmp_path / "x.json")
 
 
 # --------------------------------------------------------------------------------------
@@ -542,7 +562,7 @@ def test_model_that_cannot_be_estimated_writes_its_status(small, tmp_path, caplo
                           "bootstrap": {"models": ["never"], "replicates": 4, "batches": 2}})
     with caplog.at_level(logging.WARNING, logger="alliance.models.steps"):
         for name in ("early", "never", "observer"):
-            W.run_model(tmp_path / "scores.parquet", None, name, config, tmp_path / name, tmp_path / f"{name}.parquet")
+            run_model(tmp_path / "scores.parquet", name, config, tmp_path / name, tmp_path / f"{name}.parquet")
     info = json.loads((tmp_path / "never" / "fit.json").read_text())
     assert info["status"] == "not estimable" and info["kind"] == "early_outcome" and info["nobs"] == 0
     # an early window up to session 99 also holds every post score, which is then set aside
@@ -581,7 +601,7 @@ def test_specification_that_cannot_be_estimated_is_listed_on_the_curve(small, tm
     paths = []
     for spec in W.specification_ids(config):
         paths.append(tmp_path / f"{spec}.json")
-        W.run_specification(tmp_path / "scores.parquet", None, spec, config, paths[-1])
+        run_specification(tmp_path / "scores.parquet", spec, config, paths[-1])
     record = json.loads(paths[1].read_text())
     assert record["status"] == "not estimable" and record["early"] == "s99"
     assert record["reason"].startswith("specification s99__phq9__client__none: no rows left")
@@ -598,12 +618,87 @@ def test_specification_that_cannot_be_estimated_is_listed_on_the_curve(small, tm
     assert pd.read_csv(tmp_path / "only.csv")["status"].tolist() == ["not estimable"]
 
 
+# --------------------------------------------------------------------------------------
+# The analysis datasets, built in one pass (the model_data step)
+# --------------------------------------------------------------------------------------
+DATASET_MODELS = {
+    **FITS,
+    "adjusted": {"kind": "early_outcome", "outcome": PHQ9, "alliance": WAI, "variant": "post",
+                 "score_covariates": {"phq9_early_change": {"instrument": "phq9", "scale": "total",
+                                                            "statistic": "change"}}},
+    "rate": {**FITS["early"], "variant": "rate_of_change"},
+    "never": {"kind": "early_outcome", "outcome": PHQ9, "alliance": {**WAI, "respondent": "observer"}},
+}
+DATASET_MULTIVERSE = {
+    "enabled": True, "early": {"mean_1_to_3": {"method": "mean_1_to_k", "k": 3}, "s2": {"method": "session_k", "k": 2}},
+    "outcomes": {"phq9": PHQ9}, "respondents": {"client": WAI}, "covariate_sets": {"none": []}}
+
+
+def test_datasets_in_one_pass_are_those_each_model_builds_alone(small, tmp_path, monkeypatch):
+    """model_datasets equals prepare_model_data run per model and specification (exactly, with
+    attrs), computes the growth-model slopes once per outcome and window, and writes the same
+    bytes twice; a fit from the dataset file is the fit from the scores table (bit for bit)."""
+    from alliance.models import data as D
+
+    scores, _ = small
+    scores.to_parquet(tmp_path / "scores.parquet")
+    config = config_with({"fits": DATASET_MODELS, "multiverse": DATASET_MULTIVERSE})
+    calls = []
+    counted = D.growth_slopes
+
+    def counting(series, after_session=None, **kw):
+        calls.append(after_session)
+        return counted(series, after_session, **kw)
+
+    monkeypatch.setattr(D, "growth_slopes", counting)
+    datasets = W.model_datasets(config, W.read_scores(tmp_path / "scores.parquet", ["phq9", "wai_sr"]), None)
+    # windows 3 (models, mean_1_to_3) and 2 (s2): one growth fit each, not one per client-level dataset
+    assert sorted(calls) == [2, 3]
+    monkeypatch.setattr(D, "growth_slopes", counted)
+    for group, specs in W._dataset_specs(config).items():
+        assert list(datasets[group]) == list(specs)
+        for name, spec in specs.items():
+            got = datasets[group][name]
+            if name == "never":
+                assert got.empty and "respondent 'observer'" in got.attrs["not_estimable"]
+                continue
+            alone = W.prepare_model_data(spec, scores, None)
+            pd.testing.assert_frame_equal(got, alone, check_exact=True)
+            assert got.attrs == alone.attrs
+    assert datasets["models"]["rate"] is datasets["models"]["early"]  # equal settings, one frame
+    digests = []
+    for run in ("a", "b"):
+        (tmp_path / run).mkdir()
+        (tmp_path / run / "scores.parquet").write_bytes((tmp_path / "scores.parquet").read_bytes())
+        files = write_datasets(tmp_path / run / "scores.parquet", config)
+        digests.append({name: path.read_bytes() for name, path in files.items()})
+    assert digests[0] == digests[1]
+    assert pd.read_parquet(files["adjusted"]).attrs == datasets["models"]["adjusted"].attrs
+    spec = W.model_spec(config, "adjusted")
+    from_scores = W.fit_declared_model(spec, scores, None)
+    from_file = W.fit_prepared_model(spec, pd.read_parquet(files["adjusted"]))
+    pd.testing.assert_frame_equal(from_file.summary.fixed_effects, from_scores.summary.fixed_effects, check_exact=True)
+    assert from_file.summary.fit == from_scores.summary.fit
+
+
+def test_model_data_reads_only_the_columns_and_instruments_it_uses(small, tmp_path):
+    scores, _ = small
+    extra = scores.assign(instrument="gad7", comment="free text").iloc[:10]
+    pd.concat([scores.assign(comment=""), extra], ignore_index=True).to_parquet(tmp_path / "scores.parquet")
+    read = W.read_scores(tmp_path / "scores.parquet", ["phq9", "wai_sr"])
+    assert read.columns.tolist() == M.SCORE_COLUMNS and len(read) == len(scores)
+    assert read["instrument"].tolist() == scores["instrument"].tolist()  # the table's order
+    scores.drop(columns="scale").to_parquet(tmp_path / "no_scale.parquet")
+    with pytest.raises(ValueError, match=r"scores: missing column\(s\) \['scale'\]"):
+        W.read_scores(tmp_path / "no_scale.parquet", ["phq9"])
+
+
 def test_a_genuine_error_still_stops_the_model(small, tmp_path):
     scores, _ = small
     scores.drop(columns="therapist").to_parquet(tmp_path / "scores.parquet")
     config = config_with({"fits": FITS})
     with pytest.raises(ValueError) as err:
-        W.run_model(tmp_path / "scores.parquet", None, "early", config, tmp_path / "early", tmp_path / "early.parquet")
+        run_model(tmp_path / "scores.parquet", "early", config, tmp_path / "early", tmp_path / "early.parquet")
     assert not isinstance(err.value, M.NotEstimableError)
     assert not (tmp_path / "early" / "fit.json").exists()
 

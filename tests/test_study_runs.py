@@ -212,7 +212,7 @@ def test_study_name_cannot_inject_html_into_the_report(own_run):
 def test_a_new_key_reruns_the_pseudonymising_steps(own_run):
     workdir, config, _ = own_run
     plan = planned_rules(workdir, config, key="yet-another-key-of-ours-0987654321")
-    assert {"key_fingerprint", "ingest", "score", "model_fit"} <= set(plan)
+    assert {"key_fingerprint", "ingest", "score", "model_data", "model_fit", "model_specification"} <= set(plan)
     assert not {"deid_gate", "validate_data"} & set(plan)
 
 
@@ -235,6 +235,9 @@ def test_config_edits_rerun_what_they_affect_and_nothing_else(own_run):
     def covariate(c):
         c["models"]["fits"]["therapist_client"]["covariates"] = ["arm", "gender"]
 
+    def label(c):
+        c["models"]["fits"]["therapist_client"]["label"] = "Therapist and client contributions"
+
     def mapping(c):
         c["instruments"]["gad7"]["items"] = [f"gad{n}" for n in range(1, 8)]
 
@@ -244,9 +247,15 @@ def test_config_edits_rerun_what_they_affect_and_nothing_else(own_run):
     plan = planned_rules(workdir, edited(config, drop_column))
     assert data_steps <= set(plan) and not never & set(plan)
 
-    # that model alone, and what reads its fit (tables, forest plot, methods, landing page) or the
-    # config (provenance)
-    assert planned_rules(workdir, edited(config, covariate)) == {
+    # a covariate changes the model's dataset: the one step that writes every dataset reruns,
+    # and with it every fit and specification (their datasets are rewritten, same bytes)
+    plan = planned_rules(workdir, edited(config, covariate))
+    assert plan["model_data"] == 1 and plan["model_fit"] == 7 and plan["model_specification"] == 16
+    assert not (data_steps | {"score"} | never) & set(plan)
+
+    # a label decides no dataset: that model's fit alone, and what reads its fit (tables, forest
+    # plot, methods, landing page) or the config (provenance)
+    assert planned_rules(workdir, edited(config, label)) == {
         "model_fit": 1, "model_tables": 1, "alliance_forest_plot": 1, "therapist_icc": 1, "manuscript_tables": 1,
         "methods_paragraph": 1, "landing_page": 1, "provenance": 1, "all": 1,
         # the report's HTML pages of what changed (issue 17)

@@ -10,6 +10,7 @@ from alliance.models.steps import (
     default_targets,
     dynamic_benchmark,
     figure_models,
+    model_data_settings,
     recovery_batches,
     specification_ids,
 )
@@ -22,14 +23,40 @@ BOOTSTRAP_MODELS = bootstrap_models(config)
 BOOTSTRAP_BATCHES = list(range(len(bootstrap_batches(config)))) if BOOTSTRAP_MODELS else []
 RECOVERY_BATCHES = list(range(len(recovery_batches(config))))
 FIGURE_MODELS = figure_models(config)
+MODEL_DATA_SETTINGS = config_digest(model_data_settings(config))
 
 FINAL_OUTPUTS.extend(default_targets(config))
 
 
-rule model_fit:
+# Every model's and specification's dataset in one pass over the scores table (read once,
+# only the columns and instruments they use); each fit then reads its own small file.
+rule model_data:
     input:
         scores="results/scores/analysis_scores.parquet",
         clients="results/interim/clients.parquet",
+    output:
+        models=expand("results/interim/datasets/models/{model}.parquet", model=MODELS),
+        specifications=expand("results/interim/datasets/specifications/{spec}.parquet", spec=SPECIFICATIONS),
+    params:
+        # what decides the datasets (measures, early alliance, covariates), not labels or engines
+        datasets=MODEL_DATA_SETTINGS,
+    conda:
+        "../envs/alliance.yaml"
+    log:
+        "logs/models/model_data.log",
+    script:
+        "../scripts/model_data.py"
+
+
+# A fit reads only its dataset. An edit that changes a dataset (measures, early alliance,
+# covariates) reruns model_data and so every fit; an edit that changes only the fit (label,
+# engine, variant, random part) reruns that model's fit alone, through its params. (ancient()
+# datasets would spare the other fits, but Snakemake then never checks the edited model's own
+# params: it skips the jobs below a job that reruns and lets the BFS decide, which passes over
+# ancient inputs.)
+rule model_fit:
+    input:
+        data="results/interim/datasets/models/{model}.parquet",
     output:
         fixed=report(
             "results/models/{model}/fixed_effects.csv",
@@ -231,10 +258,10 @@ rule therapist_caterpillar:
         "../scripts/model_caterpillar.py"
 
 
+# As model_fit: reads only its dataset.
 rule model_specification:
     input:
-        scores="results/scores/analysis_scores.parquet",
-        clients="results/interim/clients.parquet",
+        data="results/interim/datasets/specifications/{spec}.parquet",
     output:
         "results/sensitivity/specifications/{spec}.json",
     params:

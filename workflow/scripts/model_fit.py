@@ -6,5 +6,5 @@ log_to_file(snakemake.log[0])
 
 from alliance.models.steps import run_model  # noqa: E402
 
-run_model(snakemake.input.scores, snakemake.input.clients, snakemake.wildcards.model, snakemake.config,
+run_model(snakemake.input.data, snakemake.wildcards.model, snakemake.config,
           snakemake.output.fixed.rsplit("/", 1)[0], snakemake.output.data)

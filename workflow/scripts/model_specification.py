@@ -6,5 +6,4 @@ log_to_file(snakemake.log[0])
 
 from alliance.models.steps import run_specification  # noqa: E402
 
-run_specification(snakemake.input.scores, snakemake.input.clients, snakemake.wildcards.spec, snakemake.config,
-                  snakemake.output[0])
+run_specification(snakemake.input.data, snakemake.wildcards.spec, snakemake.config, snakemake.output[0])

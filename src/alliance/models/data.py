@@ -19,8 +19,9 @@ effects with longitudinal data using multilevel models. *Psychological Methods*,
 """
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -39,9 +40,14 @@ __all__ = [
     "score_covariates",
     "growth_slopes",
     "client_slopes",
+    "SharedFrames",
+    "SCORE_COLUMNS",
 ]
 
 CLIENT, THERAPIST, SESSION, SCORE = "client", "therapist", "session", "score"
+#: The columns of the long scores table that the model datasets are built from (a reader
+#: projects onto them: the table's other columns, rater and item counts, are not used here).
+SCORE_COLUMNS = [CLIENT, THERAPIST, SESSION, "instrument", "respondent", "scale", SCORE]
 
 
 class NotEstimableError(ValueError):
@@ -185,6 +191,64 @@ def _early_frame(scores: pd.DataFrame, early: Any, instrument: str, respondent: 
     return table.set_index(CLIENT)[["early_alliance", "n_sessions"]].rename(columns={"n_sessions": "n_early"})
 
 
+class SharedFrames:
+    """The frames several model datasets of one study have in common, each computed once.
+
+    A study's declared models and multiverse specifications use few measures, early-alliance
+    definitions and early-alliance windows, each many times: a score series per measure, the
+    early alliance per definition and measure, the growth-model slopes (one mixed-model fit,
+    :func:`growth_slopes`) per outcome and window, and the score covariates per definition.
+    :func:`client_level_data` and :func:`session_level_data` take them from here, so that
+    building every dataset of a study in one pass computes each of them once. The frames
+    handed out are shared: callers must not change them in place (the dataset builders
+    only join, reindex and copy them).
+
+    Parameters
+    ----------
+    scores : DataFrame
+        The long scores table (``docs/data_contract.md``), at least :data:`SCORE_COLUMNS`.
+    """
+
+    def __init__(self, scores: pd.DataFrame) -> None:
+        self.scores = scores
+        self._frames: dict[tuple, pd.DataFrame] = {}
+
+    def _shared(self, key: tuple, compute: Callable[[], pd.DataFrame]) -> pd.DataFrame:
+        if key not in self._frames:
+            self._frames[key] = compute()
+        return self._frames[key]
+
+    def series(self, measure: Sequence[str]) -> pd.DataFrame:
+        """:func:`score_series` of ``(instrument, respondent, scale)`` (or ``(instrument, scale)``)."""
+        instrument, respondent, scale = _measure_key(measure, "measure")
+        return self._shared(("series", instrument, respondent, scale),
+                            lambda: score_series(self.scores, instrument, scale, respondent))
+
+    def early(self, early: Any, alliance: Sequence[str]) -> pd.DataFrame:
+        """Early alliance per client (index ``client``: ``early_alliance``, ``n_early``) of a
+        definition mapping, or of precomputed values (then not kept)."""
+        instrument, respondent, scale = _measure_key(alliance, "alliance")
+        if early is not None and not isinstance(early, Mapping):
+            return _early_frame(self.scores, early, instrument, respondent, scale)
+        key = ("early", _definition_key(early), instrument, respondent, scale)
+        return self._shared(key, lambda: _early_frame(self.scores, early, instrument, respondent, scale))
+
+    def slopes(self, outcome: Sequence[str], window_end: int | None) -> pd.DataFrame:
+        """:func:`growth_slopes` of the outcome's series after session ``window_end``."""
+        key = ("slopes", *_measure_key(outcome, "outcome"), window_end)
+        return self._shared(key, lambda: growth_slopes(self.series(outcome), window_end))
+
+    def score_covariates(self, definitions: Mapping[str, Mapping[str, Any]], window_end: int | None) -> pd.DataFrame:
+        """:func:`score_covariates` of ``definitions`` with the window ending at ``window_end``."""
+        key = ("score_covariates", _definition_key(definitions), window_end)
+        return self._shared(key, lambda: score_covariates(self.scores, definitions, window_end, frames=self))
+
+
+def _definition_key(definition: Any) -> str:
+    """A config mapping as a hashable key (the same for equal mappings in any key order)."""
+    return json.dumps(definition, sort_keys=True, default=str)
+
+
 # --------------------------------------------------------------------------------------
 # Client-level data
 # --------------------------------------------------------------------------------------
@@ -250,7 +314,7 @@ SCORE_STATISTICS = ("level", "mean", "change")
 
 
 def score_covariates(scores: pd.DataFrame, definitions: Mapping[str, Mapping[str, Any]],
-                     window_end: int | None) -> pd.DataFrame:
+                     window_end: int | None, frames: SharedFrames | None = None) -> pd.DataFrame:
     """Client-level covariates from the scores table, one column per definition.
 
     Parameters
@@ -265,12 +329,15 @@ def score_covariates(scores: pd.DataFrame, definitions: Mapping[str, Mapping[str
         earliest score in the window; missing with fewer than two sessions).
     window_end : int or None
         The last session of the early-alliance window, the default end of ``sessions``.
+    frames : SharedFrames, optional
+        Score series already computed from ``scores`` (:class:`SharedFrames`).
 
     Returns
     -------
     DataFrame
         Index ``client``, one column per name.
     """
+    frames = frames if frames is not None else SharedFrames(scores)
     columns = {}
     for name, spec in definitions.items():
         _check_identifier(name, "score covariate name")
@@ -285,7 +352,7 @@ def score_covariates(scores: pd.DataFrame, definitions: Mapping[str, Mapping[str
                 or sessions[0] > sessions[1]):
             raise ValueError(f"{where}: sessions must be [first, last] whole session numbers, got {sessions!r}"
                              + (" (no early-alliance window to default to)" if window_end is None else ""))
-        series = score_series(scores, str(spec["instrument"]), str(spec.get("scale") or "total"), spec.get("respondent"))
+        series = frames.series((str(spec["instrument"]), spec.get("respondent"), str(spec.get("scale") or "total")))
         inside = series.loc[series[SESSION].between(*sessions)].sort_values([CLIENT, SESSION], kind="mergesort")
         g = inside.groupby(CLIENT, sort=True)[SCORE]
         if statistic == "level":
@@ -331,7 +398,8 @@ def client_level_data(scores: pd.DataFrame, outcome: Sequence[str], alliance: Se
                       early: Mapping[str, Any] | pd.Series | pd.DataFrame | None = None,
                       covariates: Sequence[str] = (), clients: pd.DataFrame | None = None,
                       baseline_max_session: int | None = None,
-                      score_covariate_definitions: Mapping[str, Mapping[str, Any]] | None = None) -> pd.DataFrame:
+                      score_covariate_definitions: Mapping[str, Mapping[str, Any]] | None = None,
+                      frames: SharedFrames | None = None) -> pd.DataFrame:
     """One row per client: early alliance, baseline, post, change, rate of change, covariates.
 
     Parameters
@@ -360,6 +428,10 @@ def client_level_data(scores: pd.DataFrame, outcome: Sequence[str], alliance: Se
     score_covariate_definitions : mapping, optional
         Covariates computed from the scores table (:func:`score_covariates`), e.g. the
         outcome's change from intake to the end of the early-alliance window.
+    frames : SharedFrames, optional
+        Frames already computed from ``scores`` for other datasets of the same study (score
+        series, early alliance, growth slopes; :class:`SharedFrames`), reused instead of
+        recomputed. Default: computed here.
 
     Returns
     -------
@@ -382,11 +454,10 @@ def client_level_data(scores: pd.DataFrame, outcome: Sequence[str], alliance: Se
     Reproduces ``clients_derived.csv`` of the lme4 reference (``ref_lme4.R``: early = mean of
     sessions 1-3, baseline = session-1 symptoms, post = last-session symptoms) to 1e-9.
     """
-    o_instr, o_resp, o_scale = _measure_key(outcome, "outcome")
-    a_instr, a_resp, a_scale = _measure_key(alliance, "alliance")
-    out_series = score_series(scores, o_instr, o_scale, o_resp)
-    all_series = score_series(scores, a_instr, a_scale, a_resp)
-    early_frame = _early_frame(scores, early, a_instr, a_resp, a_scale)
+    frames = frames if frames is not None else SharedFrames(scores)
+    outcome, alliance = _measure_key(outcome, "outcome"), _measure_key(alliance, "alliance")
+    out_series, all_series = frames.series(outcome), frames.series(alliance)
+    early_frame = frames.early(early, alliance)
     ids = pd.Index(sorted(set(out_series[CLIENT]) | set(all_series[CLIENT])), name=CLIENT)
     data = pd.DataFrame(index=ids)
     data[THERAPIST] = _client_therapists(clients, out_series, all_series).reindex(ids)
@@ -397,11 +468,11 @@ def client_level_data(scores: pd.DataFrame, outcome: Sequence[str], alliance: Se
     data["n_outcome"] = data["n_outcome"].fillna(0).astype("int64")
     data["change"] = data["post"] - data["baseline"]
     data["post_in_window"] = data["post_in_window"].fillna(False).astype(bool)
-    slopes = growth_slopes(out_series, window_end)
+    slopes = frames.slopes(outcome, window_end)
     data["slope"] = slopes["slope"].reindex(ids)
     data["n_slope"] = slopes["n_slope"].reindex(ids).fillna(0).astype("int64")
     if score_covariate_definitions:
-        extra = score_covariates(scores, score_covariate_definitions, window_end)
+        extra = frames.score_covariates(score_covariate_definitions, window_end)
         clash = [c for c in extra.columns if c in data.columns or c in covariates]
         if clash:
             raise ValueError(f"score covariate name(s) {clash} clash with other columns; rename them")
@@ -426,7 +497,8 @@ def client_level_data(scores: pd.DataFrame, outcome: Sequence[str], alliance: Se
 # --------------------------------------------------------------------------------------
 def session_level_data(scores: pd.DataFrame, outcome: Sequence[str], alliance: Sequence[str],
                        clients: pd.DataFrame | None = None, covariates: Sequence[str] = (),
-                       outcome_name: str = "symptoms", alliance_name: str = "alliance") -> pd.DataFrame:
+                       outcome_name: str = "symptoms", alliance_name: str = "alliance",
+                       frames: SharedFrames | None = None) -> pd.DataFrame:
     """One row per client and session with the outcome and the alliance side by side.
 
     Parameters
@@ -439,6 +511,8 @@ def session_level_data(scores: pd.DataFrame, outcome: Sequence[str], alliance: S
         ``clients.parquet``; gives the therapist and ``covariates``.
     outcome_name, alliance_name : str
         Names of the two score columns in the result.
+    frames : SharedFrames, optional
+        Score series already computed from ``scores`` (:class:`SharedFrames`).
 
     Returns
     -------
@@ -451,10 +525,9 @@ def session_level_data(scores: pd.DataFrame, outcome: Sequence[str], alliance: S
     """
     _check_identifier(outcome_name, "outcome_name")
     _check_identifier(alliance_name, "alliance_name")
-    o_instr, o_resp, o_scale = _measure_key(outcome, "outcome")
-    a_instr, a_resp, a_scale = _measure_key(alliance, "alliance")
-    out_series = score_series(scores, o_instr, o_scale, o_resp)
-    all_series = score_series(scores, a_instr, a_scale, a_resp)
+    frames = frames if frames is not None else SharedFrames(scores)
+    out_series = frames.series(_measure_key(outcome, "outcome"))
+    all_series = frames.series(_measure_key(alliance, "alliance"))
     data = pd.merge(
         out_series[[CLIENT, SESSION, SCORE]].rename(columns={SCORE: outcome_name}),
         all_series[[CLIENT, SESSION, SCORE]].rename(columns={SCORE: alliance_name}),

@@ -6,7 +6,9 @@ are declared in the config (``models: fits:``); the multiverse (``models: multiv
 the cluster bootstrap (``models: bootstrap:``) and the parameter-recovery study
 (``models: recovery:``) are configured beside them (config/README.md).
 
-* :func:`run_model`: one declared model -> ``results/models/{model}/fixed_effects.csv``,
+* :func:`write_model_datasets`: every declared model's and specification's dataset in one
+  pass over the scores table (:func:`model_datasets`) -> ``results/interim/datasets/``.
+* :func:`run_model`: one declared model's dataset -> ``results/models/{model}/fixed_effects.csv``,
   ``random_effects.csv``, ``fit.json`` (the result contract) and ``therapist_effects.csv``.
 * :func:`write_model_tables`, :func:`write_forest_plot`, :func:`write_trajectory_figure`,
   :func:`write_scatter_figure`, :func:`write_caterpillar_figure`: tables and figures over the
@@ -78,6 +80,12 @@ __all__ = [
     "benefit_direction",
     "prepare_model_data",
     "fit_declared_model",
+    "fit_prepared_model",
+    "dataset_settings",
+    "model_data_settings",
+    "model_datasets",
+    "read_scores",
+    "write_model_datasets",
     "run_model",
     "default_targets",
     "write_model_tables",
@@ -263,14 +271,18 @@ class FittedModel:
     summary: M.ModelSummary
 
 
-def prepare_model_data(spec: Mapping[str, Any], scores: pd.DataFrame, clients: pd.DataFrame | None) -> pd.DataFrame:
+def prepare_model_data(spec: Mapping[str, Any], scores: pd.DataFrame, clients: pd.DataFrame | None,
+                       frames: M.SharedFrames | None = None) -> pd.DataFrame:
     """Client-level data (early alliance, baseline, post, change, slope) for the client-level
-    kinds, one row per client and session (outcome and alliance side by side) otherwise."""
+    kinds, one row per client and session (outcome and alliance side by side) otherwise.
+    ``frames`` (:class:`alliance.models.SharedFrames` of ``scores``) shares score series, early
+    alliance and growth slopes with the other datasets built from the same table."""
     if spec["kind"] in CLIENT_LEVEL_KINDS:
         return M.client_level_data(scores, spec["outcome"], spec["alliance"], spec["early"],
                                    spec["covariates"], clients,
-                                   score_covariate_definitions=spec.get("score_covariates"))
-    return M.session_level_data(scores, spec["outcome"], spec["alliance"], clients, spec["covariates"])
+                                   score_covariate_definitions=spec.get("score_covariates"), frames=frames)
+    return M.session_level_data(scores, spec["outcome"], spec["alliance"], clients, spec["covariates"],
+                                frames=frames)
 
 
 def _fit_kind(spec: Mapping[str, Any], base: pd.DataFrame, fit) -> tuple[Any, str, pd.DataFrame, list[dict]]:
@@ -316,7 +328,13 @@ def fit_declared_model(spec: Mapping[str, Any], scores: pd.DataFrame, clients: p
     -------
     FittedModel
     """
-    base = prepare_model_data(spec, scores, clients)
+    return fit_prepared_model(spec, prepare_model_data(spec, scores, clients), direction, fit)
+
+
+def fit_prepared_model(spec: Mapping[str, Any], base: pd.DataFrame, direction: str = "higher_is_worse",
+                       fit=None) -> FittedModel:
+    """Fit a declared model (:func:`model_spec`) to its dataset (:func:`prepare_model_data`, or
+    the file :func:`write_model_datasets` wrote) and summarise it; as :func:`fit_declared_model`."""
     result, formula, data, contrasts = _fit_kind(spec, base, fit)
     summary = M.model_summary(result, data, _alliance_terms(spec), direction, contrasts=contrasts)
     return FittedModel(dict(spec), result, formula, data, summary)
@@ -343,29 +361,166 @@ def _therapist_effects(fitted: FittedModel) -> pd.DataFrame:
     return modes
 
 
-def _read_clients(path: str | Path | None) -> pd.DataFrame | None:
-    return None if path is None else pd.read_parquet(path)
+# --------------------------------------------------------------------------------------
+# The analysis datasets: every model's and specification's, built in one pass
+# --------------------------------------------------------------------------------------
+#: ``attrs`` key of a dataset file that holds no rows because its data are not estimable (the
+#: reason, :class:`alliance.models.NotEstimableError`); the fit records the model as such.
+NOT_ESTIMABLE_DATA = "not_estimable"
 
 
-def run_model(scores_path: str | Path, clients_path: str | Path | None, name: str, config: Mapping[str, Any],
-              outdir: str | Path, data_path: str | Path) -> FittedModel | None:
-    """Workflow step: fit declared model ``name`` and write its result files.
+def dataset_settings(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings of a model or specification (:func:`model_spec`) that decide its dataset
+    (:func:`prepare_model_data`): its level, the measures, the covariates and, for client-level
+    data, the early-alliance definition and the score covariates. Two specs with equal
+    settings have the same dataset."""
+    level = "client" if spec["kind"] in CLIENT_LEVEL_KINDS else "session"
+    out = {"level": level, "outcome": list(spec["outcome"]), "alliance": list(spec["alliance"]),
+           "covariates": list(spec["covariates"])}
+    if level == "client":
+        out.update(early=dict(spec["early"]), score_covariates=dict(spec.get("score_covariates") or {}))
+    return out
 
-    A model that cannot be estimated (:class:`alliance.models.NotEstimableError`) is recorded
-    by :func:`write_not_estimable_model` and None is returned; the run goes on.
+
+def _dataset_specs(config: Mapping[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
+    return {"models": {name: model_spec(config, name) for name in declared_models(config)},
+            "specifications": {spec: _specification_spec(config, spec) for spec in specification_ids(config)}}
+
+
+def model_data_settings(config: Mapping[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
+    """:func:`dataset_settings` of every declared model and specification (the ``model_data``
+    step's params: an edit that changes no dataset, such as a label or the engine, leaves it)."""
+    return {group: {name: dataset_settings(spec) for name, spec in specs.items()}
+            for group, specs in _dataset_specs(config).items()}
+
+
+def _not_estimable_data(reason: str) -> pd.DataFrame:
+    empty = pd.DataFrame({M.CLIENT: pd.Series(dtype="string"), M.THERAPIST: pd.Series(dtype="string")})
+    empty.attrs[NOT_ESTIMABLE_DATA] = reason
+    return empty
+
+
+def model_datasets(config: Mapping[str, Any], scores: pd.DataFrame,
+                   clients: pd.DataFrame | None) -> dict[str, dict[str, pd.DataFrame]]:
+    """Every declared model's and multiverse specification's dataset, in one pass.
+
+    The frames the datasets share (score series, early alliance per definition, the growth
+    slopes per outcome and window, score covariates; :class:`alliance.models.SharedFrames`)
+    are computed once, and a dataset whose :func:`dataset_settings` equal an earlier one's is
+    that same frame. Each dataset is the one :func:`prepare_model_data` builds alone (tested
+    in tests/test_model_workflow.py: equal frames, and fits identical to those from the
+    scores table).
+
+    Returns
+    -------
+    dict
+        ``{"models": {name: data}, "specifications": {spec id: data}}``. A dataset that
+        cannot be built (:class:`alliance.models.NotEstimableError`) has no rows and the
+        reason in ``attrs["not_estimable"]``.
+    """
+    frames = M.SharedFrames(scores)
+    built: dict[str, pd.DataFrame] = {}
+    out: dict[str, dict[str, pd.DataFrame]] = {}
+    for group, specs in _dataset_specs(config).items():
+        out[group] = {}
+        for name, spec in specs.items():
+            key = json.dumps(dataset_settings(spec), sort_keys=True, default=str)
+            if key not in built:
+                try:
+                    built[key] = prepare_model_data(spec, scores, clients, frames)
+                except M.NotEstimableError as exc:
+                    built[key] = _not_estimable_data(str(exc))
+            out[group][name] = built[key]
+    return out
+
+
+def _dataset_instruments(config: Mapping[str, Any]) -> list[str]:
+    """The instruments any model, specification or score covariate reads."""
+    found = set()
+    for specs in _dataset_specs(config).values():
+        for spec in specs.values():
+            found |= {spec["outcome"][0], spec["alliance"][0]}
+            found |= {str(d["instrument"]) for d in (spec.get("score_covariates") or {}).values() if d.get("instrument")}
+    return sorted(found)
+
+
+def read_scores(path: str | Path, instruments: Sequence[str] | None = None) -> pd.DataFrame:
+    """The long scores table, only the columns the models use (:data:`alliance.models.SCORE_COLUMNS`)
+    and, when ``instruments`` are given, only their rows (in the table's order)."""
+    import pyarrow.parquet as pq
+
+    from alliance.errors import require_columns
+
+    names = pq.read_schema(path).names
+    filters = None if instruments is None or "instrument" not in names else [("instrument", "in", sorted(instruments))]
+    scores = pd.read_parquet(path, columns=[c for c in M.SCORE_COLUMNS if c in names], filters=filters)
+    require_columns(scores, M.SCORE_COLUMNS, "scores")
+    return scores
+
+
+def _read_clients(path: str | Path | None, covariates: Sequence[str] = ()) -> pd.DataFrame | None:
+    """``clients.parquet``: the client, the therapist (when the table has one) and ``covariates``
+    (a covariate the table lacks is left for the dataset's column check to name)."""
+    if path is None:
+        return None
+    import pyarrow.parquet as pq
+
+    names = pq.read_schema(path).names
+    wanted = [M.CLIENT, M.THERAPIST, *covariates]
+    return pd.read_parquet(path, columns=[c for c in dict.fromkeys(wanted) if c in names])
+
+
+def write_model_datasets(scores_path: str | Path, clients_path: str | Path | None, config: Mapping[str, Any],
+                         model_paths: Sequence[str | Path], spec_paths: Sequence[str | Path]) -> None:
+    """Workflow step: write every declared model's and specification's dataset
+    (:func:`model_datasets`), one Parquet file each, named ``{model}.parquet`` and
+    ``{spec}.parquet``. The scores table is read once, projected on the columns and instruments
+    the datasets use; the clients table on the client, therapist and covariates."""
+    specs = _dataset_specs(config)
+    paths = {"models": {Path(p).stem: p for p in model_paths}, "specifications": {Path(p).stem: p for p in spec_paths}}
+    for group, named in paths.items():
+        if sorted(named) != sorted(specs[group]):
+            raise ValueError(f"model datasets: {len(named)} {group} files given for {len(specs[group])} {group} "
+                             "of the config")
+    covariates = sorted({c for group in specs.values() for spec in group.values() for c in spec["covariates"]})
+    scores = read_scores(scores_path, _dataset_instruments(config))
+    log.info("model datasets: %d score rows of %d instruments read", len(scores), scores["instrument"].nunique())
+    datasets = model_datasets(config, scores, _read_clients(clients_path, covariates))
+    for group, named in paths.items():
+        for name, path in named.items():
+            write_parquet(datasets[group][name], path)
+        log.info("model datasets: %d %s written", len(named), group)
+
+
+def _read_dataset(path: str | Path) -> tuple[pd.DataFrame, str | None]:
+    """A dataset file of :func:`write_model_datasets` and, when not estimable, the reason."""
+    data = pd.read_parquet(path)
+    return data, data.attrs.get(NOT_ESTIMABLE_DATA)
+
+
+def run_model(data_path: str | Path, name: str, config: Mapping[str, Any], outdir: str | Path,
+              fitted_path: str | Path) -> FittedModel | None:
+    """Workflow step: fit declared model ``name`` to its dataset (:func:`write_model_datasets`)
+    and write its result files.
+
+    A model that cannot be estimated (:class:`alliance.models.NotEstimableError`, raised by the
+    fit or recorded in the dataset) is recorded by :func:`write_not_estimable_model` and None
+    is returned; the run goes on.
 
     Writes ``fixed_effects.csv``, ``random_effects.csv``, ``fit.json`` (the result contract
     of issue 5; ``fit.json`` also names the model, its kind, label and settings) and
     ``therapist_effects.csv`` (conditional modes, ranked, no ids) into ``outdir``, and the
-    data the model was fitted to (pseudonymised ids) to ``data_path`` for the bootstrap and
+    data the model was fitted to (pseudonymised ids) to ``fitted_path`` for the bootstrap and
     the figures. Every warning of the fit is logged.
     """
     spec = model_spec(config, name)
-    scores = pd.read_parquet(scores_path)
+    base, reason = _read_dataset(data_path)
     try:
-        fitted = fit_declared_model(spec, scores, _read_clients(clients_path), _spec_direction(config, spec))
+        if reason is not None:
+            raise M.NotEstimableError(reason)
+        fitted = fit_prepared_model(spec, base, _spec_direction(config, spec))
     except M.NotEstimableError as exc:
-        write_not_estimable_model(name, spec, str(exc), outdir, data_path)
+        write_not_estimable_model(name, spec, str(exc), outdir, fitted_path)
         return None
     info = fitted.summary.fit
     # AIC/BIC of the model tables: from the ML refit, which compare models with different
@@ -392,7 +547,7 @@ def run_model(scores_path: str | Path, clients_path: str | Path | None, name: st
                  "have no post score", name, info["n_post_in_early_window"])
     write_model_outputs(fitted.summary, outdir)
     write_csv(_therapist_effects(fitted), Path(outdir) / "therapist_effects.csv")
-    write_parquet(fitted.data, data_path)
+    write_parquet(fitted.data, fitted_path)
     return fitted
 
 
@@ -878,15 +1033,18 @@ def _specification_spec(config: Mapping[str, Any], spec_id: str) -> dict[str, An
             "labels": {k: row[k] for k in ("early", "outcome", "respondent", "covariates")}}
 
 
-def run_specification(scores_path: str | Path, clients_path: str | Path | None, spec_id: str,
-                      config: Mapping[str, Any], out_json: str | Path) -> dict[str, Any]:
-    """Workflow step: fit one multiverse specification (an early alliance -> outcome model)
-    and write its alliance effect: the coefficient with its CI and p, and the r-equivalent
-    oriented as the benchmark (so that outcomes on different scales can be ranked together)."""
+def run_specification(data_path: str | Path, spec_id: str, config: Mapping[str, Any],
+                      out_json: str | Path) -> dict[str, Any]:
+    """Workflow step: fit one multiverse specification (an early alliance -> outcome model) to
+    its dataset (:func:`write_model_datasets`) and write its alliance effect: the coefficient
+    with its CI and p, and the r-equivalent oriented as the benchmark (so that outcomes on
+    different scales can be ranked together)."""
     spec = _specification_spec(config, spec_id)
+    base, reason = _read_dataset(data_path)
     try:
-        fitted = fit_declared_model(spec, pd.read_parquet(scores_path), _read_clients(clients_path),
-                                    _spec_direction(config, spec))
+        if reason is not None:
+            raise M.NotEstimableError(reason)
+        fitted = fit_prepared_model(spec, base, _spec_direction(config, spec))
     except M.NotEstimableError as exc:
         reason = f"specification {spec_id}: {exc}"
         log.warning("%s; recorded as not estimable", reason)
@@ -1419,7 +1577,7 @@ def run_dynamic_model(scores_path: str | Path, name: str, config: Mapping[str, A
     outdir = Path(outdir)
     info: dict[str, Any] = {"model": name, "kind": "riclpm", "label": spec["label"] or name, "settings": settings}
     try:
-        session = M.session_level_data(pd.read_parquet(scores_path), outcome, alliance)
+        session = M.session_level_data(read_scores(scores_path, [outcome[0], alliance[0]]), outcome, alliance)
         result, _ = M.fit_dynamic(session, waves=settings["waves"], first=settings["first_session"])
     except M.NotEstimableError as exc:
         log.warning("dynamic model %s not estimable: %s", name, exc)
