@@ -40,6 +40,9 @@ rule model_data:
     params:
         # what decides the datasets (measures, early alliance, covariates), not labels or engines
         datasets=MODEL_DATA_SETTINGS,
+    resources:
+        mem_mb=input_sized_mem_mb,
+        runtime=input_sized_runtime,
     conda:
         "../envs/alliance.yaml"
     log:
