@@ -41,7 +41,7 @@ from alliance.manuscript import (
     write_methods,
 )
 from alliance.models.steps import CLIENT_LEVEL_KINDS
-from alliance.report.tables import MINUS
+from alliance.report.tables import LATENT_MEAN_TITLE, MINUS
 
 EM_DASH = "\u2014"
 
@@ -191,7 +191,8 @@ def test_model_tables_hold_the_fixed_effects(run):
         fixed = read_csv(run["results"] / "models" / info["model"] / "fixed_effects.csv")
         header, body = run["docx"][title]
         assert header[column:column + 3] == ["b", "95% CI", "p"]
-        section = next(i for i, cells in enumerate(body) if cells[0] == "Random effects")
+        # the term rows end where the next section starts (latent means, where shown, then the random part)
+        section = next(i for i, cells in enumerate(body) if cells[0] in ("Random effects", LATENT_MEAN_TITLE))
         # the table's term rows: the terms of its models in order of first appearance
         members = [i for t, _, _, i in model_columns(run) if t == title]
         terms = list(dict.fromkeys(t for i in members for t in
