@@ -10,8 +10,13 @@ ids of the generated data.
 Targets (issue 8, on a 2-core machine): the whole workflow in under 10 minutes and under 6 GB
 peak memory.
 
+With --generate-only the study and its config are written to --workdir and the script stops,
+printing the Snakemake command that runs the workflow there, e.g. on a SLURM cluster with
+profiles/slurm (README.md, "Running on a cluster"). The workflow needs ALLIANCE_ID_KEY set (the
+demo key is refused for data other than the example).
+
 usage: python benchmarks/rom_scale.py [--clients 100000] [--therapists 5000] [--format parquet]
-                                      [--workdir DIR] [--keep]
+                                      [--workdir DIR] [--keep] [--generate-only]
 """
 
 from __future__ import annotations
@@ -117,6 +122,8 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    parser.add_argument("--generate-only", action="store_true",
+                        help="write the study and its config to --workdir, print the workflow command and stop")
     args = parser.parse_args(argv)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="rom_scale_"))
     data = workdir / "data"
@@ -125,6 +132,10 @@ def main(argv=None) -> int:
     print(f"generated {made['client_sessions']:,} client sessions, {made['therapist_forms']:,} therapist forms, "
           f"{made['observer_ratings']:,} observer ratings in {made['seconds']:.1f} s ({args.format})")
     config = workdir_config(workdir, data, args.format)
+    if args.generate_only:
+        print(f"\nrun the workflow there, e.g. on SLURM:\n  {SNAKEMAKE} -s {ROOT / 'Snakefile'} --directory {workdir} "
+              f"--configfile {config} --profile {ROOT / 'profiles' / 'slurm'}")
+        return 0
     seconds, code = run_workflow(workdir, config)
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     steps = step_table(workdir / "logs")

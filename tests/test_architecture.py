@@ -24,6 +24,7 @@ PACKAGE = ROOT / "src" / "alliance"
 #: top-level part of a module name -> its layer (lower layers never import higher ones)
 LAYERS = {
     "__init__": 0, "errors": 0, "logs": 0, "outputs": 0, "resources": 0, "config": 0, "simulate": 0,
+    "job_resources": 0,
     "lmm": 1, "report": 1,
     "scoring": 2,
     "data": 3,

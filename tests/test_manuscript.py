@@ -86,10 +86,11 @@ def markdown_cells(path: Path) -> tuple[list[str], list[list[str]]]:
     """(header, body) of the first table in a Markdown file, as docx_tables reads Word."""
     text = path.read_text(encoding="utf-8").split("\n**Table ")[0]
     rows = [line for line in text.splitlines() if line.startswith("| ")]
-    parsed = [[re.sub(r"\\(.)", r"\1", c.strip()) for c in re.split(r"(?<!\\)\|", row)[1:-1]] for row in rows]
-    parsed = [[re.sub(r"^\*+(.*?)\*+$", r"\1", c) for c in row] for row in parsed]
-    if parsed[2] and all(re.fullmatch(r":?-+:?", c) for c in parsed[1]) and any(parsed[0]) and not parsed[0][0] \
-            and len(parsed) > 3 and parsed[2][1:4] == ["b", "95% CI", "p"]:  # column groups: labels below the rule
+    raw = [[re.sub(r"\\(.)", r"\1", c.strip()) for c in re.split(r"(?<!\\)\|", row)[1:-1]] for row in rows]
+    parsed = [[re.sub(r"^\*+(.*?)\*+$", r"\1", c) for c in row] for row in raw]
+    # column groups: the group labels above the rule, the column labels in bold below it
+    if len(parsed) > 3 and all(re.fullmatch(r":?-+:?", c) for c in parsed[1]) and any(parsed[0]) \
+            and not parsed[0][0] and all(c.startswith("**") for c in raw[2] if c):
         return parsed[2], parsed[3:]
     return parsed[0], parsed[2:]
 
@@ -337,16 +338,35 @@ def test_reliability_table_holds_the_internal_consistency_numbers(run):
     consistency = read_csv(run["results"] / "reliability" / "internal_consistency.csv")
     consistency = consistency[consistency["status"].eq("ok")].reset_index(drop=True)   # the rest: named in the note
     header, body = run["docx"]["Internal Consistency of the Scales"]
-    assert header[-5:] == ["n", "k", "α", "95% CI", "ω"]
+    # single level (alpha, CI, omega, omega hierarchical), then omega and CI within and between clients
+    assert header[-10:] == ["n", "k", "α", "95% CI", "ω", "ωh", "ω", "95% CI", "ω", "95% CI"]
+    at = {name: len(header) - 10 + i for i, name in enumerate(
+        ["n", "k", "alpha", "ci", "omega", "omega_h", "within", "within_ci", "between", "between_ci"])}
     assert len(body) == len(consistency)
+    assert consistency["omega_within"].notna().sum() >= 10  # the example's pooled rows: clients repeat
     for cells, (_, row) in zip(body, consistency.iterrows()):
         what = f"{row['instrument']} {row['scale']} {row['session']}"
         assert cells[header.index("Session")] == ("All" if pd.isna(row["session"]) else f"{int(row['session'])}")
-        assert cells[header.index("n")] == f"{int(row['n']):,}", what
-        assert_shows(cells[header.index("α")], row["alpha"], 2, what)
-        assert_interval(cells[header.index("95% CI")], row["ci_low"], row["ci_high"], 2, what)
+        assert cells[at["n"]] == f"{int(row['n']):,}", what
+        assert_shows(cells[at["alpha"]], row["alpha"], 2, what)
+        assert_interval(cells[at["ci"]], row["ci_low"], row["ci_high"], 2, what)
         if not pd.isna(row["omega_total"]):
-            assert_shows(cells[header.index("ω")], row["omega_total"], 2, what)
+            assert_shows(cells[at["omega"]], row["omega_total"], 2, what)
+        if pd.isna(row["omega_hierarchical"]):
+            assert cells[at["omega_h"]] == "", what
+        else:
+            assert_shows(cells[at["omega_h"]], row["omega_hierarchical"], 2, what)
+        for level in ("within", "between"):
+            if pd.isna(row[f"omega_{level}"]):  # single-session rows: one administration per client
+                assert cells[at[level]] == cells[at[f"{level}_ci"]] == "\u2013", what
+                assert row["n_clients"] == row["n"] and row["ci_method"] == "Feldt", what
+            else:
+                assert_shows(cells[at[level]], row[f"omega_{level}"], 2, f"{what} {level}")
+                assert_interval(cells[at[f"{level}_ci"]], row[f"omega_{level}_ci_low"],
+                                row[f"omega_{level}_ci_high"], 2, f"{what} {level}")
+    note = (run["results"] / "tables" / "reliability.md").read_text(encoding="utf-8").split("*Note.* ")[1]
+    assert "cluster bootstrap over clients (percentile, 200 replicates" in note and "Feldt (1965)" in note
+    assert "Geldhof, Preacher & Zyphur, 2014" in note
 
 
 # --------------------------------------------------------------------------- methods paragraph

@@ -200,3 +200,13 @@ def test_definitions_state_early_alliance_centring_lags_r2_share_and_icc():
     # A model not from the pipeline (no kind) gets none of these sentences.
     plain = methods_paragraph(SUMMARY, [{k: v for k, v in m.items() if k != "kind"} for m in PIPELINE_MODELS], [], {})
     assert "Early alliance was" not in plain and "R\u00b2" not in plain
+
+
+def test_latent_mean_correction_is_stated_with_its_citation():
+    latent = {"between": {"estimate": -0.06, "df": 37.0}, "n_therapists": 40}
+    models = [PIPELINE_MODELS[0], {**PIPELINE_MODELS[1], "latent_mean": latent}]
+    text = methods_paragraph(SUMMARY, models, [], {})
+    assert "therapist mean as a latent variable in a two-level model fitted by maximum likelihood (Lüdtke et al., 2008)" in text
+    assert any(r.startswith("Lüdtke, O., Marsh, H. W.") for r in methods_references(models, [], {}))
+    without = methods_paragraph(SUMMARY, PIPELINE_MODELS, [], {})
+    assert "Lüdtke" not in without and not any("Lüdtke" in r for r in methods_references(PIPELINE_MODELS, [], {}))

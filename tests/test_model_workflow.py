@@ -160,6 +160,24 @@ def test_therapist_client_model_carries_the_slope_contrast(fitted_dir):
     assert [r["term"] for r in info["r_equivalents"]] == ["early_alliance_tm", "early_alliance_cd"]
 
 
+def test_therapist_client_model_carries_the_latent_mean_slopes(fitted_dir):
+    """fit.json's latent_mean is fit_latent_mean_slopes (tested against lavaan in
+    tests/test_latent_means.py) on the model's rows, with its numeric covariates."""
+    from alliance.models import fit_latent_mean_slopes
+
+    root, _ = fitted_dir
+    info = json.loads((root / "models" / "split" / "fit.json").read_text())
+    latent = info["latent_mean"]
+    data = pd.read_parquet(root / "interim" / "split.parquet")
+    rows = data.dropna(subset=["post", "early_alliance", "baseline"])
+    direct = fit_latent_mean_slopes(rows, "post", "early_alliance", ["baseline"])
+    assert latent["covariates"] == ["baseline"] and latent["n_clients"] == info["nobs"]
+    assert latent["n_therapists"] == info["ngroups"]["therapist"]
+    for key in ("between", "within", "contextual"):
+        assert latent[key]["estimate"] == pytest.approx(direct.effect(key)["estimate"], abs=1e-12)
+    assert latent["between"]["df"] == latent["n_therapists"] - 2 - 1
+
+
 def test_fit_warnings_are_logged_and_written(tmp_path, caplog):
     scores, ref = reference("boundary")
     assert ref["early_alliance_outcome"]["singular"]

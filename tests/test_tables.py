@@ -414,6 +414,101 @@ def test_reliability_table_shows_sessions_when_given():
     assert table.header[3] == "Session" and [r[3] for r in table.body] == ["1", "1", "1", "2"]
 
 
+def multilevel_reliability_frame() -> pd.DataFrame:
+    """internal_consistency.csv's columns on four hand-made rows: two pooled rows where clients
+    repeat (multilevel omega estimated), a pooled row with too few clients for the two-level
+    model (45 items, 40 clients) and a single-session row (one administration per client).
+    Every statistic differs from its neighbours, so a value shown in the wrong column shows."""
+    nan = np.nan
+    boot, feldt = "cluster bootstrap over clients (percentile)", "Feldt"
+    return pd.DataFrame({
+        "instrument": ["wai_sr", "phq9", "oq45", "wai_sr"], "key": ["wai_sr", "phq9", "oq45", "wai_sr"],
+        "scale": ["total", "total", "total", "task"], "respondent": ["client"] * 4,
+        "session": pd.Series(["All", "All", "All", 3], dtype=object),
+        "n": [1200, 1100, 120, 290], "k": [12, 9, 45, 4], "n_clients": [300, 300, 40, 290],
+        "alpha": [0.9123, 0.8761, 0.9342, 0.7931], "ci_low": [0.9051, 0.8633, 0.9021, 0.7512],
+        "ci_high": [0.9187, 0.8872, 0.9517, 0.8266], "omega_total": [0.9162, 0.8799, 0.9391, 0.7953],
+        "omega_hierarchical": [0.8046, nan, 0.8523, nan], "ci_method": [boot, boot, boot, feldt],
+        "omega_model": ["bifactor: task, bond, goal", "one factor", "bifactor: ir, sd, sr", "one factor"],
+        "omega_within": [0.7449, 0.6234, nan, nan], "omega_within_ci_low": [0.7312, 0.5987, nan, nan],
+        "omega_within_ci_high": [0.7581, 0.6488, nan, nan],
+        "omega_between": [0.9964, 0.9415, nan, nan], "omega_between_ci_low": [0.9871, 0.8803, nan, nan],
+        "omega_between_ci_high": [1.0, 0.9902, nan, nan],
+        "alpha_within": [0.7011, 0.6102, nan, nan], "alpha_between": [0.9902, 0.9333, nan, nan],
+        "n_boot": [200, 200, 200, nan],
+    })
+
+
+MULTILEVEL_LABELS = {"wai_sr": "WAI-SR", "phq9": "PHQ-9", "oq45": "OQ-45", "client": "Client", "total": "Total",
+                     "task": "Task"}
+
+
+def test_reliability_table_shows_within_and_between_omega_in_their_columns():
+    """Issue 16: omega within and between clients with their intervals, omega hierarchical,
+    beside the single-level alpha and omega. Expected cells rounded by hand from the frame
+    (two decimals, no leading zero, 1.00 kept; en dash where not estimated, blank where a
+    scale has no subscales for omega hierarchical)."""
+    table = T.reliability_table(multilevel_reliability_frame(), number=2, labels=MULTILEVEL_LABELS)
+    assert table.spanners == [("", 6), ("Single level", 4), ("Within clients", 2), ("Between clients", 2)]
+    assert table.header == ["Instrument", "Scale", "Respondent", "Session", "n", "k", "\u03b1", "95% CI", "\u03c9",
+                            "\u03c9h", "\u03c9", "95% CI", "\u03c9", "95% CI"]
+    dash = "\u2013"
+    assert table.body == [
+        ["WAI-SR", "Total", "Client", "All", "1,200", "12", ".91", "[.91, .92]", ".92", ".80",
+         ".74", "[.73, .76]", "1.00", "[.99, 1.00]"],
+        ["PHQ-9", "Total", "Client", "All", "1,100", "9", ".88", "[.86, .89]", ".88", "",
+         ".62", "[.60, .65]", ".94", "[.88, .99]"],
+        ["OQ-45", "Total", "Client", "All", "120", "45", ".93", "[.90, .95]", ".94", ".85", dash, dash, dash, dash],
+        ["WAI-SR", "Task", "Client", "3", "290", "4", ".79", "[.75, .83]", ".80", "", dash, dash, dash, dash],
+    ]
+
+
+def test_reliability_table_note_names_the_ci_methods_and_why_cells_are_empty():
+    note = T.reliability_table(multilevel_reliability_frame(), labels=MULTILEVEL_LABELS).note
+    assert "(Geldhof, Preacher & Zyphur, 2014)" in note
+    assert "\u03c9h = omega hierarchical" in note and "blank for a scale without subscales" in note
+    # the CI methods as ci_method names them, each for the rows it was used on
+    assert ("95% CIs of \u03b1 and of \u03c9 within and between clients: cluster bootstrap over clients "
+            "(percentile, 200 replicates; Field & Welsh, 2007) where clients gave several administrations; "
+            "Feldt (1965) where each client gave one administration.") in note
+    assert ("\u2013 = not estimated: each client gave one administration, so no variance lies within clients; "
+            "or fewer clients than items + 1") in note
+    # one method, one reason: said without the "where" clauses and without the other reason
+    pooled = multilevel_reliability_frame().iloc[:2]
+    note = T.reliability_table(pooled).note
+    assert "cluster bootstrap over clients (percentile, 200 replicates; Field & Welsh, 2007)." in note
+    assert "Feldt" not in note and "not estimated" not in note
+    session = multilevel_reliability_frame().iloc[[0, 3]]
+    note = T.reliability_table(session).note
+    assert "not estimated: each client gave one administration, so no variance lies within clients." in note
+
+
+def test_reliability_table_without_multilevel_values_has_no_multilevel_columns():
+    # every client once (the frame of a study with one administration each): nothing to show
+    frame = multilevel_reliability_frame().iloc[[3]]
+    table = T.reliability_table(frame)
+    assert table.header[-3:] == ["\u03b1", "95% CI", "\u03c9"] and table.spanners == []
+    assert "Geldhof" not in table.note and "Feldt (1965)." in table.note
+
+
+def test_reliability_table_with_multilevel_columns_in_every_format(tmp_path):
+    table = T.reliability_table(multilevel_reliability_frame(), number=2, labels=MULTILEVEL_LABELS)
+    paths = T.write_table(table, tmp_path / "reliability")
+    md = [line for line in paths["md"].read_text(encoding="utf-8").splitlines() if line.startswith("| ")]
+    md_rows = [[_md_plain(c.strip()) for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]] for line in md]
+    assert md_rows[0] == table.spanner_cells and [c.strip("*") for c in md_rows[2]] == table.header
+    assert md_rows[3:] == table.body
+    html_rows = html_cells(paths["html"].read_text(encoding="utf-8"))[1]
+    assert html_rows[0] == table.header and html_rows[1:] == table.body
+    tex = paths["tex"].read_text(encoding="utf-8")
+    assert "\\multicolumn{2}{c}{Within clients}" in tex and "\\cmidrule(lr){11-12}" in tex
+    assert latex_cells(tex) == (table.header, table.body)
+    grid = docx.Document(str(paths["docx"])).tables[0]
+    rows = [[cell.text.replace("\u00a0", " ") for cell in row.cells] for row in grid.rows]
+    assert rows[1] == table.header and rows[2:] == table.body
+    assert T.docx_layout(table).landscape  # 14 columns: a landscape page
+
+
 # --------------------------------------------------------------------------- descriptives
 
 
@@ -768,3 +863,27 @@ def test_bad_spanners_and_sections_are_refused():
         ApaTable(1, "T", columns, rows, sections={3: "S"})
     with pytest.raises(ValueError, match="no models"):
         T.model_comparison_table([], 1, "T")
+
+
+def test_latent_mean_rows_and_note_of_the_therapist_client_model():
+    """fit.json's latent_mean (alliance.models.latent_mean_summary) becomes three rows in the
+    model's columns, in their own section, with N and the therapist df in the note."""
+    row = {"estimate": -0.0648, "se": 0.1771, "df": 37.0, "p": 0.716, "ci_low": -0.4237, "ci_high": 0.2941}
+    latent = {"between": row, "within": {**row, "estimate": -0.0166, "se": 0.0389, "df": math.inf},
+              "contextual": {**row, "estimate": -0.0483}, "outcome": "post", "predictor": "early_alliance",
+              "covariates": ["baseline"], "not_adjusted": ["arm"], "n_clients": 376, "n_therapists": 40,
+              "warnings": ["latent-mean model: the between-therapist residual variance of post is estimated at 0"]}
+    columns = reference_model_columns()
+    columns[1] = T.ModelColumn(2, "Client level", {**columns[1].info, "latent_mean": latent}, columns[1].fixed,
+                               columns[1].random)
+    table = T.model_comparison_table(columns, 6, "Models", labels={"early_alliance": "Early alliance"})
+    rows = {cells[0]: cells for cells in table.body}
+    between = rows["Early alliance, between therapists (latent mean)"]
+    assert between[4] == "\u22120.06" and between[5] == "[\u22120.42, 0.29]" and between[6] == ".716"
+    assert between[1] == ""  # model 1 has no latent-mean fit
+    assert rows["Early alliance, within therapists"][4] == "\u22120.017"
+    assert "Early alliance, contextual effect (between \u2212 within)" in rows
+    assert T.LATENT_MEAN_TITLE in table.sections.values()
+    assert "N = 376 clients, 40 therapists" in table.note and "t with 37 df" in table.note
+    assert "arm not included" in table.note and "residual variance of the outcome was estimated at 0" in table.note
+    assert "Latent" not in (comparison_table().note or "") and T.LATENT_MEAN_TITLE not in comparison_table().sections.values()

@@ -446,7 +446,7 @@ def methods_models(fit_paths: Sequence[str | Path]) -> list[dict[str, Any]]:
         models.append({
             "label": f"Model {number} ({label})", "formula": f"`{' '.join(str(info['formula']).split())}`",
             **{k: info[k] for k in ("reml", "engine", "nobs", "ngroups", "singular", "converged", "df_method",
-                                    "kind", "settings", "therapist_icc", "df_notes")
+                                    "kind", "settings", "therapist_icc", "df_notes", "latent_mean")
                if k in info},
         })
     return models

@@ -54,6 +54,9 @@ rule agreement:
     params:
         settings=config["agreement"],
         instruments=config["instruments"],
+    resources:
+        mem_mb=input_sized_mem_mb,
+        runtime=input_sized_runtime,
     conda:
         "../envs/alliance.yaml"
     log:

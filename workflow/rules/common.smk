@@ -56,6 +56,39 @@ def instrument_key_files(wildcards=None):
     return instrument_key_paths(config)
 
 
+# Memory and time of the heavy steps (issue 18): each claims a straight line in the size of its
+# input, fitted to measured runs (alliance.job_resources, README.md "Running on a cluster").
+# Snakemake calls these with the job's input, its attempt (1, then 2 on a resubmission) and its
+# rule's name; a job whose input does not exist yet is evaluated again just before it starts.
+from alliance.job_resources import (
+    influence_runtime_minutes,
+    input_megabytes,
+    step_memory_mb,
+    step_runtime_minutes,
+)
+
+
+def input_sized_mem_mb(wildcards, input, attempt, rulename):
+    """The job's memory in MB, from its rule's measured line and its input size."""
+    return step_memory_mb(rulename, input_megabytes(input), attempt)
+
+
+def input_sized_runtime(wildcards, input, attempt, rulename):
+    """The job's wall-time limit in minutes, from its rule's measured line and its input size."""
+    return step_runtime_minutes(rulename, input_megabytes(input), attempt)
+
+
+def diagnostics_runtime(wildcards, input, attempt):
+    """model_diagnostics' time limit: with leave-one-therapist-out influence (models: diagnostics:
+    influence:, client-level models by default) one refit per therapist, else a straight line."""
+    from alliance.models.steps import diagnostics_influence
+
+    kind = (config["models"]["fits"].get(wildcards.model) or {}).get("kind")
+    if diagnostics_influence(config, kind):
+        return influence_runtime_minutes(input_megabytes(input), attempt)
+    return step_runtime_minutes("model_diagnostics", input_megabytes(input), attempt)
+
+
 # What `snakemake` builds by default; each rules file adds its own final outputs.
 FINAL_OUTPUTS = [
     "results/data/summary.json",
@@ -156,3 +189,4 @@ def report_page_targets(pages, targets):
             if match:
                 found.append(page.format(**match.groupdict()))
     return found
+

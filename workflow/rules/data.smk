@@ -26,6 +26,9 @@ rule deid_gate:
         "results/data/deid_report.json",
     params:
         reading=reading_settings(),
+    resources:
+        mem_mb=input_sized_mem_mb,
+        runtime=input_sized_runtime,
     conda:
         "../envs/alliance.yaml"
     log:
@@ -44,6 +47,9 @@ rule validate_data:
     params:
         reading=reading_settings(),
         instruments=config_digest(config["instruments"]),
+    resources:
+        mem_mb=input_sized_mem_mb,
+        runtime=input_sized_runtime,
     conda:
         "../envs/alliance.yaml"
     log:
@@ -70,6 +76,9 @@ rule ingest:
     params:
         reading=reading_settings(),
         instruments=config_digest(config["instruments"]),
+    resources:
+        mem_mb=input_sized_mem_mb,
+        runtime=input_sized_runtime,
     conda:
         "../envs/alliance.yaml"
     log:
@@ -105,6 +114,9 @@ rule data_summary:
         pdf="results/figures/missingness.pdf",
         # the figure's facts (sessions drawn, N), included by missingness.rst
         caption="results/figures/missingness_caption.rst",
+    resources:
+        mem_mb=input_sized_mem_mb,
+        runtime=input_sized_runtime,
     conda:
         "../envs/alliance.yaml"
     log:

@@ -55,6 +55,9 @@ rule interrater:
         ),
     params:
         settings=config["interrater"],
+    resources:
+        mem_mb=input_sized_mem_mb,
+        runtime=input_sized_runtime,
     conda:
         "../envs/alliance.yaml"
     log:

@@ -58,6 +58,9 @@ rule model_fit:
         scoring=config_digest(config["scoring"]),
     wildcard_constraints:
         model="[A-Za-z][A-Za-z0-9_]*",
+    resources:
+        mem_mb=input_sized_mem_mb,
+        runtime=input_sized_runtime,
     conda:
         "../envs/alliance.yaml"
     log:
@@ -238,6 +241,9 @@ rule model_specification:
         scoring=config_digest(config["scoring"]),
     wildcard_constraints:
         spec="[A-Za-z0-9_.-]+",
+    resources:
+        mem_mb=input_sized_mem_mb,
+        runtime=input_sized_runtime,
     conda:
         "../envs/alliance.yaml"
     message:
@@ -286,6 +292,9 @@ rule model_bootstrap_batch:
     wildcard_constraints:
         model="[A-Za-z][A-Za-z0-9_]*",
         batch="[0-9]+",
+    resources:
+        mem_mb=input_sized_mem_mb,
+        runtime=input_sized_runtime,
     conda:
         "../envs/alliance.yaml"
     message:
@@ -478,6 +487,9 @@ rule model_diagnostics:
         diagnostics=config_digest((config.get("models") or {}).get("diagnostics")),
     wildcard_constraints:
         model="[A-Za-z][A-Za-z0-9_]*",
+    resources:
+        mem_mb=input_sized_mem_mb,
+        runtime=diagnostics_runtime,
     conda:
         "../envs/alliance.yaml"
     log:

@@ -27,6 +27,9 @@ rule score:
         # how the coders' ratings enter results/scores/analysis_scores.parquet
         combine=config["interrater"]["combine"],
         designated_rater=config["interrater"]["designated_rater"],
+    resources:
+        mem_mb=input_sized_mem_mb,
+        runtime=input_sized_runtime,
     conda:
         "../envs/alliance.yaml"
     log:
@@ -51,6 +54,9 @@ rule internal_consistency:
     params:
         instruments=config_digest(config["instruments"]),
         sessions=config["scoring"]["reliability_sessions"],
+    resources:
+        mem_mb=input_sized_mem_mb,
+        runtime=input_sized_runtime,
     conda:
         "../envs/alliance.yaml"
     log:
@@ -80,6 +86,9 @@ rule change:
     params:
         instruments=config_digest(config["instruments"]),
         scoring=config_digest(config["scoring"]),
+    resources:
+        mem_mb=input_sized_mem_mb,
+        runtime=input_sized_runtime,
     conda:
         "../envs/alliance.yaml"
     log:

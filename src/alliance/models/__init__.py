@@ -75,6 +75,11 @@ from alliance.models.dynamic import (
     fit_riclpm,
     fit_dynamic,
 )
+from alliance.models.latent_means import (
+    LatentMeanResult,
+    fit_latent_mean_slopes,
+    latent_mean_summary,
+)
 
 __all__ = [
     "NotEstimableError",
@@ -136,4 +141,7 @@ __all__ = [
     "wide_panel",
     "fit_riclpm",
     "fit_dynamic",
+    "LatentMeanResult",
+    "fit_latent_mean_slopes",
+    "latent_mean_summary",
 ]

@@ -229,7 +229,8 @@ def fit_therapist_client(client_data: pd.DataFrame, response: str = "post", cova
     from the covariance of the fixed effects. Its df come from a second fit of the same
     model, reparameterised as ``response ~ {alliance}_tm + {alliance} + ...``: there the
     coefficient of ``{alliance}_tm`` is exactly ``b_therapist - b_client`` (the contextual
-    effect; Raudenbush & Bryk, 2002, ch. 5), so its Satterthwaite df are the contrast's.
+    effect; Raudenbush & Bryk, 2002, ch. 5), so its Satterthwaite df are the contrast's,
+    bounded by the number of therapists (therapists - 2) as the therapist-mean term is.
 
     Returns
     -------
@@ -242,6 +243,13 @@ def fit_therapist_client(client_data: pd.DataFrame, response: str = "post", cova
     reparam = formula.replace(f"{alliance}_cd", alliance, 1)
     contextual = fit_model(reparam, data, reml=reml, engine=engine, fit=fit)
     df = float(contextual.fixed_effects.loc[f"{alliance}_tm", "df"])
+    groups = getattr(result, "ngroups", {}) or {}
+    if therapist in groups:
+        # a therapist-level contrast: its df cannot exceed what the therapists give
+        # (alliance.models.summaries.bound_therapist_df does the same for the _tm term)
+        from alliance.models.summaries import therapist_df
+
+        df = min(df, therapist_df(int(groups[therapist]), 1))
     contrast = slope_difference_test(result, f"{alliance}_tm", f"{alliance}_cd", df=df)
     return result, formula, data, contrast
 

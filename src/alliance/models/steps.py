@@ -61,6 +61,7 @@ from alliance.outputs import write_csv, write_json, write_parquet
 from alliance.report.tables import markdown_text
 
 
+from alliance.lmm import parse_formula
 from alliance.models.summaries import ModelSummary
 
 
@@ -83,6 +84,7 @@ __all__ = [
     "alliance_effects",
     "write_forest_plot",
     "write_therapist_icc",
+    "latent_mean_record",
     "figure_models",
     "write_trajectory_figure",
     "write_scatter_figure",
@@ -380,6 +382,10 @@ def run_model(scores_path: str | Path, clients_path: str | Path | None, name: st
         log.warning("model %s, ML refit: %s", name, message)
     info.update({"model": name, "kind": spec["kind"], "label": spec["label"] or name, "settings": _settings(spec)})
     info.update(_level_statistics(fitted, _spec_direction(config, spec)))
+    if spec["kind"] == "therapist_client":
+        info["latent_mean"] = latent_mean_record(fitted)
+        for message in info["latent_mean"].get("warnings", []):
+            log.warning("model %s: %s", name, message)
     if "n_post_in_early_window" in fitted.data.attrs:
         info["n_post_in_early_window"] = fitted.data.attrs["n_post_in_early_window"]
         log.info("model %s: %d client(s) with their last outcome score inside the early-alliance window "
@@ -406,6 +412,34 @@ def _level_statistics(fitted: FittedModel, direction: str) -> dict[str, Any]:
     if icc["singular"]:
         log.warning("therapist ICC of %s: the therapist variance of the null model is estimated at 0", response)
     return {"alliance_effects": _records(effects), "therapist_icc": icc}
+
+
+def latent_mean_record(fitted: FittedModel) -> dict[str, Any]:
+    """The therapist-vs-client model's alliance slopes with LATENT therapist means
+    (:func:`alliance.models.fit_latent_mean_slopes`, Lüdtke et al., 2008) for ``fit.json``.
+
+    Same response, alliance and rows as the mixed model; its numeric covariates (baseline,
+    score covariates) are adjusted for at both levels. Categorical covariates are left out
+    and named under ``not_adjusted``: an arm randomised within therapists has no
+    between-therapist variance, so its between slope is not identified. A model that cannot be
+    estimated gives ``status: "not estimable"`` and the reason.
+    """
+    from alliance.lmm.design import is_categorical
+    from alliance.models.summaries import _model_rows
+
+    response = fitted.formula.split("~")[0].strip()
+    terms = [t[0] for t in parse_formula(fitted.formula).fixed_terms if len(t) == 1]
+    alliance = "early_alliance"
+    others = [t for t in terms if t not in (f"{alliance}_tm", f"{alliance}_cd")]
+    rows = _model_rows(fitted.result, fitted.data)
+    numeric = [t for t in others if not is_categorical(rows[t])]
+    try:
+        result = M.fit_latent_mean_slopes(rows, response, alliance, numeric)
+    except M.NotEstimableError as exc:
+        return {"status": NOT_ESTIMABLE, "reason": str(exc)}
+    record = M.latent_mean_summary(result, f"{alliance}_tm", f"{alliance}_cd")
+    record["not_adjusted"] = [t for t in others if t not in numeric]
+    return record
 
 
 NOT_ESTIMABLE = "not estimable"

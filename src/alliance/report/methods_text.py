@@ -84,6 +84,9 @@ DEFINITION_REFERENCES = {
                     "correlation: Exploring the relative importance of therapist and patient variability in the "
                     "alliance. Journal of Consulting and Clinical Psychology, 75(6), 842-852. "
                     "https://doi.org/10.1037/0022-006X.75.6.842"),
+    "luedtke2008": ("Lüdtke, O., Marsh, H. W., Robitzsch, A., Trautwein, U., Asparouhov, T., & Muthén, B. (2008). "
+                    "The multilevel latent covariate model: A new, more reliable approach to group-level effects in "
+                    "contextual studies. Psychological Methods, 13(3), 203-229. https://doi.org/10.1037/a0012869"),
     "flueckiger": ("Flückiger, C., Del Re, A. C., Wampold, B. E., & Horvath, A. O. (2018). The alliance in adult "
                    "psychotherapy: A meta-analytic synthesis. Psychotherapy, 55(4), 316-340. "
                    "https://doi.org/10.1037/pst0000172"),
@@ -362,6 +365,12 @@ def _early_sentence(models: Sequence[Mapping[str, Any]]) -> str:
         text += (" To separate therapist and client contributions, early alliance was split into the therapist's "
                  "mean over their clients (centred on the mean of the therapist means) and the client's deviation "
                  "from it (Baldwin et al., 2007).")
+    if any(m.get("kind") == "therapist_client" and (m.get("latent_mean") or {}).get("between") for m in early):
+        text += (" Because a mean over few clients measures the therapist's mean alliance unreliably and so pulls the "
+                 "therapist-level slope towards the client-level one, the therapist-level and contextual (therapist "
+                 "minus client) slopes were also estimated with the therapist mean as a latent variable in a "
+                 "two-level model fitted by maximum likelihood (Lüdtke et al., 2008), with df bounded by the number "
+                 "of therapists.")
     return text
 
 
@@ -512,6 +521,8 @@ def methods_references(models: Sequence[Mapping[str, Any]], instruments: Sequenc
         references.append(DEFINITION_REFERENCES["baldwin_imel"])
     if any(m.get("kind") == "therapist_client" for m in estimated):
         references.append(DEFINITION_REFERENCES["baldwin2007"])
+        if any((m.get("latent_mean") or {}).get("between") for m in estimated):
+            references.append(DEFINITION_REFERENCES["luedtke2008"])
     if versions.get("snakemake") and versions["snakemake"] != "not installed":
         references.append(SOFTWARE_REFERENCES["snakemake"])
     return sorted(dict.fromkeys(references))

@@ -1407,7 +1407,8 @@ def model_comparison_table(models: Sequence[ModelColumn], number: int, title: st
         decimals = shown_decimals([v for key, _, v in part if key.split("|")[0] in ("sigma2", "tau00", "tau11")])
         for key, text, value in part:
             random_rows.setdefault(key, {"label": text})[f"b{k}"] = format_random_part(key, value, decimals)
-    order = list(records.values()) + [random_rows[key] for key in _random_order(random_rows)]
+    latent = _latent_mean_rows(models, names)
+    order = list(records.values()) + latent + [random_rows[key] for key in _random_order(random_rows)]
     columns, spanners = [Column("label", "")], [("", 1)]
     ci = f"{round(level * 100):g}% CI"
     for k, model in enumerate(models):
@@ -1419,9 +1420,57 @@ def model_comparison_table(models: Sequence[ModelColumn], number: int, title: st
     keys = [c for k in range(len(models)) for c in (f"b{k}", f"se{k}", f"lo{k}", f"hi{k}", f"p{k}")]
     rows = pd.DataFrame(order, columns=["label", *keys]).astype({k: object for k in keys})
     rows = rows.where(rows.notna(), None)
-    sections = {len(records): RANDOM_PART_TITLE} if random_rows else {}
+    sections = {len(records): LATENT_MEAN_TITLE} if latent else {}
+    if random_rows:
+        sections[len(records) + len(latent)] = RANDOM_PART_TITLE
     return ApaTable(number, title, columns, rows, _joined_note(_comparison_note(models, ci), note),
                     spanners=spanners, sections=sections)
+
+
+LATENT_MEAN_TITLE = "Latent therapist means (Lüdtke et al., 2008)"
+LATENT_MEAN_LABELS = {"between": "between therapists (latent mean)", "within": "within therapists",
+                      "contextual": "contextual effect (between \u2212 within)"}
+
+
+def _latent_mean_rows(models: Sequence[ModelColumn], names: Mapping[str, str]) -> list[dict[str, Any]]:
+    """Rows of the latent-mean slopes (``fit.json``'s ``latent_mean``) in the models' columns:
+    between, within, contextual; none when no model has them."""
+    rows = {key: {"label": f"{names.get('early_alliance', 'Early alliance')}, {text}"}
+            for key, text in LATENT_MEAN_LABELS.items()}
+    found = False
+    for k, model in enumerate(models):
+        record = model.info.get("latent_mean") if model.estimated else None
+        if not record or record.get("status"):
+            continue
+        found = True
+        for key in LATENT_MEAN_LABELS:
+            r = record[key]
+            rows[key].update({f"b{k}": r["estimate"], f"se{k}": r["se"], f"lo{k}": r["ci_low"],
+                              f"hi{k}": r["ci_high"], f"p{k}": r["p"]})
+    return list(rows.values()) if found else []
+
+
+def _latent_mean_note(model: ModelColumn) -> str:
+    """What the latent-mean rows of one model are: the model, its adjustment, N and df."""
+    record = model.info["latent_mean"]
+    if record.get("status"):
+        return f"Model {model.number}: latent therapist means not estimable: {record.get('reason')}."
+    covariates = record.get("covariates") or []
+    adjusted = f", adjusted for {', '.join(covariates)} at both levels" if covariates else ""
+    left = record.get("not_adjusted") or []
+    left_text = (f" ({', '.join(left)} not included: a covariate randomised within therapists has no "
+                 "between-therapist variance)") if left else ""
+    df = record["between"]["df"]
+    text = (f"Model {model.number}, latent therapist means: {record['outcome']} on {record['predictor']} at the "
+            f"within- and between-therapist level of a two-level model with the therapist mean of "
+            f"{record['predictor']} latent, by ML (Lüdtke et al., 2008){adjusted}{left_text}; N = "
+            f"{record['n_clients']} clients, {record['n_therapists']} therapists; SEs from the observed information; "
+            f"CI and p of the between and contextual rows from t with {df:g} df (therapists \u2212 between-level "
+            f"predictors \u2212 1), of the within row normal.")
+    zero = [w for w in record.get("warnings") or [] if "estimated at 0" in w]
+    if zero:
+        text += " The between-therapist residual variance of the outcome was estimated at 0."
+    return text
 
 
 def _random_order(rows: Mapping[str, Any]) -> list[str]:
@@ -1479,6 +1528,7 @@ def _comparison_note(models: Sequence[ModelColumn], ci: str) -> str:
         parts.append(f"Unconditional therapist ICC of the outcome [{round(100 * first['level']):g}% CI]: " + "; ".join(
             f"Model {m.number}, {_percent(i['icc'])} [{_percent(i['ci_low'])}, {_percent(i['ci_high'])}]"
             for m, i in iccs) + ".")
+    parts += [_latent_mean_note(m) for m in fitted if m.info.get("latent_mean")]
     parts += [f"Model {m.number}: Not estimable: {m.info.get('reason')}." for m in models if not m.estimated]
     return " ".join(parts)
 
@@ -1490,24 +1540,44 @@ def _models_text(models: Sequence[ModelColumn]) -> str:
     return f"Models {', '.join(numbers[:-1])} and {numbers[-1]}"
 
 
+EN_DASH = "\u2013"
+#: Multilevel omega columns of :func:`alliance.scoring.psychometrics.internal_consistency`,
+#: each with its cluster-bootstrap interval: (estimate, lower, upper, spanner).
+MULTILEVEL_OMEGA = (("omega_within", "omega_within_ci_low", "omega_within_ci_high", "Within clients"),
+                    ("omega_between", "omega_between_ci_low", "omega_between_ci_high", "Between clients"))
+#: ``ci_method`` values as the note names them, with the method's reference.
+CI_METHODS = {"Feldt": "Feldt (1965)",
+              "cluster bootstrap over clients (percentile)": "cluster bootstrap over clients (percentile{replicates};"
+                                                             " Field & Welsh, 2007)"}
+
+
 def reliability_table(consistency: pd.DataFrame, number: int = 3, title: str = "Internal Consistency",
                       labels: Mapping[str, str] | None = None, decimals: int = 2,
                       note: str | None = None, level: float = 0.95) -> ApaTable:
     """APA table of internal consistency per instrument, scale and respondent.
+
+    Single-level alpha with its CI, omega total and (where a scale's key declares
+    subscales) omega hierarchical; then, where clients gave several administrations, omega
+    within and between clients with their intervals, under column groups. A multilevel cell
+    that was not estimated shows an en dash and the note says why.
 
     Parameters
     ----------
     consistency : DataFrame
         :func:`alliance.scoring.psychometrics.internal_consistency`: ``instrument``, ``scale``,
         ``respondent``, ``n``, ``k``, ``alpha``, ``ci_low``, ``ci_high``, ``omega_total``
-        (and ``session``, shown when it is given).
+        (and ``session``, ``omega_hierarchical`` and the :data:`MULTILEVEL_OMEGA` columns,
+        shown when they hold a value; ``ci_method``, ``n_boot`` and ``n_clients`` for the note).
     labels : mapping, optional
         Display names of instruments, scales and respondents.
 
     Notes
     -----
-    Cronbach's alpha with Feldt's (1965) interval; omega total (McDonald, 1999) from a
-    one-factor model (as computed upstream; the table only presents them).
+    Cronbach's alpha with the interval ``ci_method`` names (Feldt, 1965, where each client
+    gave one administration; else a percentile cluster bootstrap over clients); omega total
+    and hierarchical (McDonald, 1999; Zinbarg et al., 2005); omega within and between from a
+    two-level one-factor model (Geldhof, Preacher & Zyphur, 2014). The table only presents
+    them: the numbers are computed and tested (against lavaan) upstream.
     """
     _require(consistency, ["instrument", "scale", "respondent", "n", "k", "alpha", "ci_low", "ci_high",
                            "omega_total"], "reliability_table")
@@ -1518,16 +1588,91 @@ def reliability_table(consistency: pd.DataFrame, number: int = 3, title: str = "
     ci = f"{round(level * 100):g}% CI"
     columns = [Column("instrument_label", "Instrument"), Column("scale_label", "Scale"),
                Column("respondent_label", "Respondent")]
-    if "session" in rows.columns and rows["session"].notna().any():
+    if _shown(rows, "session"):
         columns.append(Column("session", "Session", "integer"))
-    columns += [Column("n", "n", "integer", italic=True), Column("k", "k", "integer", italic=True),
-                Column("alpha", "\u03b1", "bounded", decimals),
-                Column("ci_low", ci, "bounded", decimals, upper="ci_high"),
-                Column("omega_total", "\u03c9", "bounded", decimals)]
-    standard = (f"n = complete administrations; k = items; \u03b1 = Cronbach's alpha with Feldt's (1965) {ci}"
-                " (a cluster bootstrap over clients where clients repeat); \u03c9 = McDonald's omega total from a"
-                " one-factor model (a bifactor model of the declared subscales for a scale that has them).")
-    return ApaTable(number, title, columns, rows, _joined_note(standard, note))
+    columns += [Column("n", "n", "integer", italic=True), Column("k", "k", "integer", italic=True)]
+    single = [Column("alpha", "\u03b1", "bounded", decimals),
+              Column("ci_low", ci, "bounded", decimals, upper="ci_high"),
+              Column("omega_total", "\u03c9", "bounded", decimals)]
+    hierarchical = _shown(rows, "omega_hierarchical")
+    if hierarchical:
+        # blank, not a dash: a scale without declared subscales has no omega hierarchical to estimate
+        rows["omega_hierarchical"] = rows["omega_hierarchical"].astype(object).where(
+            rows["omega_hierarchical"].notna(), "")
+        single.append(Column("omega_hierarchical", "\u03c9h", "bounded", decimals))
+    multilevel = [m for m in MULTILEVEL_OMEGA if all(c in rows.columns for c in m[:3]) and _shown(rows, m[0])]
+    spanners: list[tuple[str, int]] = []
+    if multilevel:
+        spanners = [("", len(columns)), ("Single level", len(single))] + [(m[3], 2) for m in multilevel]
+    columns += single
+    for estimate, low, high, _ in multilevel:
+        columns += [Column(estimate, "\u03c9", "bounded", decimals), Column(low, ci, "bounded", decimals, upper=high)]
+    standard = _reliability_note(rows, ci, hierarchical=hierarchical,
+                                 multilevel=[m[0] for m in multilevel])
+    return ApaTable(number, title, columns, rows, _joined_note(standard, note),
+                    missing=EN_DASH if multilevel else "", spanners=spanners)
+
+
+def _shown(rows: pd.DataFrame, column: str) -> bool:
+    return column in rows.columns and bool(rows[column].notna().any())
+
+
+def _reliability_note(rows: pd.DataFrame, ci: str, hierarchical: bool, multilevel: Sequence[str]) -> str:
+    """The reliability table's note: symbols, CI methods as ``ci_method`` names them, and why a
+    multilevel cell is empty."""
+    parts = ["n = complete administrations; k = items; \u03b1 = Cronbach's alpha; \u03c9 = McDonald's omega total"
+             " from a one-factor model (a bifactor model of the declared subscales for a scale that has them)"
+             + (", \u03c9h = omega hierarchical of that bifactor model (the general factor's share of the"
+                " total score's variance; Zinbarg et al., 2005; blank for a scale without subscales)." if hierarchical
+                else ".")]
+    if multilevel:
+        parts.append("Single-level values treat every administration alike; \u03c9 within and between clients come"
+                     " from a two-level one-factor model and give the reliability of a client's changes from"
+                     " session to session and of the differences between clients' mean levels (Geldhof, Preacher"
+                     " & Zyphur, 2014).")
+    parts.append(_ci_sentence(rows, ci, multilevel))
+    if multilevel:
+        parts.append(_not_estimated_sentence(rows, multilevel))
+    return " ".join(p for p in parts if p)
+
+
+def _ci_sentence(rows: pd.DataFrame, ci: str, multilevel: Sequence[str]) -> str:
+    if "ci_method" not in rows.columns or not rows["ci_method"].notna().any():
+        return f"{ci}s of \u03b1 as given in the results."
+    methods = []
+    for method in dict.fromkeys(rows["ci_method"].dropna()):
+        chosen = rows[rows["ci_method"].eq(method)]
+        text = CI_METHODS.get(method, method)
+        if "{replicates}" in text:
+            boots = chosen["n_boot"].dropna().astype(int) if "n_boot" in chosen.columns else pd.Series(dtype=int)
+            span = "" if boots.empty else (f"{boots.min():,}" if boots.min() == boots.max()
+                                           else f"{boots.min():,}{EN_DASH}{boots.max():,}")
+            text = text.format(replicates=f", {span} replicates" if span else "")
+        repeat = (not {"n", "n_clients"} <= set(chosen.columns)
+                  or bool((chosen["n_clients"] < chosen["n"]).all()))
+        if len(rows["ci_method"].dropna().unique()) > 1:
+            text += (" where clients gave several administrations" if repeat
+                     else " where each client gave one administration")
+        methods.append(text)
+    subject = "\u03b1" + (" and of \u03c9 within and between clients" if multilevel else "")
+    return f"{ci}s of {subject}: " + "; ".join(methods) + "."
+
+
+def _not_estimated_sentence(rows: pd.DataFrame, multilevel: Sequence[str]) -> str:
+    empty = rows[multilevel].isna().all(axis=1) & rows["alpha"].notna()
+    if not empty.any():
+        return ""
+    reasons = []
+    if "n_clients" in rows.columns:
+        once = empty & rows["n_clients"].ge(rows["n"])
+        if once.any():
+            reasons.append("each client gave one administration, so no variance lies within clients")
+        if (empty & ~once).any():
+            reasons.append("fewer clients than items + 1, or fewer repeated administrations (n minus clients)"
+                           " than items + 1, for the two-level model")
+    else:
+        reasons.append("the two-level model was not estimated")
+    return f"{EN_DASH} = not estimated: " + "; or ".join(reasons) + "."
 
 
 def descriptives(data: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:

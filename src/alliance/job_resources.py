@@ -1,0 +1,124 @@
+"""Memory and run time a workflow step claims, computed from the size of its input (issue 18).
+
+Snakemake asks every job for its ``resources``; a cluster executor (``profiles/slurm``) turns
+``mem_mb`` and ``runtime`` into the job's memory and time limit, and a local run with a memory
+budget (``profiles/local``) starts a job only when its ``mem_mb`` fits. The heavy steps' memory
+and time grow with their input files, so each such rule's claim is a straight line in the size
+of its input::
+
+    mem_mb  = ceil(MEMORY_HEADROOM * (base_mb + mb_per_input_mb * input_mb)) * attempt
+    runtime = ceil(TIME_HEADROOM * (base_minutes + minutes_per_input_mb * input_mb ** time_exponent)) * attempt
+
+``input_mb`` is the job's input in Parquet megabytes (:func:`input_megabytes`): text tables
+count at 1/TEXT_PER_PARQUET of their size, because the same table is that much larger as CSV.
+A job that Snakemake resubmits (``retries:``) claims twice as much on its second attempt.
+Time is a straight line too (``time_exponent`` 1) except for the leave-one-therapist-out
+influence of the model diagnostics (:data:`INFLUENCE_MODEL`), which refits the model once per
+therapist: therapists and rows both grow with the input, so its time grows with its square.
+
+The lines (:data:`STEP_MODELS`) were fitted to the step logs' peak memory and wall time
+(``alliance.logs``) of ``benchmarks/rom_scale.py`` at 5,000 and 10,000 clients on the 2-core
+development machine and to the 100,000-client run of issue 18; the figures and the fit are in
+README.md ("Running on a cluster"). They describe the code as it was measured: a step made
+leaner later claims more than it needs until the lines are refitted.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class StepModel:
+    """A step's peak memory (MB) and wall time (minutes) in its input size (Parquet MB)."""
+
+    base_mb: float
+    mb_per_input_mb: float
+    base_minutes: float
+    minutes_per_input_mb: float
+    time_exponent: float = 1.0
+
+
+#: the measured lines, per rule: (base_mb, mb_per_input_mb, base_minutes, minutes_per_input_mb).
+#: Memory: least squares through the step logs' peaks (MiB x 1.048576) of benchmarks/rom_scale.py
+#: at 5,000 and 10,000 clients (Parquet input, the example's config) and, where issue 18 lists
+#: it, the 100,000-client run's peak (input sizes there: 20 x those at 5,000 clients). Time: 5
+#: minutes to start a step plus the 100,000-client run's wall time per input MB where issue 18
+#: lists it (interrater, bootstrap batch, score, agreement, ingest, change, models and
+#: specifications); validate_data from `alliance validate` on a 200 MB CSV (17.4 min for 29
+#: Parquet MB); model_diagnostics from the local runs' wall time (inflated by the shared
+#: machine's load); the other steps were not among that run's slowest: 2 minutes at its size.
+STEP_MODELS: dict[str, StepModel] = {
+    "deid_gate": StepModel(287, 29, 5, 0.077),
+    "validate_data": StepModel(293, 26, 5, 0.601),
+    "ingest": StepModel(288, 331, 5, 0.044),
+    "data_summary": StepModel(362, 180, 5, 0.075),
+    "score": StepModel(266, 296, 5, 0.095),
+    "internal_consistency": StepModel(450, 126, 5, 0.049),
+    "change": StepModel(250, 144, 5, 0.061),
+    "interrater": StepModel(407, 101, 5, 0.086),
+    "agreement": StepModel(316, 136, 5, 0.029),
+    "model_fit": StepModel(388, 152, 5, 0.05),
+    "model_specification": StepModel(257, 159, 5, 0.05),
+    # measured peaks stay at the interpreter's ~260 MiB up to 10,000 clients (slope 0): the
+    # slope is the smallest any other step showed, so that ten times the data still fits
+    "model_bootstrap_batch": StepModel(278, 25, 5, 1.1),
+    "model_diagnostics": StepModel(467, 23, 5, 1.425),
+}
+
+#: model_diagnostics with leave-one-therapist-out influence: 58 s of CPU time for the 250
+#: therapists of the 5,000-client study (0.135 MB of input), times the square of the input
+INFLUENCE_MODEL = StepModel(467, 23, 5, 53.3, time_exponent=2.0)
+
+#: measured peaks are multiplied by this: a job's memory limit must not be its measured peak
+MEMORY_HEADROOM = 1.25
+#: measured times are multiplied by this: cluster nodes and file systems are slower than a laptop
+TIME_HEADROOM = 2.0
+#: how much larger a table is as CSV than as Parquet (the generated study of benchmarks/rom_scale.py:
+#: 17.4 MB of CSV against 2.5 MB of Parquet at 10,000 clients)
+TEXT_PER_PARQUET = 6.9
+#: file endings read as text tables
+TEXT_SUFFIXES = (".csv", ".tsv", ".tab", ".txt")
+
+
+def input_megabytes(paths: Iterable[str | os.PathLike]) -> float:
+    """The size of a job's input files in Parquet megabytes (text tables scaled down).
+
+    A missing file raises ``FileNotFoundError``: Snakemake then postpones the resource until
+    the job's input exists (it evaluates resources again just before it starts the job).
+    """
+    total = 0.0
+    for path in paths:
+        size = os.path.getsize(path) / 2**20
+        total += size / TEXT_PER_PARQUET if str(path).lower().endswith(TEXT_SUFFIXES) else size
+    return total
+
+
+def step_memory_mb(rule: str, input_mb: float, attempt: int = 1) -> int:
+    """The memory (MB) rule ``rule`` claims for ``input_mb`` Parquet megabytes of input."""
+    model = _model(rule)
+    return math.ceil(MEMORY_HEADROOM * (model.base_mb + model.mb_per_input_mb * input_mb)) * max(attempt, 1)
+
+
+def step_runtime_minutes(rule: str, input_mb: float, attempt: int = 1) -> int:
+    """The wall time (minutes) rule ``rule`` claims for ``input_mb`` Parquet megabytes of input."""
+    return _minutes(_model(rule), input_mb, attempt)
+
+
+def influence_runtime_minutes(input_mb: float, attempt: int = 1) -> int:
+    """The wall time (minutes) of model diagnostics with leave-one-therapist-out influence."""
+    return _minutes(INFLUENCE_MODEL, input_mb, attempt)
+
+
+def _minutes(model: StepModel, input_mb: float, attempt: int) -> int:
+    minutes = TIME_HEADROOM * (model.base_minutes + model.minutes_per_input_mb * input_mb**model.time_exponent)
+    return math.ceil(minutes) * max(attempt, 1)
+
+
+def _model(rule: str) -> StepModel:
+    if rule not in STEP_MODELS:
+        raise ValueError(f"rule {rule!r} has no measured resource model (alliance.job_resources.STEP_MODELS)")
+    return STEP_MODELS[rule]
