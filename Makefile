@@ -21,12 +21,8 @@ run: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) --configfile config/config.yaml
 	$(BIN)/snakemake --cores $(CORES) --configfile config/config.yaml --report results/report.html
 
-# Two workers (pytest-xdist): one test file per worker at a time, and every test that reads the
-# example's whole-workflow run on one worker, so that run is made once (tests/conftest.py).
-TEST_WORKERS ?= 2
-
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
+	$(BIN)/python -m pytest -q
 
 # Targets outside the default run (the target must come before --configfile, which takes a list).
 power: $(STAMP)

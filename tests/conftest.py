@@ -64,12 +64,3 @@ def example_run(tmp_path_factory) -> Path:
     run_snakemake(workdir)
     return workdir
 
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config, items):
-    """Groups for ``pytest -n 2 --dist loadgroup`` (``make test``): the tests of one file on one
-    worker (their module fixtures are built once), and every test of the whole-workflow run
-    ``example_run`` on one worker (the run is made once)."""
-    for item in items:
-        group = "example_run" if "example_run" in getattr(item, "fixturenames", ()) else item.path.name
-        item.add_marker(pytest.mark.xdist_group(group))
