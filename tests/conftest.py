@@ -19,6 +19,22 @@ def example_config() -> dict:
     return yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
 
 
+def without_resampling(config: dict) -> dict:
+    """``config`` with the resampling steps switched off: the multiverse, the cluster bootstrap,
+    the leave-one-therapist-out influence refits and the Krippendorff's-alpha bootstrap.
+
+    For workflow tests that are about something else (identifiers, installation, a study's own
+    config): these steps refit the same models many times, take about half of a run's time and
+    read the same model data as the steps that stay, which the full run of the
+    ``example_run`` fixture checks byte for byte."""
+    models = config.setdefault("models", {})
+    models.setdefault("multiverse", {})["enabled"] = False
+    models.setdefault("bootstrap", {})["replicates"] = 0
+    models.setdefault("diagnostics", {})["influence"] = "none"
+    config.setdefault("interrater", {})["alpha_n_boot"] = 0
+    return config
+
+
 def make_workdir(path: Path, config: dict | None = None, data: Path = EXAMPLE) -> Path:
     """A working folder with config/ and data/raw/example/ as the workflow expects them."""
     path.mkdir(parents=True, exist_ok=True)
@@ -47,3 +63,4 @@ def example_run(tmp_path_factory) -> Path:
     workdir = make_workdir(tmp_path_factory.mktemp("example_run"))
     run_snakemake(workdir)
     return workdir
+

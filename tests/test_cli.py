@@ -19,7 +19,7 @@ import yaml
 
 from alliance import cli
 from alliance import resources
-from conftest import EXAMPLE, ROOT, example_config
+from conftest import EXAMPLE, ROOT, example_config, without_resampling
 
 ID_KEY = "an-example-key-of-32-characters!"
 
@@ -175,6 +175,14 @@ def test_a_wheel_installed_in_a_fresh_venv_validates_and_runs_a_study_outside_th
                     "alliance/_bundle/config/instruments/wai_sr.yaml", "alliance/_bundle/config/instruments/schema.json"]:
         assert shipped in names
     assert not any("demo-id-key" in name for name in names)
+    # Every file of the workflow and the package ships (the run below switches the resampling
+    # steps off, so their scripts are checked here rather than by running them).
+    tracked = subprocess.run(["git", "ls-files", "workflow", "src/alliance", "config/instruments"], cwd=ROOT,
+                             capture_output=True, text=True).stdout.split()
+    if tracked:  # a checkout (an unpacked source archive has no git index)
+        expected = {"alliance/" + f.removeprefix("src/alliance/") if f.startswith("src/") else
+                    "alliance/_bundle/" + f for f in tracked}
+        assert sorted(expected - names) == []
 
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True).create(env_dir)
@@ -190,6 +198,7 @@ def test_a_wheel_installed_in_a_fresh_venv_validates_and_runs_a_study_outside_th
     env["PYTHONPATH"] = shared
     study = tmp_path / "study"
     config = study_folder(study)
+    config.write_text(yaml.safe_dump(without_resampling(yaml.safe_load(config.read_text())), sort_keys=False))
     where = subprocess.run([python, "-c", "import alliance, alliance.resources as r; "
                             "print(alliance.__file__); print(r.root())"],
                            cwd=study, env=env, capture_output=True, text=True)

@@ -21,7 +21,7 @@ from alliance.config import load_config, refuse_templating
 from alliance.errors import ConfigError
 from alliance.scoring.instruments import instrument_key_paths
 from alliance.data.keys import DEMO_KEY_FINGERPRINT, fingerprint, load_id_key, refuse_demo_key, study_key
-from conftest import EXAMPLE, ROOT, SNAKEMAKE, example_config
+from conftest import EXAMPLE, ROOT, SNAKEMAKE, example_config, without_resampling
 
 DEMO_KEY_FILE = ROOT / "config" / "demo-id-key.txt"
 OWN_KEY = "a-study-key-of-our-own-0123456789"
@@ -141,7 +141,7 @@ def own_study(workdir: Path) -> Path:
     for source, target in names.items():
         frame = pd.read_csv(EXAMPLE / source, dtype=str, keep_default_na=False)
         frame[frame["client_id"].isin(kept)].to_csv(data / target, index=False)
-    config = example_config()
+    config = without_resampling(example_config())
     del config["pseudonymisation"]["key_file"]
     config["study"]["name"] = "Own study\n\n.. raw:: html\n\n   <script>alert('x')</script>\n"
     config["tables"] = {

@@ -222,7 +222,7 @@ class ScalarCrossed:
 
     def pieces(self, f: ScalarFactor) -> ScalarPieces:
         """The per-term traces and quadratic forms of the gradient at a factorisation."""
-        p, Q = self.p, self.Q
+        p = self.p
         t0, lam, a, L1 = f.theta[self.idx0], f.lam, f.a, f.L1
         sa = np.sqrt(a)
         # U = M^-1 Lambda Z'[X y] by back-substitution through the blocked factor
