@@ -19,7 +19,7 @@ from alliance.outputs import write_csv, write_parquet
 from alliance.outputs import write_json
 from alliance.scoring.change import change_table, has_change_norms, programme_table
 from alliance.scoring.psychometrics import internal_consistency
-from alliance.scoring.scores import combine_observer_ratings, score_administrations
+from alliance.scoring.scores import combine_observer_ratings, score_administrations_file
 
 
 def score_study(administrations_path: str, config: Mapping[str, Any], parquet_path: str, csv_path: str,
@@ -30,8 +30,7 @@ def score_study(administrations_path: str, config: Mapping[str, Any], parquet_pa
     (:func:`combine_observer_ratings`). Returns the scores."""
     from alliance.scoring.instruments import keys_from_config
 
-    administrations = pd.read_parquet(administrations_path)
-    scores = score_administrations(administrations, keys_from_config(config), source=str(administrations_path))
+    scores = score_administrations_file(administrations_path, keys_from_config(config))
     write_parquet(scores, parquet_path)
     write_csv(scores, csv_path)
     if analysis_path is not None:
