@@ -201,14 +201,14 @@ def combine_observer_ratings(scores: pd.DataFrame, method: str = "mean",
     return out
 
 
-def stable_order(frame: pd.DataFrame, by: list[str]) -> np.ndarray:
-    """The positions that sort ``frame`` by the columns ``by`` as ``sort_values(by, kind="mergesort")``
-    does (stable, missing values last), computed on each column's sorted integer codes: faster than
-    pandas on millions of text values, and without copying the frame."""
+def stable_order(frame: pd.DataFrame, by: list[str], na_position: str = "last") -> np.ndarray:
+    """The positions that sort ``frame`` by the columns ``by`` as ``sort_values(by, kind="mergesort",
+    na_position=na_position)`` does (stable), computed on each column's sorted integer codes: faster
+    than pandas on millions of text values, and without copying the frame."""
     keys = []
     for column in by:
-        codes, uniques = pd.factorize(frame[column], sort=True)
-        keys.append(np.where(codes < 0, len(uniques), codes))
+        codes, uniques = pd.factorize(frame[column], sort=True)  # missing: code -1, first
+        keys.append(codes if na_position == "first" else np.where(codes < 0, len(uniques), codes))
     return np.lexsort(keys[::-1])
 
 
