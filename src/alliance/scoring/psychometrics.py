@@ -430,8 +430,16 @@ def _cluster_stats(items, clusters) -> tuple[np.ndarray, np.ndarray, np.ndarray,
     means /= sizes[:, None]
     dev = x - means[index]
     sscp = np.zeros((codes.size, x.shape[1], x.shape[1]))
-    np.add.at(sscp, index, dev[:, :, None] * dev[:, None, :])
+    # a block of rows at a time: the rows' outer products (rows x k x k) of a national study
+    # would take gigabytes; add.at still adds each row in turn, so the sums are the same
+    for start in range(0, len(dev), _SSCP_BLOCK_ROWS):
+        block = dev[start:start + _SSCP_BLOCK_ROWS]
+        np.add.at(sscp, index[start:start + _SSCP_BLOCK_ROWS], block[:, :, None] * block[:, None, :])
     return sizes, means, sscp, np.ones(codes.size)
+
+
+#: rows whose outer products _cluster_stats adds at once
+_SSCP_BLOCK_ROWS = 8192
 
 
 def _covariances_from_stats(sizes, means, sscp, weights) -> dict[str, Any]:
