@@ -56,6 +56,24 @@ def write_parquet(frame: pd.DataFrame, path: str | Path) -> None:
         frame.to_parquet(tmp, index=False, compression="zstd")
 
 
+def read_parquet(path: str | Path, columns: list[str] | None = None, rows=None) -> pd.DataFrame:
+    """A Parquet file of the workflow (``results/``) as ``pandas.read_parquet`` reads it, with
+    about half its peak memory: Arrow's buffers are released column by column as pandas takes
+    them over (``self_destruct``), and columns are not consolidated into one block (a copy of
+    every float column of a wide table). ``columns``: read only these; ``rows``: only the rows
+    these ``pyarrow`` filters keep (e.g. ``[("respondent", "==", "observer")]``), in file
+    order, with a new RangeIndex."""
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path, columns=columns, filters=rows, use_pandas_metadata=True)
+    attrs = (table.schema.metadata or {}).get(b"PANDAS_ATTRS")
+    frame = table.to_pandas(split_blocks=True, self_destruct=True)
+    del table
+    if attrs:
+        frame.attrs = json.loads(attrs)
+    return frame
+
+
 def write_json(data, path: str | Path) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=_plain) + "\n", encoding="utf-8")

@@ -41,6 +41,8 @@ import pandas as pd
 
 from alliance.lmm import fit as lmm_fit
 from alliance.agreement.dyads import (
+    KEYS,
+    SCORE_COLUMNS,
     SUMMARY_COLUMNS,
     ResponseSurface,
     discrepancy_summary,
@@ -49,8 +51,9 @@ from alliance.agreement.dyads import (
     per_dyad_table,
     response_surface,
 )
+from alliance.agreement.dyads import _item_columns as _dyad_item_columns
 from alliance.scoring.instruments import InstrumentKey, keys_from_config
-from alliance.outputs import atomic_path, write_csv, write_json
+from alliance.outputs import atomic_path, read_parquet, write_csv, write_json
 from alliance.report.style import save_figure
 from alliance.outputs import json_safe
 from alliance.report.tables import format_number, format_p
@@ -187,6 +190,26 @@ def _item_subscales(key: InstrumentKey) -> dict[int, str]:
     return {item: "+".join(found) for item, found in names.items()}
 
 
+def _dyad_items(administrations_path: str, settings: Mapping[str, Any]) -> pd.DataFrame:
+    """The clients' and therapists' rows of the administrations, with the ids and the items of the
+    two compared forms: what :func:`item_discrepancy` reads (a small part of the file)."""
+    import pyarrow.parquet as pq
+
+    forms = (settings["client_instrument"], settings["therapist_instrument"])
+    names = pq.read_schema(administrations_path).names
+    items = [c for form in forms for c in _dyad_item_columns(names, form).values()]
+    return _read_columns(administrations_path, [*KEYS, "respondent", *items],
+                         rows=[("respondent", "in", ["client", "therapist"])])
+
+
+def _read_columns(path: str, wanted, rows=None) -> pd.DataFrame:
+    """Those of the ``wanted`` columns the file has (a missing one is reported by the check that
+    needs it), in file order."""
+    import pyarrow.parquet as pq
+
+    return read_parquet(path, columns=[c for c in pq.read_schema(path).names if c in set(wanted)], rows=rows)
+
+
 def item_discrepancy(administrations: pd.DataFrame, settings: Mapping[str, Any],
                      keys: Mapping[str, InstrumentKey]) -> pd.DataFrame:
     """Client–therapist discrepancy per item (raw responses of the same dyad-session).
@@ -249,13 +272,13 @@ def write_agreement_outputs(scores_path: str, administrations_path: str, setting
         raise ValueError(
             f"one figure path per scale expected: {len(settings['scales'])} scales, {len(figure_paths)} paths"
         )
-    pairs = agreement_pairs(pd.read_parquet(scores_path), settings)
+    pairs = agreement_pairs(_read_columns(scores_path, SCORE_COLUMNS), settings)
     log.info("agreement: %d dyad-sessions rated by client and therapist, %d dyads", len(pairs),
              len(pairs.drop_duplicates(["client", "therapist"])))
     summary, per_dyad = discrepancy_tables(pairs, settings)
     if settings["items"]:
         keys = keys_from_config({"instruments": instruments})
-        items = item_discrepancy(pd.read_parquet(administrations_path), settings, keys)
+        items = item_discrepancy(_dyad_items(administrations_path, settings), settings, keys)
     else:
         items = pd.DataFrame(columns=["item", "subscale", *[c for c in SUMMARY_COLUMNS if c != "scale"]])
     write_csv(summary, discrepancy_path)

@@ -13,8 +13,9 @@ import pandas as pd
 from alliance.data.deid import pseudonymise, refuse_identifiers
 from alliance.data.keys import study_key
 from alliance.scoring.instruments import instrument_labels, keys_from_config
+from alliance.scoring.scores import stable_order
 from alliance.data.io import read_columns
-from alliance.outputs import atomic_path, write_csv, write_json, write_parquet
+from alliance.outputs import atomic_path, read_parquet, write_csv, write_json, write_parquet
 from alliance.data.ids import normalise_ids
 from alliance.data.validate import (
     _numeric,
@@ -211,15 +212,18 @@ def build_administrations(study: RawStudy, config: dict, keys: dict, id_key: byt
     tidy["respondent"] = tidy["respondent"].astype(str)
     for col in ("client", "therapist", "rater", "table"):
         tidy[col] = tidy[col].astype("string")
-    order = ["table", "client", "session", "respondent", "rater"]
-    tidy = tidy.sort_values(order, kind="mergesort", na_position="first").reset_index(drop=True)
+    order = stable_order(tidy, ["table", "client", "session", "respondent", "rater"], na_position="first")
     fixed = ["client", "therapist", "session", "days_since_intake", "respondent", "rater", "table"]
-    return tidy[fixed + [c for c in tidy.columns if c not in fixed]]
+    # sorted one column at a time, each unsorted column freed as its copy is made (sort_values,
+    # reset_index and the column selection would hold three copies of the table)
+    names = [*fixed, *[c for c in tidy.columns if c not in fixed]]
+    columns = [pd.Series(tidy.pop(c).array.take(order), name=c, copy=False) for c in names]
+    return pd.concat(columns, axis=1, copy=False)
 
 
 def build_clients(study: RawStudy, config: dict, administrations: pd.DataFrame, id_key: bytes) -> pd.DataFrame:
     """One row per client: pseudonym, first therapist, configured covariates."""
-    first = (administrations.sort_values(["client", "session"], kind="mergesort")
+    first = (administrations[["client", "session", "therapist"]].sort_values(["client", "session"], kind="mergesort")
              .drop_duplicates("client")[["client", "therapist"]])
     if study.clients is None:
         return first.sort_values("client").reset_index(drop=True)
@@ -266,8 +270,8 @@ def write_summary(administrations_path, clients_path, switches_path, out_json, o
     """Write the summary numbers, the completion table and the missingness figure (with, when
     ``out_caption`` is given, its caption sentence of sessions and N; instrument names from the
     keys of ``config``)."""
-    administrations = pd.read_parquet(administrations_path)
-    clients = pd.read_parquet(clients_path)
+    administrations = read_parquet(administrations_path)
+    clients = read_parquet(clients_path)
     switches = pd.read_csv(switches_path)
     summary = sample_sizes(administrations, clients)
     summary["therapist_switches"] = int(switches["client"].nunique()) if len(switches) else 0

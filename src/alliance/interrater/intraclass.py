@@ -560,7 +560,7 @@ def _profile_criterion(engine: CrossedREML, resp, gammas) -> float:
     ratio mapped to [0, 1)); bounded Brent search, so u = 0 (a zero rater variance) is reached.
     """
     def crit(u: float) -> float:
-        return float(engine.evaluate(np.array(gammas(u)), resp)[0][0])
+        return float(engine.evaluate(np.array(gammas(u)), resp, gradient=False)[0][0])
 
     res = optimize.minimize_scalar(crit, bounds=(0.0, 1.0 - _PROFILE_EDGE), method="bounded",
                                    options={"xatol": _NUISANCE_XTOL})
@@ -608,7 +608,7 @@ def _profile_intervals(engines, fits, est: np.ndarray, y: np.ndarray, k: float, 
     r1, r2 = e1.responses(y), e2.responses(y)
 
     def one_way(rho: float) -> float:
-        return float(e1.evaluate(np.array([rho / (1.0 - rho), 0.0]), r1)[0][0])
+        return float(e1.evaluate(np.array([rho / (1.0 - rho), 0.0]), r1, gradient=False)[0][0])
 
     single = [
         _profile_limits(one_way, est[0], fit1.reml_criterion, level),

@@ -315,8 +315,10 @@ def write_interrater(administrations_path: str, scores_path: str, config: Mappin
 
     instruments = interrater_instruments(config)
     keys = {name: key for name, key in keys_from_config(config).items() if name in instruments}
-    tables = interrater_tables(pd.read_parquet(administrations_path), pd.read_parquet(scores_path),
-                               config["interrater"], instruments, config["study"]["seed"], keys)
+    administrations, scores = _observer_data(administrations_path, scores_path, instruments)
+    tables = interrater_tables(administrations, scores, config["interrater"], instruments, config["study"]["seed"],
+                               keys)
+    del administrations, scores
     shown = tables["icc"][tables["icc"]["mcgraw_wong"].isin(["ICC(A,1)", "ICC(C,1)"])
                           & tables["icc"]["level"].eq("scale")]
     for row in shown.itertuples():
@@ -328,6 +330,22 @@ def write_interrater(administrations_path: str, scores_path: str, config: Mappin
     return tables
 
 
+def _observer_data(administrations_path: str, scores_path: str,
+                   instruments: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The observers' rows of the administrations (ids and the items of ``instruments``) and of
+    the scores: all the steps use, a small part of the files (read column and row groups only)."""
+    import pyarrow.parquet as pq
+
+    from alliance.outputs import read_parquet
+
+    observers = [("respondent", "==", "observer")]
+    names = pq.read_schema(administrations_path).names
+    items = {c for i in instruments for c in _item_columns(pd.DataFrame(columns=names), i)}
+    wanted = [c for c in names if c in items or c in (*SESSION_KEYS, "respondent", "rater")]
+    administrations = read_parquet(administrations_path, columns=wanted, rows=observers)
+    return administrations, read_parquet(scores_path, rows=observers)
+
+
 def write_interrater_figures(administrations_path: str, scores_path: str, config: Mapping[str, Any],
                              instrument: str, leniency_png: str, pairs_png: str) -> None:
     """Workflow step: the leniency and pairwise figures of one instrument's ``figure_scale``."""
@@ -335,7 +353,7 @@ def write_interrater_figures(administrations_path: str, scores_path: str, config
     from alliance.interrater.rater_effects import rater_leniency
 
     settings = config["interrater"]
-    administrations, scores = pd.read_parquet(administrations_path), pd.read_parquet(scores_path)
+    administrations, scores = _observer_data(administrations_path, scores_path, [instrument])
     sessions, _ = reliability_subsample(administrations, instrument, settings["subsample"], config["study"]["seed"])
     scale = settings["figure_scale"]
     units = {unit: r for _, unit, r in rating_units(administrations, scores, instrument, sessions, ["scale"], None)}

@@ -179,11 +179,13 @@ class CrossedREML:
         R3 = R2.reshape(self.nb, 2, B).transpose(2, 0, 1)
         return (Sinv @ R3).transpose(1, 2, 0).reshape(self.nb, 2 * B)
 
-    def evaluate(self, gamma: np.ndarray, resp: CrossedResponses):
+    def evaluate(self, gamma: np.ndarray, resp: CrossedResponses, gradient: bool = True):
         """REML criterion, gradient in gamma, intercept shift and sigma^2 of B responses.
 
         ``gamma`` is B × 2 (variance ratios of a and b); returns arrays of length B and the
-        gradient as B × 2. Columns of the 2B-wide work arrays are [y_1..y_B, 1_1..1_B].
+        gradient as B × 2 (None with ``gradient=False``: a profile search needs the criterion
+        only, and the gradient costs as much again). Columns of the 2B-wide work arrays are
+        [y_1..y_B, 1_1..1_B].
         """
         gamma = np.maximum(np.asarray(gamma, dtype=float).reshape(-1, 2), 0.0)
         B = gamma.shape[0]
@@ -214,7 +216,7 @@ class CrossedREML:
         crit = logdet + np.log(oho) + dfr * (1.0 + np.log(2.0 * np.pi * pwrss / dfr))
         work = dict(ga=ga, gb=gb, ta2=ta2, tb2=tb2, a=a, w=w, NtG=NtG, Sinv=Sinv, Wa=Wa,
                     Wb=Wb, NWb=NWb, C0a=C0a, C0b=C0b, oho=oho, beta=beta, pwrss=pwrss)
-        return crit, self._gradient(work), beta, pwrss / dfr
+        return crit, (self._gradient(work) if gradient else None), beta, pwrss / dfr
 
     def _gradient(self, k: dict) -> np.ndarray:
         # d crit / d gamma_j = tr(P Z_j Z_j') - (n - 1) |Z_j' P y|^2 / y'Py, P the REML
@@ -373,7 +375,7 @@ class CrossedREML:
         """REML fit of one response (L-BFGS-B over gamma >= 0, :meth:`fit`) as variances."""
         resp = self.responses(y)
         theta, ok = self.fit(resp, start)
-        crit, _, shift, s2 = self.evaluate(theta**2, resp)
+        crit, _, shift, s2 = self.evaluate(theta**2, resp, gradient=False)
         s2 = float(s2[0])
         return CrossedComponents(
             var_a=float(s2 * theta[0] ** 2), var_b=float(s2 * theta[1] ** 2), residual=s2,
@@ -394,7 +396,7 @@ class CrossedREML:
         theta ``start`` (:meth:`fit_batch`), and the convergence flags."""
         resp = self.responses(Y)
         theta, ok = self.fit_batch(resp, start)
-        _, _, _, s2 = self.evaluate(theta**2, resp)
+        _, _, _, s2 = self.evaluate(theta**2, resp, gradient=False)
         return np.vstack([s2 * theta[:, 0] ** 2, s2 * theta[:, 1] ** 2, s2]), ok
 
     def deviance(self, resp: CrossedResponses, v: np.ndarray) -> np.ndarray:
@@ -405,7 +407,7 @@ class CrossedREML:
         """
         v = np.atleast_2d(v)
         reps = resp.take(np.zeros(len(v), dtype=int))
-        crit, _, _, s2hat = self.evaluate(v[:, :2] / v[:, 2:3], reps)
+        crit, _, _, s2hat = self.evaluate(v[:, :2] / v[:, 2:3], reps, gradient=False)
         dfr = self.n - 1
         return (crit - dfr * (1.0 + np.log(2 * np.pi * s2hat))
                 + dfr * (np.log(2 * np.pi * v[:, 2]) + s2hat / v[:, 2]))

@@ -249,17 +249,22 @@ def internal_consistency(administrations: pd.DataFrame, instruments: Mapping[str
             missing = [c for c in columns if c not in data.columns]
             if missing:
                 raise ValueError(f"internal consistency: instrument '{entry}' lacks item column(s) {missing}")
-            x_all = keyed_items(data[columns].to_numpy(dtype=float, na_value=np.nan), key)
+            x_all = data[columns].to_numpy(dtype=float, na_value=np.nan)
             administered = (~np.isnan(x_all)).any(axis=1)
-            for respondent in sorted(pd.unique(data.loc[administered, "respondent"].dropna())):
-                chosen = administered & data["respondent"].eq(respondent).to_numpy()
-                clients = data["client"].to_numpy()[chosen]
+            # only the rows that answered this instrument (a wide table is mostly empty cells)
+            x_all = keyed_items(x_all[administered], key, copy=False)
+            respondents, clients_all = data["respondent"][administered], data["client"].to_numpy()[administered]
+            for respondent in sorted(pd.unique(respondents.dropna())):
+                chosen = respondents.eq(respondent).to_numpy()
+                clients = clients_all[chosen]
+                x = x_all[chosen]
                 for name in key.scales:
                     items = np.asarray(key.scale_items(name)) - 1
                     row = {"instrument": entry, "key": key.name, "scale": name, "respondent": respondent,
                            "session": session}
-                    rows.append(row | _consistency_numbers(x_all[chosen][:, items], clients,
-                                                           declared_groups(key, name), seed, n_boot))
+                    rows.append(row | _consistency_numbers(x[:, items], clients, declared_groups(key, name), seed,
+                                                           n_boot))
+            del x_all
     return pd.DataFrame(rows, columns=list(CONSISTENCY_COLUMNS))
 
 
@@ -285,8 +290,8 @@ def _consistency_numbers(x: np.ndarray, clients: np.ndarray, groups: list[str] |
     else:
         row |= {"omega_total": omega_total(complete), "omega_model": "one factor"}
     if n_clients < n:  # clients repeat: administrations are nested in clients
-        boot = cluster_bootstrap_reliability(complete, clients, n_boot=n_boot, seed=seed)
-        row |= multilevel_reliability(complete, clients) | {
+        point, boot = _bootstrap_from_stats(_cluster_stats(complete, clients), n_boot, seed, 0.95)
+        row |= point | {
             name: value for name, value in boot.items() if name not in ("alpha_ci_low", "alpha_ci_high")}
         row |= {"ci_low": boot["alpha_ci_low"], "ci_high": boot["alpha_ci_high"],
                 "ci_method": "cluster bootstrap over clients (percentile)"}
@@ -425,19 +430,28 @@ def _cluster_stats(items, clusters) -> tuple[np.ndarray, np.ndarray, np.ndarray,
     means /= sizes[:, None]
     dev = x - means[index]
     sscp = np.zeros((codes.size, x.shape[1], x.shape[1]))
-    np.add.at(sscp, index, dev[:, :, None] * dev[:, None, :])
+    # a block of rows at a time: the rows' outer products (rows x k x k) of a national study
+    # would take gigabytes; add.at still adds each row in turn, so the sums are the same
+    for start in range(0, len(dev), _SSCP_BLOCK_ROWS):
+        block = dev[start:start + _SSCP_BLOCK_ROWS]
+        np.add.at(sscp, index[start:start + _SSCP_BLOCK_ROWS], block[:, :, None] * block[:, None, :])
     return sizes, means, sscp, np.ones(codes.size)
+
+
+#: rows whose outer products _cluster_stats adds at once
+_SSCP_BLOCK_ROWS = 8192
 
 
 def _covariances_from_stats(sizes, means, sscp, weights) -> dict[str, Any]:
     # ``weights``: how often each cluster is drawn (1 each for the data; counts in a bootstrap).
     n_total, n_clusters = float(weights @ sizes), float(weights.sum())
     grand = (weights * sizes) @ means / n_total
-    s_pw = np.tensordot(weights, sscp, axes=1) / (n_total - n_clusters)
+    within = np.tensordot(weights, sscp, axes=1)  # once: a bootstrap replicate's largest cost
+    s_pw = within / (n_total - n_clusters)
     dev = means - grand
     s_b = np.einsum("j,ja,jb->ab", weights * sizes, dev, dev) / n_clusters
     c = (n_total ** 2 - weights @ sizes ** 2) / (n_total * (n_clusters - 1))
-    total = (np.tensordot(weights, sscp, axes=1) + (n_clusters * s_b)) / (n_total - 1)
+    total = (within + (n_clusters * s_b)) / (n_total - 1)
     return {"s_pw": s_pw, "s_b": s_b, "c": float(c), "n": int(round(n_total)),
             "n_clusters": int(round(n_clusters)), "sigma_b": (s_b - s_pw) / c, "s_total": total}
 
@@ -508,10 +522,16 @@ def cluster_bootstrap_reliability(items, clusters, n_boot: int = 200, seed: int 
         ``{stat}_ci_low`` and ``{stat}_ci_high`` for ``alpha`` (all rows) and each of
         :data:`MULTILEVEL_STATISTICS`; ``n_boot`` (replicates with a finite estimate of alpha).
     """
-    stats_ = _cluster_stats(items, clusters)
+    return _bootstrap_from_stats(_cluster_stats(items, clusters), n_boot, seed, ci)[1]
+
+
+def _bootstrap_from_stats(stats_: tuple, n_boot: int, seed: int | None,
+                          ci: float) -> tuple[dict[str, float], dict[str, float]]:
+    """:func:`multilevel_reliability` and :func:`cluster_bootstrap_reliability` from one
+    :func:`_cluster_stats` (the point estimate is the bootstrap's warm start: fitted once)."""
     sizes = stats_[0]
     cov = _covariances_from_stats(*stats_)
-    _, theta = _multilevel_from_cov(cov)
+    point, theta = _multilevel_from_cov(cov)
     rng = np.random.default_rng(seed)
     names = ("alpha",) + MULTILEVEL_STATISTICS
     draws = np.full((n_boot, len(names)), np.nan)
@@ -529,7 +549,7 @@ def cluster_bootstrap_reliability(items, clusters, n_boot: int = 200, seed: int 
         finite = draws[np.isfinite(draws[:, j]), j]
         low, high = np.percentile(finite, [tail, 100 - tail]) if finite.size else (np.nan, np.nan)
         out |= {f"{name}_ci_low": float(low), f"{name}_ci_high": float(high)}
-    return out
+    return point, out
 
 
 def _psd(cov: np.ndarray) -> np.ndarray:

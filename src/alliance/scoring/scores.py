@@ -70,21 +70,75 @@ def score_administrations(administrations: pd.DataFrame, instruments: Mapping[st
     Tested against hand-worked administrations of every shipped key (tests/test_scoring.py).
     Proration rules and their sources are stated in each key's ``missing_rule``.
     """
-    _require_id_columns(administrations, source)
-    columns = {entry: _item_columns(administrations, entry, key, source)
+    _require_id_columns(administrations.columns, source)
+    columns = {entry: _item_columns(administrations.columns, entry, key, source)
                for entry, key in instruments.items()}
-    matrices = {entry: _item_matrix(administrations, cols, source) for entry, cols in columns.items()}
-    problems = []
+
+    def administered(entry):
+        x = _item_matrix(administrations, columns[entry], source)
+        rows = np.flatnonzero((~np.isnan(x)).any(axis=1))
+        return rows, x[rows]
+
+    return _score_entries(administrations, instruments, columns, administered, source)
+
+
+def score_administrations_file(path: str, instruments: Mapping[str, InstrumentKey],
+                               source: str | None = None) -> pd.DataFrame:
+    """:func:`score_administrations` of a Parquet file, read one instrument's items at a time.
+
+    The same scores, checks and messages (row positions are positions in the file), without
+    the whole wide table in memory: the id columns are read once, then each instrument's item
+    columns, of which only the rows that administered it are kept (a national study's table
+    is mostly empty cells: each row answers the forms of one table).
+    """
+    import pyarrow.parquet as pq
+
+    source = str(path) if source is None else source
+    names = pq.read_schema(path).names
+    _require_id_columns(names, source)
+    columns = {entry: _item_columns(names, entry, key, source) for entry, key in instruments.items()}
+    ids = pd.read_parquet(path, columns=[c for c in ID_COLUMNS if c in names])
+    return _score_entries(ids, instruments, columns,
+                          lambda entry: _administered_items(path, columns[entry], source), source)
+
+
+def _administered_items(path: str, columns: list[str], source: str) -> tuple[np.ndarray, np.ndarray]:
+    """(positions, item matrix) of the rows of ``path`` with an answer in ``columns``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path, columns=columns)
+    if not all(pa.types.is_integer(t) or pa.types.is_floating(t) for t in table.schema.types):
+        x = _item_matrix(table.to_pandas(), columns, source)
+        rows = np.flatnonzero((~np.isnan(x)).any(axis=1))
+        return rows, x[rows]
+    answered = np.zeros(table.num_rows, dtype=bool)
+    for column in table.columns:  # one column at a time: never the whole float block of the file
+        answered |= ~np.isnan(column.to_numpy().astype(float, copy=False))
+    rows = np.flatnonzero(answered)
+    kept = table.take(pa.array(rows))
+    del table
+    return rows, _item_matrix(kept.to_pandas(), columns, source)
+
+
+def _score_entries(ids: pd.DataFrame, instruments: Mapping[str, InstrumentKey], columns: dict[str, list[str]],
+                   administered, source: str) -> pd.DataFrame:
+    """Check and score each instrument; ``administered(entry)`` gives the positions of the rows
+    that answered it and their item matrix (float, NaN missing)."""
+    problems, parts = [], {}
     for entry, key in instruments.items():
-        problems += _range_problems(matrices[entry], columns[entry], key)
-        problems += _respondent_problems(administrations, matrices[entry], entry, key)
+        rows, x = administered(entry)
+        problems += _range_problems(x, rows, columns[entry], key)
+        problems += _respondent_problems(ids, rows, entry, key)
+        if not problems:
+            parts[entry] = _score_instrument(x, rows, key)
+        del x
     if problems:
         raise ValueError(f"{source}: {len(problems)} invalid response(s); nothing was scored\n"
                          + "\n".join(f"  - {p}" for p in problems))
     if not instruments:
         return _empty_scores()
-    parts = {entry: _score_instrument(matrices[entry], key) for entry, key in instruments.items()}
-    return _assemble(administrations, parts, instruments)
+    return _assemble(ids, parts, instruments)
 
 
 COMBINE_METHODS = ("mean", "designated")
@@ -138,9 +192,24 @@ def combine_observer_ratings(scores: pd.DataFrame, method: str = "mean",
     else:
         parts = [_mean_of_coders(rated)]
     out = pd.concat([others, *parts], ignore_index=True)
+    del others, parts
     out["n_raters"] = out["n_raters"].astype("int64")
-    order = ["client", "session", "instrument", "respondent", "scale"]
-    return out.sort_values(order, kind="mergesort").reset_index(drop=True)[[*SCORE_COLUMNS, "n_raters"]]
+    out = out[[*SCORE_COLUMNS, "n_raters"]]
+    # one copy in sorted order (sort_values and reset_index would make two more)
+    out = out.take(stable_order(out, ["client", "session", "instrument", "respondent", "scale"]))
+    out.index = pd.RangeIndex(len(out))
+    return out
+
+
+def stable_order(frame: pd.DataFrame, by: list[str], na_position: str = "last") -> np.ndarray:
+    """The positions that sort ``frame`` by the columns ``by`` as ``sort_values(by, kind="mergesort",
+    na_position=na_position)`` does (stable), computed on each column's sorted integer codes: faster
+    than pandas on millions of text values, and without copying the frame."""
+    keys = []
+    for column in by:
+        codes, uniques = pd.factorize(frame[column], sort=True)  # missing: code -1, first
+        keys.append(codes if na_position == "first" else np.where(codes < 0, len(uniques), codes))
+    return np.lexsort(keys[::-1])
 
 
 def _mean_of_coders(rows: pd.DataFrame) -> pd.DataFrame:
@@ -246,18 +315,18 @@ def early_alliance(scores: pd.DataFrame, definition: Mapping[str, Any] | None = 
 
 # --- input checks -----------------------------------------------------------------------------
 
-def _require_id_columns(df: pd.DataFrame, source: str) -> None:
-    missing = [c for c in ID_COLUMNS if c != "rater" and c not in df.columns]
+def _require_id_columns(names, source: str) -> None:
+    missing = [c for c in ID_COLUMNS if c != "rater" and c not in names]
     if missing:
         raise ValueError(f"{source}: missing column(s) {missing}; the administrations table needs "
                          f"{', '.join(ID_COLUMNS[:4])} (and rater for observers)")
 
 
-def _item_columns(df: pd.DataFrame, entry: str, key: InstrumentKey, source: str) -> list[str]:
+def _item_columns(names, entry: str, key: InstrumentKey, source: str) -> list[str]:
     expected = [f"{entry}_{n}" for n in range(1, key.n_items + 1)]
     prefix = f"{entry}_"
-    present = [c for c in df.columns if isinstance(c, str) and c.startswith(prefix) and c[len(prefix):].isdigit()]
-    missing = [c for c in expected if c not in df.columns]
+    present = [c for c in names if isinstance(c, str) and c.startswith(prefix) and c[len(prefix):].isdigit()]
+    missing = [c for c in expected if c not in names]
     extra = sorted(set(present) - set(expected), key=lambda c: int(c[len(prefix):]))
     if missing or extra:
         parts = []
@@ -288,7 +357,7 @@ def _item_matrix(df: pd.DataFrame, columns: list[str], source: str) -> np.ndarra
     return pd.DataFrame(converted).to_numpy(dtype=float, na_value=np.nan)
 
 
-def _range_problems(x: np.ndarray, columns: list[str], key: InstrumentKey) -> list[str]:
+def _range_problems(x: np.ndarray, positions: np.ndarray, columns: list[str], key: InstrumentKey) -> list[str]:
     lo, hi = key.response_min, key.response_max
     with np.errstate(invalid="ignore"):
         bad = (x < lo) | (x > hi)
@@ -298,18 +367,18 @@ def _range_problems(x: np.ndarray, columns: list[str], key: InstrumentKey) -> li
         return []
     rows, cols = np.nonzero(bad)
     expected = f"{lo:g} to {hi:g}" + (" (whole numbers)" if key.integer_responses else "")
-    return [f"row {r} (position in the input, from 0), column '{columns[c]}'{shown_value(float(x[r, c]))}; "
-            f"expected {expected} ({key.name})" for r, c in zip(rows, cols)]
+    return [f"row {positions[r]} (position in the input, from 0), column '{columns[c]}'"
+            f"{shown_value(float(x[r, c]))}; expected {expected} ({key.name})" for r, c in zip(rows, cols)]
 
 
-def _respondent_problems(df: pd.DataFrame, x: np.ndarray, entry: str, key: InstrumentKey) -> list[str]:
-    administered = (~np.isnan(x)).any(axis=1)
+def _respondent_problems(df: pd.DataFrame, administered: np.ndarray, entry: str, key: InstrumentKey) -> list[str]:
+    """``administered``: the positions of the rows that answered the instrument."""
     respondent = df["respondent"].to_numpy()
     # pandas isin: a missing respondent (pd.NA) counts as not allowed rather than raising
-    wrong = administered & ~df["respondent"].isin(list(key.respondents)).to_numpy(dtype=bool)
-    if not wrong.any():
+    allowed = df["respondent"].isin(list(key.respondents)).to_numpy(dtype=bool)
+    positions = administered[~allowed[administered]]
+    if not positions.size:
         return []
-    positions = np.flatnonzero(wrong)
     # the three respondent words as they are, any other text by its shape (it may be a name)
     values = sorted({str(v) if str(v) in RESPONDENT_WORDS else describe_value(v) for v in respondent[positions]})
     shown = ", ".join(str(p) for p in positions[:20]) + (" ..." if positions.size > 20 else "")
@@ -359,9 +428,9 @@ def _score_composite(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray
     return {"score": score, "items_answered": answered, "prorated": prorated}
 
 
-def _score_instrument(x: np.ndarray, key: InstrumentKey) -> dict[str, np.ndarray]:
-    administered = np.flatnonzero((~np.isnan(x)).any(axis=1))
-    results = score_items(x[administered], key, copy=False)
+def _score_instrument(x: np.ndarray, administered: np.ndarray, key: InstrumentKey) -> dict[str, np.ndarray]:
+    """Scores of the administered rows ``x`` (at positions ``administered``; overwritten)."""
+    results = score_items(x, key, copy=False)
     names = list(key.scales)
     out = {what: np.column_stack([results[s][what] for s in names]).ravel()
            for what in ("score", "items_answered", "prorated")}

@@ -9,7 +9,7 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-from alliance.outputs import write_csv, write_parquet
+from alliance.outputs import read_parquet, write_csv, write_parquet
 
 
 
@@ -19,7 +19,7 @@ from alliance.outputs import write_csv, write_parquet
 from alliance.outputs import write_json
 from alliance.scoring.change import change_table, has_change_norms, programme_table
 from alliance.scoring.psychometrics import internal_consistency
-from alliance.scoring.scores import combine_observer_ratings, score_administrations
+from alliance.scoring.scores import combine_observer_ratings, score_administrations_file
 
 
 def score_study(administrations_path: str, config: Mapping[str, Any], parquet_path: str, csv_path: str,
@@ -30,8 +30,7 @@ def score_study(administrations_path: str, config: Mapping[str, Any], parquet_pa
     (:func:`combine_observer_ratings`). Returns the scores."""
     from alliance.scoring.instruments import keys_from_config
 
-    administrations = pd.read_parquet(administrations_path)
-    scores = score_administrations(administrations, keys_from_config(config), source=str(administrations_path))
+    scores = score_administrations_file(administrations_path, keys_from_config(config))
     write_parquet(scores, parquet_path)
     write_csv(scores, csv_path)
     if analysis_path is not None:
@@ -49,8 +48,8 @@ def write_internal_consistency(administrations_path: str, config: Mapping, csv_p
     ``study: seed``. Returns the table."""
     from alliance.scoring.instruments import keys_from_config
 
-    administrations = pd.read_parquet(administrations_path)
     keys = keys_from_config(config)
+    administrations = read_parquet(administrations_path, columns=_consistency_columns(administrations_path, keys))
     seed = int(config.get("study", {}).get("seed", 0))
     tables = [internal_consistency(administrations, keys, seed=seed)]
     tables += [internal_consistency(administrations, keys, session=s, seed=seed) for s in sessions]
@@ -60,6 +59,15 @@ def write_internal_consistency(administrations_path: str, config: Mapping, csv_p
     write_csv(table, csv_path)
     return table
 
+
+
+def _consistency_columns(path: str, keys: Mapping[str, Any]) -> list[str]:
+    """The columns of the administrations file that internal_consistency reads."""
+    import pyarrow.parquet as pq
+
+    wanted = {"client", "session", "respondent"}
+    wanted |= {f"{entry}_{n}" for entry, key in keys.items() for n in range(1, key.n_items + 1)}
+    return [c for c in pq.read_schema(path).names if c in wanted]
 
 
 def change_report(scores_path: str, config: Mapping[str, Any], csv_path: str, json_path: str,
