@@ -43,7 +43,7 @@ def test_power_runs_as_separate_cluster_jobs(tmp_path):
 
 
 #: rules whose resources are computed from their input size, among the jobs the test runs
-SIZED_RULES = {"deid_gate", "validate_data", "ingest", "score", "model_fit", "model_specification"}
+SIZED_RULES = {"deid_gate", "validate_data", "ingest", "score", "model_data", "model_fit", "model_specification"}
 SUBMIT_ARGS = re.compile(r"--mem-mb=(\d+) --runtime=(\d+)")
 
 
@@ -91,10 +91,14 @@ def test_input_sized_resources_reach_the_submit_command(tmp_path, monkeypatch):
     for name, workdir in workdirs.items():
         assert SIZED_RULES <= claimed[name].keys()
         assert claimed[name]["key_fingerprint"] == (1000, 10)  # the profile's default-resources
-        model_input = input_megabytes([workdir / "results" / "scores" / "analysis_scores.parquet",
-                                       workdir / "results" / "interim" / "clients.parquet"])
-        for rule in ("model_fit", "model_specification"):
-            assert claimed[name][rule] == (step_memory_mb(rule, model_input), step_runtime_minutes(rule, model_input))
+        results = workdir / "results"
+        inputs = {  # model_data reads the scores once; a fit and a specification only their dataset
+            "model_data": [results / "scores" / "analysis_scores.parquet", results / "interim" / "clients.parquet"],
+            "model_fit": [results / "interim" / "datasets" / "models" / "early_phq9_post.parquet"],
+            "model_specification": [results / "interim" / "datasets" / "specifications" / f"{spec}.parquet"]}
+        for rule, files in inputs.items():
+            size = input_megabytes(files)
+            assert claimed[name][rule] == (step_memory_mb(rule, size), step_runtime_minutes(rule, size)), rule
     for rule in SIZED_RULES:
         assert claimed["larger"][rule][0] > claimed["example"][rule][0], rule
     # on the example, two jobs fit side by side into profiles/local's memory budget

@@ -601,6 +601,8 @@ rule report_pages_methods:
 rule dynamic_recovery_benchmark:
     input:
         benchmark=DYNAMIC_BENCHMARK_INPUT,
+        # not the study's data, but no result is written for a study that did not pass validation
+        validation="results/data/validation_report.json",
     output:
         report(
             "results/validation/dynamic_recovery.md",
