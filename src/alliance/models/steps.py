@@ -450,10 +450,11 @@ def read_scores(path: str | Path, instruments: Sequence[str] | None = None) -> p
     import pyarrow.parquet as pq
 
     from alliance.errors import require_columns
+    from alliance.outputs import read_parquet
 
     names = pq.read_schema(path).names
     filters = None if instruments is None or "instrument" not in names else [("instrument", "in", sorted(instruments))]
-    scores = pd.read_parquet(path, columns=[c for c in M.SCORE_COLUMNS if c in names], filters=filters)
+    scores = read_parquet(path, columns=[c for c in M.SCORE_COLUMNS if c in names], rows=filters)
     require_columns(scores, M.SCORE_COLUMNS, "scores")
     return scores
 
@@ -465,9 +466,11 @@ def _read_clients(path: str | Path | None, covariates: Sequence[str] = ()) -> pd
         return None
     import pyarrow.parquet as pq
 
+    from alliance.outputs import read_parquet
+
     names = pq.read_schema(path).names
     wanted = [M.CLIENT, M.THERAPIST, *covariates]
-    return pd.read_parquet(path, columns=[c for c in dict.fromkeys(wanted) if c in names])
+    return read_parquet(path, columns=[c for c in dict.fromkeys(wanted) if c in names])
 
 
 def write_model_datasets(scores_path: str | Path, clients_path: str | Path | None, config: Mapping[str, Any],
