@@ -96,6 +96,16 @@ def test_leave_one_therapist_out_matches_lme4_refits(reference_fit):
         np.testing.assert_allclose(rows.loc[terms, "dfbetas"], [r["dfbetas"][t] for t in terms], rtol=1e-5, atol=1e-6)
 
 
+def test_client_level_refits_come_from_therapist_blocks(reference_fit):
+    """The client-level model, (1 | therapist), is refitted from per-therapist cross-products
+    (alliance.lmm.reweight), so the lme4 comparison above tests that route; the session-level
+    model, with a client slope too, refits the rows."""
+    ref, data, result, _, _ = reference_fit
+    levels = sorted(pd.unique(data["therapist"]).tolist(), key=str)
+    blocks = D._group_blocks(result, data, "therapist", levels)
+    assert (blocks is not None) == (ref["formula"].count("|") == 1), ref["formula"]
+
+
 def test_influence_ranks_follow_cooks_distance(reference_fit):
     _, data, result, _, influence = reference_fit
     per = influence.drop_duplicates("therapist")

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 from alliance.errors import require_columns as _require_columns
 from alliance.models.families import fit_model
+from alliance.lmm.reweight import InterceptBlocks
 from alliance.models.data import CLIENT, THERAPIST
 
 __all__ = [
@@ -89,6 +90,13 @@ def cluster_bootstrap(data: pd.DataFrame, formula: str, seed: int, replicates: S
     two parallel jobs give the same draws as ``range(0, 1000)`` in one. Satterthwaite df are
     skipped (only estimates are kept).
 
+    With whole therapists resampled (``stages="therapists"``), clients nested in therapists
+    and a ``(1 | therapist)`` model on the project's engine, a replicate is refitted from the
+    per-therapist cross-products weighted by how often each therapist was drawn
+    (:class:`alliance.lmm.reweight.InterceptBlocks`), the same draw as
+    :func:`cluster_resample`'s without building its rows; other designs, and a draw that
+    leaves the design short of rank, refit the resampled rows.
+
     Returns
     -------
     DataFrame
@@ -99,8 +107,17 @@ def cluster_bootstrap(data: pd.DataFrame, formula: str, seed: int, replicates: S
     """
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"seed must be a non-negative whole number, got {seed!r}")
+    blocks = _therapist_blocks(data, formula, stages, therapist, client, reml, engine, fit)
     out = []
     for b in replicates:
+        if blocks is not None:
+            # the draw of cluster_resample (same generator, same first call), as multiplicities
+            draws = np.random.default_rng([int(seed), int(b)]).integers(0, len(blocks.n), len(blocks.n))
+            refit = blocks.refit(np.bincount(draws, minlength=len(blocks.n)))
+            if refit is not None:
+                out += [{"replicate": int(b), "term": term, "estimate": float(est), "converged": refit["converged"],
+                         "singular": refit["singular"], "error": ""} for term, est in refit["beta"].items()]
+                continue
         sample = cluster_resample(data, np.random.default_rng([int(seed), int(b)]), stages, therapist, client)
         try:
             res = fit_model(formula, sample, reml=reml, engine=engine, fit=fit,
@@ -113,6 +130,25 @@ def cluster_bootstrap(data: pd.DataFrame, formula: str, seed: int, replicates: S
             out.append({"replicate": int(b), "term": term, "estimate": float(est),
                         "converged": bool(res.converged), "singular": bool(res.singular), "error": ""})
     return pd.DataFrame(out, columns=["replicate", "term", "estimate", "converged", "singular", "error"])
+
+
+def _therapist_blocks(data: pd.DataFrame, formula: str, stages: str, therapist: str, client: str, reml: bool,
+                      engine: str, fit) -> InterceptBlocks | None:
+    """Per-therapist cross-products when every replicate can be refitted from them
+    (:mod:`alliance.lmm.reweight`): whole therapists resampled, clients nested in therapists,
+    the project's engine, a ``(1 | therapist)`` model; else None (each replicate is refitted
+    on its resampled rows)."""
+    if stages != "therapists" or fit is not None or engine != "alliance":
+        return None
+    _require_columns(data, [therapist, client], "data")
+    ids = data[[therapist, client]]
+    if ids.isna().any().any() or (ids.groupby(client)[therapist].nunique() > 1).any():
+        return None  # cluster_resample reports missing ids; crossed ids are resampled as it does
+    try:
+        labels = pd.factorize(ids[therapist], sort=True)[1]  # cluster_resample's order of therapists
+        return InterceptBlocks.build(formula, data, therapist, pd.Index(labels), reml)
+    except ValueError:
+        return None  # the refits report it, replicate by replicate
 
 
 def bootstrap_intervals(draws: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:

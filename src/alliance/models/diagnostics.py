@@ -57,6 +57,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from alliance.lmm.reweight import InterceptBlocks
 from alliance.models.data import CLIENT, THERAPIST
 from alliance.models.families import fit_model
 
@@ -331,7 +332,10 @@ def leave_one_group_out(result: Any, data: pd.DataFrame, group: str = THERAPIST,
 
     Each refit has the full model's formula and REML setting, starts at its theta (a warm
     start: the refit is near the full fit), and skips Satterthwaite df (only estimates, SEs and
-    the covariance matrix are used). A refit that fails is kept with its message.
+    the covariance matrix are used). A refit that fails is kept with its message. A
+    ``(1 | group)`` model on the project's engine is refitted from per-group cross-products
+    with the left-out group weighted 0 (:class:`alliance.lmm.reweight.InterceptBlocks`: the
+    same criterion, optimiser and start, without rebuilding the data of each refit).
 
     Parameters
     ----------
@@ -362,8 +366,20 @@ def leave_one_group_out(result: Any, data: pd.DataFrame, group: str = THERAPIST,
     if fit is None and engine == "alliance":
         options["start"] = np.asarray(result.theta, dtype=float)
     rows, vcovs = [], {}
+    blocks = _group_blocks(result, data, group, levels) if fit is None and engine == "alliance" else None
     iterable = levels if progress is None else progress(levels)
-    for level in iterable:
+    for k, level in enumerate(iterable):
+        if blocks is not None:
+            # (1 | group) models: the refit without the level from the per-group cross-products
+            weights = np.ones(len(levels))
+            weights[k] = 0.0
+            refit = blocks.refit(weights, start=float(options["start"][0]))
+            if refit is not None:
+                vcovs[level] = refit["vcov"]
+                rows += [{"group": level, "term": term, "estimate": float(est), "se": float(refit["se"][term]),
+                          "converged": refit["converged"], "singular": refit["singular"], "error": ""}
+                         for term, est in refit["beta"].items()]
+                continue
         subset = data.loc[data[group] != level].reset_index(drop=True)
         try:
             refit = fit_model(result.formula, subset, reml=bool(result.reml), engine=engine, fit=fit, options=options)
@@ -378,6 +394,15 @@ def leave_one_group_out(result: Any, data: pd.DataFrame, group: str = THERAPIST,
     out = pd.DataFrame(rows, columns=["group", "term", "estimate", "se", "converged", "singular", "error"])
     out.attrs["vcov"] = vcovs
     return out
+
+
+def _group_blocks(result: Any, data: pd.DataFrame, group: str, levels: list) -> InterceptBlocks | None:
+    """Per-group cross-products of a ``(1 | group)`` model (:mod:`alliance.lmm.reweight`), in
+    the order of ``levels``; None for other models (each refit then refits the rows)."""
+    try:
+        return InterceptBlocks.build(result.formula, data, group, pd.Index(levels), bool(result.reml))
+    except ValueError:
+        return None
 
 
 def _cooks_distance(full: pd.Series, refit: pd.Series, vcov: pd.DataFrame) -> float:
@@ -430,17 +455,22 @@ def group_influence(result: Any, loo: pd.DataFrame, data: pd.DataFrame, terms: S
     full = fe["estimate"]
     terms = [t for t in terms if t in fe.index]
     vcovs = loo.attrs.get("vcov", {})
+    # pandas deep-copies attrs into every derived frame: without them here, a frame per group
+    # does not copy every group's covariance matrix (quadratic in the number of therapists)
+    loo = pd.DataFrame(loo.to_dict("series"))
     n_clients = data.groupby(group, sort=False)[client].nunique() if client in data.columns else None
     n_rows = data.groupby(group, sort=False).size()
+    parts = dict(list(loo.groupby("group", sort=False)))
     cooks = {}
-    for level, part in loo.loc[loo["error"] == ""].groupby("group", sort=False):
-        cooks[level] = _cooks_distance(full, part.set_index("term")["estimate"], vcovs[level])
+    for level, part in parts.items():
+        if (part["error"] == "").all():
+            cooks[level] = _cooks_distance(full, part.set_index("term")["estimate"], vcovs[level])
     levels = sorted(pd.unique(loo["group"]).tolist(), key=str)
     order = sorted(levels, key=lambda g: (-cooks.get(g, -math.inf), str(g)))
     rank = {g: k for k, g in enumerate(order, start=1)}
     rows = []
     for level in levels:
-        part = loo.loc[loo["group"] == level]
+        part = parts[level]
         error = str(part["error"].iloc[0])
         by_term = part.set_index("term") if not error else None
         for term in terms:
