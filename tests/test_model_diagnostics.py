@@ -60,6 +60,54 @@ def test_conditional_variances_match_lme4_condvar(reference_fit):
             np.testing.assert_allclose(np.sqrt(cond[block["group"]][position, j, j]), block["cond_sd"][j], rtol=1e-5)
 
 
+def _cond_var_by_dense_inverse(result, name):
+    """condVar from the dense inverse of the whole posterior precision (the definition)."""
+    from alliance.lmm.design import factor_lambda
+
+    precision, offsets = result._posterior_precision()
+    names = [f.name for f in result._structure.factors]
+    f = names.index(name)
+    q = result._structure.factors[f].q
+    inverse = np.linalg.inv(precision.toarray())
+    idx = offsets[f] + np.arange((offsets[f + 1] - offsets[f]) // q)[:, None] * q + np.arange(q)
+    blocks = inverse[idx[:, :, None], idx[:, None, :]]
+    lam = factor_lambda(result._structure, f, result.theta)
+    return result.sigma**2 * np.einsum("ab,lbc,dc->lad", lam, blocks, lam)
+
+
+def _three_designs():
+    rng = np.random.default_rng(7)
+    therapist = np.repeat(np.arange(12), 40)
+    client = np.repeat(np.arange(96), 5)
+    rater = rng.integers(0, 9, len(client))
+    session = np.tile(np.arange(5), 96).astype(float)
+    y = (rng.normal(size=12)[therapist] + rng.normal(size=96)[client] + 0.3 * rng.normal(size=96)[client] * session
+         + rng.normal(size=9)[rater] + rng.normal(size=len(client)))
+    data = pd.DataFrame({"y": y, "session": session, "client": client, "therapist": therapist, "rater": rater})
+    return data, ["y ~ session + (1 + session | client) + (1 | therapist)",  # nested, slopes
+                  "y ~ session + (1 | client) + (1 | rater)",  # crossed
+                  "y ~ session + (1 | client) + (1 | therapist) + (1 | rater)"]  # three factors
+
+
+@pytest.mark.parametrize("formula", _three_designs()[1])
+@pytest.mark.parametrize("dense_bound", [4000, 0])
+def test_conditional_variances_equal_the_dense_inverse(formula, dense_bound, monkeypatch):
+    """The Schur-complement and block routes of cond_var against the definition (the dense
+    inverse of the whole precision), for nested, crossed and three-factor designs; with the
+    dense bound 0 the crossed Schur complement goes through the sparse LU. Tolerance 1e-10:
+    the routes differ only in the order of exact algebra."""
+    from alliance.lmm import result as R
+
+    monkeypatch.setattr(R, "DENSE_INVERSE", dense_bound)
+    data, _ = _three_designs()
+    fit = lmm.fit(formula, data)
+    for name in fit.ranef:
+        got = fit.cond_var([name])[name]
+        np.testing.assert_allclose(got, _cond_var_by_dense_inverse(fit, name), rtol=1e-10, atol=1e-14)
+    with pytest.raises(ValueError, match="no grouping factor 'clinic'"):
+        fit.cond_var(["clinic"])
+
+
 def test_residual_and_random_effect_tests_match_r(reference_fit):
     ref, _, result, _, _ = reference_fit
     checks = D.residual_checks(result)

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .design import FixedSpec, Structure, fixed_matrix, group_codes, term_rows
+from .design import FixedSpec, Structure, factor_lambda, fixed_matrix, group_codes, term_rows
 
 
 @dataclass
@@ -169,21 +169,42 @@ class LmmResult:
         y = self._frame[self._model_frame.parsed.response].to_numpy(dtype=float)
         return y - self._fitted
 
-    def cond_var(self) -> dict[str, np.ndarray]:
+    def cond_var(self, factors=None) -> dict[str, np.ndarray]:
         """Conditional covariance matrices of the random effects, lme4's
         ``ranef(m, condVar = TRUE)`` (``attr(, "postVar")``): per grouping factor an array of
         shape ``(levels, q, q)`` in the row and column order of ``ranef[factor]``.
 
         ``sigma^2 Lambda_i [(Lambda' Z' W Z Lambda + I)^-1]_ii Lambda_i'`` for level ``i``,
         given the estimated variance components and fixed effects, as lme4 computes it (Bates
-        et al., 2015). The diagonal blocks of the inverse come from a sparse LU factorisation
-        solved for one factor's columns at a time, so memory grows with the number of random
-        effects, not with its square.
-        """
-        from scipy import sparse
-        from scipy.sparse.linalg import splu
+        et al., 2015). Only the diagonal blocks of the inverse are formed
+        (:func:`_inverse_diagonal_blocks`), so memory grows with the number of random effects,
+        not with its square.
 
-        from .design import factor_lambda
+        Parameters
+        ----------
+        factors : sequence of str, optional
+            The grouping factors wanted (default: all). A study's client factor has a hundred
+            times the therapist factor's levels: asking for the therapists only saves its work.
+        """
+        s = self._structure
+        names = [fac.name for fac in s.factors]
+        wanted = names if factors is None else list(factors)
+        unknown = [name for name in wanted if name not in names]
+        if unknown:
+            raise ValueError(f"the fit has no grouping factor {unknown[0]!r}; it has {names}")
+        precision, offsets = self._posterior_precision()
+        out = {}
+        for name in wanted:
+            f = names.index(name)
+            fac = s.factors[f]
+            lam = factor_lambda(s, f, self.theta)
+            blocks = _factor_inverse_blocks(precision, offsets, f, [g.q for g in s.factors])
+            out[fac.name] = self.sigma**2 * np.einsum("ab,lbc,dc->lad", lam, blocks, lam)
+        return out
+
+    def _posterior_precision(self):
+        """``Lambda' Z' W Z Lambda + I`` (sparse, CSC) with the factors' first columns."""
+        from scipy import sparse
 
         s = self._structure
         z_blocks, lam_blocks, offsets = [], [], [0]
@@ -199,22 +220,7 @@ class LmmResult:
         zl = sparse.hstack(z_blocks).tocsr() @ sparse.block_diag(lam_blocks).tocsr()
         if self._weights is not None:
             zl = sparse.diags(np.sqrt(self._weights)) @ zl
-        lu = splu((zl.T @ zl + sparse.identity(offsets[-1])).tocsc())
-        out = {}
-        for f, fac in enumerate(s.factors):
-            q, lam = fac.q, factor_lambda(s, f, self.theta)
-            blocks = np.empty((fac.nlevels, q, q))
-            step = max(1, 512 // q)  # levels per solve: bounded memory
-            for first in range(0, fac.nlevels, step):
-                last = min(fac.nlevels, first + step)
-                cols = np.arange(offsets[f] + first * q, offsets[f] + last * q)
-                rhs = np.zeros((offsets[-1], len(cols)))
-                rhs[cols, np.arange(len(cols))] = 1.0
-                solved = lu.solve(rhs)[cols].reshape(last - first, q, last - first, q)
-                idx = np.arange(last - first)
-                blocks[first:last] = solved[idx, :, idx, :]
-            out[fac.name] = self.sigma**2 * np.einsum("ab,lbc,dc->lad", lam, blocks, lam)
-        return out
+        return (zl.T @ zl + sparse.identity(offsets[-1])).tocsc(), offsets
 
     def summary(self) -> str:
         """A short text summary in lme4's layout."""
@@ -237,3 +243,92 @@ class LmmResult:
 
     def __repr__(self) -> str:  # keep notebooks readable
         return self.summary()
+
+
+# --------------------------------------------------------------------------------------
+# Diagonal blocks of the inverse posterior precision (lme4's condVar)
+# --------------------------------------------------------------------------------------
+#: Largest order of a matrix inverted densely when it is not block-diagonal.
+DENSE_INVERSE = 4000
+
+
+def _factor_inverse_blocks(precision, offsets: list[int], f: int, qs: list[int]) -> np.ndarray:
+    """The ``(levels, q, q)`` diagonal blocks of ``precision^-1`` on factor ``f``'s columns.
+
+    With two grouping factors (clients and therapists, targets and raters) the other factor's
+    block of ``precision`` is block-diagonal by level, so it is eliminated exactly by its
+    Schur complement, ``[A^-1]_ff = (A_ff - A_fo A_oo^-1 A_of)^-1``: the client factor of a
+    national study (100,000 levels, slopes) then costs a batch of 2 x 2 inverses instead of
+    a sparse solve per column. With one factor the matrix itself is block-diagonal; with
+    three or more, the sparse LU of the whole matrix is solved for ``f``'s columns.
+    """
+    from scipy import sparse
+
+    own = slice(offsets[f], offsets[f + 1])
+    a_ff = precision[own, own]
+    if len(qs) == 2:
+        o = 1 - f
+        other = slice(offsets[o], offsets[o + 1])
+        a_fo = precision[own, other]
+        blocks_oo, _ = _diagonal_blocks(precision[other, other], qs[o])  # block-diagonal by level
+        inverse_oo = _block_diagonal(np.linalg.inv(blocks_oo))
+        a_ff = (a_ff - (a_fo @ inverse_oo @ a_fo.T)).tocsc()
+    elif len(qs) > 2:
+        return _inverse_blocks_by_lu(precision, offsets[f], qs[f], (offsets[f + 1] - offsets[f]) // qs[f])
+    return _inverse_diagonal_blocks(sparse.csc_matrix(a_ff), qs[f])
+
+
+def _diagonal_blocks(m, q: int) -> tuple[np.ndarray, bool]:
+    """The ``(levels, q, q)`` diagonal blocks of a sparse matrix of order ``levels * q``, and
+    whether the matrix has no entries outside them."""
+    coo = m.tocoo()
+    level = coo.row // q
+    inside = level == coo.col // q
+    blocks = np.zeros((m.shape[0] // q, q, q))
+    np.add.at(blocks, (level[inside], coo.row[inside] % q, coo.col[inside] % q), coo.data[inside])
+    return blocks, bool(inside.all())
+
+
+def _block_diagonal(blocks: np.ndarray):
+    """The sparse block-diagonal matrix of ``(levels, q, q)`` blocks."""
+    from scipy import sparse
+
+    levels, q, _ = blocks.shape
+    base = np.arange(levels)[:, None, None] * q
+    rows = np.broadcast_to(base + np.arange(q)[None, :, None], blocks.shape).ravel()
+    cols = np.broadcast_to(base + np.arange(q)[None, None, :], blocks.shape).ravel()
+    return sparse.csr_matrix((blocks.ravel(), (rows, cols)), shape=(levels * q, levels * q))
+
+
+def _inverse_diagonal_blocks(m, q: int) -> np.ndarray:
+    """The ``(levels, q, q)`` diagonal blocks of ``m^-1`` (``m`` sparse, symmetric positive
+    definite): a batch of small inverses when ``m`` is block-diagonal (nested designs), a dense
+    inverse up to :data:`DENSE_INVERSE`, else the sparse LU solved for the columns."""
+    levels = m.shape[0] // q
+    blocks, block_diagonal = _diagonal_blocks(m, q)
+    if block_diagonal:
+        return np.linalg.inv(blocks)
+    if m.shape[0] <= DENSE_INVERSE:
+        inverse = np.linalg.inv(m.toarray())
+        idx = np.arange(levels)[:, None] * q + np.arange(q)[None, :]
+        return inverse[idx[:, :, None], idx[:, None, :]]
+    return _inverse_blocks_by_lu(m, 0, q, levels)
+
+
+def _inverse_blocks_by_lu(m, first_col: int, q: int, levels: int) -> np.ndarray:
+    """Diagonal blocks of ``m^-1`` for ``levels`` blocks of order ``q`` from column ``first_col``,
+    by the sparse LU of ``m`` solved a bounded number of columns at a time."""
+    from scipy.sparse.linalg import splu
+
+    lu = splu(m.tocsc())
+    blocks = np.empty((levels, q, q))
+    step = max(1, 512 // q)  # levels per solve: bounded memory
+    for first in range(0, levels, step):
+        last = min(levels, first + step)
+        cols = np.arange(first_col + first * q, first_col + last * q)
+        rhs = np.zeros((m.shape[0], len(cols)))
+        rhs[cols, np.arange(len(cols))] = 1.0
+        solved = lu.solve(rhs)[cols].reshape(last - first, q, last - first, q)
+        idx = np.arange(last - first)
+        blocks[first:last] = solved[idx, :, idx, :]
+    return blocks

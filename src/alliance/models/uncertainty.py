@@ -51,7 +51,7 @@ def conditional_sd(result, factor: str) -> pd.DataFrame:
     names = [f.name for f in structure.factors]
     if factor not in names:
         raise ValueError(f"the fit has no grouping factor {factor!r}; it has {names}")
-    blocks = result.cond_var()[factor]  # (levels, q, q), lme4's postVar
+    blocks = result.cond_var([factor])[factor]  # (levels, q, q), lme4's postVar
     ranef = result.ranef[factor]
     return pd.DataFrame(np.sqrt(np.einsum("lii->li", blocks)), index=ranef.index, columns=ranef.columns)
 
