@@ -193,3 +193,42 @@ def test_fit_dispatches_the_crossed_model_to_the_fast_path():
     np.testing.assert_array_equal(swapped.theta, fast.theta)
     ml = lmm.fit(TWO, data, reml=False, satterthwaite_df=False)
     assert not np.array_equal(ml.theta, fast.theta)
+
+
+def test_crossed_path_leaves_factors_beyond_the_dense_bound_to_the_general_engine(monkeypatch):
+    """With both factors above design.MAX_DENSE levels (lowered here to 5), lmm.fit takes theta
+    from the general engine, which reaches the same optimum (criterion within 1e-9 relative)."""
+    import alliance.lmm.crossed as crossed_module
+
+    data = crossed_design(6, n_a=200, n_b=6)
+    fast = lmm.fit(TWO, data, satterthwaite_df=False)
+    monkeypatch.setattr(crossed_module, "MAX_DENSE", 5)
+    calls = []
+    monkeypatch.setattr(crossed_module, "fit_crossed", lambda *a, **k: calls.append(1))
+    general = lmm.fit(TWO, data, satterthwaite_df=False)
+    assert calls == [] and general.converged
+    assert general.objective == pytest.approx(fast.objective, rel=1e-9)
+
+
+@pytest.mark.parametrize("one_way", [False, True])
+def test_pattern_criterion_equals_the_evaluated_criterion(one_way):
+    """Targets grouped by who rated them (and how often) give the same REML criterion as
+    CrossedREML.evaluate, to 1e-12 relative (largest seen 4e-16), at interior and boundary
+    variance ratios; the design has 1-4 of 5 raters per target and some repeated ratings."""
+    rng = np.random.default_rng(8)
+    a, b = [], []
+    for i in range(3000):
+        for r in rng.choice(5, size=rng.integers(1, 5), replace=False):
+            times = 1 + int(rng.random() < 0.05)
+            a += [i] * times
+            b += [r] * times
+    a, b = np.array(a), np.array(b)
+    y = 0.8 * rng.normal(size=3000)[a] + 0.3 * rng.normal(size=5)[b] + rng.normal(size=len(a))
+    engine = CrossedREML(a, b, 3000, 5)
+    engine = engine.one_way_model() if one_way else engine
+    resp = engine.responses(y)
+    criterion = engine.pattern_criterion(resp)
+    assert len(criterion.m) < 200  # patterns, not targets
+    for gammas in [(0.5, 0.1), (2.0, 0.0), (0.0, 0.3), (10.0, 5.0), (1e-6, 1e-6)]:
+        full = float(engine.evaluate(np.array(gammas), resp, gradient=False)[0][0])
+        assert criterion(*gammas) == pytest.approx(full, rel=1e-12), gammas

@@ -553,14 +553,16 @@ def _wald_intervals(engines, fits, est: np.ndarray, y: np.ndarray, level: float)
 _PROFILE_EDGE, _PROFILE_XTOL, _NUISANCE_XTOL = 1e-6, 1e-7, 1e-9
 
 
-def _profile_criterion(engine: CrossedREML, resp, gammas) -> float:
+def _profile_criterion(criterion, gammas) -> float:
     """Profiled REML criterion at the variance ratios ``gammas(u)``, minimised over u in [0, 1).
 
-    ``u`` is the nuisance share (of the rater variance in the error variance, or the rater
-    ratio mapped to [0, 1)); bounded Brent search, so u = 0 (a zero rater variance) is reached.
+    ``criterion(gamma_target, gamma_rater)`` is the two-way model's
+    (:class:`alliance.lmm.crossed.PatternCriterion`); ``u`` is the nuisance share (of the rater
+    variance in the error variance, or the rater ratio mapped to [0, 1)); bounded Brent
+    search, so u = 0 (a zero rater variance) is reached.
     """
     def crit(u: float) -> float:
-        return float(engine.evaluate(np.array(gammas(u)), resp, gradient=False)[0][0])
+        return criterion(*gammas(u))
 
     res = optimize.minimize_scalar(crit, bounds=(0.0, 1.0 - _PROFILE_EDGE), method="bounded",
                                    options={"xatol": _NUISANCE_XTOL})
@@ -605,16 +607,17 @@ def _profile_intervals(engines, fits, est: np.ndarray, y: np.ndarray, k: float, 
     a likelihood-ratio interval is carried through such a map unchanged.
     """
     (e1, e2), (fit1, fit2) = engines, fits
-    r1, r2 = e1.responses(y), e2.responses(y)
+    # criterion only, from the targets grouped by who rated them: thousands of evaluations
+    c1, c2 = e1.pattern_criterion(e1.responses(y)), e2.pattern_criterion(e2.responses(y))
 
     def one_way(rho: float) -> float:
-        return float(e1.evaluate(np.array([rho / (1.0 - rho), 0.0]), r1, gradient=False)[0][0])
+        return c1(rho / (1.0 - rho), 0.0)
 
     single = [
         _profile_limits(one_way, est[0], fit1.reml_criterion, level),
-        _profile_limits(lambda rho: _profile_criterion(e2, r2, _agreement_gammas(rho)), est[1],
+        _profile_limits(lambda rho: _profile_criterion(c2, _agreement_gammas(rho)), est[1],
                         fit2.reml_criterion, level),
-        _profile_limits(lambda rho: _profile_criterion(e2, r2, _consistency_gammas(rho)), est[2],
+        _profile_limits(lambda rho: _profile_criterion(c2, _consistency_gammas(rho)), est[2],
                         fit2.reml_criterion, level),
     ]
     lower = np.array([lo for lo, _ in single])
