@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from matplotlib.collections import PolyCollection
+from matplotlib.collections import LineCollection, PolyCollection
 
 from alliance.report.style import close
 
@@ -163,6 +163,29 @@ def test_caterpillar_draws_mode_plus_minus_1_96_conditional_sd_by_rank_with_clie
         assert any("1.96 conditional SD" in text for text in legend)
         everything = " ".join(t.get_text() for t in fig.findobj(lambda o: hasattr(o, "get_text")))
         assert "secret" not in everything
+    finally:
+        close(fig)
+
+
+def test_caterpillar_of_a_national_study_ranks_without_a_label_per_therapist():
+    """5,000 therapists: a fixed-height figure with about ten rank ticks, no per-row labels or
+    counts (unreadable, and drawing them took a minute), every interval still drawn."""
+    from alliance.models.figures import caterpillar_plot
+
+    rng = np.random.default_rng(3)
+    n = 5000
+    effects = pd.DataFrame({"(Intercept)": rng.normal(size=n), "(Intercept)_cond_sd": rng.uniform(0.1, 0.5, n),
+                            "n_clients": rng.integers(5, 40, n)})
+    fig = caterpillar_plot(effects, sd="(Intercept)_cond_sd", n_clients="n_clients")
+    try:
+        ax = fig.axes[0]
+        fig.canvas.draw()
+        assert fig.get_figheight() == 9.0
+        labels = [t.get_text() for t in ax.get_yticklabels() if t.get_text()]
+        assert 3 <= len(labels) <= 12 and all(text.startswith("Therapist ") for text in labels)
+        assert len(ax.texts) == 0
+        (bars,) = [c for c in ax.collections if isinstance(c, LineCollection)]
+        assert len(bars.get_segments()) == n
     finally:
         close(fig)
 

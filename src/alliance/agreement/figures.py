@@ -14,7 +14,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 
 from alliance.agreement.dyads import ResponseSurface, discrepancy_summary
-from alliance.report.style import OKABE_ITO
+from alliance.report.style import OKABE_ITO, dense, legend_place
 
 __all__ = [
     "plot_bland_altman",
@@ -45,7 +45,8 @@ def plot_bland_altman(
     mean, diff = (x[keep] + y[keep]) / 2, x[keep] - y[keep]
     fig = Figure(figsize=(5.5, 4), layout="constrained")
     ax = fig.subplots()
-    ax.scatter(mean, diff, s=12, alpha=0.5, color=OKABE_ITO["grey"], edgecolors="none", label="dyad-sessions")
+    ax.scatter(mean, diff, s=12, alpha=0.5, color=OKABE_ITO["grey"], edgecolors="none", label="dyad-sessions",
+               rasterized=dense(len(mean)))
     # blue and vermilion: the palette's orange and vermilion looked alike
     lines = [
         ("mean_diff", "mean_diff_ci_low", "mean_diff_ci_high", OKABE_ITO["blue"], "mean difference (95% CI)"),
@@ -59,7 +60,7 @@ def plot_bland_altman(
     ax.set_xlabel(ax_labels[0])
     ax.set_ylabel(ax_labels[1])
     ax.set_title(f"{title or scale}: n = {int(summary['n'])}", fontsize=10)
-    ax.legend(fontsize=8, loc="best")
+    ax.legend(fontsize=8, loc=legend_place(len(mean)))
     return fig
 
 
@@ -116,7 +117,7 @@ def plot_response_surface(
     ax3d = fig.add_subplot(1, 2, 1, projection="3d", computed_zorder=False)
     floor = float(np.min(gz)) - 0.1 * float(np.ptp(gz) or 1.0)
     ax3d.scatter(points[:, 0], points[:, 1], np.full(len(points), floor), s=6, alpha=0.5,
-                 color=_PALETTE[0], depthshade=False, label="clients (x, y)")
+                 color=_PALETTE[0], depthshade=False, label="clients (x, y)", rasterized=dense(len(points)))
     ax3d.plot_surface(gx, gy, gz, cmap="cividis", alpha=0.75, linewidth=0, antialiased=True)
     for lx, ly, style in lines:
         ax3d.plot(lx, ly, result.predict(lx, ly), **style)
@@ -129,7 +130,8 @@ def plot_response_surface(
     ax = fig.add_subplot(1, 2, 2)
     contours = ax.contourf(gx, gy, gz, levels=12, cmap="cividis", alpha=0.85)
     fig.colorbar(contours, ax=ax, label=labels[2])
-    ax.scatter(points[:, 0], points[:, 1], s=8, alpha=0.6, color="white", edgecolors="0.2", linewidths=0.4)
+    ax.scatter(points[:, 0], points[:, 1], s=8, alpha=0.6, color="white", edgecolors="0.2", linewidths=0.4,
+               rasterized=dense(len(points)))
     for lx, ly, style in lines:
         ax.plot(lx, ly, **style)
     ax.plot([result.centre], [result.centre], marker="+", color="black", ms=10, label=f"centre c = {result.centre:.2f}")

@@ -17,14 +17,12 @@ from matplotlib.figure import Figure
 from matplotlib.transforms import blended_transform_factory
 
 from alliance.errors import require_columns
-from alliance.report.style import MARKERS, PALETTE, close, new_figure
+from alliance.report.style import MARKERS, PALETTE, close, dense, new_figure
 from alliance.interrater.rater_effects import paired_ratings, pairwise_rater_agreement
 
 __all__ = ["coder_labels", "plot_rater_leniency", "plot_pairwise_agreement"]
 
 LENIENCY_TITLE = "Rater leniency (conditional modes of the rater effect)"
-#: above this many points per panel the markers are rasterised (vector files stay small)
-_RASTERISE_ABOVE = 5000
 #: half-width of the uniform jitter for integer-valued ratings, in rating units
 _JITTER = 0.12
 
@@ -195,7 +193,7 @@ def _draw_pairs(axes, chosen: pd.DataFrame, pairs: pd.DataFrame, scale_label: st
             x = x + rng.uniform(-_JITTER, _JITTER, len(x))
             y = y + rng.uniform(-_JITTER, _JITTER, len(y))
         ax.scatter(x, y, s=10, alpha=0.6, color=colour, marker=MARKERS[0], linewidths=0,
-                   rasterized=len(x) > _RASTERISE_ABOVE)
+                   rasterized=dense(len(x)))
         ax.plot(limits, limits, ls="--", color="0.35", lw=1)
         ax.set_xlim(limits)
         ax.set_ylim(limits)

@@ -15,7 +15,7 @@ import seaborn as sns
 from matplotlib.ticker import MaxNLocator
 
 from alliance.models.diagnostics import ModelDiagnostics, binned_means
-from alliance.report.style import MARKERS, PALETTE, new_figure
+from alliance.report.style import MARKERS, PALETTE, dense, legend_place, new_figure
 
 __all__ = ["diagnostics_figure"]
 
@@ -30,7 +30,7 @@ def _colours(n: int) -> list:
 def _residual_panel(ax, diag: ModelDiagnostics) -> None:
     res = diag.residuals
     ax.scatter(res["fitted"], res["residual"], s=6, alpha=POINT_ALPHA, color="0.35", marker=MARKERS[0],
-               linewidths=0, label="observation")
+               linewidths=0, label="observation", rasterized=dense(len(res)))
     bins = binned_means(res["fitted"].to_numpy(), res["residual"].to_numpy())
     colour = _colours(1)[0]
     ax.plot(bins["fitted"], bins["residual"], color=colour, marker=MARKERS[1], markersize=4, linewidth=1.5,
@@ -39,14 +39,15 @@ def _residual_panel(ax, diag: ModelDiagnostics) -> None:
     ax.set_xlabel("fitted value (conditional)")
     ax.set_ylabel("residual")
     ax.set_title("Residuals vs fitted")
-    ax.legend(fontsize="x-small", loc="best", frameon=False)
+    ax.legend(fontsize="x-small", loc=legend_place(len(res)), frameon=False)
 
 
 def _qq_residual_panel(ax, diag: ModelDiagnostics) -> None:
     from alliance.models.diagnostics import qq_points
 
     qq = qq_points(diag.residuals["standardised"].to_numpy())
-    ax.scatter(qq["theoretical"], qq["sample"], s=6, alpha=POINT_ALPHA, color="0.35", marker=MARKERS[0], linewidths=0)
+    ax.scatter(qq["theoretical"], qq["sample"], s=6, alpha=POINT_ALPHA, color="0.35", marker=MARKERS[0], linewidths=0,
+               rasterized=dense(len(qq)))
     ax.plot(qq["theoretical"], qq["line"], color="black", linewidth=1)
     ax.set_xlabel("normal quantile")
     ax.set_ylabel("standardised residual")
@@ -77,7 +78,8 @@ def _qq_random_panel(ax, diag: ModelDiagnostics) -> None:
     for k, (group, term) in enumerate(keys):
         part = qq.loc[(qq["group"] == group) & (qq["term"] == term)]
         ax.scatter(part["theoretical"], part["standardised_sample"], s=10, alpha=0.7, color=colours[k],
-                   marker=MARKERS[k % len(MARKERS)], linewidths=0, label=_legend(group, term, part))
+                   marker=MARKERS[k % len(MARKERS)], linewidths=0, label=_legend(group, term, part),
+                   rasterized=dense(len(part)))
     lim = float(np.nanmax(np.abs(qq["theoretical"]))) if len(qq) else 1.0
     ax.plot([-lim, lim], [-lim, lim], color="black", linewidth=0.8)
     ax.set_xlabel("normal quantile")

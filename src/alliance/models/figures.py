@@ -13,10 +13,10 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 from matplotlib.transforms import blended_transform_factory
 
-from alliance.report.style import MARKERS, OKABE_ITO, new_figure
+from alliance.report.style import MARKERS, OKABE_ITO, dense, new_figure
 from alliance.models.summaries import BENCHMARK
 from alliance.errors import require_columns
 
@@ -128,6 +128,10 @@ def specification_curve_plot(curve: pd.DataFrame, labels: Sequence[str] = ("earl
     return fig
 
 
+#: Most therapists a caterpillar plot labels one by one (with their client counts).
+LABELLED_ROWS = 80
+
+
 def caterpillar_plot(ranef: pd.DataFrame, term: str = "(Intercept)", lower: str | None = None,
                      upper: str | None = None, xlabel: str = "therapist effect on the outcome",
                      sd: str | None = None, n_clients: str | None = None, z: float = 1.96,
@@ -135,7 +139,10 @@ def caterpillar_plot(ranef: pd.DataFrame, term: str = "(Intercept)", lower: str 
     """Therapists' conditional modes, sorted (caterpillar plot), as lme4's
     ``dotplot(ranef(m, condVar = TRUE))``: each therapist's mode with mode +- ``z`` conditional
     SD, the most negative at the bottom, labelled by rank ("Therapist 1" … "Therapist k",
-    never by id) and with the number of its clients at the right margin.
+    never by id) and with the number of its clients at the right margin. Beyond
+    :data:`LABELLED_ROWS` therapists (a national study has thousands) the rows are too thin to
+    label: the figure keeps a fixed height, the rank axis gets about ten ticks and the client
+    counts are left to the caption.
 
     Parameters
     ----------
@@ -163,21 +170,31 @@ def caterpillar_plot(ranef: pd.DataFrame, term: str = "(Intercept)", lower: str 
     else:
         low = high = None
         what = "conditional mode"
-    fig, ax = new_figure(6.5, min(0.2 * n + 1.9, 40.0), layout="constrained")
+    labelled = n <= LABELLED_ROWS
+    fig, ax = new_figure(6.5, 0.2 * n + 1.9 if labelled else 9.0, layout="constrained")
     pos = np.arange(n)
     colour = OKABE_ITO["blue"]
-    if low is not None:
+    if low is not None and labelled:
         err = np.clip(np.vstack([est - low, high - est]), 0, None)
         ax.errorbar(est, pos, xerr=err, fmt=MARKERS[0], color=colour, ms=3.5, lw=1, capsize=1.5, label=what)
+    elif low is not None:  # thousands of rows: a pale band of intervals under a line of modes
+        err = np.clip(np.vstack([est - low, high - est]), 0, None)
+        ax.errorbar(est, pos, xerr=err, fmt="none", ecolor=colour, elinewidth=0.4, alpha=0.35,
+                    label=what.replace("conditional mode \u00b1", "interval: mode \u00b1"))
+        ax.scatter(est, pos, marker=MARKERS[0], color="0.1", s=1.0, linewidths=0, zorder=3, label="conditional mode")
     else:
-        ax.scatter(est, pos, marker=MARKERS[0], color=colour, s=14, zorder=3, label=what)
+        ax.scatter(est, pos, marker=MARKERS[0], color=colour, s=14 if labelled else 1.0, zorder=3, label=what)
     ax.axvline(0, color="0.35", ls="--", lw=1, label="average therapist (0)")
-    ax.set_yticks(pos, [f"{unit} {k}" for k in pos + 1], fontsize=max(5, 8 - n // 25))
+    if labelled:
+        ax.set_yticks(pos, [f"{unit} {k}" for k in pos + 1], fontsize=max(5, 8 - n // 25))
+    else:
+        ax.yaxis.set_major_locator(MaxNLocator(nbins=10, integer=True))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{unit} {int(value) + 1}"))
     ax.set_ylim(-0.7, n - 0.3)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(f"{unit.lower()}s, ranked by their effect")
     ax.grid(axis="y", visible=False)
-    if n_clients:
+    if n_clients and labelled:
         margin = blended_transform_factory(ax.transAxes, ax.transData)
         for p, count in zip(pos, d[n_clients]):
             ax.text(1.01, p, f"{int(count)}", transform=margin, va="center", fontsize=6.5, color="0.3")
@@ -203,7 +220,7 @@ def early_outcome_scatter(client_data: pd.DataFrame, x: str = "early_alliance", 
     d = client_data[[x, y]].dropna()
     fig, ax = new_figure(5.5, 4.8)
     ax.scatter(d[x], d[y], s=10, alpha=0.45, color=OKABE_ITO["grey"], edgecolors="none", marker=MARKERS[0],
-               label=f"clients (N = {len(d)})")
+               label=f"clients (N = {len(d)})", rasterized=dense(len(d)))
     if line is not None and len(line):
         ax.fill_between(line["x"], line["ci_low"], line["ci_high"], color=OKABE_ITO["blue"], alpha=0.25, lw=0)
         ax.plot(line["x"], line["fit"], color=OKABE_ITO["blue"], linewidth=2, label=line_label)

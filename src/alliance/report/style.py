@@ -23,6 +23,20 @@ PNG_DPI = 300
 MARKERS = ["o", "s", "^", "D", "v", "P", "X"]
 LINESTYLES = ["-", "--", ":", "-."]
 SEQUENTIAL = "cividis"
+#: Above this many points a scatter layer is rasterised in the PDF (vector files stay small: a
+#: national study's million residuals as vector markers took half a minute to write) and a
+#: legend is not placed by matplotlib's "best" search, which tests every point.
+RASTER_POINTS = 5_000
+
+
+def dense(n_points: int) -> bool:
+    """Whether a scatter of ``n_points`` is drawn as a dense cloud (:data:`RASTER_POINTS`)."""
+    return n_points > RASTER_POINTS
+
+
+def legend_place(n_points: int) -> str:
+    """``loc`` of a legend over ``n_points``: matplotlib's "best" unless the cloud is dense."""
+    return "upper left" if dense(n_points) else "best"
 
 
 def apply_style() -> None:

@@ -66,7 +66,7 @@ def _jacobson_panel(ax, rows: pd.DataFrame, params: Mapping[str, Any], entry: st
         chosen = rows[rows["classification"].eq(category)]
         if not chosen.empty:
             ax.scatter(chosen["pre"], chosen["post"], s=14, marker=figures.MARKERS[i], color=colours[i],
-                       label=f"{category} ({len(chosen)})", alpha=0.8)
+                       label=f"{category} ({len(chosen)})", alpha=0.8, rasterized=figures.dense(len(chosen)))
     ax.set(xlim=lims, ylim=lims, xlabel="First administration", ylabel="Last administration",
            title=f"{entry} ({'higher is better' if params['direction'] == 'higher_is_better' else 'lower is better'})")
     ax.set_aspect("equal")
