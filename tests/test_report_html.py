@@ -114,6 +114,20 @@ def test_a_data_file_page_describes_the_file_without_any_row():
     assert human_size(999) == "999 bytes" and human_size(1500) == "1.5 kB"
 
 
+def test_a_table_longer_than_a_page_is_described_as_a_data_file(tmp_path):
+    from alliance.report.pages import TABLE_ROWS, write_pages
+
+    source = tmp_path / "change.csv"
+    for rows in (TABLE_ROWS, TABLE_ROWS + 1):
+        pd.DataFrame({"outcome": ["phq9"] * rows, "change": np.arange(rows) + 0.25}).to_csv(source, index=False)
+        write_pages({"change": str(source)}, {"change": str(tmp_path / "change.html")}, {})
+        text = (tmp_path / "change.html").read_text(encoding="utf-8")
+        embedded = "0.25" in text
+        assert embedded == (rows == TABLE_ROWS)  # the last row shown only up to the bound
+        assert ("not embedded in this report" in text) == (rows > TABLE_ROWS)
+    assert f"{TABLE_ROWS + 1:,} rows: more than a page shows" in text
+
+
 def test_a_markdown_result_keeps_its_table_and_text():
     text = markdown_page("# Recovery\n\nSome *italic* and `code <x>`.\n\n| term | bias |\n| --- | --- |\n"
                          "| a_cw | +1.2% |\n\n- one\n- two\n", "Recovery", "results/validation/recovery.md")

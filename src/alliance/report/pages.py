@@ -74,6 +74,10 @@ PAGES: dict[str, Page] = {
     "provenance": Page("Provenance", "record"),
 }
 
+#: Most rows a table page shows; a longer table (a national study's per-client change table:
+#: 200,000 rows, a 72 MB page) gets a data-file page instead, as the scores do.
+TABLE_ROWS = 2_000
+
 #: the column dictionary of results/scores/scores.csv (docs/data_contract.md)
 SCORE_COLUMNS = {
     "client": "pseudonymised client id (C-…)",
@@ -115,8 +119,10 @@ def _page(name: str, source: Path, title: str) -> str:
     if kind == "markdown":
         return markdown_page(source.read_text(encoding="utf-8"), title, shown)
     frame = pd.read_csv(source, float_precision="round_trip", keep_default_na=False, na_values=[""])
-    if kind == "data file":
-        return data_file_page(frame, title, shown, source.stat().st_size,
+    if kind == "data file" or len(frame) > TABLE_ROWS:
+        lead = None if kind == "data file" else (f"{len(frame):,} rows: more than a page shows "
+                                                 f"(up to {TABLE_ROWS:,}), so the page describes the file.")
+        return data_file_page(frame, title, shown, source.stat().st_size, description=lead,
                               column_notes=COLUMN_NOTES.get(name), others=OTHER_FORMS.get(name, ()))
     return table_page(frame, title, shown)
 
