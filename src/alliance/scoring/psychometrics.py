@@ -449,7 +449,7 @@ def _covariances_from_stats(sizes, means, sscp, weights) -> dict[str, Any]:
     within = np.tensordot(weights, sscp, axes=1)  # once: a bootstrap replicate's largest cost
     s_pw = within / (n_total - n_clusters)
     dev = means - grand
-    s_b = np.einsum("j,ja,jb->ab", weights * sizes, dev, dev) / n_clusters
+    s_b = (dev.T * (weights * sizes)) @ dev / n_clusters  # a matrix product: einsum's loop was 40% of the bootstrap
     c = (n_total ** 2 - weights @ sizes ** 2) / (n_total * (n_clusters - 1))
     total = (within + (n_clusters * s_b)) / (n_total - 1)
     return {"s_pw": s_pw, "s_b": s_b, "c": float(c), "n": int(round(n_total)),
