@@ -582,6 +582,23 @@ def test_bland_altman_figure_draws_summary_lines():
     assert len(ax.collections[0].get_offsets()) == 17
 
 
+def test_a_dense_bland_altman_cloud_is_rasterised_with_a_fixed_legend():
+    """Above report.style.RASTER_POINTS dyad-sessions the points are one raster layer in the PDF
+    and the legend is not placed by matplotlib's search over every point; below, vectors and
+    'best' (the example's figures are unchanged)."""
+    from alliance.agreement.figures import plot_bland_altman
+    from alliance.report.style import RASTER_POINTS
+
+    rng = np.random.default_rng(5)
+    for n, dense in ((RASTER_POINTS, False), (RASTER_POINTS + 1, True)):
+        pairs = pd.DataFrame({"client": range(n), "therapist": "T", "session": 1,
+                              "client_wai": rng.normal(5, 1, n), "therapist_wai": rng.normal(5, 1, n)})
+        fig = plot_bland_altman(pairs, "wai")
+        ax = fig.axes[0]
+        assert ax.collections[0].get_rasterized() is dense
+        assert ax.get_legend()._loc == (2 if dense else 0)  # 'upper left' : 'best'
+
+
 def test_response_surface_figure_follows_the_fit():
     from alliance.agreement.figures import plot_response_surface
 
