@@ -13,14 +13,17 @@ of its input::
 count at 1/TEXT_PER_PARQUET of their size, because the same table is that much larger as CSV.
 A job that Snakemake resubmits (``retries:``) claims twice as much on its second attempt.
 Time is a straight line too (``time_exponent`` 1) except for the leave-one-therapist-out
-influence of the model diagnostics (:data:`INFLUENCE_MODEL`), which refits the model once per
-therapist: therapists and rows both grow with the input, so its time grows with its square.
+influence of the model diagnostics (:data:`INFLUENCE_MODEL`): one refit per therapist, each
+from the therapists' precomputed cross-products (:mod:`alliance.lmm.reweight`), so the number
+of refits and the cost of each both grow with the input; measured nearly linear up to 5,000
+therapists, bounded by the power 1.5.
 
 The lines (:data:`STEP_MODELS`) were fitted to the step logs' peak memory and wall time
 (``alliance.logs``) of ``benchmarks/rom_scale.py`` at 5,000 and 10,000 clients on the 2-core
-development machine and to the 100,000-client run of issue 18; the figures and the fit are in
+development machine and to the 100,000-client runs of issue 18; the figures and the fit are in
 README.md ("Running on a cluster"). They describe the code as it was measured: a step made
-leaner later claims more than it needs until the lines are refitted.
+leaner later claims more than it needs until the lines are refitted (the data steps' memory
+lines predate issue 18's columnar reads and claim about twice their peaks now).
 """
 
 from __future__ import annotations
@@ -67,17 +70,26 @@ STEP_MODELS: dict[str, StepModel] = {
     # refitted to it: at a dataset's size the claim is close to the base (measured 10,000-client
     # peaks after the change: fits 354 MiB mean, 512 max; specifications 246-248 MiB).
     "model_data": StepModel(388, 152, 5, 0.05),
-    "model_fit": StepModel(388, 152, 5, 0.05),
+    # refitted to the datasets (issue 18's 100,000-client run: session-level fits peaked at
+    # 1,215-1,371 MiB for 3.5 MB of dataset, 25-27 s; client-level ones 360-370 MiB): the base
+    # of the small runs and the slope through the largest peak
+    "model_fit": StepModel(388, 268, 5, 0.12),
     "model_specification": StepModel(257, 159, 5, 0.05),
     # measured peaks stay at the interpreter's ~260 MiB up to 10,000 clients (slope 0): the
-    # slope is the smallest any other step showed, so that ten times the data still fits
-    "model_bootstrap_batch": StepModel(278, 25, 5, 1.1),
-    "model_diagnostics": StepModel(467, 23, 5, 1.425),
+    # slope is the smallest any other step showed, so that ten times the data still fits.
+    # Time: a batch reweights the therapists' cross-products (alliance.lmm.reweight): 3.9-4.1 s
+    # for 2.41 MB at 100,000 clients
+    "model_bootstrap_batch": StepModel(278, 25, 5, 0.028),
+    # session-level models at 100,000 clients: 1,040 MiB / 15.9 s for 8.0 MB (trait_state) and
+    # 1,203 MiB / 20.0 s for 18.6 MB (within_between): the line through those two peaks
+    "model_diagnostics": StepModel(963, 16, 5, 0.031),
 }
 
-#: model_diagnostics with leave-one-therapist-out influence: 58 s of CPU time for the 250
-#: therapists of the 5,000-client study (0.135 MB of input), times the square of the input
-INFLUENCE_MODEL = StepModel(467, 23, 5, 53.3, time_exponent=2.0)
+#: model_diagnostics with leave-one-therapist-out influence: 44.3 s for the 5,000 therapists of
+#: the 100,000-client study (2.41 MB of input); on that study's first 1,250, 2,500 and 5,000
+#: therapists 9.8, 19.0 and 40.4 s (nearly linear), but every refit also sums over all the
+#: therapists, which will tell at larger sizes: the power 1.5 as a bound
+INFLUENCE_MODEL = StepModel(963, 16, 5, 0.198, time_exponent=1.5)
 
 #: measured peaks are multiplied by this: a job's memory limit must not be its measured peak
 MEMORY_HEADROOM = 1.25
