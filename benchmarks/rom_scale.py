@@ -62,9 +62,11 @@ def workdir_config(workdir: Path, data: Path, fmt: str) -> Path:
     return path
 
 
-def run_workflow(workdir: Path, config: Path) -> tuple[float, int]:
-    cmd = [str(SNAKEMAKE), "-s", str(ROOT / "Snakefile"), "--directory", str(workdir), "--cores", "2",
-           "--configfile", str(config), "--quiet", "rules"]
+def run_workflow(workdir: Path, config: Path, targets: list[str] | None = None, cores: int = 2) -> tuple[float, int]:
+    """Run the workflow in ``workdir`` (with ``targets``: only what those files need)."""
+    # targets first: --configfile and --quiet take any number of values
+    cmd = [str(SNAKEMAKE), *(targets or []), "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
+           "--cores", str(cores), "--configfile", str(config), "--quiet", "rules"]
     started = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     seconds = time.perf_counter() - started

@@ -22,8 +22,9 @@ The lines (:data:`STEP_MODELS`) were fitted to the step logs' peak memory and wa
 (``alliance.logs``) of ``benchmarks/rom_scale.py`` at 5,000 and 10,000 clients on the 2-core
 development machine and to the 100,000-client runs of issue 18; the figures and the fit are in
 README.md ("Running on a cluster"). They describe the code as it was measured: a step made
-leaner later claims more than it needs until the lines are refitted (the data steps' memory
-lines predate issue 18's columnar reads and claim about twice their peaks now).
+leaner later claims more than it needs until the lines are refitted (the lines of change,
+interrater, agreement and model_data predate issue 18's columnar reads and claim about twice
+their peaks now).
 """
 
 from __future__ import annotations
@@ -46,29 +47,28 @@ class StepModel:
 
 
 #: the measured lines, per rule: (base_mb, mb_per_input_mb, base_minutes, minutes_per_input_mb).
-#: Memory: least squares through the step logs' peaks (MiB x 1.048576) of benchmarks/rom_scale.py
-#: at 5,000 and 10,000 clients (Parquet input, the example's config) and, where issue 18 lists
-#: it, the 100,000-client run's peak (input sizes there: 20 x those at 5,000 clients). Time: 5
-#: minutes to start a step plus the 100,000-client run's wall time per input MB where issue 18
-#: lists it (interrater, bootstrap batch, score, agreement, ingest, change, models and
-#: specifications); validate_data from `alliance validate` on a 200 MB CSV (17.4 min for 29
-#: Parquet MB); model_diagnostics from the local runs' wall time (inflated by the shared
-#: machine's load); the other steps were not among that run's slowest: 2 minutes at its size.
+#: Time: 5 minutes to start a step plus the measured wall time per input MB. Where no newer
+#: measurement is commented, the line is the first one: memory the least squares through the
+#: step logs' peaks (MiB x 1.048576) of benchmarks/rom_scale.py at 5,000 and 10,000 clients and
+#: the first 100,000-client run of issue 18 (input sizes there: 20 x those at 5,000 clients),
+#: time that run's wall time per input MB.
 STEP_MODELS: dict[str, StepModel] = {
-    "deid_gate": StepModel(287, 29, 5, 0.077),
-    "validate_data": StepModel(293, 26, 5, 0.601),
-    "ingest": StepModel(288, 331, 5, 0.044),
-    "data_summary": StepModel(362, 180, 5, 0.075),
-    "score": StepModel(266, 296, 5, 0.095),
-    "internal_consistency": StepModel(450, 126, 5, 0.049),
+    # refitted to issue 18's 1x/2x/4x runs (benchmarks/rom_scaling.py: 100,000-400,000 clients,
+    # one job at a time): memory the least-squares line through the three peaks, time the 4x
+    # run's wall time per input MB
+    "deid_gate": StepModel(286, 36, 5, 0.0075),
+    "validate_data": StepModel(384, 34, 5, 0.0064),
+    "ingest": StepModel(419, 110, 5, 0.018),
+    "data_summary": StepModel(342, 120, 5, 0.015),
+    "score": StepModel(371, 159, 5, 0.038),
+    "internal_consistency": StepModel(208, 83, 5, 0.044),
     "change": StepModel(250, 144, 5, 0.061),
     "interrater": StepModel(407, 101, 5, 0.086),
     "agreement": StepModel(316, 136, 5, 0.029),
     # model_data reads what model_fit read before it existed (the scores and clients): model_fit's
-    # measured line. model_fit and model_specification now read only their dataset (~0.4 MB at
-    # 10,000 clients), so their lines, fitted on the whole score table as input, are not yet
-    # refitted to it: at a dataset's size the claim is close to the base (measured 10,000-client
-    # peaks after the change: fits 354 MiB mean, 512 max; specifications 246-248 MiB).
+    # first line (100,000 clients: 2,627 MiB and 41 s for 19.1 MB, under the line's 3,291 MB).
+    # model_specification reads only its dataset now: its first line, fitted on the whole score
+    # table as input, claims 779 MB at a 100,000-client dataset's 2.3 MB (measured: 357 MiB)
     "model_data": StepModel(388, 152, 5, 0.05),
     # refitted to the datasets (issue 18's 100,000-client run: session-level fits peaked at
     # 1,215-1,371 MiB for 3.5 MB of dataset, 25-27 s; client-level ones 360-370 MiB): the base
