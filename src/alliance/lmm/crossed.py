@@ -108,7 +108,7 @@ class PatternCriterion:
     O(patterns x n_b^2) instead of O(n_a): in a coding study the targets are sessions and the
     patterns the sets of coders who rated them (11 patterns of 4 coders for 83,000 sessions;
     8 ms per evaluation before, a profile interval taking about 1,700 of them). Equal to
-    :meth:`CrossedREML.evaluate` to rounding (tested in tests/test_interrater.py).
+    :meth:`CrossedREML.evaluate` to rounding (tested in tests/test_lmm_crossed.py).
     """
 
     def __init__(self, engine: CrossedREML, resp: CrossedResponses):

@@ -193,13 +193,13 @@ class LmmResult:
         if unknown:
             raise ValueError(f"the fit has no grouping factor {unknown[0]!r}; it has {names}")
         precision, offsets = self._posterior_precision()
+        qs = [fac.q for fac in s.factors]
         out = {}
         for name in wanted:
             f = names.index(name)
-            fac = s.factors[f]
             lam = factor_lambda(s, f, self.theta)
-            blocks = _factor_inverse_blocks(precision, offsets, f, [g.q for g in s.factors])
-            out[fac.name] = self.sigma**2 * np.einsum("ab,lbc,dc->lad", lam, blocks, lam)
+            blocks = _factor_inverse_blocks(precision, offsets, f, qs)
+            out[name] = self.sigma**2 * np.einsum("ab,lbc,dc->lad", lam, blocks, lam)
         return out
 
     def _posterior_precision(self):

@@ -106,8 +106,8 @@ class InterceptBlocks:
         return (w, n, np.einsum("t,tij->ij", w, self.XtX[keep]), self.s[keep], w @ self.Xty[keep],
                 self.u[keep], float(w @ self.yty[keep]))
 
-    def _solve(self, theta: float, sums: tuple) -> tuple[float, np.ndarray, float, float]:
-        """(log|H|, beta, log|X'H^-1X|, y'Py) at ``theta``."""
+    def _solve(self, theta: float, sums: tuple) -> tuple[float, np.ndarray, float, float, np.ndarray]:
+        """(log|H|, beta, log|X'H^-1X|, y'Py, X'H^-1X) at ``theta``."""
         w, n, XtX, s, Xty, u, yty = sums
         gamma = theta * theta
         c = w * gamma / (1.0 + gamma * n)
@@ -117,7 +117,7 @@ class InterceptBlocks:
         z = np.linalg.solve(L, b)
         beta = np.linalg.solve(L.T, z)
         r2 = yty - float(c @ (u * u)) - float(z @ z)
-        return float(w @ np.log1p(gamma * n)), beta, 2.0 * float(np.log(np.diag(L)).sum()), r2
+        return float(w @ np.log1p(gamma * n)), beta, 2.0 * float(np.log(np.diag(L)).sum()), r2, A
 
     def refit(self, weights: np.ndarray, start: float = 1.0) -> dict | None:
         """The fit with cluster ``t`` entered ``weights[t]`` times (0 leaves it out), the theta
@@ -138,7 +138,7 @@ class InterceptBlocks:
 
         def deviance(theta) -> float:
             try:
-                logdet_h, _, logdet_x, r2 = self._solve(float(np.atleast_1d(theta)[0]), sums)
+                logdet_h, _, logdet_x, r2, _ = self._solve(float(np.atleast_1d(theta)[0]), sums)
             except np.linalg.LinAlgError:
                 return math.inf
             if not r2 > 0:
@@ -155,11 +155,9 @@ class InterceptBlocks:
             return None
         converged, _ = gradient_check(deviance, theta, lower)
         t = float(theta[0])
-        _, beta, _, r2 = self._solve(t, sums)
+        _, beta, _, r2, xhx = self._solve(t, sums)
         sigma2 = r2 / dof
-        gamma = t * t
-        c = sums[0] * gamma / (1.0 + gamma * sums[1])
-        vcov = sigma2 * np.linalg.inv(sums[2] - (sums[3] * c[:, None]).T @ sums[3])
+        vcov = sigma2 * np.linalg.inv(xhx)
         return {"beta": pd.Series(beta, index=self.names), "se": pd.Series(np.sqrt(np.diag(vcov)), index=self.names),
                 "vcov": pd.DataFrame(vcov, index=self.names, columns=self.names), "sigma": math.sqrt(sigma2),
                 "theta": t, "converged": bool(converged), "singular": bool(t < SINGULAR_TOL)}

@@ -174,11 +174,10 @@ def caterpillar_plot(ranef: pd.DataFrame, term: str = "(Intercept)", lower: str 
     fig, ax = new_figure(6.5, 0.2 * n + 1.9 if labelled else 9.0, layout="constrained")
     pos = np.arange(n)
     colour = OKABE_ITO["blue"]
-    if low is not None and labelled:
-        err = np.clip(np.vstack([est - low, high - est]), 0, None)
+    err = None if low is None else np.clip(np.vstack([est - low, high - est]), 0, None)
+    if err is not None and labelled:
         ax.errorbar(est, pos, xerr=err, fmt=MARKERS[0], color=colour, ms=3.5, lw=1, capsize=1.5, label=what)
-    elif low is not None:  # thousands of rows: a pale band of intervals under a line of modes
-        err = np.clip(np.vstack([est - low, high - est]), 0, None)
+    elif err is not None:  # thousands of rows: a pale band of intervals under a line of modes
         ax.errorbar(est, pos, xerr=err, fmt="none", ecolor=colour, elinewidth=0.4, alpha=0.35,
                     label=what.replace("conditional mode \u00b1", "interval: mode \u00b1"))
         ax.scatter(est, pos, marker=MARKERS[0], color="0.1", s=1.0, linewidths=0, zorder=3, label="conditional mode")
