@@ -174,8 +174,11 @@ def _se_decimals(frame: pd.DataFrame) -> pd.Series | None:
 def _bool_column(series: pd.Series) -> bool:
     if pd.api.types.is_bool_dtype(series):
         return True
+    if pd.api.types.is_numeric_dtype(series):  # holds no bool objects
+        return False
     values = series.dropna()
-    return len(values) > 0 and values.map(lambda v: isinstance(v, (bool, np.bool_))).all()
+    # stops at the first value that is not a bool (a national study's id column: millions)
+    return len(values) > 0 and all(isinstance(v, (bool, np.bool_)) for v in values)
 
 
 def format_column(frame: pd.DataFrame, name: str) -> list[str]:
