@@ -21,7 +21,8 @@ def example_config() -> dict:
 
 def without_resampling(config: dict) -> dict:
     """``config`` with the resampling steps switched off: the multiverse, the cluster bootstrap,
-    the leave-one-therapist-out influence refits and the Krippendorff's-alpha bootstrap.
+    the leave-one-therapist-out influence refits, the Krippendorff's-alpha bootstrap and the
+    internal-consistency cluster bootstrap.
 
     For workflow tests that are about something else (identifiers, installation, a study's own
     config): these steps refit the same models many times, take about half of a run's time and
@@ -31,6 +32,7 @@ def without_resampling(config: dict) -> dict:
     models.setdefault("multiverse", {})["enabled"] = False
     models.setdefault("bootstrap", {})["replicates"] = 0
     models.setdefault("diagnostics", {})["influence"] = "none"
+    config.setdefault("scoring", {})["reliability_bootstrap"] = 0
     config.setdefault("interrater", {})["alpha_n_boot"] = 0
     return config
 

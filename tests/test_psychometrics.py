@@ -271,6 +271,32 @@ def test_internal_consistency_table_uses_the_structure_and_the_nesting():
     assert np.isnan(table.loc["bond", "omega_hierarchical"])
 
 
+def test_no_bootstrap_replicates_keep_the_estimates_and_leave_the_repeated_rows_cis_empty():
+    # scoring: reliability_bootstrap 0: the same point estimates as with replicates; the rows
+    # whose clients repeat have no CI (Feldt's assumes one row per client) and say why; a
+    # session's rows keep Feldt's CI.
+    from alliance.scoring.psychometrics import NO_BOOTSTRAP
+
+    data = pd.read_csv(ML_DATA / "bifactor.csv")
+    admin = _admin("wai", data.to_numpy(float))
+    admin["client"] = [f"C-{i // 5:04d}" for i in range(len(admin))]
+    admin["session"] = [i % 5 + 1 for i in range(len(admin))]
+    key = {"wai": load_key("wai_sr")}
+    with_boot = internal_consistency(admin, key, seed=3, n_boot=20)
+    without = internal_consistency(admin, key, seed=3, n_boot=0)
+    estimates = ["n", "k", "n_clients", "alpha", "omega_total", "omega_hierarchical", "alpha_within",
+                 "alpha_between", "omega_within", "omega_between"]
+    pd.testing.assert_frame_equal(without[estimates], with_boot[estimates])
+    assert without["ci_method"].eq(NO_BOOTSTRAP).all() and without["n_boot"].eq(0).all()
+    intervals = [c for c in without.columns if c.endswith(("ci_low", "ci_high"))]
+    assert without[intervals].isna().all().all() and with_boot[intervals].notna().all().all()
+    at_one = internal_consistency(admin, key, session=1, n_boot=0)
+    assert at_one["ci_method"].eq("Feldt").all() and at_one[["ci_low", "ci_high"]].notna().all().all()
+    for bad in (-1, 2.5, True):
+        with pytest.raises(ValueError, match="n_boot"):
+            internal_consistency(admin, key, n_boot=bad)
+
+
 def test_rows_with_no_more_administrations_than_items_are_left_out_with_a_reason():
     rng = np.random.default_rng(8)
     key = load_key("wai_sr")

@@ -483,6 +483,18 @@ def test_reliability_table_note_names_the_ci_methods_and_why_cells_are_empty():
     assert "not estimated: each client gave one administration, so no variance lies within clients." in note
 
 
+def test_reliability_table_note_says_when_no_bootstrap_was_drawn():
+    frame = multilevel_reliability_frame()
+    repeat = frame["n_clients"] < frame["n"]
+    frame.loc[repeat, "ci_method"] = "none (no bootstrap replicates)"
+    frame.loc[repeat, "n_boot"] = 0
+    frame.loc[repeat, [c for c in frame.columns if c.endswith(("ci_low", "ci_high"))]] = np.nan
+    note = T.reliability_table(frame, labels=MULTILEVEL_LABELS).note
+    assert ("95% CIs of \u03b1 and of \u03c9 within and between clients: not computed (scoring: "
+            "reliability_bootstrap is 0) where clients gave several administrations; Feldt (1965) where each "
+            "client gave one administration.") in note
+
+
 def test_reliability_table_without_multilevel_values_has_no_multilevel_columns():
     # every client once (the frame of a study with one administration each): nothing to show
     frame = multilevel_reliability_frame().iloc[[3]]

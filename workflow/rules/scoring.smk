@@ -54,6 +54,7 @@ rule internal_consistency:
     params:
         instruments=config_digest(config["instruments"]),
         sessions=config["scoring"]["reliability_sessions"],
+        n_boot=config["scoring"]["reliability_bootstrap"],
     resources:
         mem_mb=input_sized_mem_mb,
         runtime=input_sized_runtime,

@@ -1548,7 +1548,8 @@ MULTILEVEL_OMEGA = (("omega_within", "omega_within_ci_low", "omega_within_ci_hig
 #: ``ci_method`` values as the note names them, with the method's reference.
 CI_METHODS = {"Feldt": "Feldt (1965)",
               "cluster bootstrap over clients (percentile)": "cluster bootstrap over clients (percentile{replicates};"
-                                                             " Field & Welsh, 2007)"}
+                                                             " Field & Welsh, 2007)",
+              "none (no bootstrap replicates)": "not computed (scoring: reliability_bootstrap is 0)"}
 
 
 def reliability_table(consistency: pd.DataFrame, number: int = 3, title: str = "Internal Consistency",

@@ -34,6 +34,8 @@ CONSISTENCY_COLUMNS = ("instrument", "key", "scale", "respondent", "session", "n
 _NUMBERS = tuple(c for c in CONSISTENCY_COLUMNS[7:] if c not in ("status", "n_clients"))
 #: Cluster-bootstrap replicates of the internal-consistency table.
 N_BOOT = 200
+#: ``ci_method`` of a row whose clients repeat when the bootstrap has no replicates
+NO_BOOTSTRAP = "none (no bootstrap replicates)"
 
 
 def cronbach_alpha(items, ci: float = 0.95, nan_policy: str = "listwise") -> tuple[float, float, float]:
@@ -225,7 +227,8 @@ def internal_consistency(administrations: pd.DataFrame, instruments: Mapping[str
         Only administrations at this session (``None``: all administrations, which repeats
         clients; the estimates then describe administrations, not independent people).
     seed, n_boot
-        The cluster bootstrap's seed (``numpy.random.default_rng``) and replicates.
+        The cluster bootstrap's seed (``numpy.random.default_rng``) and replicates (0: none;
+        the CIs of the rows where clients repeat are then NaN, ``ci_method`` says so).
 
     Returns
     -------
@@ -241,6 +244,8 @@ def internal_consistency(administrations: pd.DataFrame, instruments: Mapping[str
         ``ok`` or why the row holds no numbers (fewer complete rows than items + 1, or one
         item).
     """
+    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 0:
+        raise ValueError(f"internal consistency: n_boot must be a whole number >= 0, got {n_boot!r}")
     rows = []
     data = administrations if session is None else administrations[administrations["session"].eq(session)]
     with single_threaded_blas():
@@ -294,7 +299,8 @@ def _consistency_numbers(x: np.ndarray, clients: np.ndarray, groups: list[str] |
         row |= point | {
             name: value for name, value in boot.items() if name not in ("alpha_ci_low", "alpha_ci_high")}
         row |= {"ci_low": boot["alpha_ci_low"], "ci_high": boot["alpha_ci_high"],
-                "ci_method": "cluster bootstrap over clients (percentile)"}
+                "ci_method": "cluster bootstrap over clients (percentile)" if n_boot
+                else NO_BOOTSTRAP}
     return row
 
 

@@ -18,7 +18,7 @@ from alliance.outputs import read_parquet, write_csv, write_parquet
 
 from alliance.outputs import write_json
 from alliance.scoring.change import change_table, has_change_norms, programme_table
-from alliance.scoring.psychometrics import internal_consistency
+from alliance.scoring.psychometrics import N_BOOT, internal_consistency
 from alliance.scoring.scores import combine_observer_ratings, score_administrations_file
 
 
@@ -42,17 +42,18 @@ def score_study(administrations_path: str, config: Mapping[str, Any], parquet_pa
 
 
 def write_internal_consistency(administrations_path: str, config: Mapping, csv_path: str,
-                               sessions: tuple[int, ...] = ()) -> pd.DataFrame:
+                               sessions: tuple[int, ...] = (), n_boot: int = N_BOOT) -> pd.DataFrame:
     """Workflow step: the internal-consistency table across all administrations and at each of
-    ``sessions``, written to ``csv_path`` (full precision); the cluster bootstrap is seeded by
-    ``study: seed``. Returns the table."""
+    ``sessions``, written to ``csv_path`` (full precision); the cluster bootstrap draws
+    ``n_boot`` replicates (``scoring: reliability_bootstrap``), seeded by ``study: seed``.
+    Returns the table."""
     from alliance.scoring.instruments import keys_from_config
 
     keys = keys_from_config(config)
     administrations = read_parquet(administrations_path, columns=_consistency_columns(administrations_path, keys))
     seed = int(config.get("study", {}).get("seed", 0))
-    tables = [internal_consistency(administrations, keys, seed=seed)]
-    tables += [internal_consistency(administrations, keys, session=s, seed=seed) for s in sessions]
+    tables = [internal_consistency(administrations, keys, seed=seed, n_boot=n_boot)]
+    tables += [internal_consistency(administrations, keys, session=s, seed=seed, n_boot=n_boot) for s in sessions]
     table = pd.concat(tables, ignore_index=True)
     for column in ("session", "n_clients", "n_boot"):
         table[column] = table[column].astype("Int64")
