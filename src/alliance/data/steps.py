@@ -27,8 +27,6 @@ from alliance.data.validate import (
 )
 
 
-from alliance.report.style import close, save_figure
-from alliance.data.figures import missingness_caption, missingness_figure
 from alliance.data.summary import completion, sample_sizes, scheduled_completion
 
 log = logging.getLogger(__name__)
@@ -278,6 +276,9 @@ def write_summary(administrations_path, clients_path, switches_path, out_json, o
     comp = completion(administrations)
     write_json(summary, out_json)
     write_csv(comp, out_completion)
+    from alliance.data.figures import missingness_caption, missingness_figure  # here: the other data steps
+    from alliance.report.style import close, save_figure  # draw nothing and need no matplotlib
+
     labels = instrument_labels(config) if config else None
     fig, facts = missingness_figure(scheduled_completion(administrations), labels)
     save_figure(fig, out_figure)

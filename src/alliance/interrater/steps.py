@@ -37,7 +37,6 @@ import pandas as pd
 
 from alliance.errors import require_columns
 from alliance.outputs import write_csv
-from alliance.report.style import save_figure
 from alliance.scoring.select import require_instrument
 
 __all__ = [
@@ -350,6 +349,7 @@ def write_interrater_figures(administrations_path: str, scores_path: str, config
                              instrument: str, leniency_png: str, pairs_png: str) -> None:
     """Workflow step: the leniency and pairwise figures of one instrument's ``figure_scale``."""
     from alliance.interrater.figures import plot_pairwise_agreement, plot_rater_leniency
+    from alliance.report.style import save_figure  # here: the tables' step needs no matplotlib
     from alliance.interrater.rater_effects import rater_leniency
 
     settings = config["interrater"]

@@ -68,7 +68,6 @@ from alliance.models.summaries import ModelSummary
 
 
 
-from alliance.models.figures import power_figure
 from alliance.models.power import CELL_COLUMNS, power_curve, power_settings, run_planned_batch
 
 log = logging.getLogger(__name__)
@@ -1533,6 +1532,7 @@ def write_planned_batch(config: Mapping[str, Any], cell_id: str, batch: int, pat
 def write_power_curve(batch_paths: Sequence[str], config: Mapping[str, Any], results_path: str,
                       curve_path: str, figure_path: str) -> None:
     """Workflow step: gather the batches, write every replication, the curve and its figure."""
+    from alliance.models.figures import power_figure  # here: the fit jobs need no matplotlib
     from alliance.report.style import close, save_figure
     from alliance.outputs import write_csv
 
