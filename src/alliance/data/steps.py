@@ -268,6 +268,10 @@ def write_summary(administrations_path, clients_path, switches_path, out_json, o
     """Write the summary numbers, the completion table and the missingness figure (with, when
     ``out_caption`` is given, its caption sentence of sessions and N; instrument names from the
     keys of ``config``)."""
+    # imported here: the other data steps draw nothing and need no matplotlib
+    from alliance.data.figures import missingness_caption, missingness_figure
+    from alliance.report.style import close, save_figure
+
     administrations = read_parquet(administrations_path)
     clients = read_parquet(clients_path)
     switches = pd.read_csv(switches_path)
@@ -276,9 +280,6 @@ def write_summary(administrations_path, clients_path, switches_path, out_json, o
     comp = completion(administrations)
     write_json(summary, out_json)
     write_csv(comp, out_completion)
-    from alliance.data.figures import missingness_caption, missingness_figure  # here: the other data steps
-    from alliance.report.style import close, save_figure  # draw nothing and need no matplotlib
-
     labels = instrument_labels(config) if config else None
     fig, facts = missingness_figure(scheduled_completion(administrations), labels)
     save_figure(fig, out_figure)

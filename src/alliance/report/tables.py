@@ -1721,6 +1721,8 @@ def _nan_stat(func, x: np.ndarray, minimum: int) -> float:
 
 
 def _pearson(x: np.ndarray, y: np.ndarray) -> tuple[float, float, int]:
+    from scipy import stats  # here: the report's page jobs only format numbers
+
     both = ~np.isnan(x) & ~np.isnan(y)
     n = int(both.sum())
     if n < 3:
@@ -1733,8 +1735,6 @@ def _pearson(x: np.ndarray, y: np.ndarray) -> tuple[float, float, int]:
     if abs(r) == 1.0:
         return r, 0.0, n
     t = r * math.sqrt((n - 2) / (1 - r * r))
-    from scipy import stats  # here: the report's page jobs format numbers and need no scipy.stats
-
     return r, float(2 * stats.t.sf(abs(t), n - 2)), n
 
 
