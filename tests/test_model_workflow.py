@@ -718,7 +718,7 @@ def test_workflow_records_an_impossible_cell_and_model_and_reaches_the_report(tm
     multiverse["covariate_sets"] = {"arm": ["arm"]}
     config["models"]["diagnostics"] = {"influence": "none"}
     config["interrater"]["alpha_n_boot"] = 0
-    config["scoring"]["reliability_bootstrap"] = 0
+    config.setdefault("scoring", {})["reliability_bootstrap"] = 0
     config["models"]["fits"]["impossible"] = {
         "kind": "early_outcome", "label": "Impossible", "outcome": PHQ9, "variant": "post",
         "alliance": {"instrument": "wai_o", "respondent": "observer", "scale": "total"},
