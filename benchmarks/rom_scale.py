@@ -98,21 +98,48 @@ def raw_ids(data: Path) -> set[str]:
     return ids
 
 
+#: bytes of a text file the id scan reads at a time (the whole scores CSV at once took gigabytes)
+SCAN_BLOCK = 1 << 24
+
+
+def _text_blocks(path: Path):
+    """The file's text in blocks that end at a line break, so that no id spans two blocks."""
+    carry = b""
+    with open(path, "rb") as fh:
+        while block := fh.read(SCAN_BLOCK):
+            block = carry + block
+            cut = block.rfind(b"\n") + 1
+            carry = block[cut:]
+            if cut:
+                yield block[:cut].decode("latin-1")
+    if carry:
+        yield carry.decode("latin-1")
+
+
+def _parquet_texts(path: Path):
+    """The distinct values of each non-numeric column, one column at a time."""
+    import pyarrow.parquet as pq
+
+    schema = pq.read_schema(path)
+    for name in schema.names:
+        column = pd.read_parquet(path, columns=[name])[name]
+        if not pd.api.types.is_numeric_dtype(column):
+            yield " ".join(column.dropna().astype(str).unique())
+
+
 def scan_for_ids(workdir: Path, ids: set[str]) -> list[tuple[str, str]]:
     """Every (file, id) where a raw id occurs in a result or log file."""
     token = re.compile(r"[A-Za-z_]+\d+")  # raw ids of the generator look like P0417, TH12, coder_A
+    coder = re.compile(r"coder_[A-Za-z]+")
     hits = []
     for folder in ("results", "logs"):
         for path in sorted((workdir / folder).rglob("*")):
             if not path.is_file():
                 continue
-            if path.suffix == ".parquet":
-                frame = pd.read_parquet(path)
-                text = " ".join(frame.select_dtypes(exclude="number").astype(str).stack().unique())
-            else:
-                text = path.read_bytes().decode("latin-1")
-            words = set(token.findall(text)) | set(re.findall(r"coder_[A-Za-z]+", text))
-            hits += [(str(path.relative_to(workdir)), i) for i in sorted(words & ids)[:3]]
+            found: set[str] = set()
+            for text in _parquet_texts(path) if path.suffix == ".parquet" else _text_blocks(path):
+                found |= (set(token.findall(text)) | set(coder.findall(text))) & ids
+            hits += [(str(path.relative_to(workdir)), i) for i in sorted(found)[:3]]
     return hits
 
 
