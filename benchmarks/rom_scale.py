@@ -117,13 +117,15 @@ def _text_blocks(path: Path):
 
 
 def _parquet_texts(path: Path):
-    """The distinct values of each non-numeric column, one column at a time."""
+    """The distinct values of each non-numeric column, one column at a time (numeric columns,
+    most of a national study's items, are not read)."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    schema = pq.read_schema(path)
-    for name in schema.names:
-        column = pd.read_parquet(path, columns=[name])[name]
-        if not pd.api.types.is_numeric_dtype(column):
+    numeric = (pa.types.is_integer, pa.types.is_floating, pa.types.is_boolean)
+    for field in pq.read_schema(path):
+        if not any(kind(field.type) for kind in numeric):
+            column = pd.read_parquet(path, columns=[field.name])[field.name]
             yield " ".join(column.dropna().astype(str).unique())
 
 
