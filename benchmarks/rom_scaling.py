@@ -27,6 +27,8 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import rom_scale  # noqa: E402
 
+from alliance.job_resources import input_megabytes  # noqa: E402
+
 
 #: a file each measurable step writes (the step and every step it needs run for it)
 STEP_TARGETS = {
@@ -37,7 +39,31 @@ STEP_TARGETS = {
     "change": "results/change/change.csv",
     "interrater": "results/reliability/interrater.csv",
     "agreement": "results/agreement/discrepancy.csv",
+    "model_data": "results/interim/datasets/models/early_phq9_post.parquet",
 }
+
+#: each step's input tables (as in its rule; the instrument keys, a few kB, left out): their
+#: Parquet megabytes are the input_mb of alliance.job_resources' lines
+STEP_INPUTS = {
+    "ingest": [],  # the raw files: every Parquet file in the generated study's data folder
+    "score": ["results/interim/administrations.parquet"],
+    "data_summary": ["results/interim/administrations.parquet", "results/interim/clients.parquet",
+                     "results/data/therapist_switches.csv"],
+    "internal_consistency": ["results/interim/administrations.parquet", "results/scores/scores.parquet"],
+    "change": ["results/scores/scores.parquet"],
+    "interrater": ["results/interim/administrations.parquet", "results/scores/scores.parquet"],
+    "agreement": ["results/scores/analysis_scores.parquet", "results/interim/administrations.parquet"],
+    "model_data": ["results/scores/analysis_scores.parquet", "results/interim/clients.parquet"],
+}
+
+
+def input_mb(workdir: Path, step: str) -> float:
+    """The step's input in Parquet megabytes, as its resources see it."""
+    if step == "ingest":
+        paths = [p for p in (workdir / "data").glob("*.parquet") if p.stem != "truth"]
+    else:
+        paths = [workdir / p for p in STEP_INPUTS[step]]
+    return input_megabytes(paths)
 
 
 def run_size(workdir: Path, clients: int, therapists: int, steps: list[str], seed: int) -> pd.DataFrame:
@@ -51,6 +77,8 @@ def run_size(workdir: Path, clients: int, therapists: int, steps: list[str], see
     if code != 0:
         raise SystemExit(f"workflow failed at {clients:,} clients (exit {code})")
     table = rom_scale.step_table(workdir / "logs")
+    rules = table["step"].str.rsplit("/", n=1).str[-1]  # models/model_data: the rule model_data
+    table["input_mb"] = [input_mb(workdir, r) if r in STEP_INPUTS else math.nan for r in rules]
     return table.assign(clients=clients)
 
 
@@ -80,7 +108,7 @@ def main(argv=None) -> int:
                             for r, s in zip(out["time_ratio"], out["size"])]
     out["memory_exponent"] = [math.log(r) / math.log(s) if s > 1 else math.nan
                               for r, s in zip(out["memory_ratio"], out["size"])]
-    out = out.sort_values(["step", "size"])[["step", "size", "clients", "wall_seconds", "peak_rss_mib", "time_ratio",
+    out = out.sort_values(["step", "size"])[["step", "size", "clients", "input_mb", "wall_seconds", "peak_rss_mib", "time_ratio",
                                              "memory_ratio", "time_exponent", "memory_exponent"]]
     print(out.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     if args.workdir is None:

@@ -637,17 +637,3 @@ def test_cohen_no_shared_target():
     data = pd.DataFrame({"t": [1, 2, 3, 4], "r": ["a", "a", "b", "b"], "c": [1, 2, 1, 2]})
     with pytest.raises(ValueError, match="share no target"), pytest.warns(UserWarning):
         cohen_kappa(data, "t", "r", "c")
-
-
-def test_distinct_rows_are_numpys_unique_rows_in_the_same_order():
-    # The bootstrap's weights follow the pattern order, and alpha's sums follow the weights:
-    # the same order keeps the replicates' bytes.
-    from alliance.interrater.coding_agreement import _distinct_rows
-
-    rng = np.random.default_rng(5)
-    for counts in (rng.integers(0, 4, size=(5_000, 7)), rng.integers(0, 2, size=(40, 3)),
-                   np.zeros((3, 2), dtype=np.int64), rng.integers(0, 2**20, size=(50, 4))):  # last: int64 overflow
-        patterns, inverse = _distinct_rows(counts)
-        expected, expected_inverse = np.unique(counts, axis=0, return_inverse=True)
-        np.testing.assert_array_equal(patterns, expected)
-        np.testing.assert_array_equal(inverse, expected_inverse.ravel())

@@ -24,7 +24,7 @@ import pandas as pd
 import pytest
 
 from alliance import lmm
-from alliance.lmm.crossed import CrossedREML, fit_crossed
+from alliance.lmm.crossed import CrossedREML, distinct_rows, fit_crossed
 from alliance.lmm.deviance import ProfiledDeviance
 
 DATA = Path(__file__).parent / "data"
@@ -232,3 +232,44 @@ def test_pattern_criterion_equals_the_evaluated_criterion(one_way):
     for gammas in [(0.5, 0.1), (2.0, 0.0), (0.0, 0.3), (10.0, 5.0), (1e-6, 1e-6)]:
         full = float(engine.evaluate(np.array(gammas), resp, gradient=False)[0][0])
         assert criterion(*gammas) == pytest.approx(full, rel=1e-12), gammas
+
+
+def test_distinct_rows_are_numpys_unique_rows_in_the_same_order():
+    # The alpha bootstrap's weights and the pattern criterion's sums follow the order of the
+    # distinct rows: the same order as np.unique keeps their bytes.
+    rng = np.random.default_rng(5)
+    for rows in (rng.integers(0, 4, size=(5_000, 7)), rng.integers(0, 2, size=(40, 3)),
+                 np.zeros((3, 2), dtype=np.int64), np.zeros((4, 0), dtype=np.int64),
+                 rng.integers(0, 2**20, size=(50, 4))):  # last: the int64 key would overflow
+        first, inverse = distinct_rows(rows)
+        _, expected_first, expected_inverse = np.unique(rows, axis=0, return_index=True, return_inverse=True)
+        np.testing.assert_array_equal(first, expected_first)
+        np.testing.assert_array_equal(inverse, expected_inverse.ravel())
+
+
+def test_pattern_criterion_keeps_the_patterns_of_a_sort_of_its_rows():
+    """The patterns in the order np.unique(axis=0) gives the rows of (b-level, count) pairs
+    padded with -1, as the criterion found them before its integer key: its sums over patterns
+    keep their bytes (the inter-rater intervals of the bundled example)."""
+    rng = np.random.default_rng(9)
+    a, b = [], []
+    for i in range(2000):
+        for r in rng.choice(6, size=rng.integers(1, 6), replace=False):
+            times = 1 + int(rng.random() < 0.1) + int(rng.random() < 0.02)
+            a += [i] * times
+            b += [r] * times
+    a, b = np.array(a), np.array(b)
+    engine = CrossedREML(a, b, 2000, 6)
+    criterion = engine.pattern_criterion(engine.responses(rng.normal(size=len(a))))
+    N = engine.N.tocsr()
+    N.sort_indices()
+    per_row = np.diff(N.indptr)
+    key = np.full((N.shape[0], 2 * int(per_row.max())), -1.0)
+    slot = np.arange(N.nnz) - np.repeat(N.indptr[:-1], per_row)
+    rows = np.repeat(np.arange(N.shape[0]), per_row)
+    key[rows, 2 * slot] = N.indices
+    key[rows, 2 * slot + 1] = N.data
+    _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
+    np.testing.assert_array_equal(criterion.P, N[first].toarray())
+    np.testing.assert_array_equal(criterion.m, np.bincount(inverse.ravel()))
+    assert len(first) > 50  # many patterns, some with repeated ratings

@@ -97,6 +97,25 @@ class CrossedResponses:
         return CrossedResponses(self.C0a[:, cols], self.C0b[:, cols], self.yy[idx], self.mean[idx])
 
 
+def distinct_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct rows of a non-negative integer array, as ``np.unique(rows, axis=0,
+    return_index=True, return_inverse=True)`` finds them: the index of each distinct row's
+    first occurrence in lexicographic order of the rows, and each row's distinct row.
+
+    One integer key per row (the first column its most significant digit) replaces np.unique's
+    sort of row records, which is about 10 times slower at 100,000 rows; the same order keeps
+    the bytes of every sum taken over the distinct rows. Rows too wide for an int64 key take
+    np.unique itself.
+    """
+    base, width = int(rows.max(initial=0)) + 1, rows.shape[1]
+    if width * np.log2(base) >= 62:  # the key would overflow int64
+        _, first, inverse = np.unique(rows, axis=0, return_index=True, return_inverse=True)
+        return first, inverse.ravel()
+    key = rows.astype(np.int64) @ (base ** np.arange(width - 1, -1, -1, dtype=np.int64))
+    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    return first, inverse.ravel()
+
+
 class PatternCriterion:
     """:meth:`CrossedREML.evaluate`'s criterion for one response, with the a-levels that share
     their row of N (the same b-levels, as often) gathered into one pattern.
@@ -118,13 +137,14 @@ class PatternCriterion:
         N.sort_indices()
         per_row = np.diff(N.indptr)
         width = int(per_row.max()) if len(per_row) else 0
-        key = np.full((N.shape[0], 2 * width), -1.0)
+        # each level's (b-level, count) pairs in b order, 0 after its last pair; every entry
+        # one more than its value, so that no real pair sorts with the padding
+        key = np.zeros((N.shape[0], 2 * width), dtype=np.int64)
         slot = np.arange(N.nnz) - np.repeat(N.indptr[:-1], per_row)
         rows = np.repeat(np.arange(N.shape[0]), per_row)
-        key[rows, 2 * slot] = N.indices
-        key[rows, 2 * slot + 1] = N.data
-        _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
-        inverse = inverse.ravel()
+        key[rows, 2 * slot] = N.indices + 1
+        key[rows, 2 * slot + 1] = np.rint(N.data).astype(np.int64) + 1
+        first, inverse = distinct_rows(key)
         G = len(first)
         ya = resp.C0a[:, 0]
         self.P = N[first].toarray()  # patterns x n_b
