@@ -185,8 +185,10 @@ def test_bad_input_errors_name_the_problem():
     with pytest.raises(ValueError, match="> 1 sampled level"):
         lmm.fit("symptoms ~ session + (1 | site)", one)
     m = lmm.fit("symptoms ~ session + (1 | therapist_id)", df, satterthwaite_df=False)
-    with pytest.raises(ValueError, match="not in the fitted data"):
+    with pytest.raises(ValueError, match="not in the fitted data") as unseen:
         m.predict(df.assign(therapist_id="T9999").head(3))
+    # the level by its shape, never itself: a group level may be a client's or therapist's id
+    assert "T9999" not in str(unseen.value) and "(e.g. text of 5 characters (letters, digits))" in str(unseen.value)
     np.testing.assert_allclose(
         m.predict(df.assign(therapist_id="T9999").head(3), allow_new_levels=True),
         m.predict(df.head(3), re_form="~0"),

@@ -254,7 +254,7 @@ GOOD = pd.DataFrame({"t": [1, 1, 2, 2, 3, 3], "r": ["a", "b"] * 3, "y": [1.0, 2,
 @pytest.mark.parametrize("func", [rater_leniency, pairwise_rater_agreement])
 @pytest.mark.parametrize("change, match", [
     (lambda d: d.drop(columns="y"), r"column\(s\) not in data: rating='y'"),
-    (lambda d: d.assign(y=["1", "x", 3, 4, 5, 6]), r"column 'y' must hold finite numbers; row 1 has 'x'"),
+    (lambda d: d.assign(y=["1", "x", 3, 4, 5, 6]), r"column 'y' must hold finite numbers; row 1: value is a text of 1 character \(letters\)$"),
     (lambda d: d.assign(y=[1, np.inf, 3, 4, 5, 6]), r"column 'y' must hold finite numbers"),
     (lambda d: d.assign(r=["a", None, "a", "b", "a", "b"]),
      r"column 'r' has a missing id in row 1"),

@@ -595,7 +595,9 @@ def test_target_rated_once_refused_in_complete_mode():
 def test_target_rated_once_dropped_with_count_in_incomplete_mode():
     data = ratings("observer_unbalanced")
     extra = pd.DataFrame({"target": ["X1", "X2"], "rater": ["R1", "R2"], "rating": [4.0, 5.0]})
-    with pytest.warns(UserWarning, match=r"2 target\(s\) in column 'target' rated by one rater"):
+    # an example target by its shape only: a target id may be a client's
+    with pytest.warns(UserWarning, match=r"2 target\(s\) in column 'target' rated by one rater only \(e.g. text "
+                                         r"of 2 characters \(letters, digits\)\)"):
         out = icc(pd.concat([data, extra]), "target", "rater", "rating", n_boot=0)
     assert out["n_targets"].iloc[0] == data["target"].nunique()
     reference_out = icc(data, "target", "rater", "rating", n_boot=0)
@@ -616,14 +618,16 @@ def test_duplicate_pairs_refused():
 def test_non_numeric_rating_named():
     data = _sf().astype({"rating": object})
     data.loc[3, "rating"] = "high"
-    with pytest.raises(ValueError, match="column 'rating' must hold finite numbers; row 3 has 'high'"):
+    # the row, and the value by its shape only: a text in a rating column may identify someone
+    with pytest.raises(ValueError, match=r"column 'rating' must hold finite numbers; row 3: value is a text of 4 "
+                                         r"characters \(letters\)$"):
         icc(data, "target", "rater", "rating")
 
 
 def test_infinite_rating_and_reused_column_refused():
     data = _sf().astype({"rating": float})
     data.loc[3, "rating"] = np.inf
-    with pytest.raises(ValueError, match="column 'rating' must hold finite numbers; row 3 has inf"):
+    with pytest.raises(ValueError, match="column 'rating' must hold finite numbers; row 3: value inf"):
         icc(data, "target", "rater", "rating")
     with pytest.raises(ValueError, match="target, rater, rating must be different columns; got target='target', rater='target'"):
         icc(_sf(), "target", "target", "rating")

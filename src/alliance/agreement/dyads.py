@@ -97,13 +97,13 @@ def _numeric_column(data: pd.DataFrame, column: str) -> np.ndarray:
     values = pd.to_numeric(data[column], errors="coerce")
     bad = values.isna() & data[column].notna()
     if bad.any():
-        row = data.index[bad.to_numpy()][0]
+        row = data.index[bad.to_numpy()].tolist()[0]
         raise ValueError(
             f"column {column!r} must be numeric; row {row!r} has {describe_value(data[column].loc[row])}"
         )
     out = values.to_numpy(dtype=float)
     if np.isinf(out).any():
-        row = data.index[np.isinf(out)][0]
+        row = data.index[np.isinf(out)].tolist()[0]
         raise ValueError(f"column {column!r} must be finite; row {row!r} is infinite")
     return out
 

@@ -82,6 +82,7 @@ from alliance.interrater.ratings import (
     numeric_values,
     refuse_duplicate_pairs,
 )
+from alliance.errors import shown_value
 from alliance.lmm.crossed import distinct_rows
 
 __all__ = [
@@ -178,10 +179,10 @@ def _category_index(values: pd.Series, cats: np.ndarray, code: str) -> np.ndarra
     index = pd.Index(cats).get_indexer(values.to_numpy())
     outside = index < 0
     if outside.any():
-        row = values.index[outside][0]
+        row = values.index[outside].tolist()[0]
         raise ValueError(
-            f"column {code!r} has code {_shown(values.loc[row])!r} in row {row}, which is not "
-            f"among the categories {[_shown(c) for c in cats]}"
+            f"column {code!r} in row {row} has a code that is not among the categories "
+            f"{[_shown(c) for c in cats]}{shown_value(values.loc[row])}"
         )
     return index
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
+from alliance.errors import describe_value, shown_value
+
 __all__ = ["CodedIds", "LongRatings", "check_long_table", "drop_missing", "first_row", "id_codes", "numeric_values",
            "prepare_ratings", "refuse_duplicate_pairs", "drop_single_rated"]
 
@@ -92,7 +94,7 @@ def numeric_values(values: pd.Series, column: str, what: str = "finite numbers")
     bad = (as_number.isna() & values.notna()).to_numpy() | np.isinf(y)
     if bad.any():
         row = first_row(values, bad)
-        raise ValueError(f"column {column!r} must hold {what}; row {row!r} has {_plain(values.loc[row])!r}")
+        raise ValueError(f"column {column!r} must hold {what}; row {row!r}{shown_value(values.loc[row])}")
     return y
 
 
@@ -109,9 +111,9 @@ def refuse_duplicate_pairs(data: pd.DataFrame, target: str, rater: str, verb: st
     keys = data[[target, rater]]
     dup = keys.duplicated(keep=False).to_numpy()
     if dup.any():
-        pairs = list(keys[dup].drop_duplicates().head(3).itertuples(index=False, name=None))
-        raise ValueError(f"{int(keys.duplicated().sum())} duplicate ({target}, {rater}) pair(s), e.g. {pairs}; "
-                         f"each rater may {verb} each target once")
+        rows = [_plain(label) for label in data.index[dup][:4]]
+        raise ValueError(f"{int(keys.duplicated().sum())} duplicate ({target}, {rater}) pair(s), e.g. in rows "
+                         f"{rows}; each rater may {verb} each target once")
 
 
 def prepare_ratings(data: pd.DataFrame, target: str, rater: str, rating: str) -> LongRatings:
@@ -137,7 +139,7 @@ def drop_single_rated(d, target: str, dropped_from: str, values: str = "y", verb
     if not single.any():
         return d
     warnings.warn(f"{int(single.sum())} target(s) in column {target!r} {verb} by one rater only "
-                  f"(e.g. {_plain(d.targets[single][0])!r}): dropped from {dropped_from}", stacklevel=4)
+                  f"(e.g. {describe_value(d.targets[single][0])}): dropped from {dropped_from}", stacklevel=4)
     keep = ~single[d.t]
     t, targets = id_codes(d.targets[d.t[keep]])
     r, raters = id_codes(d.raters[d.r[keep]])

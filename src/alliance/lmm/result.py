@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from alliance.errors import describe_value
+
 from .design import FixedSpec, Structure, factor_lambda, fixed_matrix, group_codes, term_rows
 
 
@@ -117,7 +119,7 @@ class LmmResult:
             row_level = lookup[codes]
             unseen = row_level < 0
             if unseen.any() and not allow_new_levels:
-                bad = sorted(set(np.asarray(labels)[codes[unseen]].tolist()))[:5]
+                bad = ", ".join(describe_value(v) for v in sorted(set(np.asarray(labels)[codes[unseen]].tolist()))[:3])
                 raise ValueError(
                     f"grouping factor {fac.name!r} has levels not in the fitted data (e.g. {bad}); "
                     f"pass allow_new_levels=True to predict them at the population level"

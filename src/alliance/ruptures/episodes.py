@@ -48,6 +48,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, special
 from alliance.errors import require_columns as _require_columns
+from alliance.errors import shown_value
 from alliance.lmm import fit as lmm_fit
 
 __all__ = [
@@ -116,18 +117,16 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 def _integer_sessions(session: pd.Series) -> np.ndarray:
     values = pd.to_numeric(session, errors="coerce")
     if values.isna().any():
-        row = session.index[values.isna().to_numpy()][0]
+        row = session.index[values.isna().to_numpy()].tolist()[0]
         raise ValueError(
-            f"column 'session' must hold integer session numbers; row {row!r} has "
-            f"{session.loc[row]!r}"
+            f"column 'session' must hold integer session numbers; row {row!r}{shown_value(session.loc[row])}"
         )
     values = values.to_numpy(dtype=float)
     bad = values != np.round(values)
     if bad.any():
-        row = session.index[bad][0]
+        row = session.index[bad].tolist()[0]
         raise ValueError(
-            f"column 'session' must hold integer session numbers; row {row!r} has "
-            f"{session.loc[row]!r}"
+            f"column 'session' must hold integer session numbers; row {row!r}{shown_value(session.loc[row])}"
         )
     return values.astype(np.int64)
 
@@ -136,12 +135,12 @@ def _numeric_scores(score: pd.Series) -> np.ndarray:
     values = pd.to_numeric(score, errors="coerce")
     not_numeric = values.isna() & score.notna()
     if not_numeric.any():
-        row = score.index[not_numeric.to_numpy()][0]
-        raise ValueError(f"column 'score' must be numeric; row {row!r} has {score.loc[row]!r}")
+        row = score.index[not_numeric.to_numpy()].tolist()[0]
+        raise ValueError(f"column 'score' must be numeric; row {row!r}{shown_value(score.loc[row])}")
     values = values.to_numpy(dtype=float)
     infinite = np.isinf(values)
     if infinite.any():
-        row = score.index[infinite][0]
+        row = score.index[infinite].tolist()[0]
         raise ValueError(f"column 'score' must be finite; row {row!r} has {values[infinite][0]}")
     return values
 
@@ -150,7 +149,7 @@ def _prepare_series(series: pd.DataFrame) -> pd.DataFrame:
     """Validated copy: NaN scores dropped, sorted by client and session, unique keys."""
     _require_columns(series, ["client", "session", "score"], "series")
     if series["client"].isna().any():
-        row = series.index[series["client"].isna().to_numpy()][0]
+        row = series.index[series["client"].isna().to_numpy()].tolist()[0]
         raise ValueError(f"column 'client' has a missing id in row {row!r}")
     session = _integer_sessions(series["session"])
     score = _numeric_scores(series["score"])
