@@ -525,3 +525,21 @@ def test_workflow_never_scores_fractional_responses(tmp_path):
                                                                          "results/figures/missingness",
                                                                          "results/provenance"))]
     assert downstream == []
+
+
+def test_duplicate_rows_are_named_by_row_and_ids_by_their_shape():
+    """A client with two rows at one session (or two change rows): the message names the row,
+    shows the session, and describes the client id by its shape only (it may be a name)."""
+    from alliance.models.data import lag_within_client
+    from alliance.scoring.select import select_change
+
+    data = pd.DataFrame({"client_id": ["Ann Smith"] * 2 + ["B"], "session": [1, 1, 1], "x": [1.0, 2.0, 3.0]})
+    with pytest.raises(ValueError, match=r"more than one row for the same client_id at session 1 \(row 1; the "
+                                         r"client_id is text of 9 characters \(letters, spaces\)\)") as lagged:
+        lag_within_client(data, "x", by="client_id")
+    change = pd.DataFrame({"client": ["Ann Smith"] * 2, "instrument": "phq9", "pre": [20.0, 20.0],
+                           "post": [10.0, 11.0], "change": [-10.0, -9.0]})
+    with pytest.raises(ValueError, match=r"more than one row for the same client and instrument 'phq9' \(row 1; "
+                                         r"the client is text of 9 characters \(letters, spaces\)\)") as selected:
+        select_change(change, "phq9", "models.fits.x")
+    assert "Ann" not in str(lagged.value) + str(selected.value)

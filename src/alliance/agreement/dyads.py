@@ -111,9 +111,12 @@ def _numeric_column(data: pd.DataFrame, column: str) -> np.ndarray:
 def _check_unique(data: pd.DataFrame, keys: list[str], what: str) -> None:
     duplicated = data.duplicated(keys)
     if duplicated.any():
-        first = data.loc[duplicated].iloc[0]
-        where = ", ".join(f"{k}={first[k]!r}" for k in keys)
-        raise ValueError(f"{what} has more than one row for {where}")
+        row = data.index[duplicated.to_numpy()].tolist()[0]
+        first = {k: v.item() if isinstance(v, np.generic) else v for k, v in data.loc[duplicated, keys].iloc[0].items()}
+        # ids by their shape only (describe_value): an id may be a client's own
+        where = ", ".join(f"{k} {describe_value(v)}" if k in ("client", "therapist") else f"{k}={v!r}"
+                          for k, v in first.items())
+        raise ValueError(f"{what} has more than one row for the same {', '.join(keys)} (row {row!r}: {where})")
 
 
 # --------------------------------------------------------------------------------------

@@ -48,7 +48,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, special
 from alliance.errors import require_columns as _require_columns
-from alliance.errors import shown_value
+from alliance.errors import describe_value, shown_value
 from alliance.lmm import fit as lmm_fit
 
 __all__ = [
@@ -166,8 +166,8 @@ def _prepare_series(series: pd.DataFrame) -> pd.DataFrame:
     if duplicated.any():
         first = out.loc[np.flatnonzero(duplicated)[0]]
         raise ValueError(
-            "series must have one score per client and session; client "
-            f"{first['client']!r} has more than one score at session {first['session']}"
+            "series must have one score per client and session; a client "
+            f"({describe_value(first['client'])}) has more than one score at session {first['session']}"
         )
     return out
 
@@ -717,8 +717,8 @@ def rupture_counts(episodes: pd.DataFrame, clients: Iterable[Any]) -> pd.DataFra
     unknown = ~episodes["client"].isin(client_index)
     if unknown.any():
         raise ValueError(
-            f"episodes contain client {episodes['client'][unknown].iloc[0]!r} that is not "
-            "in `clients`; pass every client whose series was examined"
+            f"episodes contain {int(unknown.sum())} row(s) of a client not in `clients` (first: row "
+            f"{episodes.index[unknown.to_numpy()].tolist()[0]!r}); pass every client whose series was examined"
         )
     repaired = episodes["repaired"].astype(bool)
     censored = episodes["censored"].astype(bool) & ~repaired

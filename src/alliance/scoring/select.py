@@ -11,6 +11,8 @@ from typing import Any
 
 import pandas as pd
 
+from alliance.errors import describe_value
+
 __all__ = [
     "require_instrument",
     "require_scores",
@@ -83,8 +85,9 @@ def select_change(change: pd.DataFrame, instrument: str, where: str) -> pd.DataF
     duplicated = rows["client"].duplicated()
     if duplicated.any():
         raise ValueError(
-            f"the change table has more than one row for client {rows['client'][duplicated].iloc[0]!r} "
-            f"and instrument {instrument!r}"
+            f"the change table has more than one row for the same client and instrument {instrument!r} "
+            f"(row {rows.index[duplicated.to_numpy()].tolist()[0]!r}; the client is "
+            f"{describe_value(rows['client'][duplicated].iloc[0])})"
         )
     out = rows[["client", "pre", "post", "change"]].rename(columns={"pre": "baseline"})
     return out.reset_index(drop=True)
