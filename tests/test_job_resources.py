@@ -90,6 +90,25 @@ def test_the_claims_cover_the_peaks_measured_at_100000_clients():
     assert influence_runtime_minutes(2.41) * 60 >= 44.3
 
 
+#: benchmarks/rom_scaling.py at 1x, 2x and 4x the 100,000-client study, one job at a time:
+#: (rule, input Parquet MB, peak MiB) from the step logs
+SCALING_PEAKS = [
+    ("ingest", 25.34, 3062.4), ("ingest", 49.76, 5867.5), ("ingest", 98.97, 11341.6),
+    ("score", 25.26, 4228.0), ("score", 50.61, 8212.0), ("score", 100.98, 16092.8),
+    ("change", 17.27, 2335.2), ("change", 35.06, 4440.2), ("change", 72.78, 8673.7),
+    ("interrater", 42.53, 1065.0), ("interrater", 85.67, 1578.2), ("interrater", 173.76, 2704.5),
+    ("agreement", 42.14, 2374.6), ("agreement", 84.77, 3948.1), ("agreement", 169.31, 7672.5),
+    ("model_data", 17.84, 2094.5), ("model_data", 35.97, 3920.4), ("model_data", 71.82, 7355.0),
+]
+
+
+@pytest.mark.parametrize("rule, input_mb, peak_mib", SCALING_PEAKS)
+def test_the_data_steps_claim_their_peak_and_not_much_more(rule, input_mb, peak_mib):
+    # at least the peak (a job over its limit is killed), at most 1.6 times it (a line that a
+    # leaner step has left behind holds memory that other jobs could use)
+    assert 1.0 <= step_memory_mb(rule, input_mb) / (peak_mib * 1.048576) <= 1.6
+
+
 def test_an_unknown_rule_is_named():
     with pytest.raises(ValueError, match="'no_such_rule'"):
         step_memory_mb("no_such_rule", 1.0)

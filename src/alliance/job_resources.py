@@ -22,9 +22,8 @@ The lines (:data:`STEP_MODELS`) were fitted to the step logs' peak memory and wa
 (``alliance.logs``) of ``benchmarks/rom_scale.py`` at 5,000 and 10,000 clients on the 2-core
 development machine and to the 100,000-client runs of issue 18; the figures and the fit are in
 README.md ("Running on a cluster"). They describe the code as it was measured: a step made
-leaner later claims more than it needs until the lines are refitted (the lines of change,
-interrater, agreement and model_data predate issue 18's columnar reads and claim about twice
-their peaks now).
+leaner later claims more than it needs until the lines are refitted (tests/test_job_resources.py
+holds the data steps' claims to between their measured peaks and 1.6 times them).
 """
 
 from __future__ import annotations
@@ -62,14 +61,15 @@ STEP_MODELS: dict[str, StepModel] = {
     "data_summary": StepModel(342, 120, 5, 0.015),
     "score": StepModel(371, 159, 5, 0.038),
     "internal_consistency": StepModel(208, 83, 5, 0.044),
-    "change": StepModel(250, 144, 5, 0.061),
-    "interrater": StepModel(407, 101, 5, 0.086),
-    "agreement": StepModel(316, 136, 5, 0.029),
-    # model_data reads what model_fit read before it existed (the scores and clients): model_fit's
-    # first line (100,000 clients: 2,627 MiB and 41 s for 19.1 MB, under the line's 3,291 MB).
+    # the same, after issue 18's columnar reads (benchmarks/rom_scaling.py --steps change
+    # interrater agreement model_data): peaks 2,335 / 4,440 / 8,674 MiB (change), 1,065 / 1,578 /
+    # 2,705 (interrater), 2,375 / 3,948 / 7,673 (agreement), 2,095 / 3,920 / 7,355 (model_data)
+    "change": StepModel(420, 119, 5, 0.016),
+    "interrater": StepModel(546, 13, 5, 0.022),
+    "agreement": StepModel(543, 44, 5, 0.014),
+    "model_data": StepModel(404, 102, 5, 0.039),
     # model_specification reads only its dataset now: its first line, fitted on the whole score
     # table as input, claims 779 MB at a 100,000-client dataset's 2.3 MB (measured: 357 MiB)
-    "model_data": StepModel(388, 152, 5, 0.05),
     # refitted to the datasets (issue 18's 100,000-client run: session-level fits peaked at
     # 1,215-1,371 MiB for 3.5 MB of dataset, 25-27 s; client-level ones 360-370 MiB): the base
     # of the small runs and the slope through the largest peak
