@@ -59,15 +59,6 @@ def run_snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.C
     return proc
 
 
-def pytest_collection_modifyitems(items):
-    # `make test` runs the suite on two workers (pytest-xdist, --dist loadgroup): the tests of
-    # the example's one workflow run go to one worker, so that the run happens once and no two
-    # Snakemake calls share its work folder; every other test goes where a worker is free.
-    for item in items:
-        if "example_run" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("example_run"))
-
-
 @pytest.fixture(scope="session")
 def example_run(tmp_path_factory) -> Path:
     """The whole workflow, once, on a copy of the bundled example; returns the work folder."""

@@ -188,7 +188,7 @@ def test_bad_input_errors_name_the_problem():
     with pytest.raises(ValueError, match="not in the fitted data") as unseen:
         m.predict(df.assign(therapist_id="T9999").head(3))
     # the level by its shape, never itself: a group level may be a client's or therapist's id
-    assert "T9999" not in str(unseen.value) and "(e.g. text of 5 characters (letters, digits))" in str(unseen.value)
+    assert "T9999" not in str(unseen.value) and "1 level(s) not in the fitted data (rows [0, 1, 2] by position)" in str(unseen.value)
     np.testing.assert_allclose(
         m.predict(df.assign(therapist_id="T9999").head(3), allow_new_levels=True),
         m.predict(df.head(3), re_form="~0"),

@@ -8,8 +8,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from alliance.errors import describe_value
-
 from .design import FixedSpec, Structure, factor_lambda, fixed_matrix, group_codes, term_rows
 
 
@@ -119,10 +117,12 @@ class LmmResult:
             row_level = lookup[codes]
             unseen = row_level < 0
             if unseen.any() and not allow_new_levels:
-                bad = ", ".join(describe_value(v) for v in sorted(set(np.asarray(labels)[codes[unseen]].tolist()))[:3])
+                # rows, not the levels: a level may be a client's or therapist's own id
+                n_levels = len(set(np.asarray(labels)[codes[unseen]].tolist()))
+                rows = np.flatnonzero(unseen)[:3].tolist()
                 raise ValueError(
-                    f"grouping factor {fac.name!r} has levels not in the fitted data (e.g. {bad}); "
-                    f"pass allow_new_levels=True to predict them at the population level"
+                    f"grouping factor {fac.name!r} has {n_levels} level(s) not in the fitted data (rows "
+                    f"{rows} by position); pass allow_new_levels=True to predict them at the population level"
                 )
             b = self.ranef[fac.name].to_numpy() * use[None, :]
             z = term_rows(data, s.terms, fac)
