@@ -45,7 +45,10 @@ STEP_TARGETS = {
 #: each step's input tables (as in its rule; the instrument keys, a few kB, left out): their
 #: Parquet megabytes are the input_mb of alliance.job_resources' lines
 STEP_INPUTS = {
-    "ingest": [],  # the raw files: every Parquet file in the generated study's data folder
+    # the raw files: every Parquet file in the generated study's data folder
+    "deid_gate": [],
+    "validate_data": [],
+    "ingest": [],
     "score": ["results/interim/administrations.parquet"],
     "data_summary": ["results/interim/administrations.parquet", "results/interim/clients.parquet",
                      "results/data/therapist_switches.csv"],
@@ -59,7 +62,7 @@ STEP_INPUTS = {
 
 def input_mb(workdir: Path, step: str) -> float:
     """The step's input in Parquet megabytes, as its resources see it."""
-    if step == "ingest":
+    if step in ("deid_gate", "validate_data", "ingest"):
         paths = [p for p in (workdir / "data").glob("*.parquet") if p.stem != "truth"]
     else:
         paths = [workdir / p for p in STEP_INPUTS[step]]
