@@ -114,6 +114,25 @@ def test_a_data_file_page_describes_the_file_without_any_row():
     assert human_size(999) == "999 bytes" and human_size(1500) == "1.5 kB"
 
 
+def test_a_data_file_page_reads_its_file_fast_and_describes_it_as_a_round_trip_read_would(tmp_path):
+    # the page reads a data file with the default float parser (no value is shown): types and
+    # counts as the round-trip reading of every table page gives them, so the same bytes
+    from alliance.report.pages import COLUMN_NOTES, OTHER_FORMS, write_pages
+
+    rng = np.random.default_rng(4)
+    n = 2000
+    frame = pd.DataFrame({"client": [f"C-{i:04d}" for i in range(n)], "session": np.arange(n) % 12 + 1,
+                          "score": np.where(rng.random(n) < 0.1, np.nan, rng.normal(10, 3, n) / 3),
+                          "reliable": rng.random(n) < 0.5, "scale": "total", "tiny": rng.random(n) * 1e-300})
+    source = tmp_path / "scores.csv"
+    frame.to_csv(source, index=False)
+    write_pages({"scores": str(source)}, {"scores": str(tmp_path / "scores.html")}, {})
+    exact = pd.read_csv(source, float_precision="round_trip", keep_default_na=False, na_values=[""])
+    expected = data_file_page(exact, PAGES["scores"].title, source.as_posix(), source.stat().st_size,
+                              column_notes=COLUMN_NOTES.get("scores"), others=OTHER_FORMS.get("scores", ()))
+    assert (tmp_path / "scores.html").read_text(encoding="utf-8") == expected
+
+
 def test_a_table_longer_than_a_page_is_described_as_a_data_file(tmp_path):
     from alliance.report.pages import TABLE_ROWS, write_pages
 
