@@ -115,6 +115,13 @@ def shown_value(value: object) -> str:
     return f": value is {article}{shown}"
 
 
+def first_row(data, mask) -> object:
+    """Index label of the first row ``mask`` flags in a DataFrame or Series, as a plain Python
+    value for messages (``3``, not ``np.int64(3)``)."""
+    label = data.index[mask][0]
+    return label.item() if hasattr(label, "item") and hasattr(label, "dtype") else label
+
+
 def shape_of(text: str) -> str:
     """A text's length and character classes, never its content: 'text of 7 characters (letters, space)'."""
     classes = []

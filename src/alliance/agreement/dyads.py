@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from alliance.errors import describe_value
+from alliance.errors import describe_value, first_row, shape_of
 from alliance.errors import require_columns as _require_columns
 from alliance.lmm import fit as lmm_fit
 from scipy import stats
@@ -97,13 +97,13 @@ def _numeric_column(data: pd.DataFrame, column: str) -> np.ndarray:
     values = pd.to_numeric(data[column], errors="coerce")
     bad = values.isna() & data[column].notna()
     if bad.any():
-        row = data.index[bad.to_numpy()].tolist()[0]
+        row = first_row(data, bad.to_numpy())
         raise ValueError(
             f"column {column!r} must be numeric; row {row!r} has {describe_value(data[column].loc[row])}"
         )
     out = values.to_numpy(dtype=float)
     if np.isinf(out).any():
-        row = data.index[np.isinf(out)].tolist()[0]
+        row = first_row(data, np.isinf(out))
         raise ValueError(f"column {column!r} must be finite; row {row!r} is infinite")
     return out
 
@@ -111,10 +111,10 @@ def _numeric_column(data: pd.DataFrame, column: str) -> np.ndarray:
 def _check_unique(data: pd.DataFrame, keys: list[str], what: str) -> None:
     duplicated = data.duplicated(keys)
     if duplicated.any():
-        row = data.index[duplicated.to_numpy()].tolist()[0]
+        row = first_row(data, duplicated.to_numpy())
         first = {k: v.item() if isinstance(v, np.generic) else v for k, v in data.loc[duplicated, keys].iloc[0].items()}
-        # ids by their shape only (describe_value): an id may be a client's own
-        where = ", ".join(f"{k} {describe_value(v)}" if k in ("client", "therapist") else f"{k}={v!r}"
+        # ids by their shape only: an id may be a client's own
+        where = ", ".join(f"{k} {shape_of(str(v))}" if k in ("client", "therapist") else f"{k}={v!r}"
                           for k, v in first.items())
         raise ValueError(f"{what} has more than one row for the same {', '.join(keys)} (row {row!r}: {where})")
 

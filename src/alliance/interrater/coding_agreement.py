@@ -82,7 +82,7 @@ from alliance.interrater.ratings import (
     numeric_values,
     refuse_duplicate_pairs,
 )
-from alliance.errors import shown_value
+from alliance.errors import first_row, shown_value
 from alliance.lmm.crossed import distinct_rows
 
 __all__ = [
@@ -179,7 +179,7 @@ def _category_index(values: pd.Series, cats: np.ndarray, code: str) -> np.ndarra
     index = pd.Index(cats).get_indexer(values.to_numpy())
     outside = index < 0
     if outside.any():
-        row = values.index[outside].tolist()[0]
+        row = first_row(values, outside)
         raise ValueError(
             f"column {code!r} in row {row} has a code that is not among the categories "
             f"{[_shown(c) for c in cats]}{shown_value(values.loc[row])}"

@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
-from alliance.errors import describe_value
+from alliance.errors import shape_of
 from alliance.interrater.ratings import LongRatings, drop_single_rated, prepare_ratings
 from alliance.lmm.crossed import CrossedComponents, CrossedREML, single_threaded_blas
 
@@ -345,14 +345,14 @@ def _require_complete(d: LongRatings, target: str, rater: str) -> None:
     if single.any():
         raise ValueError(
             f"{int(single.sum())} target(s) in column {target!r} rated by one rater only "
-            f"(e.g. {describe_value(d.targets[single][0])}); a complete-design ICC needs every target rated by "
+            f"(e.g. {shape_of(str(d.targets[single][0]))}); a complete-design ICC needs every target rated by "
             f"all {d.n_raters} raters (use design='incomplete' to drop them and fit by REML)"
         )
     short = per_target < d.n_raters
     if short.any():
         raise ValueError(
             f"incomplete design: {int(short.sum())} target(s) in column {target!r} not rated by "
-            f"all {d.n_raters} raters in column {rater!r} (e.g. {describe_value(d.targets[short][0])} has "
+            f"all {d.n_raters} raters in column {rater!r} (e.g. {shape_of(str(d.targets[short][0]))} has "
             f"{per_target[short][0]} rating(s)); use design='incomplete' (REML variance components)"
         )
 

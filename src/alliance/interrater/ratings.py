@@ -15,9 +15,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from alliance.errors import describe_value, shown_value
+from alliance.errors import first_row, shape_of, shown_value
 
-__all__ = ["CodedIds", "LongRatings", "check_long_table", "drop_missing", "first_row", "id_codes", "numeric_values",
+__all__ = ["CodedIds", "LongRatings", "check_long_table", "drop_missing", "id_codes", "numeric_values",
            "prepare_ratings", "refuse_duplicate_pairs", "drop_single_rated"]
 
 
@@ -56,16 +56,6 @@ def id_codes(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     except TypeError:  # ids of mixed types cannot be sorted: order of appearance
         codes, levels = pd.factorize(ids, sort=False)
     return codes.astype(np.intp), np.asarray(levels)
-
-
-def first_row(data: pd.DataFrame | pd.Series, mask: np.ndarray):
-    """Index label of the first flagged row, as a plain Python value for messages."""
-    label = data.index[mask][0]
-    return label.item() if isinstance(label, np.generic) else label
-
-
-def _plain(value):
-    return value.item() if isinstance(value, np.generic) else value
 
 
 def check_long_table(data: pd.DataFrame, columns: Mapping[str, str]) -> None:
@@ -111,7 +101,7 @@ def refuse_duplicate_pairs(data: pd.DataFrame, target: str, rater: str, verb: st
     keys = data[[target, rater]]
     dup = keys.duplicated(keep=False).to_numpy()
     if dup.any():
-        rows = [_plain(label) for label in data.index[dup][:4]]
+        rows = data.index[dup][:4].tolist()  # plain Python labels
         raise ValueError(f"{int(keys.duplicated().sum())} duplicate ({target}, {rater}) pair(s), e.g. in rows "
                          f"{rows}; each rater may {verb} each target once")
 
@@ -139,7 +129,7 @@ def drop_single_rated(d, target: str, dropped_from: str, values: str = "y", verb
     if not single.any():
         return d
     warnings.warn(f"{int(single.sum())} target(s) in column {target!r} {verb} by one rater only "
-                  f"(e.g. {describe_value(d.targets[single][0])}): dropped from {dropped_from}", stacklevel=4)
+                  f"(e.g. {shape_of(str(d.targets[single][0]))}): dropped from {dropped_from}", stacklevel=4)
     keep = ~single[d.t]
     t, targets = id_codes(d.targets[d.t[keep]])
     r, raters = id_codes(d.raters[d.r[keep]])

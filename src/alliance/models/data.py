@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from alliance.errors import describe_value
+from alliance.errors import describe_value, first_row, shape_of
 from alliance.errors import require_columns as _require_columns
 
 __all__ = [
@@ -78,11 +78,11 @@ def _check_identifier(name: Any, what: str) -> str:
 def _check_unique_sessions(data: pd.DataFrame, by: str, session: str, what: str) -> None:
     dup = data.duplicated([by, session])
     if dup.any():
-        label = data.index[dup.to_numpy()].tolist()[0]
+        label = first_row(data, dup.to_numpy())
         row = data.loc[dup].iloc[0]
         raise ValueError(
             f"{what} has more than one row for the same {by} at {session} {describe_value(row[session])} "
-            f"(row {label!r}; the {by} is {describe_value(row[by])}); expected one row per {by} and {session}"
+            f"(row {label!r}; the {by} is {shape_of(str(row[by]))}); expected one row per {by} and {session}"
         )
 
 

@@ -48,7 +48,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, special
 from alliance.errors import require_columns as _require_columns
-from alliance.errors import describe_value, shown_value
+from alliance.errors import first_row, shape_of, shown_value
 from alliance.lmm import fit as lmm_fit
 
 __all__ = [
@@ -117,14 +117,14 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 def _integer_sessions(session: pd.Series) -> np.ndarray:
     values = pd.to_numeric(session, errors="coerce")
     if values.isna().any():
-        row = session.index[values.isna().to_numpy()].tolist()[0]
+        row = first_row(session, values.isna().to_numpy())
         raise ValueError(
             f"column 'session' must hold integer session numbers; row {row!r}{shown_value(session.loc[row])}"
         )
     values = values.to_numpy(dtype=float)
     bad = values != np.round(values)
     if bad.any():
-        row = session.index[bad].tolist()[0]
+        row = first_row(session, bad)
         raise ValueError(
             f"column 'session' must hold integer session numbers; row {row!r}{shown_value(session.loc[row])}"
         )
@@ -135,12 +135,12 @@ def _numeric_scores(score: pd.Series) -> np.ndarray:
     values = pd.to_numeric(score, errors="coerce")
     not_numeric = values.isna() & score.notna()
     if not_numeric.any():
-        row = score.index[not_numeric.to_numpy()].tolist()[0]
+        row = first_row(score, not_numeric.to_numpy())
         raise ValueError(f"column 'score' must be numeric; row {row!r}{shown_value(score.loc[row])}")
     values = values.to_numpy(dtype=float)
     infinite = np.isinf(values)
     if infinite.any():
-        row = score.index[infinite].tolist()[0]
+        row = first_row(score, infinite)
         raise ValueError(f"column 'score' must be finite; row {row!r} has {values[infinite][0]}")
     return values
 
@@ -149,7 +149,7 @@ def _prepare_series(series: pd.DataFrame) -> pd.DataFrame:
     """Validated copy: NaN scores dropped, sorted by client and session, unique keys."""
     _require_columns(series, ["client", "session", "score"], "series")
     if series["client"].isna().any():
-        row = series.index[series["client"].isna().to_numpy()].tolist()[0]
+        row = first_row(series, series["client"].isna().to_numpy())
         raise ValueError(f"column 'client' has a missing id in row {row!r}")
     session = _integer_sessions(series["session"])
     score = _numeric_scores(series["score"])
@@ -167,7 +167,7 @@ def _prepare_series(series: pd.DataFrame) -> pd.DataFrame:
         first = out.loc[np.flatnonzero(duplicated)[0]]
         raise ValueError(
             "series must have one score per client and session; a client "
-            f"({describe_value(first['client'])}) has more than one score at session {first['session']}"
+            f"({shape_of(str(first['client']))}) has more than one score at session {first['session']}"
         )
     return out
 
@@ -718,7 +718,7 @@ def rupture_counts(episodes: pd.DataFrame, clients: Iterable[Any]) -> pd.DataFra
     if unknown.any():
         raise ValueError(
             f"episodes contain {int(unknown.sum())} row(s) of a client not in `clients` (first: row "
-            f"{episodes.index[unknown.to_numpy()].tolist()[0]!r}); pass every client whose series was examined"
+            f"{first_row(episodes, unknown.to_numpy())!r}); pass every client whose series was examined"
         )
     repaired = episodes["repaired"].astype(bool)
     censored = episodes["censored"].astype(bool) & ~repaired

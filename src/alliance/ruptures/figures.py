@@ -17,8 +17,6 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from alliance.errors import describe_value
-
 
 __all__ = [
     "plot_rupture_trajectories",
@@ -96,7 +94,7 @@ def plot_rupture_trajectories(
         ax = axes.flat[k]
         own = series[series["client"] == client].sort_values("session")
         if own.empty:
-            raise ValueError(f"client {k + 1} of the clients to plot ({describe_value(client)}) has no rows in series")
+            raise ValueError(f"client {k + 1} of the clients to plot has no rows in series")
         ax.plot(own["session"], own["score"], "-o", color=LINE, ms=3, lw=1)
         for ep in episodes[episodes["client"] == client].itertuples():
             _mark_episode(ax, ep)

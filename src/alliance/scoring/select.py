@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from alliance.errors import describe_value
+from alliance.errors import first_row, shape_of
 
 __all__ = [
     "require_instrument",
@@ -86,8 +86,8 @@ def select_change(change: pd.DataFrame, instrument: str, where: str) -> pd.DataF
     if duplicated.any():
         raise ValueError(
             f"the change table has more than one row for the same client and instrument {instrument!r} "
-            f"(row {rows.index[duplicated.to_numpy()].tolist()[0]!r}; the client is "
-            f"{describe_value(rows['client'][duplicated].iloc[0])})"
+            f"(row {first_row(rows, duplicated.to_numpy())!r}; the client is "
+            f"{shape_of(str(rows['client'][duplicated].iloc[0]))})"
         )
     out = rows[["client", "pre", "post", "change"]].rename(columns={"pre": "baseline"})
     return out.reset_index(drop=True)
