@@ -90,14 +90,16 @@ def _three_designs():
 
 
 @pytest.mark.parametrize("formula", _three_designs()[1])
-@pytest.mark.parametrize("dense_bound", [4000, 0])
-def test_conditional_variances_equal_the_dense_inverse(formula, dense_bound, monkeypatch):
-    """The Schur-complement and block routes of cond_var against the definition (the dense
-    inverse of the whole precision), for nested, crossed and three-factor designs; with the
-    dense bound 0 the crossed Schur complement goes through the sparse LU. Tolerance 1e-10:
-    the routes differ only in the order of exact algebra."""
+@pytest.mark.parametrize("whole_lu, dense_bound", [(4000, 4000), (0, 4000), (0, 0)])
+def test_conditional_variances_equal_the_dense_inverse(formula, whole_lu, dense_bound, monkeypatch):
+    """The routes of cond_var against the definition (the dense inverse of the whole
+    precision), for nested, crossed and three-factor designs: the whole matrix's sparse LU
+    (small fits, up to WHOLE_LU_UP_TO), the Schur-complement and block routes (forced with the
+    bound 0), and with the dense bound 0 the crossed Schur complement through the sparse LU.
+    Tolerance 1e-10: the routes differ only in the order of exact algebra."""
     from alliance.lmm import result as R
 
+    monkeypatch.setattr(R, "WHOLE_LU_UP_TO", whole_lu)
     monkeypatch.setattr(R, "DENSE_INVERSE", dense_bound)
     data, _ = _three_designs()
     fit = lmm.fit(formula, data)
@@ -131,7 +133,13 @@ def test_qq_points_are_qqnorm_and_qqline(reference_fit):
 
 
 def test_leave_one_therapist_out_matches_lme4_refits(reference_fit):
+    """The refits of the rows, which a study of this size gets (at most ROW_REFITS_UP_TO rows);
+    the next test holds the per-therapist cross-products to the same references."""
     ref, _, _, loo, influence = reference_fit
+    _assert_loo_matches_lme4(ref, loo, influence)
+
+
+def _assert_loo_matches_lme4(ref, loo, influence):
     assert sorted(loo["group"].unique()) == [r["therapist"] for r in ref["loo"]]
     assert (loo["error"] == "").all()
     for r in ref["loo"]:
@@ -144,14 +152,19 @@ def test_leave_one_therapist_out_matches_lme4_refits(reference_fit):
         np.testing.assert_allclose(rows.loc[terms, "dfbetas"], [r["dfbetas"][t] for t in terms], rtol=1e-5, atol=1e-6)
 
 
-def test_client_level_refits_come_from_therapist_blocks(reference_fit):
-    """The client-level model, (1 | therapist), is refitted from per-therapist cross-products
-    (alliance.lmm.reweight), so the lme4 comparison above tests that route; the session-level
-    model, with a client slope too, refits the rows."""
-    ref, data, result, _, _ = reference_fit
+def test_therapist_block_refits_match_lme4_refits(reference_fit):
+    """Refits from per-therapist cross-products (alliance.lmm.reweight; a study above
+    ROW_REFITS_UP_TO rows gets them, forced here with blocks=True) against the same lme4 refits.
+    The client-level model, (1 | therapist), takes them; the session-level one, with a client
+    slope too, refits the rows all the same."""
+    ref, data, result, loo_rows, _ = reference_fit
     levels = sorted(pd.unique(data["therapist"]).tolist(), key=str)
     blocks = D._group_blocks(result, data, "therapist", levels)
     assert (blocks is not None) == (ref["formula"].count("|") == 1), ref["formula"]
+    loo = D.leave_one_group_out(result, data, blocks=True)
+    _assert_loo_matches_lme4(ref, loo, D.group_influence(result, loo, data, list(ref["fixef"])))
+    if blocks is not None:  # a different route: equal to the optimisers' tolerance, not in bytes
+        assert not loo["estimate"].equals(loo_rows["estimate"])
 
 
 def test_influence_ranks_follow_cooks_distance(reference_fit):

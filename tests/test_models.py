@@ -719,13 +719,33 @@ def test_reweighted_bootstrap_refits_agree_with_refits_of_the_resampled_rows(ref
     data.loc[data.index % 17 == 0, "baseline"] = np.nan
     data.loc[data["therapist"] == data["therapist"].iloc[-1], "post"] = np.nan
     formula = "post ~ early_alliance + baseline + arm + (1 | therapist)"
-    fast = M.cluster_bootstrap(data, formula, seed=5, replicates=range(12), reml=reml)
+    fast = M.cluster_bootstrap(data, formula, seed=5, replicates=range(12), reml=reml, blocks=True)
     slow = M.cluster_bootstrap(data, formula, seed=5, replicates=range(12), reml=reml, fit=_refit_resampled_rows)
     assert (fast["error"] == "").all() and len(fast) == len(slow) == 12 * 4
     assert fast["term"].tolist() == slow["term"].tolist()
     assert fast["estimate"].to_numpy() == pytest.approx(slow["estimate"].to_numpy(), rel=1e-6, abs=1e-6)
     assert fast["converged"].tolist() == slow["converged"].tolist()
     assert fast["singular"].tolist() == slow["singular"].tolist()
+
+
+def test_small_data_refit_the_rows_and_large_data_the_blocks(reference_clients, monkeypatch):
+    """blocks=None (the default) keeps the general engine's refits up to ROW_REFITS_UP_TO rows
+    (a small study's bootstrap as before the blocks existed, byte for byte) and takes the
+    cross-products above it; True and False force a route; anything else is an error."""
+    from alliance.lmm import reweight
+
+    formula = "post ~ early_alliance + baseline + (1 | therapist)"
+    auto = M.cluster_bootstrap(reference_clients, formula, seed=5, replicates=range(3))
+    rows = M.cluster_bootstrap(reference_clients, formula, seed=5, replicates=range(3), blocks=False)
+    fast = M.cluster_bootstrap(reference_clients, formula, seed=5, replicates=range(3), blocks=True)
+    assert len(reference_clients) <= reweight.ROW_REFITS_UP_TO
+    pd.testing.assert_frame_equal(auto, rows)
+    assert not fast["estimate"].equals(rows["estimate"])  # another route: equal to tolerance only
+    assert fast["estimate"].to_numpy() == pytest.approx(rows["estimate"].to_numpy(), rel=1e-6, abs=1e-6)
+    monkeypatch.setattr(reweight, "ROW_REFITS_UP_TO", len(reference_clients) - 1)
+    pd.testing.assert_frame_equal(M.cluster_bootstrap(reference_clients, formula, seed=5, replicates=range(3)), fast)
+    with pytest.raises(ValueError, match="blocks must be True, False or None"):
+        M.cluster_bootstrap(reference_clients, formula, seed=5, replicates=range(1), blocks="yes")
 
 
 def test_reweighted_bootstrap_falls_back_where_it_does_not_apply(reference_clients):

@@ -419,7 +419,18 @@ def _one_way_reml_criterion(Y: np.ndarray):
                         + (n - 1) * np.log(1 + (k - 1) * rho) + n * (k - 1) * np.log(1 - rho))
 
 
-def test_profile_interval_of_icc1_is_the_closed_form_likelihood_ratio_interval():
+@pytest.fixture(params=["by_target", "by_pattern"])
+def criterion_route(request, monkeypatch):
+    """Both routes of the profile searches' criterion: target by target (small studies, up to
+    CRITERION_BY_TARGET_UP_TO ratings) and grouped by row pattern (above it; forced here)."""
+    from alliance.interrater import intraclass
+
+    if request.param == "by_pattern":
+        monkeypatch.setattr(intraclass, "CRITERION_BY_TARGET_UP_TO", 0)
+    return request.param
+
+
+def test_profile_interval_of_icc1_is_the_closed_form_likelihood_ratio_interval(criterion_route):
     from scipy import optimize, stats
 
     data = ratings("observer_balanced")
@@ -434,7 +445,7 @@ def test_profile_interval_of_icc1_is_the_closed_form_likelihood_ratio_interval()
     assert crit(row["ci_high"]) - best.fun == pytest.approx(cut, abs=1e-4)
 
 
-def test_profile_agreement_limits_against_the_general_engine():
+def test_profile_agreement_limits_against_the_general_engine(criterion_route):
     # At each ICC(A,1) limit rho, the general engine's REML criterion minimised over the rater
     # share u of the error variance (a fine grid, then a bounded search) lies the chi-square
     # quantile above its own optimum: the limits solve the likelihood-ratio equation.

@@ -78,7 +78,8 @@ STEP_MODELS: dict[str, StepModel] = {
     # measured peaks stay at the interpreter's ~260 MiB up to 10,000 clients (slope 0): the
     # slope is the smallest any other step showed, so that ten times the data still fits.
     # Time: a batch reweights the therapists' cross-products (alliance.lmm.reweight): 3.9-4.1 s
-    # for 2.41 MB at 100,000 clients
+    # for 2.41 MB at 100,000 clients; up to 4,000 rows (ROW_REFITS_UP_TO) it refits the rows,
+    # 30-60 ms a replicate: a batch of 5,000 replicates within the 5-minute start
     "model_bootstrap_batch": StepModel(278, 25, 5, 0.028),
     # session-level models at 100,000 clients: 1,040 MiB / 15.9 s for 8.0 MB (trait_state) and
     # 1,203 MiB / 20.0 s for 18.6 MB (within_between): the line through those two peaks

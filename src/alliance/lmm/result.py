@@ -252,6 +252,10 @@ class LmmResult:
 # --------------------------------------------------------------------------------------
 #: Largest order of a matrix inverted densely when it is not block-diagonal.
 DENSE_INVERSE = 4000
+#: Largest order of a precision matrix whose whole sparse LU is solved for every factor (a
+#: fraction of a second there): small fits keep the numbers of that route, the bundled
+#: example's byte for byte; larger two-factor fits take the Schur complement.
+WHOLE_LU_UP_TO = 4000
 
 
 def _factor_inverse_blocks(precision, offsets: list[int], f: int, qs: list[int]) -> np.ndarray:
@@ -262,10 +266,13 @@ def _factor_inverse_blocks(precision, offsets: list[int], f: int, qs: list[int])
     Schur complement, ``[A^-1]_ff = (A_ff - A_fo A_oo^-1 A_of)^-1``: the client factor of a
     national study (100,000 levels, slopes) then costs a batch of 2 x 2 inverses instead of
     a sparse solve per column. With one factor the matrix itself is block-diagonal; with
-    three or more, the sparse LU of the whole matrix is solved for ``f``'s columns.
+    three or more, or an order up to :data:`WHOLE_LU_UP_TO`, the sparse LU of the whole
+    matrix is solved for ``f``'s columns.
     """
     from scipy import sparse
 
+    if len(qs) > 2 or precision.shape[0] <= WHOLE_LU_UP_TO:
+        return _inverse_blocks_by_lu(precision, offsets[f], qs[f], (offsets[f + 1] - offsets[f]) // qs[f])
     own = slice(offsets[f], offsets[f + 1])
     a_ff = precision[own, own]
     if len(qs) == 2:
@@ -275,8 +282,6 @@ def _factor_inverse_blocks(precision, offsets: list[int], f: int, qs: list[int])
         blocks_oo, _ = _diagonal_blocks(precision[other, other], qs[o])  # block-diagonal by level
         inverse_oo = _block_diagonal(np.linalg.inv(blocks_oo))
         a_ff = (a_ff - (a_fo @ inverse_oo @ a_fo.T)).tocsc()
-    elif len(qs) > 2:
-        return _inverse_blocks_by_lu(precision, offsets[f], qs[f], (offsets[f + 1] - offsets[f]) // qs[f])
     return _inverse_diagonal_blocks(sparse.csc_matrix(a_ff), qs[f])
 
 

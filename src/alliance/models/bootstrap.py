@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from alliance.errors import require_columns as _require_columns
 from alliance.models.families import fit_model
-from alliance.lmm.reweight import InterceptBlocks
+from alliance.lmm.reweight import InterceptBlocks, use_blocks
 from alliance.models.data import CLIENT, THERAPIST
 
 __all__ = [
@@ -82,7 +82,8 @@ def cluster_resample(data: pd.DataFrame, rng: np.random.Generator, stages: str =
 
 def cluster_bootstrap(data: pd.DataFrame, formula: str, seed: int, replicates: Sequence[int],
                       stages: str = "therapists", therapist: str = THERAPIST, client: str = CLIENT, reml: bool = True,
-                      engine: str = "alliance", fit: Callable[..., Any] | None = None) -> pd.DataFrame:
+                      engine: str = "alliance", fit: Callable[..., Any] | None = None,
+                      blocks: bool | None = None) -> pd.DataFrame:
     """Refit a model on cluster bootstrap samples (:func:`cluster_resample`, ``stages``).
 
     Replicate ``b`` draws from ``numpy.random.default_rng([seed, b])``, so a replicate is the
@@ -95,7 +96,10 @@ def cluster_bootstrap(data: pd.DataFrame, formula: str, seed: int, replicates: S
     per-therapist cross-products weighted by how often each therapist was drawn
     (:class:`alliance.lmm.reweight.InterceptBlocks`), the same draw as
     :func:`cluster_resample`'s without building its rows; other designs, and a draw that
-    leaves the design short of rank, refit the resampled rows.
+    leaves the design short of rank, refit the resampled rows. ``blocks``: None (default)
+    takes the cross-products above :data:`alliance.lmm.reweight.ROW_REFITS_UP_TO` rows of
+    ``data`` only (small data keep the general engine's refits), True wherever they apply,
+    False never.
 
     Returns
     -------
@@ -107,13 +111,14 @@ def cluster_bootstrap(data: pd.DataFrame, formula: str, seed: int, replicates: S
     """
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"seed must be a non-negative whole number, got {seed!r}")
-    blocks = _therapist_blocks(data, formula, stages, therapist, client, reml, engine, fit)
+    cross = (_therapist_blocks(data, formula, stages, therapist, client, reml, engine, fit)
+             if use_blocks(len(data), blocks) else None)
     out = []
     for b in replicates:
-        if blocks is not None:
+        if cross is not None:
             # the draw of cluster_resample (same generator, same first call), as multiplicities
-            draws = np.random.default_rng([int(seed), int(b)]).integers(0, len(blocks.n), len(blocks.n))
-            refit = blocks.refit(np.bincount(draws, minlength=len(blocks.n)))
+            draws = np.random.default_rng([int(seed), int(b)]).integers(0, len(cross.n), len(cross.n))
+            refit = cross.refit(np.bincount(draws, minlength=len(cross.n)))
             if refit is not None:
                 out += [{"replicate": int(b), "term": term, "estimate": float(est), "converged": refit["converged"],
                          "singular": refit["singular"], "error": ""} for term, est in refit["beta"].items()]

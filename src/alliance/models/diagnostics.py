@@ -57,7 +57,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from alliance.lmm.reweight import InterceptBlocks
+from alliance.lmm.reweight import InterceptBlocks, use_blocks
 from alliance.models.data import CLIENT, THERAPIST
 from alliance.models.families import fit_model
 
@@ -327,15 +327,17 @@ def random_effect_checks(result: Any) -> list[dict[str, Any]]:
 # Influence of groups (therapists)
 # --------------------------------------------------------------------------------------
 def leave_one_group_out(result: Any, data: pd.DataFrame, group: str = THERAPIST, engine: str = "alliance",
-                        fit: Callable[..., Any] | None = None, progress: Callable | None = None) -> pd.DataFrame:
+                        fit: Callable[..., Any] | None = None, progress: Callable | None = None,
+                        blocks: bool | None = None) -> pd.DataFrame:
     """Refit the model once without each level of ``group`` (influence.ME's ``influence()``).
 
     Each refit has the full model's formula and REML setting, starts at its theta (a warm
     start: the refit is near the full fit), and skips Satterthwaite df (only estimates, SEs and
     the covariance matrix are used). A refit that fails is kept with its message. A
-    ``(1 | group)`` model on the project's engine is refitted from per-group cross-products
-    with the left-out group weighted 0 (:class:`alliance.lmm.reweight.InterceptBlocks`: the
-    same criterion, optimiser and start, without rebuilding the data of each refit).
+    ``(1 | group)`` model on the project's engine of more than
+    :data:`alliance.lmm.reweight.ROW_REFITS_UP_TO` rows is refitted from per-group
+    cross-products with the left-out group weighted 0 (:class:`alliance.lmm.reweight.InterceptBlocks`:
+    the same criterion and start, without rebuilding the data of each refit).
 
     Parameters
     ----------
@@ -351,6 +353,10 @@ def leave_one_group_out(result: Any, data: pd.DataFrame, group: str = THERAPIST,
         Replacement engine (tests).
     progress : callable, optional
         Wraps the iterable of groups (e.g. :func:`alliance.logs.progress`).
+    blocks : bool, optional
+        Refits of a ``(1 | group)`` model from the per-group cross-products: None (default)
+        above :data:`alliance.lmm.reweight.ROW_REFITS_UP_TO` rows of ``data`` only, True
+        whenever the model allows, False never.
 
     Returns
     -------
@@ -366,14 +372,15 @@ def leave_one_group_out(result: Any, data: pd.DataFrame, group: str = THERAPIST,
     if fit is None and engine == "alliance":
         options["start"] = np.asarray(result.theta, dtype=float)
     rows, vcovs = [], {}
-    blocks = _group_blocks(result, data, group, levels) if fit is None and engine == "alliance" else None
+    cross = (_group_blocks(result, data, group, levels)
+             if fit is None and engine == "alliance" and use_blocks(len(data), blocks) else None)
     iterable = levels if progress is None else progress(levels)
     for k, level in enumerate(iterable):
-        if blocks is not None:
+        if cross is not None:
             # (1 | group) models: the refit without the level from the per-group cross-products
             weights = np.ones(len(levels))
             weights[k] = 0.0
-            refit = blocks.refit(weights, start=float(options["start"][0]))
+            refit = cross.refit(weights, start=float(options["start"][0]))
             if refit is not None:
                 vcovs[level] = refit["vcov"]
                 rows += [{"group": level, "term": term, "estimate": float(est), "se": float(refit["se"][term]),

@@ -446,6 +446,10 @@ def _cluster_stats(items, clusters) -> tuple[np.ndarray, np.ndarray, np.ndarray,
 
 #: rows whose outer products _cluster_stats adds at once
 _SSCP_BLOCK_ROWS = 8192
+#: clusters up to which the between-cluster covariance sums them in order (einsum); above it
+#: a matrix product (blocked sums, equal to rounding; internal consistency at 100,000 clients
+#: 173 s -> 113 s). The bundled example's intervals keep their bytes.
+_CLUSTER_SUM_IN_ORDER_UP_TO = 4000
 
 
 def _covariances_from_stats(sizes, means, sscp, weights) -> dict[str, Any]:
@@ -455,7 +459,10 @@ def _covariances_from_stats(sizes, means, sscp, weights) -> dict[str, Any]:
     within = np.tensordot(weights, sscp, axes=1)  # once: a bootstrap replicate's largest cost
     s_pw = within / (n_total - n_clusters)
     dev = means - grand
-    s_b = (dev.T * (weights * sizes)) @ dev / n_clusters  # a matrix product: einsum's loop was 40% of the bootstrap
+    if len(sizes) > _CLUSTER_SUM_IN_ORDER_UP_TO:
+        s_b = (dev.T * (weights * sizes)) @ dev / n_clusters  # a matrix product: einsum's loop was 40% of the bootstrap
+    else:  # the clusters summed in order: a small study's numbers as before the matrix product
+        s_b = np.einsum("j,ja,jb->ab", weights * sizes, dev, dev) / n_clusters
     c = (n_total ** 2 - weights @ sizes ** 2) / (n_total * (n_clusters - 1))
     total = (within + (n_clusters * s_b)) / (n_total - 1)
     return {"s_pw": s_pw, "s_b": s_b, "c": float(c), "n": int(round(n_total)),
