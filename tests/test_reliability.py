@@ -635,6 +635,23 @@ def test_non_numeric_rating_named():
         icc(data, "target", "rater", "rating")
 
 
+def test_a_text_row_label_is_named_by_its_position():
+    """A caller's table indexed by names (or dates): the message names the row by its position
+    from 0, never the label, which may be the client's name (alliance.errors.first_row)."""
+    data = _sf().astype({"rating": object})
+    data.index = [f"Client Name {i}" for i in range(len(data))]
+    data.iloc[3, data.columns.get_loc("rating")] = "high"
+    with pytest.raises(ValueError, match=r"must hold finite numbers; row 3: value is a text of 4 ") as exc:
+        icc(data, "target", "rater", "rating")
+    assert "Client Name" not in str(exc.value)
+    twice = _sf()
+    twice = pd.concat([twice, twice.iloc[[0]]])
+    twice.index = [f"Client Name {i}" for i in range(len(twice))]
+    with pytest.raises(ValueError, match=rf"duplicate \(target, rater\) pair\(s\), e.g. in rows \[0, {len(twice) - 1}\]") as exc:
+        icc(twice, "target", "rater", "rating")
+    assert "Client Name" not in str(exc.value)
+
+
 def test_infinite_rating_and_reused_column_refused():
     data = _sf().astype({"rating": float})
     data.loc[3, "rating"] = np.inf

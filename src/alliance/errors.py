@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -115,11 +117,19 @@ def shown_value(value: object) -> str:
     return f": value is {article}{shown}"
 
 
-def first_row(data, mask) -> object:
-    """Index label of the first row ``mask`` flags in a DataFrame or Series, as a plain Python
-    value for messages (``3``, not ``np.int64(3)``)."""
-    label = data.index[mask][0]
-    return label.item() if hasattr(label, "item") and hasattr(label, "dtype") else label
+def flagged_rows(data, mask, limit: int | None = None) -> list[int]:
+    """The rows ``mask`` flags in a DataFrame or Series (the first ``limit``), as messages name
+    them: by index label when the index holds integers (the workflow's tables count rows from
+    0), else by position from 0, since a text or date label may be an id or a calendar date.
+    Plain ``int`` values (``3``, not ``np.int64(3)``); take a row's value through ``mask``."""
+    positions = np.flatnonzero(np.asarray(mask))[:limit]
+    labels = data.index.to_numpy()[positions] if data.index.dtype.kind in "iu" else positions
+    return [int(label) for label in labels]
+
+
+def first_row(data, mask) -> int:
+    """The first row ``mask`` flags, as :func:`flagged_rows` names it."""
+    return flagged_rows(data, mask, 1)[0]
 
 
 def shape_of(text: str) -> str:

@@ -95,11 +95,11 @@ def _check_level(value: float, name: str) -> float:
 
 def _numeric_column(data: pd.DataFrame, column: str) -> np.ndarray:
     values = pd.to_numeric(data[column], errors="coerce")
-    bad = values.isna() & data[column].notna()
+    bad = (values.isna() & data[column].notna()).to_numpy()
     if bad.any():
-        row = first_row(data, bad.to_numpy())
+        row = first_row(data, bad)
         raise ValueError(
-            f"column {column!r} must be numeric; row {row!r} has {describe_value(data[column].loc[row])}"
+            f"column {column!r} must be numeric; row {row!r} has {describe_value(data[column][bad].iloc[0])}"
         )
     out = values.to_numpy(dtype=float)
     if np.isinf(out).any():

@@ -182,7 +182,7 @@ def _category_index(values: pd.Series, cats: np.ndarray, code: str) -> np.ndarra
         row = first_row(values, outside)
         raise ValueError(
             f"column {code!r} in row {row} has a code that is not among the categories "
-            f"{[_shown(c) for c in cats]}{shown_value(values.loc[row])}"
+            f"{[_shown(c) for c in cats]}{shown_value(values[outside].iloc[0])}"
         )
     return index
 

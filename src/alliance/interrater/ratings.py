@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from alliance.errors import first_row, shape_of, shown_value
+from alliance.errors import first_row, flagged_rows, shape_of, shown_value
 
 __all__ = ["CodedIds", "LongRatings", "check_long_table", "drop_missing", "id_codes", "numeric_values",
            "prepare_ratings", "refuse_duplicate_pairs", "drop_single_rated"]
@@ -84,7 +84,7 @@ def numeric_values(values: pd.Series, column: str, what: str = "finite numbers")
     bad = (as_number.isna() & values.notna()).to_numpy() | np.isinf(y)
     if bad.any():
         row = first_row(values, bad)
-        raise ValueError(f"column {column!r} must hold {what}; row {row!r}{shown_value(values.loc[row])}")
+        raise ValueError(f"column {column!r} must hold {what}; row {row!r}{shown_value(values[bad].iloc[0])}")
     return y
 
 
@@ -101,7 +101,7 @@ def refuse_duplicate_pairs(data: pd.DataFrame, target: str, rater: str, verb: st
     keys = data[[target, rater]]
     dup = keys.duplicated(keep=False).to_numpy()
     if dup.any():
-        rows = data.index[dup][:4].tolist()  # plain Python labels
+        rows = flagged_rows(data, dup, 4)
         raise ValueError(f"{int(keys.duplicated().sum())} duplicate ({target}, {rater}) pair(s), e.g. in rows "
                          f"{rows}; each rater may {verb} each target once")
 

@@ -116,17 +116,18 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # --------------------------------------------------------------------------------------
 def _integer_sessions(session: pd.Series) -> np.ndarray:
     values = pd.to_numeric(session, errors="coerce")
-    if values.isna().any():
-        row = first_row(session, values.isna().to_numpy())
+    missing = values.isna().to_numpy()
+    if missing.any():
+        row = first_row(session, missing)
         raise ValueError(
-            f"column 'session' must hold integer session numbers; row {row!r}{shown_value(session.loc[row])}"
+            f"column 'session' must hold integer session numbers; row {row!r}{shown_value(session[missing].iloc[0])}"
         )
     values = values.to_numpy(dtype=float)
     bad = values != np.round(values)
     if bad.any():
         row = first_row(session, bad)
         raise ValueError(
-            f"column 'session' must hold integer session numbers; row {row!r}{shown_value(session.loc[row])}"
+            f"column 'session' must hold integer session numbers; row {row!r}{shown_value(session[bad].iloc[0])}"
         )
     return values.astype(np.int64)
 
@@ -136,7 +137,7 @@ def _numeric_scores(score: pd.Series) -> np.ndarray:
     not_numeric = values.isna() & score.notna()
     if not_numeric.any():
         row = first_row(score, not_numeric.to_numpy())
-        raise ValueError(f"column 'score' must be numeric; row {row!r}{shown_value(score.loc[row])}")
+        raise ValueError(f"column 'score' must be numeric; row {row!r}{shown_value(score[not_numeric.to_numpy()].iloc[0])}")
     values = values.to_numpy(dtype=float)
     infinite = np.isinf(values)
     if infinite.any():
